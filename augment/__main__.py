@@ -1,0 +1,5 @@
+"""`python -m augment` runs the CLI."""
+
+from augment.cli import main
+
+main()

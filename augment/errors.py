@@ -1,0 +1,23 @@
+"""Domain errors. The library raises these; the CLI maps them to messages and exit codes."""
+
+
+class AugmentError(Exception):
+    """Base class for every error a user can cause and fix."""
+
+    exit_code = 2
+
+
+class RecipeError(AugmentError):
+    """A recipe file is missing, malformed, or names an unknown transform or bad argument."""
+
+
+class DatasetError(AugmentError):
+    """The source dataset cannot be read as a labeled dataset."""
+
+
+class OutputError(AugmentError):
+    """The output folder cannot be used (overlaps the source, foreign content, not writable)."""
+
+
+class ManifestError(AugmentError):
+    """A manifest or run header is missing or malformed."""

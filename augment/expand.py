@@ -1,0 +1,310 @@
+"""`expand`: ingest → hold out → plan → execute → write → manifest, as one library call.
+
+The CLI is a thin layer over `expand()`; tests and other programs call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augment import __version__
+from augment.errors import ManifestError, OutputError
+from augment.executor import Executor, default_workers, multiprocessing_pool
+from augment.holdout import SPLITS, assign_splits
+from augment.imageio import DEFAULT_MAX_PIXELS
+from augment.ingest import Dataset, Rejected, ingest
+from augment.manifest import (
+    HEADER_FORMAT,
+    HEADER_NAME,
+    MANIFEST_NAME,
+    Record,
+    clear_journal,
+    read_header,
+    read_journal,
+    read_manifest,
+    write_header,
+    write_manifest,
+    write_metadata_csv,
+)
+from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
+from augment.recipe import Recipe, load_recipe
+from augment.worker import RunContext
+from augment.writer import remove_temp_files
+
+OUTPUTS_PER_SHARD = 32
+
+
+@dataclass(frozen=True)
+class ExpandOptions:
+    times: int = 5
+    no_originals: bool = False
+    recipe: str = "default"
+    val: float | int = 0.1
+    test: float | int = 0.1
+    group_by: str | None = None
+    seed: int = 0
+    workers: int | None = None  # None: all cores
+    output_format: str = "same"
+    quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that decide the output (not `workers`: it never changes a byte)."""
+        return {
+            "times": self.times,
+            "no_originals": self.no_originals,
+            "seed": self.seed,
+            "val": self.val,
+            "test": self.test,
+            "group_by": self.group_by,
+            "format": self.output_format,
+            "quality": self.quality,
+        }
+
+
+@dataclass
+class ExpandSummary:
+    out: Path
+    counts: dict[str, dict[str, int]]  # split -> class -> output files
+    originals: dict[str, int]  # split -> originals
+    written: int
+    reused: int
+    removed: int
+    rejected: list[Rejected] = field(default_factory=list)
+    too_small: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+
+def expand(
+    src: Path,
+    out: Path,
+    options: ExpandOptions,
+    executor: Executor | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> ExpandSummary:
+    """Build (or bring up to date) an augmented dataset in OUT from SRC.
+
+    `progress(n)` is called as n more outputs are done; `on_plan(total)` once the number of
+    outputs still to write is known.
+    """
+    started = time.perf_counter()
+    if options.times < 1:
+        raise OutputError("--times must be at least 1")
+    recipe = load_recipe(options.recipe)
+    dataset = ingest(src, options.group_by)
+    check_output_location(dataset, out)
+    previous_header, previous_records = _previous_run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(out)
+
+    previous_splits = {
+        h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
+    }
+    holdout = assign_splits(
+        dataset.originals, options.val, options.test, options.seed, previous_splits
+    )
+    fingerprints = Fingerprints(
+        preprocess=recipe.preprocess_fingerprint(options.output_format, options.quality),
+        recipe=recipe.fingerprint(options.output_format, options.quality),
+    )
+    tasks, plan_rejected = plan_tasks(
+        dataset.originals,
+        holdout.split_of,
+        variants_per_class(dataset, options),
+        fingerprints,
+        options.seed,
+        options.output_format,
+    )
+    reused, todo = _reuse_done(out, tasks, previous_records, fingerprints.recipe)
+    if on_plan is not None:
+        on_plan(sum(len(t.outputs) for t in todo))
+
+    ctx = RunContext(
+        src_root=dataset.root,
+        out=out,
+        recipe=recipe,
+        fingerprints=fingerprints,
+        output_format=options.output_format,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+    )
+    run = executor or multiprocessing_pool(options.workers or default_workers())
+    records: list[Record] = list(reused.values())
+    rejected = [*dataset.rejected, *plan_rejected]
+    written = 0
+    if todo:
+        for result in run(ctx, shard_tasks(todo, OUTPUTS_PER_SHARD)):
+            records.extend(result.records)
+            rejected.extend(result.rejected)
+            written += len(result.records)
+            if progress is not None:
+                progress(len(result.records))
+
+    planned = {r["path"] for r in records}
+    removed = _remove_stale(out, previous_records, planned)
+    _write_outputs(out, dataset, recipe, options, fingerprints, holdout.split_of, records, rejected)
+    clear_journal(out)
+
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        split_counts = counts.setdefault(r["split"], {})
+        split_counts[r["label"]] = split_counts.get(r["label"], 0) + 1
+    failed = {r.path for r in rejected}
+    originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
+    return ExpandSummary(
+        out=out,
+        counts={s: dict(sorted(counts[s].items())) for s in SPLITS if s in counts},
+        originals={s: originals[s] for s in SPLITS},
+        written=written,
+        reused=len(reused),
+        removed=removed,
+        rejected=sorted(rejected, key=lambda r: r.path),
+        too_small=holdout.too_small,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:
+    """Train originals get N outputs: the original (variant 0) and N-1 variants, or N
+    variants with --no-originals."""
+    variants = range(1, options.times + 1) if options.no_originals else range(0, options.times)
+    return dict.fromkeys(dataset.classes, tuple(variants))
+
+
+def check_output_location(dataset: Dataset, out: Path) -> None:
+    """Refuse an OUT that overlaps SRC, or a non-empty OUT that is not an augment output."""
+    src_root, target = dataset.root.resolve(), out.resolve()
+    if target == src_root or target.is_relative_to(src_root):
+        raise OutputError(
+            f"output {out} is inside the source {src_root}; choose a folder outside it"
+        )
+    if src_root.is_relative_to(target):
+        raise OutputError(f"output {out} contains the source {src_root}; choose another folder")
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"output {out} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / HEADER_NAME).exists():
+        raise OutputError(
+            f"output {out} is not empty and is not an augment output (no {HEADER_NAME}); "
+            "choose an empty or new folder"
+        )
+
+
+def _previous_run(out: Path) -> tuple[dict[str, Any], list[Record]]:
+    if not (out / HEADER_NAME).exists():
+        return {}, read_journal(out)
+    header = read_header(out)
+    try:
+        records = read_manifest(out)
+    except ManifestError:
+        if (out / MANIFEST_NAME).exists():
+            raise
+        records = []
+    return header, [*records, *read_journal(out)]
+
+
+def _reuse_done(
+    out: Path, tasks: Sequence[SourceTask], previous: Sequence[Record], recipe_fp: str
+) -> tuple[dict[str, Record], list[SourceTask]]:
+    """Split planned outputs into those already on disk (reuse their records) and the rest.
+
+    Names are content-keyed, so a file at a planned name with the recorded size holds the
+    planned bytes; anything else is made again.
+    """
+    known = {r["path"]: r for r in previous}
+    reused: dict[str, Record] = {}
+    todo: list[SourceTask] = []
+    for task in tasks:
+        missing = []
+        for job in task.outputs:
+            record = known.get(job.path)
+            if record is not None and _file_size(out / job.path) == record.get("size"):
+                reused[job.path] = {**record, "recipe": recipe_fp}
+            else:
+                missing.append(job)
+        if missing:
+            todo.append(SourceTask(task.original, task.split, tuple(missing)))
+    return reused, todo
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _remove_stale(out: Path, previous: Sequence[Record], planned: set[str]) -> int:
+    """Delete outputs an earlier run wrote that this run no longer makes. Only files the
+    manifest lists are touched: a file the tool did not write is never deleted."""
+    removed = 0
+    for path in sorted({r["path"] for r in previous} - planned):
+        target = out / path
+        if target.is_file() and target.resolve().is_relative_to(out.resolve()):
+            target.unlink()
+            removed += 1
+            parent = target.parent
+            while parent != out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    return removed
+
+
+def _write_outputs(
+    out: Path,
+    dataset: Dataset,
+    recipe: Recipe,
+    options: ExpandOptions,
+    fingerprints: Fingerprints,
+    split_of: Mapping[str, str],
+    records: Sequence[Record],
+    rejected: Sequence[Rejected],
+) -> None:
+    for split in SPLITS:
+        if (out / split).is_dir() or any(r["split"] == split for r in records):
+            write_metadata_csv(out, split, records)
+    write_manifest(out, records)
+    counts: dict[str, dict[str, int]] = {}
+    for r in sorted(records, key=lambda r: (r["split"], r["label"])):
+        counts.setdefault(r["split"], {}).setdefault(r["label"], 0)
+        counts[r["split"]][r["label"]] += 1
+    header = {
+        "format": HEADER_FORMAT,
+        "tool": {"name": "augment", "version": __version__},
+        "recipe": {
+            "name": recipe.name,
+            "fingerprint": fingerprints.recipe,
+            "preprocess_fingerprint": fingerprints.preprocess,
+            "spec": recipe.to_dict(),
+        },
+        "options": options.to_dict(),
+        "source": {
+            "kind": dataset.kind,
+            "originals": len(dataset.originals),
+            "classes": dataset.classes,
+        },
+        "counts": counts,
+        "holdout": [
+            {
+                "path": o.path,
+                "sha256": o.sha256,
+                "label": o.label,
+                "group": o.group,
+                "split": split_of[o.path],
+            }
+            for o in dataset.originals
+        ],
+        "rejected": [
+            {"path": r.path, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.path)
+        ],
+    }
+    write_header(out, header)

@@ -1,0 +1,131 @@
+"""Holding out validation/test originals before any augmentation.
+
+The rule, per class (stratified):
+- `--val F` / `--test F` with 0 <= F < 1 is a fraction of the class's originals, rounded to
+  the nearest count; an integer >= 1 is a total count over the dataset, shared among classes
+  in proportion to their size (largest remainder).
+- A class with 3 or more originals gets at least one in each held-out split that was asked
+  for; a class with fewer keeps all of them in train (too small to hold out; reported).
+- Train always keeps at least one original of every class.
+- Originals of one group (`--group-by` or the labels file's group column) move together;
+  a group counts for the class most of its members have.
+- Which groups are held out follows a hash of (seed, group key); the group key defaults to the
+  path relative to SRC, so moving the dataset elsewhere does not reshuffle it.
+- Sticky: an original that an earlier run placed keeps its split; new originals fill what the
+  class's quotas still lack, so growing the dataset never moves an existing original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from augment.errors import DatasetError
+from augment.ingest import Original
+
+SPLITS = ("train", "validation", "test")
+HELD_OUT = ("validation", "test")
+MIN_CLASS_TO_HOLD_OUT = 3
+
+
+@dataclass(frozen=True)
+class Holdout:
+    split_of: dict[str, str]  # original path -> split
+    too_small: list[str]  # classes kept entirely in train
+
+
+def parse_amount(text: str | float | int, option: str) -> float | int:
+    """`0.1` is a fraction; `10` is a count. Anything else is a clear error."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise DatasetError(
+            f"{option} must be a fraction (0.1) or a count (10), not {text!r}"
+        ) from None
+    if value < 0 or math.isnan(value):
+        raise DatasetError(f"{option} must not be negative, got {text}")
+    if value < 1:
+        return value
+    if value != int(value):
+        raise DatasetError(f"{option} {text}: a value of 1 or more must be a whole count")
+    return int(value)
+
+
+def _rank(seed: int, group: str) -> str:
+    return hashlib.sha256(f"{seed}\x00{group}".encode()).hexdigest()
+
+
+def _quotas(amount: float | int, sizes: Mapping[str, int]) -> dict[str, int]:
+    if isinstance(amount, float):
+        return {c: math.floor(amount * n + 0.5) for c, n in sizes.items()}
+    total = sum(sizes.values())
+    exact = {c: amount * n / total for c, n in sizes.items()}
+    quotas = {c: math.floor(v) for c, v in exact.items()}
+    spare = min(amount, total) - sum(quotas.values())
+    for c in sorted(exact, key=lambda c: (quotas[c] - exact[c], c))[: max(spare, 0)]:
+        quotas[c] += 1
+    return quotas
+
+
+def assign_splits(
+    originals: Sequence[Original],
+    val: float | int,
+    test: float | int,
+    seed: int,
+    previous: Mapping[str, str] | None = None,
+) -> Holdout:
+    """Decide the split of every original. `previous` maps paths to splits already given."""
+    previous = previous or {}
+    members: dict[str, list[Original]] = defaultdict(list)
+    for o in originals:
+        members[o.group].append(o)
+    group_class = {
+        g: sorted(Counter(o.label for o in ms).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        for g, ms in members.items()
+    }
+    sizes = Counter(o.label for o in originals)
+    wanted = {s: _quotas(a, sizes) for s, a in (("validation", val), ("test", test))}
+
+    split_of: dict[str, str] = {}
+    too_small: list[str] = []
+    for label in sorted(sizes):
+        n = sizes[label]
+        groups = sorted(
+            (g for g, c in group_class.items() if c == label), key=lambda g: _rank(seed, g)
+        )
+        quota = {s: wanted[s][label] for s in HELD_OUT}
+        if n < MIN_CLASS_TO_HOLD_OUT:
+            if val or test:  # a holdout was asked for and this class cannot give one
+                too_small.append(label)
+            quota = dict.fromkeys(HELD_OUT, 0)
+        else:
+            for s, amount in (("validation", val), ("test", test)):
+                if amount and quota[s] == 0:
+                    quota[s] = 1
+            # Train keeps at least one original.
+            while quota["validation"] + quota["test"] > n - 1:
+                bigger = max(HELD_OUT, key=lambda s: (quota[s], s == "validation"))
+                quota[bigger] -= 1
+        filled = Counter[str]()
+        fresh: list[str] = []
+        for g in groups:
+            sticky = next((previous[o.path] for o in members[g] if o.path in previous), None)
+            if sticky in SPLITS:
+                filled[sticky] += len(members[g])
+                for o in members[g]:
+                    split_of[o.path] = sticky
+            else:
+                fresh.append(g)
+        left = sum(len(members[g]) for g in fresh)
+        for g in fresh:
+            left -= len(members[g])
+            target = next((s for s in HELD_OUT if filled[s] < quota[s]), "train")
+            if left == 0 and filled["train"] == 0:
+                target = "train"  # the last group keeps the class present in train
+            filled[target] += len(members[g])
+            for o in members[g]:
+                split_of[o.path] = target
+    return Holdout(split_of=split_of, too_small=too_small)

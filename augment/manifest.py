@@ -1,0 +1,113 @@
+"""The output's records: `manifest.jsonl` (one record per output file), `augment.json`
+(the run header), `metadata.csv` per split, and the journal that makes runs resumable.
+
+Everything here is written in a canonical order (records sorted by path, keys in a fixed
+order, no timestamps) so the same run always produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from augment.errors import ManifestError
+from augment.writer import write_text_atomic
+
+MANIFEST_NAME = "manifest.jsonl"
+HEADER_NAME = "augment.json"
+STATE_DIR = ".augment"
+JOURNAL_DIR = f"{STATE_DIR}/journal"
+HEADER_FORMAT = "augment-output/1"
+
+Record = dict[str, Any]
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_manifest(out: Path, records: Iterable[Record]) -> None:
+    lines = [dumps(r) for r in sorted(records, key=lambda r: r["path"])]
+    write_text_atomic(out / MANIFEST_NAME, "".join(line + "\n" for line in lines))
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    records: list[Record] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path} line {n}: not JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            raise ManifestError(f"{path} line {n}: a record needs a 'path'")
+        records.append(record)
+    return records
+
+
+def read_manifest(out: Path) -> list[Record]:
+    return read_jsonl(out / MANIFEST_NAME)
+
+
+def write_header(out: Path, header: Mapping[str, Any]) -> None:
+    write_text_atomic(out / HEADER_NAME, json.dumps(header, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_header(out: Path) -> dict[str, Any]:
+    path = out / HEADER_NAME
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist: not an augment output") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path} is not a readable augment header: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != HEADER_FORMAT:
+        raise ManifestError(f"{path} is not an augment header (format {HEADER_FORMAT!r})")
+    return header
+
+
+def write_journal(out: Path, shard_id: str, records: Sequence[Record]) -> None:
+    """Written after a shard's files: its presence means the shard is done (resume unit)."""
+    text = "".join(dumps(r) + "\n" for r in records)
+    write_text_atomic(out / JOURNAL_DIR / f"{shard_id}.jsonl", text)
+
+
+def read_journal(out: Path) -> list[Record]:
+    folder = out / JOURNAL_DIR
+    records: list[Record] = []
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.jsonl")):
+            try:
+                records.extend(read_jsonl(path))
+            except ManifestError:
+                continue  # an unreadable journal only means that shard is redone
+    return records
+
+
+def clear_journal(out: Path) -> None:
+    shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
+
+
+def write_metadata_csv(out: Path, split: str, records: Iterable[Record]) -> None:
+    """`file_name,label` per split, the form Hugging Face `imagefolder` reads."""
+    prefix = f"{split}/"
+    rows = sorted(
+        (r["path"][len(prefix) :], r["label"]) for r in records if r["path"].startswith(prefix)
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file_name", "label"])
+    writer.writerows(rows)
+    write_text_atomic(out / split / "metadata.csv", buf.getvalue())

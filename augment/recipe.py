@@ -1,0 +1,343 @@
+"""Recipes: YAML files that say how to preprocess every split and how to augment train.
+
+```yaml
+description: One line shown by `augment recipes`.
+preprocess:            # applied identically to train, validation and test
+  size: [224, 224]     # width, height
+  fit: pad             # pad | crop | stretch
+  pad_mode: blur       # constant | reflect | edge | wrap | blur
+  background: [255, 255, 255]   # colour that transparent pixels are composited onto
+augment:               # train only; albumentations 2.0.x transforms or the project's own
+  - HorizontalFlip: {p: 0.5}
+  - Affine: {rotate: [-10, 10], border_mode: reflect, p: 0.7}
+```
+An `augment` entry may also be albumentations' own serialised form (`A.to_dict` output, or
+a list of `{__class_fullname__: ...}` items). Everything is validated when the recipe is
+loaded, so a typo fails at once with the file and transform named, not inside a worker.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import PIL
+import yaml
+
+from augment.errors import RecipeError
+from augment.preprocess import Preprocess
+from augment.transforms import OWN_TRANSFORMS
+
+# Bump when a change to the project's own pixel code changes output bytes, so that every
+# output name changes with it and no downstream cache can serve a stale image.
+PIXEL_VERSION = 1
+
+RECIPE_KEYS = frozenset({"description", "preprocess", "augment"})
+
+_BORDER_MODES = {
+    "constant": cv2.BORDER_CONSTANT,
+    "reflect": cv2.BORDER_REFLECT_101,
+    "reflect_101": cv2.BORDER_REFLECT_101,
+    "reflect101": cv2.BORDER_REFLECT_101,
+    "symmetric": cv2.BORDER_REFLECT,
+    "edge": cv2.BORDER_REPLICATE,
+    "replicate": cv2.BORDER_REPLICATE,
+    "wrap": cv2.BORDER_WRAP,
+}
+_INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+_COMPOSITIONS = {"OneOf": A.OneOf, "SomeOf": A.SomeOf, "Sequential": A.Sequential}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    preprocess: Preprocess
+    background: tuple[int, int, int]
+    # Canonical albumentations serialisation of the augment part: every argument resolved,
+    # so cosmetic YAML edits (order, comments, spelled-out defaults) leave it unchanged.
+    augment: dict[str, Any] = field(repr=False)
+
+    def build_pipeline(self) -> A.Compose:
+        """A fresh Compose; callers seed it per job with `seed_pipeline`."""
+        pipeline = A.from_dict({"transform": self.augment})
+        assert isinstance(pipeline, A.Compose)
+        pipeline.save_applied_params = True
+        return pipeline
+
+    def preprocess_fingerprint(self, output_format: str, quality: int) -> str:
+        """Covers what makes validation/test and train originals' pixels and bytes."""
+        return _digest(
+            {
+                "preprocess": self.preprocess.to_dict(),
+                "background": list(self.background),
+                "output": [output_format, quality],
+                "versions": _pixel_library_versions(),
+            }
+        )
+
+    def fingerprint(self, output_format: str, quality: int) -> str:
+        """Covers everything that makes augmented variants' pixels and bytes."""
+        return _digest(
+            {
+                "base": self.preprocess_fingerprint(output_format, quality),
+                "augment": self.augment,
+                "albumentations": A.__version__,
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "preprocess": {**self.preprocess.to_dict(), "background": list(self.background)},
+            "augment": self.augment,
+        }
+
+
+def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
+    # One generator pair shared by every transform. Compose(seed=...) instead gives each
+    # transform its own generator with the same seed, so their draws (e.g. "apply with
+    # p=0.5") would be identical and the transforms would fire together.
+    pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+def bundled_recipes_dir() -> Path:
+    try:
+        return Path(str(resources.files("augment.pipelines")))
+    except ModuleNotFoundError:  # running from a source tree that was not installed
+        return Path(__file__).resolve().parent.parent / "pipelines"
+
+
+def bundled_recipes() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(bundled_recipes_dir().glob("*.yaml"))}
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """Load a bundled recipe by name (`default`) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix.lower() not in (".yaml", ".yml") or not path.exists():
+        bundled = bundled_recipes()
+        if name_or_path not in bundled:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                raise RecipeError(f"recipe file {name_or_path} does not exist")
+            hint = difflib.get_close_matches(name_or_path, list(bundled), n=1)
+            raise RecipeError(
+                f"unknown recipe {name_or_path!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; bundled recipes: {', '.join(bundled)}; or give a path to a .yaml file"
+            )
+        path = bundled[name_or_path]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
+    return parse_recipe(text, name=path.stem, where=str(path))
+
+
+def parse_recipe(text: str, name: str, where: str) -> Recipe:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{where}: not valid YAML: {exc}") from exc
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise RecipeError(f"{where}: a recipe is a mapping with preprocess/augment keys")
+    unknown = sorted(set(map(str, doc)) - RECIPE_KEYS)
+    if unknown:
+        raise RecipeError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; "
+            f"a recipe has {', '.join(sorted(RECIPE_KEYS))}"
+        )
+    description = doc.get("description") or ""
+    if not isinstance(description, str):
+        raise RecipeError(f"{where}: description must be text")
+
+    pre = doc.get("preprocess") or {}
+    if not isinstance(pre, dict):
+        raise RecipeError(f"{where}: preprocess must be a mapping")
+    pre = dict(pre)
+    background = _colour(pre.pop("background", (255, 255, 255)), f"{where}: preprocess.background")
+    try:
+        preprocess = Preprocess.from_dict(pre)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"{where}: preprocess: {exc}") from exc
+
+    transforms = _build_augment(doc.get("augment"), where)
+    try:
+        compose = A.Compose(transforms, p=1.0)
+        # Round-trip now: a transform that cannot be rebuilt from its dict would otherwise
+        # fail inside every worker. The rebuilt pipeline's dict is the canonical form: a
+        # first serialisation can still say `0` where a reloaded one says `0.0`, and the
+        # fingerprint must not depend on which form the recipe was written in.
+        rebuilt = A.from_dict(A.to_dict(compose))
+        augment = A.to_dict(rebuilt)["transform"]
+    except Exception as exc:  # albumentations raises assorted types here; all mean "bad recipe"
+        raise RecipeError(f"{where}: augment: {exc}") from exc
+    return Recipe(
+        name=name,
+        description=description.strip(),
+        preprocess=preprocess,
+        background=background,
+        augment=json.loads(json.dumps(augment, default=_jsonable)),
+    )
+
+
+def _colour(value: object, where: str) -> tuple[int, int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * 3
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
+    raise RecipeError(f"{where} must be an RGB colour like [255, 255, 255], got {value!r}")
+
+
+def _build_augment(spec: object, where: str) -> list[A.BasicTransform | A.BaseCompose]:
+    if spec is None:
+        return []
+    if isinstance(spec, dict) and "transform" in spec:  # a whole A.to_dict document
+        try:
+            loaded = A.from_dict(spec)
+        except Exception as exc:
+            raise RecipeError(f"{where}: augment: cannot load albumentations dict: {exc}") from exc
+        # A saved Compose is unwrapped so that it fingerprints like the same list in YAML.
+        return list(loaded.transforms) if isinstance(loaded, A.Compose) else [loaded]
+    if not isinstance(spec, list):
+        raise RecipeError(f"{where}: augment must be a list of transforms")
+    return [_build_entry(entry, where, i) for i, entry in enumerate(spec, start=1)]
+
+
+def _build_entry(entry: object, where: str, index: int) -> A.BasicTransform | A.BaseCompose:
+    at = f"{where}: augment entry {index}"
+    if isinstance(entry, str):
+        entry = {entry: {}}
+    if not isinstance(entry, dict):
+        raise RecipeError(f"{at}: expected `Name: {{args}}`, got {entry!r}")
+    if "__class_fullname__" in entry:
+        try:
+            return A.from_dict({"transform": entry})
+        except Exception as exc:
+            raise RecipeError(f"{at}: cannot load albumentations dict: {exc}") from exc
+    if len(entry) != 1:
+        raise RecipeError(f"{at}: expected one `Name: {{args}}` pair, got keys {sorted(entry)}")
+    name, args = next(iter(entry.items()))
+    at = f"{where}: augment entry {index} ({name})"
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise RecipeError(f"{at}: arguments must be a mapping, got {args!r}")
+    args = dict(args)
+    if name in _COMPOSITIONS:
+        children = args.pop("transforms", None)
+        if not isinstance(children, list) or not children:
+            raise RecipeError(f"{at}: needs a non-empty `transforms` list")
+        built = [_build_entry(c, where, index) for c in children]
+        return _construct(_COMPOSITIONS[name], {**args, "transforms": built}, at)
+    cls = _transform_class(str(name), at)
+    return _construct(cls, _convert_args(args, at), at)
+
+
+def _transform_class(name: str, at: str) -> type[A.BasicTransform]:
+    if name in OWN_TRANSFORMS:
+        return OWN_TRANSFORMS[name]
+    cls = getattr(A, name, None)
+    if isinstance(cls, type) and issubclass(cls, A.BasicTransform):
+        return cls
+    known = [*OWN_TRANSFORMS, *_albumentations_names(), *_COMPOSITIONS]
+    hint = difflib.get_close_matches(name, known, n=1)
+    raise RecipeError(
+        f"{at}: unknown transform {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    )
+
+
+def _albumentations_names() -> list[str]:
+    return [
+        n
+        for n in dir(A)
+        if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)
+    ]
+
+
+def _construct(cls: type, args: dict[str, Any], at: str) -> Any:
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        valid = [n for n in params if n != "self"]
+        for arg in args:
+            if arg not in params:
+                hint = difflib.get_close_matches(arg, valid, n=1)
+                raise RecipeError(
+                    f"{at}: unknown argument {arg!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; valid arguments: {', '.join(valid)}"
+                )
+    try:
+        return cls(**args)
+    except Exception as exc:  # pydantic ValidationError, ValueError, TypeError: all "bad argument"
+        raise RecipeError(f"{at}: {exc}") from exc
+
+
+def _convert_args(args: dict[str, Any], at: str) -> dict[str, Any]:
+    """Accept readable names where albumentations wants OpenCV constants."""
+    out = dict(args)
+    for key in ("border_mode",):
+        if isinstance(out.get(key), str):
+            mode = out[key].lower()
+            if mode not in _BORDER_MODES:
+                raise RecipeError(
+                    f"{at}: {key} {out[key]!r} is not one of {', '.join(_BORDER_MODES)}"
+                )
+            out[key] = _BORDER_MODES[mode]
+    for key in ("interpolation", "mask_interpolation"):
+        if isinstance(out.get(key), str):
+            mode = out[key].lower()
+            if mode not in _INTERPOLATIONS:
+                raise RecipeError(
+                    f"{at}: {key} {out[key]!r} is not one of {', '.join(_INTERPOLATIONS)}"
+                )
+            out[key] = _INTERPOLATIONS[mode]
+    return out
+
+
+def _pixel_library_versions() -> dict[str, str]:
+    return {
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "augment-pixels": str(PIXEL_VERSION),
+    }
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def _digest(obj: Mapping[str, Any] | Sequence[Any]) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

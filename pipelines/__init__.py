@@ -1,0 +1,1 @@
+"""Bundled recipes. The YAML files here ship inside the package as `augment.pipelines`."""
