@@ -131,5 +131,6 @@ def write_metadata_csv(
 
 
 def _probability(value: float) -> str:
-    # repr-exact floats, but 1 and 0 as plain digits: the common case stays readable.
-    return "1" if value == 1 else "0" if value == 0 else repr(float(value))
+    # Always a float literal ("1.0", not "1"): a loader that infers column types per file
+    # (Hugging Face imagefolder) must see the same type in every split.
+    return repr(float(value))

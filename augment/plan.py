@@ -263,6 +263,10 @@ def plan_mix(
         assert size is not None, "a recipe with mix has a preprocess size"
         box = cutmix_box(rng, spec.alpha, *size)
         weight = cutmix_weight(box, *size)
+    if not 0 < weight < 1:
+        # An extreme draw: an empty box, or a weight that rounds to 0 or 1. Such a "mix" is
+        # one image alone, so the variant is left unmixed rather than labelled as a mix.
+        return None
     probs = soft_label([(original.label, weight), (partner.label, 1 - weight)])
     return PlannedMix(
         kind=spec.kind,

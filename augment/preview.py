@@ -144,7 +144,7 @@ def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptio
     width, height = sheet_size(len(rows), columns, options.cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=11)
+    font = _font()
     header = f"recipe {recipe.name} - seed {options.seed} - {options.split}"
     draw.text((PAD, 4), _fit_text(draw, header, width - 2 * PAD, font), fill=TEXT, font=font)
     cells: list[list[Cell]] = []
@@ -179,6 +179,13 @@ def write_preview(src: Path, target: Path, options: PreviewOptions) -> PreviewSh
     sheet = preview(src, options)
     write_atomic(target, sheet.png())
     return sheet
+
+
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def _caption(item: Rendered) -> tuple[str, str]:

@@ -171,8 +171,10 @@ def test_soft_labels_match_the_pixels_and_partners_are_train(tmp_path: Path) -> 
     records = manifest(out)
     mixed = [r for r in records if len(r["sources"]) == 2]
     kinds = {r["params"][-1]["transform"] for r in mixed}
-    # Every variant mixes (the two entries' p add up to 1), both kinds occur.
-    assert len(mixed) == 5 * len(train) and kinds == {"MixUp", "CutMix"}
+    # Every variant mixes (the two entries' p add up to 1) unless its draw was extreme (a
+    # weight that rounds to 0 or 1 leaves it unmixed); both kinds occur.
+    assert 0.9 * 5 * len(train) <= len(mixed) <= 5 * len(train)
+    assert kinds == {"MixUp", "CutMix"}
     cache: dict[str, np.ndarray] = {}
 
     def source(path: str) -> np.ndarray:
@@ -182,6 +184,7 @@ def test_soft_labels_match_the_pixels_and_partners_are_train(tmp_path: Path) -> 
 
     for r in mixed:
         own, partner = r["sources"]
+        assert 0 < own["weight"] < 1 and 0 < partner["weight"] < 1
         assert own["weight"] + partner["weight"] == pytest.approx(1.0, abs=1e-12)
         assert partner["path"] in train and partner["sha256"] not in held_out
         assert partner["sha256"] == train[partner["path"]]["sha256"]
