@@ -192,10 +192,22 @@ def _caption(item: Rendered) -> tuple[str, str]:
     if item.job.variant == 0:
         return Path(item.sources[0]["path"]).name, item.label
     if item.soft_label:
+        # The weights on the first line, so a narrow cell still shows them; the dominant
+        # class (the folder the file goes to) comes first.
         mix = next(p["transform"] for p in item.params if p["transform"] in ("MixUp", "CutMix"))
-        parts = sorted(item.soft_label.items(), key=lambda kv: -kv[1])
-        return f"v{item.job.variant} {mix}", " + ".join(f"{c} {w:.2f}" for c, w in parts)
+        parts = sorted(item.soft_label.items(), key=lambda kv: (-kv[1], kv[0]))
+        weights = "/".join(_weight(w) for _, w in parts)
+        return f"{mix} {weights}", " + ".join(c for c, _ in parts)
     return f"v{item.job.variant}", item.label
+
+
+def _weight(weight: float) -> str:
+    """A weight as short as possible without showing a real mix as 0 or 1."""
+    for digits in (2, 3, 4):
+        text = f"{weight:.{digits}f}"
+        if 0 < float(text) < 1:
+            break
+    return text.removeprefix("0")
 
 
 def _thumbnail(pixels: np.ndarray, cell: int) -> np.ndarray:
