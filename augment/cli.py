@@ -335,7 +335,7 @@ def preview(
 
     One row per sampled original: the preprocessed original, then the variants expand would
     make for it with the same seed and holdout, captioned with the class (and the weights of
-    mixed images). The same code makes the pixels as in expand.
+    mixed images). The pixels come from the very code expand runs.
     """
     options = PreviewOptions(
         recipe=recipe,

@@ -223,18 +223,32 @@ class PartnerPool:
             unique.setdefault(original.sha256, original)  # one per content
         self._train = list(unique.values())
         self._specs = specs
-        self._cache: dict[tuple[int, str], list[Original]] = {}
+        # (entry, class of the image) -> the candidates, and where each sha256 sits in them
+        self._cache: dict[tuple[int, str], tuple[list[Original], dict[str, int]]] = {}
 
-    def candidates(self, index: int, label: str) -> list[Original]:
+    def candidates(self, index: int, label: str) -> tuple[list[Original], dict[str, int]]:
         key = (index, label)
         if key not in self._cache:
             spec = self._specs[index]
-            self._cache[key] = [
+            members = [
                 o
                 for o in self._train
                 if spec.allows(o.label) and not (spec.other_class and o.label == label)
             ]
+            self._cache[key] = (members, {o.sha256: i for i, o in enumerate(members)})
         return self._cache[key]
+
+    def pick(self, index: int, original: Original, rng: np.random.Generator) -> Original | None:
+        """A uniform draw among the candidates other than the image itself (O(1))."""
+        members, position = self.candidates(index, original.label)
+        own = position.get(original.sha256)
+        count = len(members) - (own is not None)
+        if count <= 0:
+            return None
+        chosen = int(rng.integers(count))
+        if own is not None and chosen >= own:
+            chosen += 1  # skip the image itself
+        return members[chosen]
 
 
 def plan_mix(
@@ -252,10 +266,9 @@ def plan_mix(
     spec = specs[index]
     if not spec.allows(original.label):
         return None
-    pool = [o for o in partners.candidates(index, original.label) if o.sha256 != original.sha256]
-    if not pool:
+    partner = partners.pick(index, original, rng)
+    if partner is None:
         return None  # e.g. other_class with one class in train: the variant is not mixed
-    partner = pool[int(rng.integers(len(pool)))]
     box: Box | None = None
     if spec.kind == "mixup":
         weight = mixup_weight(rng, spec.alpha)

@@ -176,6 +176,10 @@ def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptio
 
 
 def write_preview(src: Path, target: Path, options: PreviewOptions) -> PreviewSheet:
+    if target.suffix.lower() != ".png":
+        raise OutputError(f"the preview is a PNG: name it *.png, not {target.name}")
+    if target.is_dir():
+        raise OutputError(f"{target} is a folder; give the PNG's file name")
     sheet = preview(src, options)
     write_atomic(target, sheet.png())
     return sheet

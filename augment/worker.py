@@ -79,7 +79,8 @@ class SourceProblem(Exception):
 class Worker:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        self._pipelines: dict[str, A.Compose] = {}  # one per class: the per-class policy
+        # One pipeline per class, with the transforms its policy forbids taken out.
+        self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
 
     def run(self, shard: list[SourceTask]) -> ShardResult:
@@ -153,20 +154,21 @@ class Worker:
             raise SourceProblem(str(exc)) from exc
         return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
 
-    def pipeline(self, label: str) -> A.Compose:
+    def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
+        """Class `label`'s pipeline and the names of the transforms its policy removed."""
         if label not in self._pipelines:
-            self._pipelines[label] = self.ctx.recipe.build_pipeline(label)
+            recipe = self.ctx.recipe
+            self._pipelines[label] = (recipe.build_pipeline(label), recipe.removed_for(label))
         return self._pipelines[label]
 
     def augment(
         self, prepared: np.ndarray, label: str, seed: int
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """The recipe's transforms, as class `label` may use them, seeded by `seed`."""
-        pipeline = self.pipeline(label)
+        pipeline, removed = self.pipeline(label)
         seed_pipeline(pipeline, seed)
         augmented = pipeline(image=prepared.copy())
         params = applied_params(augmented.get("applied_transforms", []))
-        removed = self.ctx.recipe.removed_for(label)
         if removed:  # the policy is part of how the image was made: say so in the record
             params.insert(0, {"transform": "ClassPolicy", "label": label, "removed": removed})
         return np.ascontiguousarray(augmented["image"]), params

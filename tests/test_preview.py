@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_grid_size_content_and_determinism(small_recipe: Path) -> None:
             x0, y0, x1, y1 = cell.box
             assert pixels[y0:y1, x0:x1].std() > 5  # a real image in every cell
     assert preview(TEXTURES, options).png() == sheet.png()
-    other = preview(TEXTURES, PreviewOptions(**{**options.__dict__, "seed": 2}))
+    other = preview(TEXTURES, dataclasses.replace(options, seed=2))
     assert other.png() != sheet.png()
 
 
@@ -109,3 +110,5 @@ def test_cli_writes_the_png(tmp_path: Path, small_recipe: Path) -> None:
         main, ["preview", str(TEXTURES), "-o", str(target), "--split", "test", "--test", "0"]
     )
     assert empty.exit_code == 2 and "no test originals" in empty.output
+    jpeg = CliRunner().invoke(main, ["preview", str(TEXTURES), "-o", str(tmp_path / "x.jpg")])
+    assert jpeg.exit_code == 2 and "name it *.png" in jpeg.output
