@@ -7,9 +7,14 @@ applies them to pixels.
 
 - MixUp: `lambda ~ Beta(alpha, alpha)`; output = lambda * image + (1 - lambda) * partner,
   rounded to the nearest integer. The weights are lambda and 1 - lambda.
-- CutMix: `lambda ~ Beta(alpha, alpha)` gives a box of about (1 - lambda) of the area, with the
-  image's aspect ratio, placed uniformly where it fits whole; the partner's pixels are pasted
-  into it. The weights are the exact pixel area fractions the box leaves and takes.
+- CutMix: `lambda ~ Beta(alpha, alpha)` gives a box of at most (1 - lambda) of the area, with
+  the image's aspect ratio, placed uniformly where it fits whole; the partner's pixels are
+  pasted into it. The weights are the exact pixel area fractions the box leaves and takes.
+
+The draw is folded to max(lambda, 1 - lambda), as fastai's MixUp does: the image a variant is
+made from always keeps at least half, so the variant's dominant class is its own class, it
+stays in its own class's folder, and the class counts the plan promises (`--balance`) hold.
+Which image is "the image" and which "the partner" is itself random, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -71,20 +76,26 @@ def choose_mix(specs: Sequence[MixSpec], u: float) -> int | None:
 
 
 def mixup_weight(rng: np.random.Generator, alpha: float) -> float:
-    """The image's own weight lambda, rounded so the blend and the record agree exactly."""
-    return round(float(rng.beta(alpha, alpha)), WEIGHT_DECIMALS)
+    """The image's own weight lambda (at least 0.5), rounded so the blend and the record
+    agree exactly."""
+    return round(_folded_beta(rng, alpha), WEIGHT_DECIMALS)
 
 
 def cutmix_box(rng: np.random.Generator, alpha: float, width: int, height: int) -> Box:
-    """A box of about (1 - lambda) of the image's area, placed where it fits whole (so the
-    area is not cut down by the border, and lambda stays what was drawn, up to rounding)."""
-    lam = float(rng.beta(alpha, alpha))
-    side = math.sqrt(1.0 - lam)
-    box_w = min(width, round(width * side))
-    box_h = min(height, round(height * side))
+    """A box of at most (1 - lambda) of the image's area, placed where it fits whole (so the
+    area is not cut down by the border, and lambda stays what was drawn, up to rounding
+    down to whole pixels: the partner never takes more than half)."""
+    side = math.sqrt(1.0 - _folded_beta(rng, alpha))
+    box_w = math.floor(width * side)
+    box_h = math.floor(height * side)
     x0 = int(rng.integers(0, width - box_w + 1))
     y0 = int(rng.integers(0, height - box_h + 1))
     return (x0, y0, x0 + box_w, y0 + box_h)
+
+
+def _folded_beta(rng: np.random.Generator, alpha: float) -> float:
+    lam = float(rng.beta(alpha, alpha))
+    return max(lam, 1.0 - lam)
 
 
 def cutmix_weight(box: Box, width: int, height: int) -> float:

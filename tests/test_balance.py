@@ -86,3 +86,21 @@ def test_balance_makes_train_classes_equal(
     assert (len([p for p in originals_kept if p in per_original]) == 0) == no_originals
     text = format_summary(summary)
     assert "balanced train" in text and "gravel" in text and "2 -> 24" in text
+
+
+def test_balance_holds_with_mixing(tmp_path: Path) -> None:
+    """Mixed variants stay in their own class's folder, so the counts stay equal."""
+    src = imbalanced(tmp_path / "src")
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(
+        "preprocess: {size: [24, 24]}\n"
+        "mix:\n  - MixUp: {p: 0.5, other_class: true}\n  - CutMix: {p: 0.5, other_class: true}\n"
+    )
+    out = tmp_path / "out"
+    options = ExpandOptions(times=2, recipe=str(recipe), val=0, test=0, workers=1, balance=True)
+    summary = expand(src, out, options)
+    assert summary.counts["train"] == {"brick": 20, "grass": 20, "gravel": 20}
+    for label in ("brick", "grass", "gravel"):
+        assert len(list((out / "train" / label).iterdir())) == 20
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sum("soft_label" in r for r in records) > 20

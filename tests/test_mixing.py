@@ -78,7 +78,7 @@ def test_mixup_blends_with_the_drawn_weight(alpha: float) -> None:
     b = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
     for _ in range(20):
         w = mixup_weight(rng, alpha)
-        assert 0 <= w <= 1 and round(w, 4) == w
+        assert 0.5 <= w <= 1 and round(w, 4) == w  # the image keeps at least half
         out = mixup(a, b, w)
         expected = w * a.astype(float) + (1 - w) * b.astype(float)
         assert np.abs(out - expected).max() <= 0.5 + 1e-9
@@ -95,6 +95,7 @@ def test_cutmix_box_area_is_the_partner_weight() -> None:
         out = cutmix(a, b, box)
         partner_share = (out[..., 0] == 255).mean()
         assert partner_share == pytest.approx(1 - cutmix_weight(box, 50, 30), abs=1e-12)
+        assert partner_share <= 0.5
 
 
 def test_soft_label_and_dominant_class() -> None:
@@ -193,8 +194,10 @@ def test_soft_labels_match_the_pixels_and_partners_are_train(tmp_path: Path) -> 
         assert r["soft_label"] == soft_label(
             [(labels[0], own["weight"]), (labels[1], partner["weight"])]
         )
-        # The file sits in its dominant class's folder.
-        assert r["label"] == dominant_label(r["soft_label"], labels[0])
+        # The file sits in its dominant class's folder, which is its own class's: the image
+        # a variant is made from keeps at least half.
+        assert own["weight"] >= 0.5
+        assert r["label"] == dominant_label(r["soft_label"], labels[0]) == labels[0]
         assert Path(r["path"]).parent.name == r["label"]
         a, b = source(own["path"]), source(partner["path"])
         pixels = np.asarray(Image.open(out / r["path"]))
