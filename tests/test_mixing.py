@@ -241,6 +241,12 @@ def test_other_class_partners_and_worker_count_determinism(tmp_path: Path) -> No
         )
         trees.append(file_tree(out))
     assert trees[0] == trees[1]
+    again = expand(
+        DIGITS,
+        tmp_path / "out1",
+        ExpandOptions(times=4, recipe=str(recipe), seed=9, workers=1, balance=True),
+    )
+    assert again.written == 0 and again.removed == 0  # mixed names are stable: rerun is a no-op
     records = manifest(tmp_path / "out1")
     mixups = [r for r in records if r["params"] and r["params"][-1]["transform"] == "MixUp"]
     cutmixes = [r for r in records if r["params"] and r["params"][-1]["transform"] == "CutMix"]
