@@ -18,6 +18,7 @@ from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from augment.holdout import parse_amount
 from augment.imageio import FORMAT_CHOICES
+from augment.preview import PreviewOptions, write_preview
 from augment.recipe import bundled_recipes, load_recipe
 
 EXIT_FINDINGS = 1
@@ -66,6 +67,7 @@ Examples:
   augment expand sample_data/textures out/ --times 5
   augment expand labels.csv out/ --recipe no-flip --val 0.2 --test 0.1 --seed 7
   augment expand photos/ out/ --group-by '^[^/]+/(\\w+)_' --format jpg --quality 90
+  augment expand sample_data/textures out/ --recipe mixup --balance
 """
 )
 @click.argument("src", type=click.Path(path_type=Path))
@@ -133,6 +135,12 @@ Examples:
     type=click.IntRange(1, 100),
     help="JPEG/WebP quality.",
 )
+@click.option(
+    "--balance",
+    is_flag=True,
+    help="Give smaller classes more variants so every class ends train with the same count "
+    "(the largest class's N x originals).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def expand_cmd(
     src: Path,
@@ -147,6 +155,7 @@ def expand_cmd(
     workers: int | None,
     output_format: str,
     quality: int,
+    balance: bool,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
@@ -166,6 +175,7 @@ def expand_cmd(
         workers=workers,
         output_format=output_format,
         quality=quality,
+        balance=balance,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[None] | None = None
@@ -212,6 +222,12 @@ def format_summary(summary: ExpandSummary) -> str:
         f"  {'total':<{width}}  "
         + "  ".join(f"{sum(summary.counts[s].values()):>10}" for s in splits)
     )
+    if summary.balanced:
+        lines.append("balanced train: originals -> images per class")
+        after = summary.counts.get("train", {})
+        for c in classes:
+            before = summary.train_originals.get(c, 0)
+            lines.append(f"  {c:<{width}}  {before:>10} -> {after.get(c, 0)}")
     originals = ", ".join(f"{n} {s}" for s, n in summary.originals.items())
     lines.append(f"originals: {originals}")
     rate = summary.written / summary.seconds if summary.seconds > 0 else 0.0
@@ -225,6 +241,119 @@ def format_summary(summary: ExpandSummary) -> str:
         lines.append(f"rejected {len(summary.rejected)} input files:")
         lines.extend(f"  {r.path}: {r.reason}" for r in summary.rejected)
     return "\n".join(lines)
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  augment preview sample_data/textures --recipe default -o preview.png
+  augment preview sample_data/digits --recipe no-flip --rows 6 --variants 8 --cell 96
+  augment preview sample_data/textures --split validation     # preprocessing only
+"""
+)
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    default="preview.png",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The PNG to write.",
+)
+@click.option(
+    "--recipe",
+    "-r",
+    default="default",
+    show_default=True,
+    help="A bundled recipe name (see `augment recipes`) or a path to a YAML file.",
+)
+@click.option(
+    "--rows",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Originals shown, one per row, classes taking turns.",
+)
+@click.option(
+    "--variants",
+    "-k",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Augmented variants after each preprocessed original (train only).",
+)
+@click.option(
+    "--split",
+    default="train",
+    show_default=True,
+    type=click.Choice(["train", "validation", "test"]),
+    help="Which split's originals to show; validation/test show preprocessing only.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="The seed expand would use: the same holdout and the same variants.",
+)
+@click.option(
+    "--val",
+    default="0.1",
+    show_default=True,
+    type=_Amount(),
+    help="Validation originals held out, as for expand.",
+)
+@click.option(
+    "--test",
+    default="0.1",
+    show_default=True,
+    type=_Amount(),
+    help="Test originals held out, as for expand.",
+)
+@click.option("--group-by", metavar="REGEX", help="As for expand.")
+@click.option(
+    "--cell",
+    default=160,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Each image is scaled to fit a square of this many pixels.",
+)
+def preview(
+    src: Path,
+    output: Path,
+    recipe: str,
+    rows: int,
+    variants: int,
+    split: str,
+    seed: int,
+    val: float | int,
+    test: float | int,
+    group_by: str | None,
+    cell: int,
+) -> None:
+    """Write a contact sheet of a recipe's variants, to judge it by eye before a long run.
+
+    One row per sampled original: the preprocessed original, then the variants expand would
+    make for it with the same seed and holdout, captioned with the class (and the weights of
+    mixed images). The pixels come from the very code expand runs.
+    """
+    options = PreviewOptions(
+        recipe=recipe,
+        rows=rows,
+        variants=variants,
+        split=split,
+        seed=seed,
+        val=val,
+        test=test,
+        group_by=group_by,
+        cell=cell,
+    )
+    try:
+        sheet = write_preview(src, output, options)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    width, height = sheet.image.size
+    click.echo(f"wrote {output} ({width}x{height}, {len(sheet.rows)} rows)")
 
 
 @main.command()

@@ -52,6 +52,7 @@ class ExpandOptions:
     output_format: str = "same"
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
+    balance: bool = False  # minority classes get more variants: every class ends train equal
 
     def to_dict(self) -> dict[str, Any]:
         """The options that decide the output (not `workers`: it never changes a byte)."""
@@ -64,6 +65,7 @@ class ExpandOptions:
             "group_by": self.group_by,
             "format": self.output_format,
             "quality": self.quality,
+            "balance": self.balance,
         }
 
 
@@ -78,6 +80,8 @@ class ExpandSummary:
     rejected: list[Rejected] = field(default_factory=list)
     too_small: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
+    balanced: bool = False
 
     @property
     def total(self) -> int:
@@ -102,6 +106,7 @@ def expand(
         raise OutputError("--times must be at least 1")
     recipe = load_recipe(options.recipe)
     dataset = ingest(src, options.group_by)
+    recipe.check_classes(dataset.classes)
     check_output_location(dataset, out)
     previous_header, previous_records = _previous_run(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +129,9 @@ def expand(
         fingerprints,
         options.seed,
         options.output_format,
+        mix=recipe.mix,
+        mix_size=recipe.preprocess.size,
+        balance=options.balance,
     )
     reused, todo = _reuse_done(out, tasks, previous_records, fingerprints.recipe)
     if on_plan is not None:
@@ -150,6 +158,7 @@ def expand(
             if progress is not None:
                 progress(len(result.records))
 
+    rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
     planned = {r["path"] for r in records}
     removed = _remove_stale(out, previous_records, planned)
     _write_outputs(out, dataset, recipe, options, fingerprints, holdout.split_of, records, rejected)
@@ -161,6 +170,11 @@ def expand(
         split_counts[r["label"]] = split_counts.get(r["label"], 0) + 1
     failed = {r.path for r in rejected}
     originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
+    train_originals = Counter(
+        o.label
+        for o in dataset.originals
+        if holdout.split_of[o.path] == "train" and o.path not in failed
+    )
     return ExpandSummary(
         out=out,
         counts={s: dict(sorted(counts[s].items())) for s in SPLITS if s in counts},
@@ -171,6 +185,8 @@ def expand(
         rejected=sorted(rejected, key=lambda r: r.path),
         too_small=holdout.too_small,
         seconds=time.perf_counter() - started,
+        train_originals=dict(sorted(train_originals.items())),
+        balanced=options.balance,
     )
 
 
@@ -269,9 +285,10 @@ def _write_outputs(
     records: Sequence[Record],
     rejected: Sequence[Rejected],
 ) -> None:
+    soft_classes = dataset.classes if recipe.mix else []
     for split in SPLITS:
         if (out / split).is_dir() or any(r["split"] == split for r in records):
-            write_metadata_csv(out, split, records)
+            write_metadata_csv(out, split, records, soft_classes)
     write_manifest(out, records)
     counts: dict[str, dict[str, int]] = {}
     for r in sorted(records, key=lambda r: (r["split"], r["label"])):

@@ -100,14 +100,37 @@ def clear_journal(out: Path) -> None:
     shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
 
 
-def write_metadata_csv(out: Path, split: str, records: Iterable[Record]) -> None:
-    """`file_name,label` per split, the form Hugging Face `imagefolder` reads."""
+SOFT_LABEL_PREFIX = "p_"
+
+
+def write_metadata_csv(
+    out: Path, split: str, records: Iterable[Record], soft_classes: Sequence[str] = ()
+) -> None:
+    """`file_name,label` per split, the form Hugging Face `imagefolder` reads.
+
+    With `soft_classes` (a run that mixes images), one more column per class, `p_<class>`,
+    holds the image's probability of that class: the soft label a trainer can read without
+    the manifest. Unmixed images get 1 in their own class's column, 0 elsewhere. Every split
+    gets the same columns, as `imagefolder` needs.
+    """
     prefix = f"{split}/"
-    rows = sorted(
-        (r["path"][len(prefix) :], r["label"]) for r in records if r["path"].startswith(prefix)
-    )
+    rows = []
+    for r in records:
+        if not r["path"].startswith(prefix):
+            continue
+        row = [r["path"][len(prefix) :], r["label"]]
+        probs = r.get("soft_label") or {r["label"]: 1.0}
+        row.extend(_probability(probs.get(c, 0.0)) for c in soft_classes)
+        rows.append(row)
+    rows.sort()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file_name", "label"])
+    writer.writerow(["file_name", "label", *(SOFT_LABEL_PREFIX + c for c in soft_classes)])
     writer.writerows(rows)
     write_text_atomic(out / split / "metadata.csv", buf.getvalue())
+
+
+def _probability(value: float) -> str:
+    # Always a float literal ("1.0", not "1"): a loader that infers column types per file
+    # (Hugging Face imagefolder) must see the same type in every split.
+    return repr(float(value))

@@ -8,6 +8,10 @@ machine, so any worker count produces the same bytes under the same names:
   (source sha256, preprocess fingerprint): an augment-only recipe change keeps it;
 - variant v >= 1 (train only) is keyed by (source sha256, recipe fingerprint, seed, v),
   and seeded by (seed, source sha256, v).
+- a mixed variant (the recipe's `mix:`) also names its partner: a train original drawn from
+  the job's seed, with the partner's sha256 in the key, so a different partner (the train
+  split grew) always gives a new name. Whether it mixes, the weight and the CutMix box are
+  drawn here too, because the dominant class decides the output's folder.
 """
 
 from __future__ import annotations
@@ -18,12 +22,47 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from augment.balance import balanced_variants
 from augment.imageio import same_format
 from augment.ingest import Original, Rejected
+from augment.mixing import (
+    Box,
+    MixKind,
+    MixSpec,
+    choose_mix,
+    cutmix_box,
+    cutmix_weight,
+    dominant_label,
+    mixup_weight,
+    soft_label,
+)
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 _MAX_STEM_BYTES = 120
+
+
+# Mixing draws come from their own stream of the job's seed, apart from the transforms'.
+_MIX_STREAM = 0x6D6978
+
+
+@dataclass(frozen=True)
+class PlannedMix:
+    """A mix the worker applies after augmenting both images."""
+
+    kind: MixKind
+    partner: Original  # always a train original
+    partner_seed: int  # seeds the partner's own augmentation
+    weight: float  # the image's own weight; the partner's is 1 - weight
+    box: Box | None  # CutMix: where the partner's pixels go
+    label: str  # the dominant class: the output's folder and hard label
+    own_label: str  # the class of the image itself
+
+    @property
+    def soft_label(self) -> dict[str, float]:
+        return soft_label([(self.own_label, self.weight), (self.partner.label, 1 - self.weight)])
 
 
 @dataclass(frozen=True)
@@ -31,6 +70,7 @@ class OutputJob:
     path: str  # relative to OUT, POSIX
     variant: int
     seed: int  # 0 for variant 0, which draws nothing
+    mix: PlannedMix | None = None
 
 
 @dataclass(frozen=True)
@@ -61,9 +101,18 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()
 
 
-def output_key(source_sha: str, fingerprints: Fingerprints, seed: int, variant: int) -> str:
+def output_key(
+    source_sha: str,
+    fingerprints: Fingerprints,
+    seed: int,
+    variant: int,
+    partner_sha: str | None = None,
+) -> str:
     if variant == 0:
         return _hash("original", source_sha, fingerprints.preprocess)[:KEY_LENGTH]
+    if partner_sha is not None:
+        parts = ("mixed", source_sha, fingerprints.recipe, seed, variant, partner_sha)
+        return _hash(*parts)[:KEY_LENGTH]
     return _hash("variant", source_sha, fingerprints.recipe, seed, variant)[:KEY_LENGTH]
 
 
@@ -84,33 +133,163 @@ def plan_tasks(
     fingerprints: Fingerprints,
     seed: int,
     output_format: str,
+    *,
+    mix: Sequence[MixSpec] = (),
+    mix_size: tuple[int, int] | None = None,
+    balance: bool = False,
 ) -> tuple[list[SourceTask], list[Rejected]]:
-    """One task per original; train originals get `variants_per_class[label]`, others [0]."""
+    """One task per original; train originals get `variants_per_class[label]` (or, with
+    `balance`, as many as make every class's train total equal), others [0].
+
+    `mix` are the recipe's mix entries and `mix_size` the (width, height) every image has
+    after preprocessing, which CutMix boxes are drawn in.
+    """
+    accepted, rejected = _drop_exact_duplicates(originals, split_of, output_format)
+    train: dict[str, list[Original]] = {}
+    for original in accepted:
+        if split_of[original.path] == "train":
+            train.setdefault(original.label, []).append(original)
+    per_original = balanced_variants(train, variants_per_class, seed) if balance else {}
+    partners = PartnerPool([o for members in train.values() for o in members], mix)
     tasks: list[SourceTask] = []
-    rejected: list[Rejected] = []
     planned: dict[str, str] = {}
-    for original in originals:
+    for original in accepted:
         split = split_of[original.path]
-        variants = variants_per_class[original.label] if split == "train" else (0,)
+        if split != "train":
+            variants: Sequence[int] = (0,)
+        else:
+            variants = per_original.get(original.path, variants_per_class[original.label])
         stem = safe_name(Path(original.path).stem)
-        folder = f"{split}/{safe_name(original.label)}"
         ext = output_extension(original, output_format)
-        jobs = tuple(
-            OutputJob(
-                path=f"{folder}/{stem}__{output_key(original.sha256, fingerprints, seed, v)}.{ext}",
-                variant=v,
-                seed=job_seed(seed, original.sha256, v),
+        jobs = []
+        for v in variants:
+            job_seed_ = job_seed(seed, original.sha256, v)
+            planned_mix = (
+                plan_mix(original, job_seed_, mix, partners, mix_size) if v and mix else None
             )
-            for v in variants
-        )
+            label = planned_mix.label if planned_mix else original.label
+            partner_sha = planned_mix.partner.sha256 if planned_mix else None
+            key = output_key(original.sha256, fingerprints, seed, v, partner_sha)
+            jobs.append(
+                OutputJob(
+                    path=f"{split}/{safe_name(label)}/{stem}__{key}.{ext}",
+                    variant=v,
+                    seed=job_seed_,
+                    mix=planned_mix,
+                )
+            )
         clash = next((planned[j.path] for j in jobs if j.path in planned), None)
-        if clash is not None:
-            # Same bytes, same class, same stem: its outputs would be the very same files.
+        if clash is not None:  # a safety net: exact duplicates are dropped above
             rejected.append(Rejected(original.path, f"exact duplicate of {clash}"))
             continue
         planned.update((j.path, original.path) for j in jobs)
-        tasks.append(SourceTask(original=original, split=split, outputs=jobs))
+        tasks.append(SourceTask(original=original, split=split, outputs=tuple(jobs)))
     return tasks, rejected
+
+
+def _drop_exact_duplicates(
+    originals: Sequence[Original], split_of: Mapping[str, str], output_format: str
+) -> tuple[list[Original], list[Rejected]]:
+    """Same bytes, same class, same split and same stem: its outputs would be the very same
+    files, so only the first is kept."""
+    seen: dict[tuple[str, ...], str] = {}
+    accepted: list[Original] = []
+    rejected: list[Rejected] = []
+    for original in originals:
+        identity = (
+            split_of[original.path],
+            safe_name(original.label),
+            safe_name(Path(original.path).stem),
+            original.sha256,
+            output_extension(original, output_format),
+        )
+        if identity in seen:
+            rejected.append(Rejected(original.path, f"exact duplicate of {seen[identity]}"))
+            continue
+        seen[identity] = original.path
+        accepted.append(original)
+    return accepted, rejected
+
+
+class PartnerPool:
+    """The train originals a mix entry may take its partner from, per class of the image.
+
+    Held-out originals are never in it: their pixels must not reach train in any form.
+    """
+
+    def __init__(self, train: Sequence[Original], specs: Sequence[MixSpec]) -> None:
+        unique: dict[str, Original] = {}
+        for original in sorted(train, key=lambda o: (o.sha256, o.path)):
+            unique.setdefault(original.sha256, original)  # one per content
+        self._train = list(unique.values())
+        self._specs = specs
+        # (entry, class of the image) -> the candidates, and where each sha256 sits in them
+        self._cache: dict[tuple[int, str], tuple[list[Original], dict[str, int]]] = {}
+
+    def candidates(self, index: int, label: str) -> tuple[list[Original], dict[str, int]]:
+        key = (index, label)
+        if key not in self._cache:
+            spec = self._specs[index]
+            members = [
+                o
+                for o in self._train
+                if spec.allows(o.label) and not (spec.other_class and o.label == label)
+            ]
+            self._cache[key] = (members, {o.sha256: i for i, o in enumerate(members)})
+        return self._cache[key]
+
+    def pick(self, index: int, original: Original, rng: np.random.Generator) -> Original | None:
+        """A uniform draw among the candidates other than the image itself (O(1))."""
+        members, position = self.candidates(index, original.label)
+        own = position.get(original.sha256)
+        count = len(members) - (own is not None)
+        if count <= 0:
+            return None
+        chosen = int(rng.integers(count))
+        if own is not None and chosen >= own:
+            chosen += 1  # skip the image itself
+        return members[chosen]
+
+
+def plan_mix(
+    original: Original,
+    seed: int,
+    specs: Sequence[MixSpec],
+    partners: PartnerPool,
+    size: tuple[int, int] | None,
+) -> PlannedMix | None:
+    """Whether a variant mixes, with whom and how much: all drawn from the variant's seed."""
+    rng = np.random.default_rng([seed, _MIX_STREAM])
+    index = choose_mix(specs, float(rng.random()))
+    if index is None:
+        return None
+    spec = specs[index]
+    if not spec.allows(original.label):
+        return None
+    partner = partners.pick(index, original, rng)
+    if partner is None:
+        return None  # e.g. other_class with one class in train: the variant is not mixed
+    box: Box | None = None
+    if spec.kind == "mixup":
+        weight = mixup_weight(rng, spec.alpha)
+    else:
+        assert size is not None, "a recipe with mix has a preprocess size"
+        box = cutmix_box(rng, spec.alpha, *size)
+        weight = cutmix_weight(box, *size)
+    if not 0 < weight < 1:
+        # An extreme draw: an empty box, or a weight that rounds to 0 or 1. Such a "mix" is
+        # one image alone, so the variant is left unmixed rather than labelled as a mix.
+        return None
+    probs = soft_label([(original.label, weight), (partner.label, 1 - weight)])
+    return PlannedMix(
+        kind=spec.kind,
+        partner=partner,
+        partner_seed=int(rng.integers(2**63)),
+        weight=weight,
+        box=box,
+        label=dominant_label(probs, original.label),
+        own_label=original.label,
+    )
 
 
 def shard_tasks(tasks: Sequence[SourceTask], outputs_per_shard: int) -> Iterator[list[SourceTask]]:

@@ -8,9 +8,17 @@ preprocess:            # applied identically to train, validation and test
   pad_mode: blur       # constant | reflect | edge | wrap | blur
   background: [255, 255, 255]   # colour that transparent pixels are composited onto
 augment:               # train only; albumentations 2.0.x transforms or the project's own
-  - HorizontalFlip: {p: 0.5}
+  - HorizontalFlip: {p: 0.5, except_classes: ["6", "9"]}   # per-class policy
   - Affine: {rotate: [-10, 10], border_mode: reflect, p: 0.7}
+mix:                   # train only; MixUp / CutMix with a second train original
+  - MixUp: {p: 0.2, alpha: 0.4}
+  - CutMix: {p: 0.2, alpha: 1.0, other_class: true}
 ```
+Any `augment` entry may carry `only_classes: [...]` or `except_classes: [...]`: the transform
+is then never applied to images of the other / the listed classes (a flipped 9 is a 6). The
+worker builds one pipeline per class with the forbidden transforms removed; class names are
+checked against the dataset once it is read (`Recipe.check_classes`).
+
 An `augment` entry may also be albumentations' own serialised form (`A.to_dict` output, or
 a list of `{__class_fullname__: ...}` items). Everything is validated when the recipe is
 loaded, so a typo fails at once with the file and transform named, not inside a worker.
@@ -36,6 +44,7 @@ import PIL
 import yaml
 
 from augment.errors import RecipeError
+from augment.mixing import MIX_KINDS, MixSpec
 from augment.preprocess import Preprocess
 from augment.transforms import OWN_TRANSFORMS
 
@@ -43,7 +52,9 @@ from augment.transforms import OWN_TRANSFORMS
 # output name changes with it and no downstream cache can serve a stale image.
 PIXEL_VERSION = 1
 
-RECIPE_KEYS = frozenset({"description", "preprocess", "augment"})
+RECIPE_KEYS = frozenset({"description", "preprocess", "augment", "mix"})
+POLICY_KEYS = ("only_classes", "except_classes")
+_MIX_ARGS = ("p", "alpha", "other_class", *POLICY_KEYS)
 
 _BORDER_MODES = {
     "constant": cv2.BORDER_CONSTANT,
@@ -73,14 +84,49 @@ class Recipe:
     background: tuple[int, int, int]
     # Canonical albumentations serialisation of the augment part: every argument resolved,
     # so cosmetic YAML edits (order, comments, spelled-out defaults) leave it unchanged.
+    # Entries with a per-class policy carry `only_classes` / `except_classes` keys, which
+    # `build_pipeline` strips after choosing the entries a class may use.
     augment: dict[str, Any] = field(repr=False)
+    mix: tuple[MixSpec, ...] = ()
 
-    def build_pipeline(self) -> A.Compose:
-        """A fresh Compose; callers seed it per job with `seed_pipeline`."""
-        pipeline = A.from_dict({"transform": self.augment})
+    def build_pipeline(self, label: str | None = None) -> A.Compose:
+        """A fresh Compose for images of class `label` (None: every transform); callers seed
+        it per job with `seed_pipeline`."""
+        spec = _for_class(self.augment, label, root=True)
+        assert spec is not None
+        pipeline = A.from_dict({"transform": spec})
         assert isinstance(pipeline, A.Compose)
         pipeline.save_applied_params = True
         return pipeline
+
+    def removed_for(self, label: str) -> list[str]:
+        """Names of the transforms the policy removes for class `label`, in recipe order."""
+        return _removed(self.augment, label)
+
+    def policy_classes(self) -> dict[str, list[str]]:
+        """Where each policy names classes: a readable place -> the class names it lists."""
+        named: dict[str, list[str]] = {}
+        _collect_policy(self.augment, "augment", named)
+        for i, spec in enumerate(self.mix, start=1):
+            listed = [*(spec.only_classes or ()), *spec.except_classes]
+            if listed:
+                named[f"mix entry {i} ({_MIX_NAME[spec.kind]})"] = listed
+        return named
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Fail if a policy names a class the dataset does not have (a typo would otherwise
+        silently leave the transform on for the class it was meant to protect)."""
+        known = set(classes)
+        for where, listed in self.policy_classes().items():
+            for name in listed:
+                if name not in known:
+                    hint = difflib.get_close_matches(name, sorted(known), n=1)
+                    raise RecipeError(
+                        f"recipe {self.name}: {where} names class {name!r}, which the dataset "
+                        f"does not have"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                        + f"; classes: {', '.join(sorted(known))}"
+                    )
 
     def preprocess_fingerprint(self, output_format: str, quality: int) -> str:
         """Covers what makes validation/test and train originals' pixels and bytes."""
@@ -95,21 +141,69 @@ class Recipe:
 
     def fingerprint(self, output_format: str, quality: int) -> str:
         """Covers everything that makes augmented variants' pixels and bytes."""
-        return _digest(
-            {
-                "base": self.preprocess_fingerprint(output_format, quality),
-                "augment": self.augment,
-                "albumentations": A.__version__,
-            }
-        )
+        parts: dict[str, Any] = {
+            "base": self.preprocess_fingerprint(output_format, quality),
+            "augment": self.augment,
+            "albumentations": A.__version__,
+        }
+        if self.mix:  # only when present, so recipes without mixing keep their fingerprints
+            parts["mix"] = [m.to_dict() for m in self.mix]
+        return _digest(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "preprocess": {**self.preprocess.to_dict(), "background": list(self.background)},
             "augment": self.augment,
         }
+        if self.mix:
+            out["mix"] = [m.to_dict() for m in self.mix]
+        return out
+
+
+_MIX_NAME = {kind: name for name, kind in MIX_KINDS.items()}
+
+
+def _policy_allows(entry: Mapping[str, Any], label: str | None) -> bool:
+    if label is None:
+        return True
+    only = entry.get("only_classes")
+    if only is not None and label not in only:
+        return False
+    return label not in entry.get("except_classes", ())
+
+
+def _for_class(entry: dict[str, Any], label: str | None, root: bool = False) -> dict | None:
+    """The serialised transform as class `label` may use it: forbidden entries dropped,
+    policy keys stripped. A composition left with no transforms is dropped as well."""
+    if not root and not _policy_allows(entry, label):
+        return None
+    out = {k: v for k, v in entry.items() if k not in POLICY_KEYS}
+    if "transforms" in entry:
+        children = [_for_class(c, label) for c in entry["transforms"]]
+        out["transforms"] = [c for c in children if c is not None]
+        if not out["transforms"] and not root:
+            return None
+    return out
+
+
+def _removed(entry: dict[str, Any], label: str) -> list[str]:
+    if not _policy_allows(entry, label):
+        return [_short_name(entry)]
+    return [name for c in entry.get("transforms", ()) for name in _removed(c, label)]
+
+
+def _collect_policy(entry: dict[str, Any], where: str, named: dict[str, list[str]]) -> None:
+    listed = [*(entry.get("only_classes") or ()), *entry.get("except_classes", ())]
+    if listed:
+        named[f"{where} ({_short_name(entry)})"] = listed
+    for i, child in enumerate(entry.get("transforms", ()), start=1):
+        _collect_policy(child, f"augment entry {i}" if where == "augment" else where, named)
+
+
+def _short_name(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("__class_fullname__", "?")).rsplit(".", 1)[-1]
 
 
 def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
@@ -181,7 +275,8 @@ def parse_recipe(text: str, name: str, where: str) -> Recipe:
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"{where}: preprocess: {exc}") from exc
 
-    transforms = _build_augment(doc.get("augment"), where)
+    policies: dict[int, dict[str, list[str]]] = {}
+    transforms = _build_augment(doc.get("augment"), where, policies)
     try:
         compose = A.Compose(transforms, p=1.0)
         # Round-trip now: a transform that cannot be rebuilt from its dict would otherwise
@@ -192,13 +287,125 @@ def parse_recipe(text: str, name: str, where: str) -> Recipe:
         augment = A.to_dict(rebuilt)["transform"]
     except Exception as exc:  # albumentations raises assorted types here; all mean "bad recipe"
         raise RecipeError(f"{where}: augment: {exc}") from exc
+    augment = json.loads(json.dumps(augment, default=_jsonable))
+    _attach_policies(compose, augment, policies)
+    mix = _build_mix(doc.get("mix"), where)
+    if mix and preprocess.size is None:
+        raise RecipeError(
+            f"{where}: mix needs preprocess.size: both images of a mix must have one size"
+        )
     return Recipe(
         name=name,
         description=description.strip(),
         preprocess=preprocess,
         background=background,
-        augment=json.loads(json.dumps(augment, default=_jsonable)),
+        augment=augment,
+        mix=mix,
     )
+
+
+def _attach_policies(
+    built: A.BaseCompose | A.BasicTransform,
+    serialised: dict[str, Any],
+    policies: Mapping[int, dict[str, list[str]]],
+) -> None:
+    """Put each entry's class policy into its serialised form (the built tree and its dict
+    have the same shape), so the policy is part of the recipe's data and fingerprint."""
+    serialised.update(policies.get(id(built), {}))
+    if isinstance(built, A.BaseCompose):
+        for child, child_dict in zip(built.transforms, serialised["transforms"], strict=True):
+            _attach_policies(child, child_dict, policies)
+
+
+def _pop_policy(args: dict[str, Any], at: str) -> dict[str, list[str]]:
+    """Take `only_classes` / `except_classes` out of an entry's arguments, validated."""
+    policy: dict[str, list[str]] = {}
+    for key in POLICY_KEYS:
+        if key not in args:
+            continue
+        value = args.pop(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise RecipeError(f"{at}: {key} must be a non-empty list of class names")
+        names = []
+        for item in value:
+            # YAML reads `[6, 9]` as numbers; class folder names are text.
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                raise RecipeError(f"{at}: {key}: {item!r} is not a class name")
+            names.append(str(item))
+        policy[key] = sorted(set(names))
+    if len(policy) == 2:
+        raise RecipeError(f"{at}: give only_classes or except_classes, not both")
+    return policy
+
+
+def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise RecipeError(f"{where}: mix must be a list like [MixUp: {{p: 0.3, alpha: 0.4}}]")
+    entries: list[MixSpec] = []
+    for index, entry in enumerate(spec, start=1):
+        at = f"{where}: mix entry {index}"
+        if isinstance(entry, str):
+            entry = {entry: {}}
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise RecipeError(f"{at}: expected one `MixUp: {{args}}` or `CutMix: {{args}}` pair")
+        name, args = next(iter(entry.items()))
+        at = f"{at} ({name})"
+        if name not in MIX_KINDS:
+            hint = difflib.get_close_matches(str(name), list(MIX_KINDS), n=1)
+            raise RecipeError(
+                f"{at}: unknown mix {name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; mix entries are {', '.join(MIX_KINDS)}"
+            )
+        args = dict(args or {})
+        if not isinstance(args, dict):
+            raise RecipeError(f"{at}: arguments must be a mapping")
+        for arg in args:
+            if arg not in _MIX_ARGS:
+                hint = difflib.get_close_matches(str(arg), _MIX_ARGS, n=1)
+                raise RecipeError(
+                    f"{at}: unknown argument {arg!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; valid arguments: {', '.join(_MIX_ARGS)}"
+                )
+        policy = _pop_policy(args, at)
+        p = _number(args.get("p", 0.5), f"{at}: p")
+        alpha = _number(args.get("alpha", 1.0), f"{at}: alpha")
+        if not 0 <= p <= 1:
+            raise RecipeError(f"{at}: p must be between 0 and 1, got {p}")
+        if alpha <= 0:
+            raise RecipeError(f"{at}: alpha must be positive, got {alpha}")
+        other_class = args.get("other_class", False)
+        if not isinstance(other_class, bool):
+            raise RecipeError(f"{at}: other_class must be true or false")
+        only = policy.get("only_classes")
+        entries.append(
+            MixSpec(
+                kind=MIX_KINDS[name],
+                p=p,
+                alpha=alpha,
+                other_class=other_class,
+                only_classes=tuple(only) if only is not None else None,
+                except_classes=tuple(policy.get("except_classes", ())),
+            )
+        )
+    total = sum(e.p for e in entries)
+    if total > 1 + 1e-9:
+        raise RecipeError(
+            f"{where}: mix probabilities add up to {total:g}; at most one mix applies to a "
+            "variant, so they must add up to 1 or less"
+        )
+    return tuple(entries)
+
+
+def _number(value: object, at: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecipeError(f"{at} must be a number, got {value!r}")
+    return float(value)
 
 
 def _colour(value: object, where: str) -> tuple[int, int, int]:
@@ -213,7 +420,9 @@ def _colour(value: object, where: str) -> tuple[int, int, int]:
     raise RecipeError(f"{where} must be an RGB colour like [255, 255, 255], got {value!r}")
 
 
-def _build_augment(spec: object, where: str) -> list[A.BasicTransform | A.BaseCompose]:
+def _build_augment(
+    spec: object, where: str, policies: dict[int, dict[str, list[str]]]
+) -> list[A.BasicTransform | A.BaseCompose]:
     if spec is None:
         return []
     if isinstance(spec, dict) and "transform" in spec:  # a whole A.to_dict document
@@ -225,20 +434,27 @@ def _build_augment(spec: object, where: str) -> list[A.BasicTransform | A.BaseCo
         return list(loaded.transforms) if isinstance(loaded, A.Compose) else [loaded]
     if not isinstance(spec, list):
         raise RecipeError(f"{where}: augment must be a list of transforms")
-    return [_build_entry(entry, where, i) for i, entry in enumerate(spec, start=1)]
+    return [_build_entry(entry, where, i, policies) for i, entry in enumerate(spec, start=1)]
 
 
-def _build_entry(entry: object, where: str, index: int) -> A.BasicTransform | A.BaseCompose:
+def _build_entry(
+    entry: object, where: str, index: int, policies: dict[int, dict[str, list[str]]]
+) -> A.BasicTransform | A.BaseCompose:
     at = f"{where}: augment entry {index}"
     if isinstance(entry, str):
         entry = {entry: {}}
     if not isinstance(entry, dict):
         raise RecipeError(f"{at}: expected `Name: {{args}}`, got {entry!r}")
     if "__class_fullname__" in entry:
+        entry = dict(entry)
+        policy = _pop_policy(entry, at)
         try:
-            return A.from_dict({"transform": entry})
+            loaded = A.from_dict({"transform": entry})
         except Exception as exc:
             raise RecipeError(f"{at}: cannot load albumentations dict: {exc}") from exc
+        if policy:
+            policies[id(loaded)] = policy
+        return loaded
     if len(entry) != 1:
         raise RecipeError(f"{at}: expected one `Name: {{args}}` pair, got keys {sorted(entry)}")
     name, args = next(iter(entry.items()))
@@ -248,14 +464,19 @@ def _build_entry(entry: object, where: str, index: int) -> A.BasicTransform | A.
     if not isinstance(args, dict):
         raise RecipeError(f"{at}: arguments must be a mapping, got {args!r}")
     args = dict(args)
+    policy = _pop_policy(args, at)
     if name in _COMPOSITIONS:
         children = args.pop("transforms", None)
         if not isinstance(children, list) or not children:
             raise RecipeError(f"{at}: needs a non-empty `transforms` list")
-        built = [_build_entry(c, where, index) for c in children]
-        return _construct(_COMPOSITIONS[name], {**args, "transforms": built}, at)
-    cls = _transform_class(str(name), at)
-    return _construct(cls, _convert_args(args, at), at)
+        built = [_build_entry(c, where, index, policies) for c in children]
+        made = _construct(_COMPOSITIONS[name], {**args, "transforms": built}, at)
+    else:
+        cls = _transform_class(str(name), at)
+        made = _construct(cls, _convert_args(args, at), at)
+    if policy:
+        policies[id(made)] = policy
+    return made
 
 
 def _transform_class(name: str, at: str) -> type[A.BasicTransform]:

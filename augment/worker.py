@@ -1,22 +1,28 @@
 """The worker: turns a shard of jobs into files on disk and their manifest records.
 
 It does not know which executor runs it. Each source is read and decoded once, preprocessed
-once, and then encoded once per output (the original and every variant).
+once, and then encoded once per output (the original and every variant). A mixing partner is
+decoded once per shard. `render` makes the pixels and `run` writes them, so `augment
+preview` shows exactly what `expand` writes.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import albumentations as A
+import cv2
 import numpy as np
 
 from augment.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode, encode, sha256_bytes
-from augment.ingest import Rejected
+from augment.ingest import Original, Rejected
 from augment.manifest import Record, write_journal
-from augment.plan import Fingerprints, SourceTask, output_extension
+from augment.mixing import MIX_NAMES, cutmix, mixup
+from augment.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 from augment.preprocess import apply_preprocess
 from augment.recipe import Recipe, seed_pipeline
 from augment.writer import write_atomic
@@ -54,61 +60,167 @@ def shard_id(shard: list[SourceTask]) -> str:
     return digest.hexdigest()[:20]
 
 
+@dataclass
+class Rendered:
+    """One output's pixels and what its manifest record says about how they were made."""
+
+    job: OutputJob
+    label: str
+    pixels: np.ndarray
+    params: list[dict[str, Any]]
+    sources: list[dict[str, Any]]
+    soft_label: dict[str, float] | None = None
+
+
+class SourceProblem(Exception):
+    """An original cannot be used: unreadable, undecodable, or changed since ingest."""
+
+
 class Worker:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        self.pipeline = ctx.recipe.build_pipeline()
+        # One pipeline per class, with the transforms its policy forbids taken out.
+        self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
+        self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
 
     def run(self, shard: list[SourceTask]) -> ShardResult:
         result = ShardResult()
+        self._partners.clear()
         for task in shard:
             self._run_task(task, result)
+        self._partners.clear()
         write_journal(self.ctx.out, shard_id(shard), result.records)
         return result
 
     def _run_task(self, task: SourceTask, result: ShardResult) -> None:
         ctx, original = self.ctx, task.original
+        fmt = output_extension(original, ctx.output_format)
+        for item in self.render(task):
+            if isinstance(item, Rejected):
+                result.rejected.append(item)
+                continue
+            encoded = encode(item.pixels, fmt, ctx.quality)  # type: ignore[arg-type]
+            write_atomic(ctx.out / item.job.path, encoded)
+            record: Record = {
+                "path": item.job.path,
+                "split": task.split,
+                "label": item.label,
+                "sha256": sha256_bytes(encoded),
+                "size": len(encoded),
+                "sources": item.sources,
+                "variant": item.job.variant,
+                "seed": item.job.seed,
+                "recipe": ctx.fingerprints.recipe,
+                "params": item.params,
+            }
+            if item.soft_label is not None:
+                record["soft_label"] = item.soft_label
+            result.records.append(record)
+
+    def render(self, task: SourceTask) -> Iterator[Rendered | Rejected]:
+        """The pixels of every output of a task, in job order; `augment preview` shows these
+        very pixels. A source that cannot be used yields one Rejected instead."""
+        original = task.original
+        try:
+            prepared = self.prepare(original)
+        except SourceProblem as exc:
+            yield Rejected(original.path, str(exc))
+            return
+        own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
+        for job in task.outputs:
+            if job.variant == 0:
+                yield Rendered(job, original.label, prepared, [], [own])
+            elif job.mix is None:
+                pixels, params = self.augment(prepared, original.label, job.seed)
+                yield Rendered(job, original.label, pixels, params, [own])
+            else:
+                try:
+                    yield self._mixed(job, job.mix, original, prepared)
+                except SourceProblem as exc:
+                    yield Rejected(job.mix.partner.path, str(exc))
+
+    def prepare(self, original: Original) -> np.ndarray:
+        """Read, check, decode and preprocess one original."""
+        ctx = self.ctx
         try:
             data = (ctx.src_root / original.path).read_bytes()
         except OSError as exc:
-            result.rejected.append(Rejected(original.path, f"cannot read: {exc.strerror}"))
-            return
+            raise SourceProblem(f"cannot read: {exc.strerror}") from exc
         if sha256_bytes(data) != original.sha256:
-            result.rejected.append(
-                Rejected(original.path, "file changed while the run was going on")
-            )
-            return
+            raise SourceProblem("file changed while the run was going on")
         try:
             decoded = decode(data, ctx.recipe.background, ctx.max_pixels)
         except UnreadableImage as exc:
-            result.rejected.append(Rejected(original.path, str(exc)))
-            return
-        prepared = apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
-        fmt = output_extension(original, ctx.output_format)
-        for job in task.outputs:
-            if job.variant == 0:
-                pixels, params = prepared, []
-            else:
-                seed_pipeline(self.pipeline, job.seed)
-                augmented = self.pipeline(image=prepared.copy())
-                pixels = np.ascontiguousarray(augmented["image"])
-                params = applied_params(augmented.get("applied_transforms", []))
-            encoded = encode(pixels, fmt, ctx.quality)  # type: ignore[arg-type]
-            write_atomic(ctx.out / job.path, encoded)
-            result.records.append(
-                {
-                    "path": job.path,
-                    "split": task.split,
-                    "label": original.label,
-                    "sha256": sha256_bytes(encoded),
-                    "size": len(encoded),
-                    "sources": [{"path": original.path, "sha256": original.sha256, "weight": 1.0}],
-                    "variant": job.variant,
-                    "seed": job.seed,
-                    "recipe": ctx.fingerprints.recipe,
-                    "params": params,
-                }
-            )
+            raise SourceProblem(str(exc)) from exc
+        return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
+
+    def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
+        """Class `label`'s pipeline and the names of the transforms its policy removed."""
+        if label not in self._pipelines:
+            recipe = self.ctx.recipe
+            self._pipelines[label] = (recipe.build_pipeline(label), recipe.removed_for(label))
+        return self._pipelines[label]
+
+    def augment(
+        self, prepared: np.ndarray, label: str, seed: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """The recipe's transforms, as class `label` may use them, seeded by `seed`."""
+        pipeline, removed = self.pipeline(label)
+        seed_pipeline(pipeline, seed)
+        augmented = pipeline(image=prepared.copy())
+        params = applied_params(augmented.get("applied_transforms", []))
+        if removed:  # the policy is part of how the image was made: say so in the record
+            params.insert(0, {"transform": "ClassPolicy", "label": label, "removed": removed})
+        return np.ascontiguousarray(augmented["image"]), params
+
+    def _partner(self, partner: Original) -> np.ndarray:
+        cached = self._partners.get(partner.sha256)
+        if cached is None:
+            try:
+                cached = self.prepare(partner)
+            except SourceProblem as exc:
+                cached = exc
+            self._partners[partner.sha256] = cached
+        if isinstance(cached, SourceProblem):
+            # The same reason its own task gives, so the summary lists it once.
+            raise SourceProblem(str(cached))
+        return cached
+
+    def _mixed(
+        self, job: OutputJob, mix: PlannedMix, original: Original, prepared: np.ndarray
+    ) -> Rendered:
+        """Both images augmented on their own (each with its class's policy), then mixed."""
+        size = self.ctx.recipe.preprocess.size
+        assert size is not None, "a recipe with mix has a preprocess size"
+        pixels, params = self.augment(prepared, original.label, job.seed)
+        partner_pixels, partner_params = self.augment(
+            self._partner(mix.partner), mix.partner.label, mix.partner_seed
+        )
+        pixels, partner_pixels = _fit(pixels, size), _fit(partner_pixels, size)
+        if mix.kind == "mixup":
+            mixed = mixup(pixels, partner_pixels, mix.weight)
+        else:
+            assert mix.box is not None
+            mixed = cutmix(pixels, partner_pixels, mix.box)
+        entry: dict[str, Any] = {"transform": MIX_NAMES[mix.kind], "weight": mix.weight}
+        if mix.box is not None:
+            entry["box"] = list(mix.box)
+        entry["partner"] = mix.partner.path
+        entry["partner_params"] = partner_params
+        sources = [
+            {"path": original.path, "sha256": original.sha256, "weight": mix.weight},
+            {"path": mix.partner.path, "sha256": mix.partner.sha256, "weight": 1 - mix.weight},
+        ]
+        return Rendered(job, mix.label, mixed, [*params, entry], sources, mix.soft_label)
+
+
+def _fit(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Mixing works at the preprocess size; a transform that changed the size (a crop in
+    `augment`) is scaled back so the two images line up and the weights stay exact."""
+    width, height = size
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def applied_params(applied: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:

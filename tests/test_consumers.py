@@ -6,7 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from augment.expand import ExpandSummary
+import numpy as np
+
+from augment.expand import ExpandOptions, ExpandSummary, expand
+from tests.conftest import TEXTURES
 
 
 def test_hugging_face_imagefolder_loads_the_output(expanded: tuple[Path, ExpandSummary]) -> None:
@@ -25,3 +28,34 @@ def test_hugging_face_imagefolder_loads_the_output(expanded: tuple[Path, ExpandS
         assert got == expected
     image = ds["train"][0]["image"]
     assert image.size == (64, 48)
+
+
+def test_hugging_face_reads_soft_labels(tmp_path: Path) -> None:
+    """A mixing run's metadata.csv columns load as float features: the soft label."""
+    from datasets import load_dataset
+
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(
+        "preprocess: {size: [24, 24]}\n"
+        "mix:\n"
+        "  - MixUp: {p: 0.5, alpha: 0.4, other_class: true}\n"
+        "  - CutMix: {p: 0.5, other_class: true}\n"
+    )
+    out = tmp_path / "out"
+    expand(TEXTURES, out, ExpandOptions(times=3, recipe=str(recipe), val=0.2, test=0, workers=1))
+    records = {
+        r["path"]: r
+        for r in (json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines())
+    }
+    classes = sorted({r["label"] for r in records.values()})
+    ds = load_dataset("imagefolder", data_dir=str(out))
+    assert set(ds) == {"train", "validation"}
+    columns = [f"p_{c}" for c in classes]
+    assert set(columns) <= set(ds["train"].column_names)
+    soft = np.array([ds["train"][c] for c in columns]).T
+    assert np.allclose(soft.sum(axis=1), 1.0)
+    assert ((soft > 0) & (soft < 1)).any(axis=1).sum() > 0  # some rows really are mixed
+    mixed = sum("soft_label" in r for r in records.values() if r["split"] == "train")
+    assert ((soft > 0).sum(axis=1) == 2).sum() == mixed
+    validation = np.array([ds["validation"][c] for c in columns]).T
+    assert set(np.unique(validation)) == {0.0, 1.0}  # held-out originals: one-hot
