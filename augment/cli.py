@@ -1,7 +1,9 @@
 """The `augment` command line: parses arguments, calls the library, maps errors to exit codes.
 
-Exit codes: 0 success; 1 findings (audit) or rejected inputs under --strict; 2 a usage or
-input error the message explains; 130 interrupted (rerun the same command to resume).
+Exit codes: 0 success; 1 findings (audit) or rejected inputs under --strict (the output is
+still written, the good files processed); 2 a usage or input error the message explains (bad
+source, recipe or output folder, disk full, permission denied); 130 interrupted (rerun the
+same command to resume). No user error shows a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from augment.errors import AugmentError
 from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from augment.holdout import parse_amount
-from augment.imageio import FORMAT_CHOICES
+from augment.imageio import DEFAULT_MAX_PIXELS, FORMAT_CHOICES
 from augment.recipe import bundled_recipes, load_recipe
 
 EXIT_FINDINGS = 1
@@ -133,6 +135,24 @@ Examples:
     type=click.IntRange(1, 100),
     help="JPEG/WebP quality.",
 )
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reject a source whose header declares more pixels (decompression-bomb guard).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit with code {EXIT_FINDINGS} if any input file was rejected (the rest is still done).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty folder that is not an augment output; nothing in it is "
+    "deleted or overwritten (the run stops if a file would be).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def expand_cmd(
     src: Path,
@@ -147,6 +167,9 @@ def expand_cmd(
     workers: int | None,
     output_format: str,
     quality: int,
+    max_pixels: int,
+    strict: bool,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
@@ -166,6 +189,8 @@ def expand_cmd(
         workers=workers,
         output_format=output_format,
         quality=quality,
+        max_pixels=max_pixels,
+        force=force,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[None] | None = None
@@ -193,6 +218,13 @@ def expand_cmd(
             bar.close()
     if not quiet:
         click.echo(format_summary(summary))
+    if strict and summary.rejected:
+        click.echo(
+            f"--strict: {len(summary.rejected)} input files rejected (listed in "
+            f"{summary.out / 'augment.json'} under 'rejected')",
+            err=True,
+        )
+        sys.exit(EXIT_FINDINGS)
 
 
 expand_cmd.name = "expand"

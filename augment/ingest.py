@@ -3,6 +3,9 @@
 Every file is read once here to take its sha256 (the identity that names, seeds and caches
 derive from) and its real format from the header. Pixels are decoded later, in the workers.
 A file that cannot be used is kept as a `Rejected` entry with the reason: the run goes on.
+Hidden files and folders (`.DS_Store`, `.git`) are skipped without a word: they are the
+system's, not the dataset's. Symbolic links are never followed out of the source folder, and
+a linked folder is never entered (so a link loop cannot hang the walk); both are reported.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from augment.errors import DatasetError
-from augment.imageio import IMAGE_EXTENSIONS, sha256_bytes
+from augment.imageio import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    UnreadableImage,
+    open_image,
+    sha256_bytes,
+)
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -55,7 +62,7 @@ class Dataset:
         return sorted({o.label for o in self.originals})
 
 
-def ingest(src: Path, group_by: str | None = None) -> Dataset:
+def ingest(src: Path, group_by: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`)."""
     pattern = _compile_group_by(group_by)
     if not src.exists():
@@ -72,7 +79,7 @@ def ingest(src: Path, group_by: str | None = None) -> Dataset:
         entries = _walk_class_folders(root, dataset)
 
     for rel, label, group in entries:
-        original = _read_original(root, rel, label, group, pattern, dataset)
+        original = _read_original(root, rel, label, group, pattern, max_pixels, dataset)
         if original is not None:
             dataset.originals.append(original)
     dataset.originals.sort(key=lambda o: o.path)
@@ -113,19 +120,53 @@ def _is_hidden(name: str) -> bool:
 def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str, str | None]]:
     # followlinks=False: a symlinked folder is never entered, so link loops cannot hang us.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
         here = Path(dirpath)
         rel_dir = here.relative_to(root)
+        for name in sorted(d for d in dirnames if not _is_hidden(d) and (here / d).is_symlink()):
+            dataset.rejected.append(
+                Rejected(
+                    _printable((rel_dir / name).as_posix()) + "/",
+                    "symbolic link to a folder: not followed (copy the folder in instead)",
+                )
+            )
+        dirnames[:] = sorted(
+            d for d in dirnames if not _is_hidden(d) and not (here / d).is_symlink()
+        )
+        if len(rel_dir.parts) == 1 and not any(
+            not _is_hidden(f) for _, _, files in os.walk(here) for f in files
+        ):
+            dataset.rejected.append(
+                Rejected(f"{_printable(rel_dir.as_posix())}/", "empty class folder: class left out")
+            )
         for name in sorted(filenames):
             if _is_hidden(name):
                 continue
             rel = (rel_dir / name).as_posix()
+            if not _is_utf8(rel):
+                dataset.rejected.append(
+                    Rejected(_printable(rel), "file name is not valid UTF-8: rename it")
+                )
+                continue
             if not rel_dir.parts:
                 dataset.rejected.append(
                     Rejected(rel, "not inside a class folder (expected SRC/<class>/<image>)")
                 )
                 continue
             yield rel, rel_dir.parts[0], None
+
+
+def _is_utf8(name: str) -> bool:
+    # os.walk hands undecodable bytes back as lone surrogates; they cannot be written to the
+    # manifest (UTF-8 JSON) or a metadata CSV, so such a name is refused up front.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str | None]]:
@@ -144,6 +185,9 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
         where = f"{path.name} line {line_no}"
         if not rel or not label:
             dataset.rejected.append(Rejected(rel or where, f"{where}: empty path or label"))
+            continue
+        if "\x00" in rel:
+            dataset.rejected.append(Rejected(repr(rel), f"{where}: path contains a NUL byte"))
             continue
         normal = os.path.normpath(rel).replace(os.sep, "/")
         if os.path.isabs(rel) or normal == ".." or normal.startswith("../"):
@@ -199,6 +243,7 @@ def _read_original(
     label: str,
     group: str | None,
     pattern: re.Pattern[str] | None,
+    max_pixels: int,
     dataset: Dataset,
 ) -> Original | None:
     path = root / rel
@@ -208,27 +253,32 @@ def _read_original(
             Rejected(rel, f"not an image file extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         )
         return None
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(root):
-            reject(Rejected(rel, "symbolic link pointing outside the source folder"))
-            return None
+    try:
+        # Resolving catches a linked file and, in a labels file, a path through a linked
+        # folder: anything that lands outside the source folder is refused.
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+        reject(Rejected(rel, "symbolic link loop"))
+        return None
+    if not inside:
+        reject(Rejected(rel, "symbolic link pointing outside the source folder"))
+        return None
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         reject(Rejected(rel, "file not found"))
         return None
-    except OSError as exc:
-        reject(Rejected(rel, f"cannot read: {exc.strerror}"))
+    except IsADirectoryError:
+        reject(Rejected(rel, "a folder, not an image file"))
         return None
-    if not data:
-        reject(Rejected(rel, "empty file (0 bytes)"))
+    except OSError as exc:
+        reject(Rejected(rel, f"cannot read: {exc.strerror or exc}"))
         return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, max_pixels) as img:
             fmt, (width, height) = img.format or "unknown", img.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reject(Rejected(rel, f"not a readable image: {exc}"))
+    except UnreadableImage as exc:
+        reject(Rejected(rel, str(exc)))
         return None
     return Original(
         path=rel,
