@@ -166,7 +166,8 @@ def _is_utf8(name: str) -> bool:
 
 
 def _printable(name: str) -> str:
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    """The name as the user's `ls` would escape it (`bad-\xff.jpg`), fit for the manifest."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str | None]]:
