@@ -108,13 +108,6 @@ def expand(
     dataset = ingest(src, options.group_by, options.max_pixels)
     foreign = check_output_location(dataset, out, options.force)
     previous_header, previous_records = _previous_run(out)
-    try:
-        # The state folder marks OUT as an augment output from the first write on, so a
-        # run that stops early (disk full, interrupted) can be resumed without --force.
-        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        remove_temp_files(out)
-    except OSError as exc:
-        raise output_error(out, exc, "create the output folder") from exc
 
     previous_splits = {
         h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
@@ -136,6 +129,13 @@ def expand(
     )
     if foreign:
         refuse_overwrites(out, [j.path for t in tasks for j in t.outputs])
+    try:
+        # The state folder marks OUT as an augment output from the first write on, so a
+        # run that stops early (disk full, interrupted) can be resumed without --force.
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        remove_temp_files(out)
+    except OSError as exc:
+        raise output_error(out, exc, "create the output folder") from exc
     reused, todo = _reuse_done(out, tasks, previous_records, fingerprints.recipe)
     if on_plan is not None:
         on_plan(sum(len(t.outputs) for t in todo))
