@@ -92,7 +92,7 @@ def decode(
 ) -> Decoded:
     """Decode image bytes into an upright RGB uint8 array, by the module's mode rules."""
     try:
-        with open_image(data, max_pixels) as img:
+        with open_image(data, max_pixels) as img, _quiet():
             source_format = img.format or "unknown"
             img.seek(0)
             img.load()
@@ -136,8 +136,7 @@ def _open_within(data: bytes, max_pixels: int) -> Image.Image:
     # Pillow has its own bomb guard (a warning above MAX_IMAGE_PIXELS, an error above twice
     # that). Ours replaces it: the warning is silenced, and only when the user raised the
     # limit past Pillow's hard one is Pillow's guard lifted, for this one call.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _quiet():
         try:
             return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         except Image.DecompressionBombError:
@@ -152,6 +151,16 @@ def _open_within(data: bytes, max_pixels: int) -> Image.Image:
                 return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             finally:
                 Image.MAX_IMAGE_PIXELS = pillow_limit
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # Pillow warns about damage it works around (corrupt EXIF, tags past the end) and about
+    # sizes our own limit judges: the file is either usable or rejected with a reason, and a
+    # warning per file would only flood the user's terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _describe(exc: BaseException) -> str:

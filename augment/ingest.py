@@ -210,8 +210,13 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    # newline="": the csv module splits lines itself, so a lone \r ends a line as it does
+    # in the file (old Mac exports) instead of being an error inside a field.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise DatasetError(f"labels file {path} line 1: {exc}") from exc
     if "path" not in fields or "label" not in fields:
         raise DatasetError(
             f"labels file {path} needs a header with 'path' and 'label' columns "

@@ -40,6 +40,10 @@ class RunContext:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
+class RecipeFailed(Exception):
+    """The recipe raised on one source's pixels; that source is rejected with the reason."""
+
+
 @dataclass
 class ShardResult:
     records: list[Record] = field(default_factory=list)
@@ -83,16 +87,45 @@ class Worker:
         except UnreadableImage as exc:
             result.rejected.append(Rejected(original.path, str(exc)))
             return
-        prepared = apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
+        first = len(result.records)
+        try:
+            self._make_outputs(task, decoded.pixels, result)
+        except RecipeFailed as exc:
+            # All of a source's outputs or none: what was already written for it goes, so
+            # no output is left without its siblings or its record.
+            for record in result.records[first:]:
+                (ctx.out / record["path"]).unlink(missing_ok=True)
+            del result.records[first:]
+            result.rejected.append(
+                Rejected(original.path, f"the recipe cannot be applied to this image: {exc}")
+            )
+
+    def _make_outputs(self, task: SourceTask, pixels_in: np.ndarray, result: ShardResult) -> None:
+        ctx, original = self.ctx, task.original
+        # albumentations and OpenCV raise assorted types when a transform does not fit an
+        # image (a crop larger than it, a kernel larger than it): one image's problem, not
+        # the run's, so it becomes that source's rejection.
+        try:
+            prepared = apply_preprocess(pixels_in, ctx.recipe.preprocess)
+        except Exception as exc:
+            raise RecipeFailed(f"preprocess: {exc}") from exc
         fmt = output_extension(original, ctx.output_format)
         for job in task.outputs:
             if job.variant == 0:
                 pixels, params = prepared, []
             else:
                 seed_pipeline(self.pipeline, job.seed)
-                augmented = self.pipeline(image=prepared.copy())
+                try:
+                    augmented = self.pipeline(image=prepared.copy())
+                except Exception as exc:
+                    raise RecipeFailed(f"variant {job.variant}: {exc}") from exc
                 pixels = np.ascontiguousarray(augmented["image"])
                 params = applied_params(augmented.get("applied_transforms", []))
+                if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+                    raise RecipeFailed(
+                        f"variant {job.variant} is {pixels.dtype} {pixels.shape}, not 8-bit RGB "
+                        "(a transform such as ToFloat, Normalize or ToGray with one channel)"
+                    )
             encoded = encode(pixels, fmt, ctx.quality)  # type: ignore[arg-type]
             write_atomic(ctx.out / job.path, encoded)
             result.records.append(

@@ -23,6 +23,7 @@ from augment.errors import DatasetError
 from augment.expand import ExpandOptions, expand
 from augment.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode
 from augment.ingest import ingest
+from augment.manifest import read_manifest
 from tests import faults
 from tests.conftest import DIGITS, TEXTURES, file_tree
 
@@ -364,3 +365,33 @@ def test_unreadable_labels_files_are_a_clear_error(
     result = CliRunner().invoke(main, ["expand", str(root / "labels.csv"), str(tmp_path / "o")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("transform", "reason"),
+    [
+        ("RandomCrop: {height: 90, width: 90}", "Crop size"),
+        ("ToFloat: {}", "not 8-bit RGB"),
+    ],
+)
+def test_a_recipe_that_does_not_fit_an_image_rejects_that_image(
+    tmp_path: Path, transform: str, reason: str
+) -> None:
+    """Loading cannot know image sizes: a crop larger than some images is found per image."""
+    src = tmp_path / "src"
+    shutil.copytree(TEXTURES / "grass", src / "large")  # sides 96-200: a 90 x 90 crop fits
+    shutil.copytree(DIGITS / "3", src / "small")  # 32 x 32: it does not
+    recipe = tmp_path / "crop.yaml"
+    recipe.write_text(f"augment:\n  - {transform}\n")
+    options = ExpandOptions(times=3, recipe=str(recipe), val=0, test=0, workers=1)
+    summary = expand(src, tmp_path / "out", options)
+    rejected = {r.path: r.reason for r in summary.rejected}
+    failing = {p.relative_to(src).as_posix() for p in src.rglob("*.*")}
+    if reason == "Crop size":
+        failing = {p for p in failing if p.startswith("small/")}
+    assert set(rejected) == failing
+    assert all("the recipe cannot be applied to this image" in r for r in rejected.values())
+    assert all(reason in r for r in rejected.values())
+    made = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*__*")}
+    assert made == {r["path"] for r in read_manifest(tmp_path / "out")}  # no orphan files
+    assert summary.counts.get("train", {}).get("large", 0) == (30 if "Crop" in reason else 0)
