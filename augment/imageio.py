@@ -62,6 +62,18 @@ _DECODE_ERRORS = (
 )
 
 
+# File signatures, to tell "a damaged PNG" from "not an image at all" when Pillow gives up.
+_MAGIC = (
+    (b"\x89PNG", "PNG"),
+    (b"\xff\xd8", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"RIFF", "WEBP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
 class UnreadableImage(Exception):
     """A source file is not a decodable image; the message says why, for the manifest."""
 
@@ -117,6 +129,11 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Im
     try:
         img = _open_within(data, max_pixels)
     except Image.UnidentifiedImageError:
+        looks_like = next((f for magic, f in _MAGIC if data.startswith(magic)), None)
+        if looks_like is not None:
+            raise UnreadableImage(
+                f"not a readable image: starts like a {looks_like} file but is damaged"
+            ) from None
         raise UnreadableImage(
             f"not an image in a supported format ({', '.join(IMAGE_FORMATS)})"
         ) from None

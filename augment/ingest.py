@@ -3,9 +3,10 @@
 Every file is read once here to take its sha256 (the identity that names, seeds and caches
 derive from) and its real format from the header. Pixels are decoded later, in the workers.
 A file that cannot be used is kept as a `Rejected` entry with the reason: the run goes on.
-Hidden files and folders (`.DS_Store`, `.git`) are skipped without a word: they are the
-system's, not the dataset's. Symbolic links are never followed out of the source folder, and
-a linked folder is never entered (so a link loop cannot hang the walk); both are reported.
+Hidden files and folders (`.DS_Store`, `.git`, a zip's `__MACOSX`) are skipped without a
+word: they are the system's, not the dataset's. Symbolic links are never followed out of the
+source folder, and a linked folder is never entered (so a link loop cannot hang the walk);
+both are reported.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def group_of(rel_path: str, pattern: re.Pattern[str] | None) -> str:
 
 
 def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
+    # __MACOSX holds the resource forks a zip made on a Mac carries along: never data.
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str, str | None]]:

@@ -60,7 +60,14 @@ class MessyRun:
 def _build_messy_tree(root: Path, outside: Path) -> Path:
     src = root / "src"
     cat, dog, tiny = src / "cat", src / "dog house ü", src / "tiny"
-    for folder in (cat, dog, tiny, src / "empty" / "nested", src / ".git"):
+    for folder in (
+        cat,
+        dog,
+        tiny,
+        src / "empty" / "nested",
+        src / ".git",
+        src / "__MACOSX" / "cat",
+    ):
         folder.mkdir(parents=True)
     for i in range(1, 6):  # the good files: real photos
         (cat / f"grass_{i:02d}.jpg").write_bytes(faults.photo(f"grass/grass_{i:02d}.jpg"))
@@ -86,6 +93,7 @@ def _build_messy_tree(root: Path, outside: Path) -> Path:
         "cat/image.psd": faults.encoded(faults.rgb_image(), "PNG"),
         "cat/photoshop.png": b"8BPS\0\1" + bytes(20),  # a PSD header under a .png name
         ".git/HEAD": b"ref: refs/heads/main\n",
+        "__MACOSX/cat/._grass_01.jpg": b"\0\5\26\7 AppleDouble resource fork",
         "stray.jpg": faults.photo(),  # not inside a class folder
     }
     for rel, data in files.items():
@@ -174,7 +182,8 @@ def test_every_rejection_is_accounted_for(messy: MessyRun) -> None:
 
 
 def test_hidden_files_are_skipped_quietly(messy: MessyRun) -> None:
-    assert not [p for p in messy.rejected if "DS_Store" in p or ".git" in p]
+    assert not [p for p in messy.rejected if "DS_Store" in p or ".git" in p or "MACOSX" in p]
+    assert "__MACOSX" not in messy.header["source"]["classes"]
     assert not list(messy.out.rglob("*DS_Store*"))
 
 
@@ -395,3 +404,14 @@ def test_a_recipe_that_does_not_fit_an_image_rejects_that_image(
     made = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*__*")}
     assert made == {r["path"] for r in read_manifest(tmp_path / "out")}  # no orphan files
     assert summary.counts.get("train", {}).get("large", 0) == (30 if "Crop" in reason else 0)
+
+
+def test_without_strict_rejections_are_reported_and_the_exit_code_is_0(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(DIGITS / "3", src / "three")
+    (src / "three" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = CliRunner().invoke(main, ["expand", str(src), str(tmp_path / "out"), "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert "rejected 1 input files" in result.output
+    expected = "  three/broken.png: not a readable image: starts like a PNG file but is damaged"
+    assert expected in result.output
