@@ -254,7 +254,10 @@ def format_summary(summary: ExpandSummary) -> str:
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
     if summary.rejected:
-        lines.append(f"rejected {len(summary.rejected)} input files:")
+        lines.append(
+            f"rejected {len(summary.rejected)} input files "
+            f"(also in {summary.out / 'augment.json'}, under 'rejected'):"
+        )
         lines.extend(f"  {r.path}: {r.reason}" for r in summary.rejected)
     return "\n".join(lines)
 

@@ -220,9 +220,11 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
     except csv.Error as exc:
         raise DatasetError(f"labels file {path} line 1: {exc}") from exc
     if "path" not in fields or "label" not in fields:
+        separator = next((s for s in (";", "\t", "|") if any(s in f for f in fields)), None)
         raise DatasetError(
             f"labels file {path} needs a header with 'path' and 'label' columns "
             f"(and optionally 'group'); found {reader.fieldnames}"
+            + (f" (columns are separated by commas, not {separator!r})" if separator else "")
         )
     reader.fieldnames = fields
     try:

@@ -25,7 +25,7 @@ from augment.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode
 from augment.ingest import ingest
 from augment.manifest import read_manifest
 from tests import faults
-from tests.conftest import DIGITS, TEXTURES, file_tree
+from tests.conftest import DIGITS, ROOT, TEXTURES, file_tree
 
 # No resize: each output keeps its source's size, so shapes and colours can be checked.
 # A magenta background shows that transparency is composited onto the recipe's colour.
@@ -360,9 +360,10 @@ def test_labels_file_faults(tmp_path: Path) -> None:
         ("path,label\nimages/0.jpg,caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
         (b"file,class\nimages/0.jpg,a\n", "needs a header with 'path' and 'label'"),
         (b"", "needs a header"),
+        (b"path;label\nimages/0.jpg;a\n", "separated by commas, not ';'"),
         (b"path,label\n", "no usable images"),
     ],
-    ids=["latin-1", "wrong-header", "empty", "header-only"],
+    ids=["latin-1", "wrong-header", "empty", "semicolons", "header-only"],
 )
 def test_unreadable_labels_files_are_a_clear_error(
     tmp_path: Path, content: bytes, message: str
@@ -415,3 +416,10 @@ def test_without_strict_rejections_are_reported_and_the_exit_code_is_0(tmp_path:
     assert "rejected 1 input files" in result.output
     expected = "  three/broken.png: not a readable image: starts like a PNG file but is damaged"
     assert expected in result.output
+
+
+def test_the_docs_table_shows_every_reason_a_user_can_get() -> None:
+    docs = (ROOT / "docs" / "bad-input.md").read_text(encoding="utf-8")
+    assert "docs/bad-input.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+    for _, reason in REJECTED:
+        assert reason.split(f" {MAX_PIXELS}")[0].replace("1000x1000", "") in docs, reason
