@@ -6,6 +6,7 @@ once, and then encoded once per output (the original and every variant).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ class Worker:
         try:
             data = (ctx.src_root / original.path).read_bytes()
         except OSError as exc:
-            result.rejected.append(Rejected(original.path, f"cannot read: {exc.strerror}"))
+            result.rejected.append(Rejected(original.path, f"cannot read: {exc.strerror or exc}"))
             return
         if sha256_bytes(data) != original.sha256:
             result.rejected.append(
@@ -94,7 +95,8 @@ class Worker:
             # All of a source's outputs or none: what was already written for it goes, so
             # no output is left without its siblings or its record.
             for record in result.records[first:]:
-                (ctx.out / record["path"]).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    (ctx.out / record["path"]).unlink()
             del result.records[first:]
             result.rejected.append(
                 Rejected(original.path, f"the recipe cannot be applied to this image: {exc}")

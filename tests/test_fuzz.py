@@ -29,7 +29,7 @@ from augment.worker import RunContext, Worker
 from tests import faults
 
 # AUGMENT_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py fuzzes longer, by hand.
-EXAMPLES = int(os.environ.get("AUGMENT_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("AUGMENT_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=5000,  # ms: generous for a loaded machine, but a hang still fails
