@@ -134,9 +134,7 @@ def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str
         dirnames[:] = sorted(
             d for d in dirnames if not _is_hidden(d) and not (here / d).is_symlink()
         )
-        if len(rel_dir.parts) == 1 and not any(
-            not _is_hidden(f) for _, _, files in os.walk(here) for f in files
-        ):
+        if len(rel_dir.parts) == 1 and not _has_visible_file(here):
             dataset.rejected.append(
                 Rejected(f"{_printable(rel_dir.as_posix())}/", "empty class folder: class left out")
             )
@@ -155,6 +153,14 @@ def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str
                 )
                 continue
             yield rel, rel_dir.parts[0], None
+
+
+def _has_visible_file(folder: Path) -> bool:
+    for _, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        if any(not _is_hidden(f) for f in filenames):
+            return True
+    return False
 
 
 def _is_utf8(name: str) -> bool:

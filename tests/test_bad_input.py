@@ -60,14 +60,9 @@ class MessyRun:
 def _build_messy_tree(root: Path, outside: Path) -> Path:
     src = root / "src"
     cat, dog, tiny = src / "cat", src / "dog house ü", src / "tiny"
-    for folder in (
-        cat,
-        dog,
-        tiny,
-        src / "empty" / "nested",
-        src / ".git",
-        src / "__MACOSX" / "cat",
-    ):
+    hidden_only = src / "empty" / ".thumbnails"  # a class folder holding only hidden files
+    folders = (cat, dog, tiny, hidden_only, src / ".git", src / "__MACOSX" / "cat")
+    for folder in folders:
         folder.mkdir(parents=True)
     for i in range(1, 6):  # the good files: real photos
         (cat / f"grass_{i:02d}.jpg").write_bytes(faults.photo(f"grass/grass_{i:02d}.jpg"))
@@ -93,6 +88,7 @@ def _build_messy_tree(root: Path, outside: Path) -> Path:
         "cat/image.psd": faults.encoded(faults.rgb_image(), "PNG"),
         "cat/photoshop.png": b"8BPS\0\1" + bytes(20),  # a PSD header under a .png name
         ".git/HEAD": b"ref: refs/heads/main\n",
+        "empty/.thumbnails/grass_01.jpg": faults.photo(),
         "__MACOSX/cat/._grass_01.jpg": b"\0\5\26\7 AppleDouble resource fork",
         "stray.jpg": faults.photo(),  # not inside a class folder
     }
