@@ -120,8 +120,16 @@ def _is_hidden(name: str) -> bool:
 
 
 def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str, str | None]]:
+    def unreadable(exc: OSError) -> None:
+        # os.walk would skip a folder it cannot list without a word: its images would be
+        # lost silently.
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        dataset.rejected.append(
+            Rejected(f"{_printable(rel)}/", f"cannot read folder: {exc.strerror or exc}")
+        )
+
     # followlinks=False: a symlinked folder is never entered, so link loops cannot hang us.
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         here = Path(dirpath)
         rel_dir = here.relative_to(root)
         for name in sorted(d for d in dirnames if not _is_hidden(d) and (here / d).is_symlink()):

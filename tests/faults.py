@@ -3,14 +3,20 @@ really holds (a half-copied JPEG, a CMYK scan, a 16-bit PNG...), written to disk
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import os
 import struct
+import subprocess
+import sys
+import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import TEXTURES
@@ -101,3 +107,45 @@ def tree_state(root: Path) -> dict[str, str]:
             else:
                 state[rel] = "dir"
     return state
+
+
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+
+
+def _drop_root_file_access() -> None:
+    # Root reads and writes past permission bits only through these two capabilities.
+    # Dropped from the bounding set before exec, the child's root has them no more.
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def permission_bits_binding() -> Callable[[], None] | None:
+    """A `preexec_fn` for a child process that permission bits bind (None if they bind
+    already); skips the test, with the reason, when running as root without the means."""
+    with tempfile.TemporaryDirectory() as tmp:
+        locked = Path(tmp) / "locked"
+        locked.mkdir(mode=0o000)
+        try:
+            os.listdir(locked)
+        except PermissionError:
+            return None  # not root: the bits bind already
+        finally:
+            locked.chmod(0o755)
+        locked.chmod(0o000)
+        try:
+            check = subprocess.run(
+                [sys.executable, "-c", f"import os; os.listdir({str(locked)!r})"],
+                preexec_fn=_drop_root_file_access,
+                capture_output=True,
+                check=False,
+            )
+        except subprocess.SubprocessError:
+            check = None
+        finally:
+            locked.chmod(0o755)
+    if check is None or b"PermissionError" not in check.stderr:
+        pytest.skip("running as root without the capability to drop CAP_DAC_OVERRIDE")
+    return _drop_root_file_access

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -419,3 +421,34 @@ def test_the_docs_table_shows_every_reason_a_user_can_get() -> None:
     assert "docs/bad-input.md" in (ROOT / "README.md").read_text(encoding="utf-8")
     for _, reason in REJECTED:
         assert reason.split(f" {MAX_PIXELS}")[0].replace("1000x1000", "") in docs, reason
+
+
+def test_unreadable_folders_and_files_are_listed_not_lost(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(DIGITS / "3", src / "three")
+    shutil.copytree(DIGITS / "8", src / "eight")
+    (src / "three" / "digit3_01.png").chmod(0o000)
+    (src / "eight").chmod(0o000)
+    try:
+        preexec = faults.permission_bits_binding()
+        script = (
+            "import json, sys; from pathlib import Path; from augment.ingest import ingest; "
+            "d = ingest(Path(sys.argv[1])); "
+            "print(json.dumps({r.path: r.reason for r in d.rejected}))"
+        )
+        child = subprocess.run(
+            [sys.executable, "-c", script, str(src)],
+            capture_output=True,
+            text=True,
+            preexec_fn=preexec,
+            cwd=ROOT,
+            check=False,
+        )
+    finally:
+        (src / "eight").chmod(0o755)
+        (src / "three" / "digit3_01.png").chmod(0o644)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {
+        "eight/": "cannot read folder: Permission denied",
+        "three/digit3_01.png": "cannot read: Permission denied",
+    }

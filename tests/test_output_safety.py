@@ -4,12 +4,11 @@ full, permission denied) is a clear message, leaves no partial file, and a rerun
 Disk full is simulated for real with RLIMIT_FSIZE in a child process (writes past the limit
 fail with EFBIG, as they fail with ENOSPC on a full disk: same code path). Permission denied
 uses a read-only folder; as root, where permission bits do not bind, the child drops
-CAP_DAC_OVERRIDE so that they do.
+CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that they do (tests/faults.py).
 """
 
 from __future__ import annotations
 
-import ctypes
 import resource
 import shutil
 import subprocess
@@ -84,42 +83,16 @@ def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     # header yet) and ends exactly like a run that never failed.
     options = ExpandOptions(times=3, recipe=str(small_recipe), workers=1)
     again = expand(DIGITS, out, options)
-    assert again.reused == written_before and again.written == 140 - written_before
+    # Finished shards are reused; images of a shard cut short are made again (same bytes).
+    assert again.reused + again.written == 140 and again.reused <= written_before
+    if limit == 40_000:
+        assert again.reused == 140
     clean = tmp_path / "clean"
     expand(DIGITS, clean, options)
     assert file_tree(out) == file_tree(clean)
 
 
 # --- permission denied -------------------------------------------------------------------
-
-PR_CAPBSET_DROP, CAP_DAC_OVERRIDE = 24, 1
-
-
-def _without_dac_override() -> None:
-    # As root, only CAP_DAC_OVERRIDE lets a process write into a read-only folder. Dropped
-    # from the bounding set before exec, the child's root has it no more.
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
-def _read_only_binding(folder: Path) -> Callable[[], None] | None:
-    """How to run a child for which `folder` (mode 0555) is really read-only; skip if none."""
-    probe = folder / "probe"
-    try:
-        probe.write_bytes(b"")
-    except PermissionError:
-        return None  # not root: the permission bits bind already
-    probe.unlink()
-    check = subprocess.run(
-        [sys.executable, "-c", f"open({str(probe)!r}, 'w')"],
-        preexec_fn=_without_dac_override,
-        capture_output=True,
-        check=False,
-    )
-    if check.returncode == 0 or b"PermissionError" not in check.stderr:
-        pytest.skip("running as root without the capability to drop CAP_DAC_OVERRIDE")
-    return _without_dac_override
 
 
 def test_permission_denied_is_a_clear_error_and_a_rerun_recovers(
@@ -131,7 +104,7 @@ def test_permission_denied_is_a_clear_error_and_a_rerun_recovers(
     locked = out / "train" / "3"  # the next run must write new variants in here
     locked.chmod(0o555)
     try:
-        preexec = _read_only_binding(locked)
+        preexec = faults.permission_bits_binding()
         denied = run_cli(_digits_args(out, small_recipe, "-j", "1"), preexec)  # --times 3
     finally:
         locked.chmod(0o755)
@@ -153,8 +126,9 @@ def test_permission_denied_is_a_clear_error_and_a_rerun_recovers(
 def test_read_only_output_folder(tmp_path: Path, small_recipe: Path) -> None:
     out = tmp_path / "out"
     out.mkdir(mode=0o555)
+    preexec = faults.permission_bits_binding()
     try:
-        denied = run_cli(_digits_args(out, small_recipe, "-j", "1"), _read_only_binding(out))
+        denied = run_cli(_digits_args(out, small_recipe, "-j", "1"), preexec)
     finally:
         out.chmod(0o755)
     assert denied.returncode == 2 and "Traceback" not in denied.stderr
