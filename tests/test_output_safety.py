@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from augment.cli import main
 from augment.expand import ExpandOptions, expand
@@ -73,9 +74,9 @@ def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     assert "Traceback" not in full.stderr
     assert "the file size limit was reached" in full.stderr
     assert "rerun the same command to resume" in full.stderr
-    assert not temp_files(out)  # no partial file anywhere
+    assert_no_partial_file(out)
     assert not (out / "manifest.jsonl").exists() and not (out / "augment.json").exists()
-    written_before = len(list(out.rglob("*.png")))
+    written_before = len(list(out.rglob("*__*.png")))
     if limit == 40_000:
         assert written_before == 140  # every image was done; only the manifest failed
 
@@ -87,9 +88,20 @@ def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     assert again.reused + again.written == 140 and again.reused <= written_before
     if limit == 40_000:
         assert again.reused == 140
+    assert not temp_files(out)
     clean = tmp_path / "clean"
     expand(DIGITS, clean, options)
     assert file_tree(out) == file_tree(clean)
+
+
+def assert_no_partial_file(out: Path) -> None:
+    """Every image a loader can see is whole. A worker stopped mid-write by the pool's
+    shutdown may leave its hidden temporary (`.name.tmp-PID`), which loaders skip and the
+    next run removes; a write that fails removes its own."""
+    for path in out.rglob("*__*.png"):  # temporaries end in .tmp-PID: not matched
+        with Image.open(path) as img:
+            img.load()
+    assert all(p.name.startswith(".") for p in temp_files(out))
 
 
 # --- permission denied -------------------------------------------------------------------
@@ -112,7 +124,7 @@ def test_permission_denied_is_a_clear_error_and_a_rerun_recovers(
     assert "Traceback" not in denied.stderr
     assert "Permission denied (the output folder is not writable)" in denied.stderr
     assert "train/3/" in denied.stderr
-    assert not temp_files(out)
+    assert not temp_files(out)  # one process: the failed write removed its temporary
     # The earlier output is still whole: its manifest and every file it lists are unchanged.
     assert {k: v for k, v in file_tree(out).items() if k in before} == before
 
