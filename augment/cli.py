@@ -1,7 +1,9 @@
 """The `augment` command line: parses arguments, calls the library, maps errors to exit codes.
 
-Exit codes: 0 success; 1 findings (audit) or rejected inputs under --strict; 2 a usage or
-input error the message explains; 130 interrupted (rerun the same command to resume).
+Exit codes: 0 success; 1 findings (audit) or rejected inputs under --strict (the output is
+still written, the good files processed); 2 a usage or input error the message explains (bad
+source, recipe or output folder, disk full, permission denied); 130 interrupted (rerun the
+same command to resume). No user error shows a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from augment.errors import AugmentError
 from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from augment.holdout import parse_amount
-from augment.imageio import FORMAT_CHOICES
+from augment.imageio import DEFAULT_MAX_PIXELS, FORMAT_CHOICES
 from augment.preview import PreviewOptions, write_preview
 from augment.recipe import bundled_recipes, load_recipe
 
@@ -141,6 +143,24 @@ Examples:
     help="Give smaller classes more variants so every class ends train with the same count "
     "(the largest class's N x originals).",
 )
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reject a source whose header declares more pixels (decompression-bomb guard).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit with code {EXIT_FINDINGS} if any input file was rejected (the rest is still done).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty folder that is not an augment output; nothing in it is "
+    "deleted or overwritten (the run stops if a file would be).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def expand_cmd(
     src: Path,
@@ -156,6 +176,9 @@ def expand_cmd(
     output_format: str,
     quality: int,
     balance: bool,
+    max_pixels: int,
+    strict: bool,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
@@ -176,6 +199,8 @@ def expand_cmd(
         output_format=output_format,
         quality=quality,
         balance=balance,
+        max_pixels=max_pixels,
+        force=force,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[None] | None = None
@@ -203,6 +228,13 @@ def expand_cmd(
             bar.close()
     if not quiet:
         click.echo(format_summary(summary))
+    if strict and summary.rejected:
+        click.echo(
+            f"--strict: {len(summary.rejected)} input files rejected (listed in "
+            f"{summary.out / 'augment.json'} under 'rejected')",
+            err=True,
+        )
+        sys.exit(EXIT_FINDINGS)
 
 
 expand_cmd.name = "expand"
@@ -238,7 +270,10 @@ def format_summary(summary: ExpandSummary) -> str:
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
     if summary.rejected:
-        lines.append(f"rejected {len(summary.rejected)} input files:")
+        lines.append(
+            f"rejected {len(summary.rejected)} input files "
+            f"(also in {summary.out / 'augment.json'}, under 'rejected'):"
+        )
         lines.extend(f"  {r.path}: {r.reason}" for r in summary.rejected)
     return "\n".join(lines)
 

@@ -16,12 +16,13 @@ from augment import __version__
 from augment.errors import ManifestError, OutputError
 from augment.executor import Executor, default_workers, multiprocessing_pool
 from augment.holdout import SPLITS, assign_splits
-from augment.imageio import DEFAULT_MAX_PIXELS
+from augment.imageio import DEFAULT_MAX_PIXELS, sha256_file
 from augment.ingest import Dataset, Rejected, ingest
 from augment.manifest import (
     HEADER_FORMAT,
     HEADER_NAME,
     MANIFEST_NAME,
+    STATE_DIR,
     Record,
     clear_journal,
     read_header,
@@ -34,7 +35,7 @@ from augment.manifest import (
 from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
 from augment.recipe import Recipe, load_recipe
 from augment.worker import RunContext
-from augment.writer import remove_temp_files
+from augment.writer import output_error, remove_temp_files
 
 OUTPUTS_PER_SHARD = 32
 
@@ -53,6 +54,9 @@ class ExpandOptions:
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     balance: bool = False  # minority classes get more variants: every class ends train equal
+    # Use a non-empty OUT that is not an augment output. Files already there are never
+    # deleted or overwritten: the run stops first if one has a name augment would write.
+    force: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The options that decide the output (not `workers`: it never changes a byte)."""
@@ -105,12 +109,10 @@ def expand(
     if options.times < 1:
         raise OutputError("--times must be at least 1")
     recipe = load_recipe(options.recipe)
-    dataset = ingest(src, options.group_by)
+    dataset = ingest(src, options.group_by, options.max_pixels)
     recipe.check_classes(dataset.classes)
-    check_output_location(dataset, out)
+    foreign = check_output_location(dataset, out, options.force)
     previous_header, previous_records = _previous_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_temp_files(out)
 
     previous_splits = {
         h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
@@ -133,6 +135,15 @@ def expand(
         mix_size=recipe.preprocess.size,
         balance=options.balance,
     )
+    if foreign:
+        refuse_overwrites(out, [j.path for t in tasks for j in t.outputs])
+    try:
+        # The state folder marks OUT as an augment output from the first write on, so a
+        # run that stops early (disk full, interrupted) can be resumed without --force.
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        remove_temp_files(out)
+    except OSError as exc:
+        raise output_error(out, exc, "create the output folder") from exc
     reused, todo = _reuse_done(out, tasks, previous_records, fingerprints.recipe)
     if on_plan is not None:
         on_plan(sum(len(t.outputs) for t in todo))
@@ -160,7 +171,10 @@ def expand(
 
     rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
     planned = {r["path"] for r in records}
-    removed = _remove_stale(out, previous_records, planned)
+    try:
+        removed = _remove_stale(out, previous_records, planned)
+    except OSError as exc:
+        raise output_error(out, exc, "remove stale outputs in") from exc
     _write_outputs(out, dataset, recipe, options, fingerprints, holdout.split_of, records, rejected)
     clear_journal(out)
 
@@ -197,8 +211,9 @@ def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str,
     return dict.fromkeys(dataset.classes, tuple(variants))
 
 
-def check_output_location(dataset: Dataset, out: Path) -> None:
-    """Refuse an OUT that overlaps SRC, or a non-empty OUT that is not an augment output."""
+def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> bool:
+    """Refuse an OUT that overlaps SRC, or a non-empty OUT that is not an augment output
+    (unless `force`). Returns whether OUT holds files augment did not write (forced)."""
     src_root, target = dataset.root.resolve(), out.resolve()
     if target == src_root or target.is_relative_to(src_root):
         raise OutputError(
@@ -208,10 +223,34 @@ def check_output_location(dataset: Dataset, out: Path) -> None:
         raise OutputError(f"output {out} contains the source {src_root}; choose another folder")
     if target.exists() and not target.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not (target / HEADER_NAME).exists():
+    try:
+        foreign = target.is_dir() and any(target.iterdir()) and not is_augment_output(target)
+    except OSError as exc:
+        raise output_error(out, exc, "read the output folder") from exc
+    if foreign and not force:
         raise OutputError(
             f"output {out} is not empty and is not an augment output (no {HEADER_NAME}); "
-            "choose an empty or new folder"
+            "choose an empty or new folder, or add --force to write next to what is there "
+            "(nothing in it is deleted or overwritten)"
+        )
+    return foreign
+
+
+def is_augment_output(out: Path) -> bool:
+    return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
+
+
+def refuse_overwrites(out: Path, planned: Sequence[str]) -> None:
+    """--force never overwrites: stop before writing if a file augment would write exists."""
+    own = [HEADER_NAME, MANIFEST_NAME, *(f"{split}/metadata.csv" for split in SPLITS)]
+    clashes = [p for p in [*own, *planned] if (out / p).exists() or (out / p).is_symlink()]
+    if clashes:
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        shown = ", ".join(clashes[:5]) + more
+        raise OutputError(
+            f"output {out} already holds {shown}, which augment would overwrite; "
+            "--force never overwrites files augment did not write: move them or choose "
+            "another folder"
         )
 
 
@@ -261,11 +300,18 @@ def _file_size(path: Path) -> int | None:
 
 def _remove_stale(out: Path, previous: Sequence[Record], planned: set[str]) -> int:
     """Delete outputs an earlier run wrote that this run no longer makes. Only files the
-    manifest lists are touched: a file the tool did not write is never deleted."""
+    manifest lists, still holding the bytes it recorded, are touched: a file the tool did not
+    write (or that someone has since replaced) is never deleted."""
     removed = 0
-    for path in sorted({r["path"] for r in previous} - planned):
+    known = {r["path"]: r for r in previous}
+    for path in sorted(set(known) - planned):
         target = out / path
-        if target.is_file() and target.resolve().is_relative_to(out.resolve()):
+        if (
+            target.is_file()
+            and not target.is_symlink()
+            and target.resolve().is_relative_to(out.resolve())
+            and sha256_file(target) == known[path].get("sha256")
+        ):
             target.unlink()
             removed += 1
             parent = target.parent

@@ -3,6 +3,10 @@
 Every file is read once here to take its sha256 (the identity that names, seeds and caches
 derive from) and its real format from the header. Pixels are decoded later, in the workers.
 A file that cannot be used is kept as a `Rejected` entry with the reason: the run goes on.
+Hidden files and folders (`.DS_Store`, `.git`, a zip's `__MACOSX`) are skipped without a
+word: they are the system's, not the dataset's. Symbolic links are never followed out of the
+source folder, and a linked folder is never entered (so a link loop cannot hang the walk);
+both are reported.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from augment.errors import DatasetError
-from augment.imageio import IMAGE_EXTENSIONS, sha256_bytes
+from augment.imageio import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    UnreadableImage,
+    open_image,
+    sha256_bytes,
+)
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -55,7 +63,7 @@ class Dataset:
         return sorted({o.label for o in self.originals})
 
 
-def ingest(src: Path, group_by: str | None = None) -> Dataset:
+def ingest(src: Path, group_by: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`)."""
     pattern = _compile_group_by(group_by)
     if not src.exists():
@@ -72,7 +80,7 @@ def ingest(src: Path, group_by: str | None = None) -> Dataset:
         entries = _walk_class_folders(root, dataset)
 
     for rel, label, group in entries:
-        original = _read_original(root, rel, label, group, pattern, dataset)
+        original = _read_original(root, rel, label, group, pattern, max_pixels, dataset)
         if original is not None:
             dataset.originals.append(original)
     dataset.originals.sort(key=lambda o: o.path)
@@ -107,25 +115,75 @@ def group_of(rel_path: str, pattern: re.Pattern[str] | None) -> str:
 
 
 def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
+    # __MACOSX holds the resource forks a zip made on a Mac carries along: never data.
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str, str | None]]:
+    def unreadable(exc: OSError) -> None:
+        # os.walk would skip a folder it cannot list without a word: its images would be
+        # lost silently.
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        dataset.rejected.append(
+            Rejected(f"{_printable(rel)}/", f"cannot read folder: {exc.strerror or exc}")
+        )
+
     # followlinks=False: a symlinked folder is never entered, so link loops cannot hang us.
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         here = Path(dirpath)
         rel_dir = here.relative_to(root)
+        for name in sorted(d for d in dirnames if not _is_hidden(d) and (here / d).is_symlink()):
+            dataset.rejected.append(
+                Rejected(
+                    _printable((rel_dir / name).as_posix()) + "/",
+                    "symbolic link to a folder: not followed (copy the folder in instead)",
+                )
+            )
+        dirnames[:] = sorted(
+            d for d in dirnames if not _is_hidden(d) and not (here / d).is_symlink()
+        )
+        if len(rel_dir.parts) == 1 and not _has_visible_file(here):
+            dataset.rejected.append(
+                Rejected(f"{_printable(rel_dir.as_posix())}/", "empty class folder: class left out")
+            )
         for name in sorted(filenames):
             if _is_hidden(name):
                 continue
             rel = (rel_dir / name).as_posix()
+            if not _is_utf8(rel):
+                dataset.rejected.append(
+                    Rejected(_printable(rel), "file name is not valid UTF-8: rename it")
+                )
+                continue
             if not rel_dir.parts:
                 dataset.rejected.append(
                     Rejected(rel, "not inside a class folder (expected SRC/<class>/<image>)")
                 )
                 continue
             yield rel, rel_dir.parts[0], None
+
+
+def _has_visible_file(folder: Path) -> bool:
+    for _, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        if any(not _is_hidden(f) for f in filenames):
+            return True
+    return False
+
+
+def _is_utf8(name: str) -> bool:
+    # os.walk hands undecodable bytes back as lone surrogates; they cannot be written to the
+    # manifest (UTF-8 JSON) or a metadata CSV, so such a name is refused up front.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """The name as the user's `ls` would escape it (`bad-\xff.jpg`), fit for the manifest."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str | None]]:
@@ -144,6 +202,9 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
         where = f"{path.name} line {line_no}"
         if not rel or not label:
             dataset.rejected.append(Rejected(rel or where, f"{where}: empty path or label"))
+            continue
+        if "\x00" in rel:
+            dataset.rejected.append(Rejected(repr(rel), f"{where}: path contains a NUL byte"))
             continue
         normal = os.path.normpath(rel).replace(os.sep, "/")
         if os.path.isabs(rel) or normal == ".." or normal.startswith("../"):
@@ -165,12 +226,19 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    # newline="": the csv module splits lines itself, so a lone \r ends a line as it does
+    # in the file (old Mac exports) instead of being an error inside a field.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise DatasetError(f"labels file {path} line 1: {exc}") from exc
     if "path" not in fields or "label" not in fields:
+        separator = next((s for s in (";", "\t", "|") if any(s in f for f in fields)), None)
         raise DatasetError(
             f"labels file {path} needs a header with 'path' and 'label' columns "
             f"(and optionally 'group'); found {reader.fieldnames}"
+            + (f" (columns are separated by commas, not {separator!r})" if separator else "")
         )
     reader.fieldnames = fields
     try:
@@ -199,6 +267,7 @@ def _read_original(
     label: str,
     group: str | None,
     pattern: re.Pattern[str] | None,
+    max_pixels: int,
     dataset: Dataset,
 ) -> Original | None:
     path = root / rel
@@ -208,27 +277,32 @@ def _read_original(
             Rejected(rel, f"not an image file extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         )
         return None
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(root):
-            reject(Rejected(rel, "symbolic link pointing outside the source folder"))
-            return None
+    try:
+        # Resolving catches a linked file and, in a labels file, a path through a linked
+        # folder: anything that lands outside the source folder is refused.
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+        reject(Rejected(rel, "symbolic link loop"))
+        return None
+    if not inside:
+        reject(Rejected(rel, "symbolic link pointing outside the source folder"))
+        return None
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         reject(Rejected(rel, "file not found"))
         return None
-    except OSError as exc:
-        reject(Rejected(rel, f"cannot read: {exc.strerror}"))
+    except IsADirectoryError:
+        reject(Rejected(rel, "a folder, not an image file"))
         return None
-    if not data:
-        reject(Rejected(rel, "empty file (0 bytes)"))
+    except OSError as exc:
+        reject(Rejected(rel, f"cannot read: {exc.strerror or exc}"))
         return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, max_pixels) as img:
             fmt, (width, height) = img.format or "unknown", img.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reject(Rejected(rel, f"not a readable image: {exc}"))
+    except UnreadableImage as exc:
+        reject(Rejected(rel, str(exc)))
         return None
     return Original(
         path=rel,

@@ -8,6 +8,7 @@ preview` shows exactly what `expand` writes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,8 +73,16 @@ class Rendered:
     soft_label: dict[str, float] | None = None
 
 
+_CANNOT_APPLY = "the recipe cannot be applied to this image"
+
+
 class SourceProblem(Exception):
-    """An original cannot be used: unreadable, undecodable, or changed since ingest."""
+    """An original cannot be used: unreadable, undecodable, changed since ingest, or the
+    recipe raises on its pixels. The source is rejected with this reason."""
+
+
+class PartnerProblem(Exception):
+    """A mixing partner cannot be used: only the mixed output that needed it is left out."""
 
 
 class Worker:
@@ -95,9 +104,17 @@ class Worker:
     def _run_task(self, task: SourceTask, result: ShardResult) -> None:
         ctx, original = self.ctx, task.original
         fmt = output_extension(original, ctx.output_format)
+        first = len(result.records)
         for item in self.render(task):
             if isinstance(item, Rejected):
                 result.rejected.append(item)
+                if item.path == original.path:
+                    # All of a source's outputs or none: what was already written for it
+                    # goes, so no output is left without its siblings or its record.
+                    for record in result.records[first:]:
+                        with contextlib.suppress(OSError):
+                            (ctx.out / record["path"]).unlink()
+                    del result.records[first:]
                 continue
             encoded = encode(item.pixels, fmt, ctx.quality)  # type: ignore[arg-type]
             write_atomic(ctx.out / item.job.path, encoded)
@@ -123,21 +140,20 @@ class Worker:
         original = task.original
         try:
             prepared = self.prepare(original)
+            own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
+            for job in task.outputs:
+                if job.variant == 0:
+                    yield Rendered(job, original.label, prepared, [], [own])
+                elif job.mix is None:
+                    pixels, params = self.augment(prepared, original.label, job.seed)
+                    yield Rendered(job, original.label, pixels, params, [own])
+                else:
+                    try:
+                        yield self._mixed(job, job.mix, original, prepared)
+                    except PartnerProblem as exc:
+                        yield Rejected(job.mix.partner.path, str(exc))
         except SourceProblem as exc:
             yield Rejected(original.path, str(exc))
-            return
-        own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
-        for job in task.outputs:
-            if job.variant == 0:
-                yield Rendered(job, original.label, prepared, [], [own])
-            elif job.mix is None:
-                pixels, params = self.augment(prepared, original.label, job.seed)
-                yield Rendered(job, original.label, pixels, params, [own])
-            else:
-                try:
-                    yield self._mixed(job, job.mix, original, prepared)
-                except SourceProblem as exc:
-                    yield Rejected(job.mix.partner.path, str(exc))
 
     def prepare(self, original: Original) -> np.ndarray:
         """Read, check, decode and preprocess one original."""
@@ -145,14 +161,19 @@ class Worker:
         try:
             data = (ctx.src_root / original.path).read_bytes()
         except OSError as exc:
-            raise SourceProblem(f"cannot read: {exc.strerror}") from exc
+            raise SourceProblem(f"cannot read: {exc.strerror or exc}") from exc
         if sha256_bytes(data) != original.sha256:
             raise SourceProblem("file changed while the run was going on")
         try:
             decoded = decode(data, ctx.recipe.background, ctx.max_pixels)
         except UnreadableImage as exc:
             raise SourceProblem(str(exc)) from exc
-        return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
+        # albumentations and OpenCV raise assorted types when a step does not fit an image
+        # (a crop or kernel larger than it): one image's problem, not the run's.
+        try:
+            return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
+        except Exception as exc:
+            raise SourceProblem(f"{_CANNOT_APPLY}: preprocess: {exc}") from exc
 
     def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""
@@ -167,11 +188,20 @@ class Worker:
         """The recipe's transforms, as class `label` may use them, seeded by `seed`."""
         pipeline, removed = self.pipeline(label)
         seed_pipeline(pipeline, seed)
-        augmented = pipeline(image=prepared.copy())
+        try:  # as in `prepare`: a transform that does not fit this image rejects the source
+            augmented = pipeline(image=prepared.copy())
+        except Exception as exc:
+            raise SourceProblem(f"{_CANNOT_APPLY}: {exc}") from exc
+        pixels = np.ascontiguousarray(augmented["image"])
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise SourceProblem(
+                f"{_CANNOT_APPLY}: it makes {pixels.dtype} {pixels.shape}, not 8-bit RGB "
+                "(a transform such as ToFloat, Normalize or ToGray with one channel)"
+            )
         params = applied_params(augmented.get("applied_transforms", []))
         if removed:  # the policy is part of how the image was made: say so in the record
             params.insert(0, {"transform": "ClassPolicy", "label": label, "removed": removed})
-        return np.ascontiguousarray(augmented["image"]), params
+        return pixels, params
 
     def _partner(self, partner: Original) -> np.ndarray:
         cached = self._partners.get(partner.sha256)
@@ -183,7 +213,7 @@ class Worker:
             self._partners[partner.sha256] = cached
         if isinstance(cached, SourceProblem):
             # The same reason its own task gives, so the summary lists it once.
-            raise SourceProblem(str(cached))
+            raise PartnerProblem(str(cached))
         return cached
 
     def _mixed(
@@ -193,9 +223,12 @@ class Worker:
         size = self.ctx.recipe.preprocess.size
         assert size is not None, "a recipe with mix has a preprocess size"
         pixels, params = self.augment(prepared, original.label, job.seed)
-        partner_pixels, partner_params = self.augment(
-            self._partner(mix.partner), mix.partner.label, mix.partner_seed
-        )
+        try:
+            partner_pixels, partner_params = self.augment(
+                self._partner(mix.partner), mix.partner.label, mix.partner_seed
+            )
+        except SourceProblem as exc:
+            raise PartnerProblem(str(exc)) from exc
         pixels, partner_pixels = _fit(pixels, size), _fit(partner_pixels, size)
         if mix.kind == "mixup":
             mixed = mixup(pixels, partner_pixels, mix.weight)

@@ -4,13 +4,20 @@ Each file is written to a hidden temporary name in its final folder, then rename
 final name, which POSIX makes atomic. The temporary names start with a dot so that folder
 loaders (ImageFolder, imagefolder) never pick one up, and carry the process id so that two
 workers never share one.
+
+A write that fails (disk full, permission denied, file too large) removes its temporary and
+raises `OutputError` naming the file and the cause: the run stops with a clear message, no
+partial file is visible, and rerunning the same command once the cause is fixed resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
+
+from augment.errors import OutputError
 
 TEMP_MARK = ".tmp-"
 
@@ -19,16 +26,39 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
 
 
+_HINTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file size limit was reached",
+    errno.EACCES: "the output folder is not writable",
+    errno.EPERM: "the output folder is not writable",
+    errno.EROFS: "the output is on a read-only file system",
+}
+
+
+def output_error(path: Path, exc: OSError, doing: str = "write") -> OutputError:
+    """A failed write as a message a user can act on; rerunning resumes once it is fixed."""
+    cause = exc.strerror or str(exc)
+    hint = _HINTS.get(exc.errno or 0)
+    return OutputError(
+        f"cannot {doing} {path}: {cause}"
+        + (f" ({hint})" if hint else "")
+        + "; nothing partial was kept: fix the cause and rerun the same command to resume"
+    )
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise output_error(path, exc) from exc
         raise
 
 
