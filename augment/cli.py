@@ -6,6 +6,7 @@ input error the message explains; 130 interrupted (rerun the same command to res
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import click
 from tqdm import tqdm
 
 from augment import __version__
+from augment.audit import AuditOptions, audit_output, audit_splits, format_report
 from augment.errors import AugmentError
 from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from augment.holdout import parse_amount
 from augment.imageio import FORMAT_CHOICES
 from augment.recipe import bundled_recipes, load_recipe
+from augment.similarity import DEFAULT_MAX_DISTANCE, REENCODE_MIN_PSNR
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
@@ -239,3 +242,78 @@ def recipes() -> None:
         except (AugmentError, IndexError):
             description = ""
         click.echo(f"{name:<14} {description}")
+
+
+def _split_option(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Path]:
+    splits: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise click.BadParameter(f"expected NAME=DIR, got {value!r}", ctx, param)
+        if name in splits:
+            raise click.BadParameter(f"split {name!r} given twice", ctx, param)
+        splits[name] = Path(folder)
+    return splits
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  augment audit out/
+  augment audit out/ --json > audit.json
+  augment audit --split train=export/train --split validation=export/valid
+"""
+)
+@click.argument("out", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    metavar="NAME=DIR",
+    callback=_split_option,
+    help="Audit folders split by another tool instead of an augment output (repeat; "
+    "`train` is the training split). Runs the duplicate and balance checks.",
+)
+@click.option(
+    "--max-distance",
+    default=DEFAULT_MAX_DISTANCE,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Near duplicates: largest pHash Hamming distance (of 64 bits) that counts.",
+)
+@click.option(
+    "--min-psnr",
+    default=REENCODE_MIN_PSNR,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Exact duplicates: same-size images this close (dB) are one image re-encoded.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit(
+    out: Path | None,
+    splits: dict[str, Path],
+    max_distance: int,
+    min_psnr: float,
+    as_json: bool,
+) -> None:
+    """Audit a split dataset for leakage between splits and for integrity.
+
+    OUT is an `augment expand` output: checks lineage, exact and near duplicates across
+    splits, integrity and balance against its manifest. With --split instead, checks any
+    folders of class folders for duplicates across splits and balance. Exit 0 clean,
+    1 findings, 2 cannot run.
+    """
+    options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr)
+    if (out is None) == (not splits):
+        raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
+    try:
+        report = audit_output(out, options) if out is not None else audit_splits(splits, options)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_report(report))
+    sys.exit(0 if report.clean else EXIT_FINDINGS)
