@@ -136,6 +136,15 @@ Examples:
     type=click.IntRange(1, 100),
     help="JPEG/WebP quality.",
 )
+@click.option(
+    "--near-duplicates",
+    default=DEFAULT_MAX_DISTANCE,
+    show_default=True,
+    type=click.IntRange(-1, 64),
+    metavar="BITS",
+    help="Originals whose perceptual hashes (of 64 bits) differ by at most BITS, mirror "
+    "included, are held out together; -1 turns this off.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def expand_cmd(
     src: Path,
@@ -150,6 +159,7 @@ def expand_cmd(
     workers: int | None,
     output_format: str,
     quality: int,
+    near_duplicates: int,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
@@ -169,6 +179,7 @@ def expand_cmd(
         workers=workers,
         output_format=output_format,
         quality=quality,
+        near_duplicates=near_duplicates,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[None] | None = None
@@ -222,6 +233,15 @@ def format_summary(summary: ExpandSummary) -> str:
         f"{summary.written} files written, {summary.reused} unchanged, {summary.removed} "
         f"stale removed in {summary.seconds:.1f}s ({rate:.0f} images/s)"
     )
+    if summary.duplicates:
+        lines.append(f"duplicate originals held out together ({len(summary.duplicates)} clusters):")
+        lines.extend(f"  {', '.join(c.paths)}" for c in summary.duplicates)
+    for c in summary.duplicate_conflicts:
+        placed = ", ".join(f"{p} ({s})" for p, s in sorted(c.previous_splits.items()))
+        lines.append(
+            f"warning: duplicate originals {', '.join(c.paths)} were split apart by an earlier "
+            f"run and stay where they are: {placed}; `augment audit` reports the leak"
+        )
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
     if summary.rejected:
