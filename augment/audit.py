@@ -42,10 +42,10 @@ from augment.similarity import (
     DEFAULT_MAX_DISTANCE,
     REENCODE_MIN_PSNR,
     ImageHash,
+    block_psnr,
     hamming_pairs,
     phash_rgb,
     pixel_digest,
-    psnr,
 )
 
 CHECKS: dict[str, str] = {
@@ -62,7 +62,7 @@ TRAIN = "train"
 @dataclass(frozen=True)
 class AuditOptions:
     max_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits
-    min_psnr: float = REENCODE_MIN_PSNR  # dB, for "re-encoded" exact duplicates
+    min_psnr: float = REENCODE_MIN_PSNR  # dB over 4x4 block means: "re-encoded" duplicates
 
 
 @dataclass(frozen=True)
@@ -391,7 +391,7 @@ def _near_or_reencoded(
 ) -> Finding:
     shape_a, shape_b = prints[i].shape, prints[j].shape
     if not mirrored and shape_a == shape_b:
-        quality = psnr(_pixels(a.file), _pixels(b.file))
+        quality = block_psnr(_pixels(a.file), _pixels(b.file))
         if quality >= options.min_psnr:
             return _exact(a, b, f"the same pixels re-encoded (PSNR {quality:.1f} dB)")
     what = "mirrored copies" if mirrored else "near duplicates"
@@ -572,7 +572,7 @@ def format_report(report: AuditReport, limit: int = 20) -> str:
     )
     lines.append(
         f"settings: near duplicates within {report.options.max_distance} bits of pHash; "
-        f"re-encoded at PSNR >= {report.options.min_psnr:g} dB"
+        f"re-encoded at PSNR >= {report.options.min_psnr:g} dB on 4x4 block means"
     )
     n = len(report.findings)
     lines.append("clean: no findings" if report.clean else f"{n} finding{'s' if n > 1 else ''}")

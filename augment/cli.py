@@ -308,7 +308,8 @@ Examples:
     default=REENCODE_MIN_PSNR,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Exact duplicates: same-size images this close (dB) are one image re-encoded.",
+    help="Exact duplicates: same-size images whose 4x4 block means agree to this PSNR (dB) "
+    "are one image re-encoded.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit(

@@ -1,0 +1,275 @@
+"""`augment audit`: crafted leaks are each found and named; clean outputs of `expand` on the
+sample data pass with no false positive; what cannot be audited exits 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from augment.audit import audit_output, audit_splits
+from augment.cli import main
+from augment.errors import DatasetError, ManifestError
+from augment.expand import ExpandOptions, ExpandSummary, expand
+from tests.conftest import DIGITS, TEXTURES
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def write_records(out: Path, recs: list[dict]) -> None:
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def kinds(out: Path) -> set[tuple[str, str]]:
+    return {(f.check, f.kind) for f in audit_output(out).findings}
+
+
+@pytest.fixture()
+def out(tmp_path: Path, expanded: tuple[Path, ExpandSummary]) -> Path:
+    """A private copy of the shared expanded textures output, to plant leaks in."""
+    copy = tmp_path / "out"
+    shutil.copytree(expanded[0], copy)
+    return copy
+
+
+def held_out_file(out: Path, split: str = "validation", label: str = "brick") -> Path:
+    rec = next(r for r in records(out) if r["split"] == split and r["label"] == label)
+    return out / rec["path"]
+
+
+@pytest.fixture(scope="module")
+def default_outputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Both sample sets expanded with the default recipe (the user's first command)."""
+    outs = []
+    for src in (TEXTURES, DIGITS):
+        target = tmp_path_factory.mktemp("default") / src.name
+        expand(src, target, ExpandOptions(times=5, workers=2))
+        outs.append(target)
+    return outs
+
+
+def test_clean_expand_outputs_pass_with_no_false_positive(default_outputs: list[Path]) -> None:
+    for target in default_outputs:
+        result = CliRunner().invoke(main, ["audit", str(target)])
+        assert result.exit_code == 0, result.output
+        assert "clean: no findings" in result.output
+        for check in ("lineage", "exact-duplicates", "near-duplicates", "integrity", "balance"):
+            assert f"ok   {check}" in result.output
+
+
+def test_json_report_names_every_check(default_outputs: list[Path]) -> None:
+    result = CliRunner().invoke(main, ["audit", str(default_outputs[1]), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert report["clean"] is True
+    assert [c["name"] for c in report["checks"]] == [
+        "lineage",
+        "exact-duplicates",
+        "near-duplicates",
+        "integrity",
+        "balance",
+    ]
+    assert report["counts"]["train"]["3"] == 20  # 4 train originals x 5
+    assert set(report["counts"]) == {"train", "validation", "test"}
+
+
+def test_validation_original_copied_into_train_under_a_new_name(out: Path) -> None:
+    source = held_out_file(out)
+    shutil.copy(source, out / "train" / "grass" / "grass_99.jpg")
+    found = audit_output(out).findings
+    exact = [f for f in found if f.check == "exact-duplicates"]
+    assert [(f.kind, f.paths) for f in exact] == [
+        ("identical", ("train/grass/grass_99.jpg", source.relative_to(out).as_posix()))
+    ]
+    assert ("integrity", "unlisted") in {(f.check, f.kind) for f in found}
+
+
+def test_reencoded_at_another_quality_is_the_same_image(out: Path) -> None:
+    source = held_out_file(out)
+    Image.open(source).save(out / "train" / "brick" / "again.jpg", quality=60)
+    found = [f for f in audit_output(out).findings if f.check == "exact-duplicates"]
+    assert [f.kind for f in found] == ["re-encoded"]
+    assert "train/brick/again.jpg" in found[0].paths and "PSNR" in found[0].message
+
+
+def test_resized_copy_is_a_near_duplicate(out: Path) -> None:
+    source = held_out_file(out, "test", "histology")
+    with Image.open(source) as img:
+        img.resize((img.width * 2, img.height * 2), Image.Resampling.BICUBIC).save(
+            out / "train" / "histology" / "bigger.png"
+        )
+    found = [f for f in audit_output(out).findings if f.check == "near-duplicates"]
+    assert [(f.kind, f.paths[0]) for f in found] == [("resized", "train/histology/bigger.png")]
+    assert "128x96" in found[0].message  # the sizes are named
+
+
+def test_mirrored_copy_is_found(out: Path) -> None:
+    source = held_out_file(out, "validation", "deep_space")
+    ImageOps.mirror(Image.open(source)).save(out / "train" / "deep_space" / "flipped.jpg")
+    found = [f for f in audit_output(out).findings if f.check == "near-duplicates"]
+    assert [(f.kind, f.paths[0]) for f in found] == [("mirrored", "train/deep_space/flipped.jpg")]
+
+
+def test_manifest_listing_a_validation_original_as_a_train_source(out: Path) -> None:
+    recs = records(out)
+    victim = next(r for r in recs if r["split"] == "validation")["sources"][0]
+    edited = next(r for r in recs if r["split"] == "train" and r["variant"] == 2)
+    edited["sources"] = [dict(victim)]
+    write_records(out, recs)
+    found = [f for f in audit_output(out).findings if f.check == "lineage"]
+    assert [(f.kind, f.paths) for f in found] == [
+        ("held-out-source", (edited["path"], victim["path"]))
+    ]
+    assert "validation original" in found[0].message
+
+
+def test_mixed_train_file_with_a_held_out_second_source(out: Path) -> None:
+    # A mixup output has two sources; both must be train originals.
+    recs = records(out)
+    held = next(r for r in recs if r["split"] == "test")["sources"][0]
+    mixed = next(r for r in recs if r["split"] == "train" and r["variant"] == 1)
+    mixed["sources"] = [{**mixed["sources"][0], "weight": 0.7}, {**held, "weight": 0.3}]
+    write_records(out, recs)
+    assert kinds(out) == {("lineage", "held-out-source")}
+
+
+def test_held_out_file_must_be_a_single_source_original(out: Path) -> None:
+    recs = records(out)
+    rec = next(r for r in recs if r["split"] == "validation")
+    rec["variant"] = 3
+    rec["sources"] = rec["sources"] * 2
+    write_records(out, recs)
+    assert {"held-out-variant", "held-out-sources"} <= {
+        f.kind for f in audit_output(out).findings if f.check == "lineage"
+    }
+
+
+def test_inconsistent_source_sha256(out: Path) -> None:
+    recs = records(out)
+    rec = next(r for r in recs if r["split"] == "train" and r["variant"] == 1)
+    rec["sources"][0]["sha256"] = "0" * 64
+    write_records(out, recs)
+    assert ("lineage", "inconsistent-sha256") in kinds(out)
+
+
+def test_deleted_file(out: Path) -> None:
+    victim = next(r for r in records(out) if r["split"] == "train")["path"]
+    (out / victim).unlink()
+    found = audit_output(out).findings
+    assert [(f.check, f.kind, f.paths) for f in found] == [("integrity", "missing", (victim,))]
+
+
+def test_extra_unlisted_file(out: Path) -> None:
+    # Not a duplicate of anything: only integrity must name it.
+    shutil.copy(DIGITS / "7" / "digit7_01.png", out / "train" / "gravel" / "stray.png")
+    found = audit_output(out).findings
+    assert [(f.check, f.kind, f.paths) for f in found] == [
+        ("integrity", "unlisted", ("train/gravel/stray.png",))
+    ]
+
+
+def test_changed_bytes_and_stale_header(out: Path) -> None:
+    victim = next(r for r in records(out) if r["split"] == "test")["path"]
+    Image.open(out / victim).save(out / victim, quality=50)
+    header = json.loads((out / "augment.json").read_text())
+    header["counts"]["train"]["brick"] += 1
+    (out / "augment.json").write_text(json.dumps(header))
+    found = {f.kind for f in audit_output(out).findings if f.check == "integrity"}
+    assert found == {"sha256-mismatch", "header-counts"}
+
+
+def test_metadata_csv_must_agree(out: Path) -> None:
+    path = out / "validation" / "metadata.csv"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",grass_but_wrong"
+    path.write_text("\n".join(lines) + "\n")
+    assert kinds(out) == {("integrity", "metadata")}
+
+
+def test_class_missing_from_a_held_out_split(out: Path) -> None:
+    recs = records(out)
+    gone = [r for r in recs if r["split"] == "test" and r["label"] == "gravel"]
+    for r in gone:
+        (out / r["path"]).unlink()
+    write_records(out, [r for r in recs if r not in gone])
+    found = audit_output(out).findings
+    balance = [f for f in found if f.check == "balance"]
+    assert [f.kind for f in balance] == ["missing-class"]
+    assert "'gravel'" in balance[0].message and "test" in balance[0].message
+
+
+def test_exit_codes(out: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["audit", str(out)]).exit_code == 0
+    shutil.copy(held_out_file(out), out / "train" / "brick" / "leak.jpg")
+    result = runner.invoke(main, ["audit", str(out), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["clean"] is False
+
+    (out / "manifest.jsonl").write_text('{"path": "x.jpg"}\nnot json\n')
+    result = runner.invoke(main, ["audit", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (out / "manifest.jsonl").unlink()
+    assert runner.invoke(main, ["audit", str(out)]).exit_code == 2
+    assert runner.invoke(main, ["audit", str(tmp_path / "nowhere")]).exit_code == 2
+    assert runner.invoke(main, ["audit"]).exit_code == 2  # neither OUT nor --split
+
+
+def test_malformed_record_is_exit_2_not_a_finding(out: Path) -> None:
+    recs = records(out)
+    recs[0]["split"] = "holdout"
+    write_records(out, recs)
+    with pytest.raises(ManifestError, match="line 1"):
+        audit_output(out)
+
+
+# --------------------------------------------------------------------- without a manifest
+
+
+def make_split_folders(root: Path) -> dict[str, Path]:
+    """A hand-split copy of the textures set: originals 01-07 train, 08-10 validation."""
+    splits = {"train": root / "train", "validation": root / "valid"}
+    for image in sorted(TEXTURES.rglob("*.jpg")):
+        split = "validation" if int(image.stem[-2:]) > 7 else "train"
+        target = splits[split] / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, target)
+    return splits
+
+
+def test_folder_audit_clean_and_with_leaks(tmp_path: Path) -> None:
+    splits = make_split_folders(tmp_path)
+    report = audit_splits(splits)
+    assert report.clean, report.findings
+    assert report.checks == ("exact-duplicates", "near-duplicates", "balance")
+    assert report.counts["validation"]["brick"] == 3
+
+    with Image.open(splits["validation"] / "grass" / "grass_09.jpg") as img:
+        img.resize((img.width // 2, img.height // 2)).save(splits["train"] / "grass" / "r.jpg")
+        img.save(splits["train"] / "grass" / "q.jpg", quality=70)
+    shutil.rmtree(splits["validation"] / "histology")
+    found = {
+        (f.check, f.kind, f.paths[0] if f.paths else "") for f in audit_splits(splits).findings
+    }
+    assert found == {
+        ("near-duplicates", "resized", "train:grass/r.jpg"),
+        ("exact-duplicates", "re-encoded", "train:grass/q.jpg"),
+        ("balance", "missing-class", ""),
+    }
+    result = CliRunner().invoke(
+        main, ["audit", "--split", f"train={splits['train']}", "--split", f"validation={tmp_path}"]
+    )
+    assert result.exit_code == 2 and "overlap" in result.output
+
+
+def test_folder_audit_needs_two_readable_splits(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="at least two"):
+        audit_splits({"train": tmp_path})
+    with pytest.raises(DatasetError, match="not a readable folder"):
+        audit_splits({"train": tmp_path, "validation": tmp_path / "missing"})
