@@ -144,7 +144,7 @@ def audit_output(out: Path, options: AuditOptions | None = None) -> AuditReport:
     report = AuditReport(str(out), "manifest", tuple(CHECKS), options)
     report.findings += lineage_findings(records, header)
     report.findings += _duplicate_findings(files, [s for s in splits], options)
-    report.findings += integrity_findings(out, records, header, files)
+    report.findings += integrity_findings(out, records, header)
     report.counts, balance = balance_findings(files, splits)
     report.findings += balance
     return report
@@ -409,7 +409,7 @@ def _near_or_reencoded(
 
 
 def integrity_findings(
-    out: Path, records: Sequence[Record], header: Mapping[str, Any], files: Sequence[ImageFile]
+    out: Path, records: Sequence[Record], header: Mapping[str, Any]
 ) -> list[Finding]:
     findings: list[Finding] = []
 
@@ -436,7 +436,7 @@ def integrity_findings(
             continue
         if actual != r["sha256"]:
             add("sha256-mismatch", f"{path}: sha256 differs from the manifest's", path)
-    for f in files:
+    for f in _image_files(out, "", prefix=""):  # anywhere in OUT, not only split folders
         if f.name not in listed:
             add("unlisted", f"{f.name}: an image the manifest does not list", f.name)
 

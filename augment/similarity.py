@@ -134,8 +134,9 @@ def hamming_pairs(
     """(i, j, distance) for every left[i], right[j] at most `max_distance` bits apart.
 
     Brute force with numpy bit operations, in row blocks so memory stays at
-    block x len(right) bytes: about 10^8 pairs per second, so a few thousand held-out
-    images against tens of thousands of train files takes seconds.
+    block x len(right) bytes. About 5 x 10^7 pairs per second on one core: 5,000 held-out
+    images against 20,000 train files take ~2 s; beyond ~10^6 x 10^5 an index (multi-index
+    hashing, a BK-tree) would be needed.
     """
     for start in range(0, len(left), block):
         chunk = left[start : start + block]

@@ -168,9 +168,11 @@ def test_deleted_file(out: Path) -> None:
 def test_extra_unlisted_file(out: Path) -> None:
     # Not a duplicate of anything: only integrity must name it.
     shutil.copy(DIGITS / "7" / "digit7_01.png", out / "train" / "gravel" / "stray.png")
+    shutil.copy(DIGITS / "8" / "digit8_01.png", out / "loose.png")  # outside any split folder
     found = audit_output(out).findings
     assert [(f.check, f.kind, f.paths) for f in found] == [
-        ("integrity", "unlisted", ("train/gravel/stray.png",))
+        ("integrity", "unlisted", ("loose.png",)),
+        ("integrity", "unlisted", ("train/gravel/stray.png",)),
     ]
 
 

@@ -9,9 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from PIL import Image, ImageOps
 
 from augment.audit import audit_output
+from augment.cli import main
 from augment.duplicates import group_duplicates
 from augment.expand import ExpandOptions, _known_hashes, expand
 from augment.holdout import assign_splits
@@ -149,3 +151,11 @@ def test_no_clusters_in_the_sample_data() -> None:
     for root in (TEXTURES, TEXTURES.parent / "digits"):
         dataset = ingest(root)
         assert group_duplicates(dataset.root, dataset.originals, 8).clusters == []
+
+
+def test_expand_summary_lists_the_clusters(src: Path, tmp_path: Path, small_recipe: Path) -> None:
+    args = ["expand", str(src), str(tmp_path / "out"), "-n", "2", "-r", str(small_recipe)]
+    result = CliRunner().invoke(main, [*args, "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "duplicate originals held out together (2 clusters):" in result.output
+    assert f"  {RESIZED.replace('_small', '')}, {RESIZED}" in result.output
