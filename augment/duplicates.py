@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class Grouping:
     hashes: dict[str, ImageHash]  # original path -> hash (unreadable files absent)
     clusters: list[Cluster]  # merged: kept in one split
     conflicts: list[Cluster]  # already split apart by an earlier run: left where they are
-    hashed: int = 0  # how many originals had to be decoded (not reused)
+    hashed: int = 0  # how many originals had to be decoded (hashes not reused)
 
 
 class _UnionFind:
@@ -69,22 +70,28 @@ class _UnionFind:
         return list(groups.values())
 
 
+def _hash_file(path: Path) -> ImageHash | None:
+    try:
+        return phash_bytes(path.read_bytes())
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # the worker rejects the file with the reason; nothing to group
+
+
 def hash_originals(
-    root: Path, originals: Sequence[Original], known: Mapping[str, ImageHash]
+    root: Path, originals: Sequence[Original], known: Mapping[str, ImageHash], threads: int = 1
 ) -> tuple[dict[str, ImageHash], int]:
-    """Path -> hash for every readable original; `known` (sha256 -> hash) is reused."""
-    hashes: dict[str, ImageHash] = {}
-    computed = 0
-    for o in originals:
-        if o.sha256 in known:
-            hashes[o.path] = known[o.sha256]
-            continue
-        try:
-            hashes[o.path] = phash_bytes((root / o.path).read_bytes())
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue  # the worker rejects it with the reason; nothing to group
-        computed += 1
-    return hashes, computed
+    """Path -> hash for every readable original; `known` (sha256 -> hash) is reused.
+
+    Pillow decodes without the GIL, so threads spread the decodes over cores (a draft
+    decode of a 12-megapixel JPEG is ~20 ms, a sixth of the full decode the worker does).
+    """
+    hashes = {o.path: known[o.sha256] for o in originals if o.sha256 in known}
+    todo = [o.path for o in originals if o.path not in hashes]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for path, value in zip(todo, pool.map(_hash_file, (root / p for p in todo)), strict=True):
+            if value is not None:
+                hashes[path] = value
+    return hashes, len(todo)
 
 
 def group_duplicates(
@@ -93,11 +100,12 @@ def group_duplicates(
     max_distance: int,
     known: Mapping[str, ImageHash] | None = None,
     previous_splits: Mapping[str, str] | None = None,
+    threads: int = 1,
 ) -> Grouping:
     """Merge the groups of duplicate originals. `max_distance` < 0 turns grouping off
     (hashes are still taken, for the header)."""
     previous_splits = previous_splits or {}
-    hashes, computed = hash_originals(root, originals, known or {})
+    hashes, computed = hash_originals(root, originals, known or {}, threads)
     if max_distance < 0:
         return Grouping(list(originals), hashes, [], [], computed)
 

@@ -123,6 +123,7 @@ def expand(
         options.near_duplicates,
         _known_hashes(previous_header),
         previous_splits,
+        threads=options.workers or default_workers(),
     )
     dataset.originals = grouping.originals
     holdout = assign_splits(

@@ -116,6 +116,27 @@ def test_mirrored_copy_is_found(out: Path) -> None:
     assert [(f.kind, f.paths[0]) for f in found] == [("mirrored", "train/deep_space/flipped.jpg")]
 
 
+def test_augmented_variants_of_held_out_originals_merged_into_train(
+    out: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    # The classic leak: a second run (another seed) held out other originals; merging its
+    # train files and records puts variants of this run's held-out originals in train.
+    other = tmp_path / "other"
+    options = ExpandOptions(times=4, recipe=str(small_recipe), val=0.2, test=0.1, seed=4, workers=1)
+    expand(TEXTURES, other, options)
+    held = {s["path"] for r in records(out) if r["split"] != "train" for s in r["sources"]}
+    moved = [r for r in records(other) if r["split"] == "train" and r["sources"][0]["path"] in held]
+    assert moved
+    for r in moved:
+        shutil.copy(other / r["path"], out / r["path"])
+    write_records(out, records(out) + moved)
+    report = audit_output(out)
+    assert {f.paths[0] for f in report.findings_of("lineage")} == {r["path"] for r in moved}
+    # Without the manifest, the pixels alone still name every leaked original (variant 0).
+    by_pixels = {f.paths[0] for f in report.findings if f.check.endswith("duplicates")}
+    assert {r["path"] for r in moved if r["variant"] == 0} <= by_pixels
+
+
 def test_manifest_listing_a_validation_original_as_a_train_source(out: Path) -> None:
     recs = records(out)
     victim = next(r for r in recs if r["split"] == "validation")["sources"][0]
