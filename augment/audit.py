@@ -7,7 +7,8 @@ Five named checks; each finding names its check, a kind, the files involved and 
    source of a train file; validation/test files are variant 0 with exactly one source; a
    source has one sha256 wherever it is named.
 2. `exact-duplicates` - across splits, by decoded pixels (see `similarity`): identical
-   pixels, or the same picture re-encoded (same size, PSNR over the threshold).
+   pixels, or the same picture re-encoded (same size, PSNR over the threshold). A file that
+   cannot be decoded cannot be cleared, so it is a finding here too.
 3. `near-duplicates` - across splits, by perceptual hash (pHash) within a Hamming
    threshold, the mirror included; train variants are compared with held-out files too.
    Within one split nothing is compared: a train variant is meant to resemble its original.
@@ -25,7 +26,7 @@ import csv
 import io
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
@@ -302,13 +303,11 @@ class _Fingerprint:
     hash: ImageHash
 
 
-@lru_cache(maxsize=64)
-def _pixels(path: Path) -> np.ndarray:
+def _decode_pixels(path: Path) -> np.ndarray:
     return decode(path.read_bytes()).pixels
 
 
-def _fingerprint(path: Path) -> _Fingerprint:
-    pixels = _pixels(path)
+def _fingerprint(pixels: np.ndarray) -> _Fingerprint:
     return _Fingerprint(pixels.shape, pixel_digest(pixels), phash_rgb(pixels))
 
 
@@ -322,16 +321,18 @@ def _duplicate_findings(
     """Compare every file with every file of the *other* splits (never within a split)."""
     findings: list[Finding] = []
     prints: dict[int, _Fingerprint] = {}
+    # Pixels are decoded once for the fingerprints and again only for the few candidate
+    # pairs that need a PSNR; a small cache, local to this audit, never holds stale files.
+    pixels = lru_cache(maxsize=64)(_decode_pixels)
     for i, f in enumerate(files):
         try:
-            prints[i] = _fingerprint(f.file)
+            prints[i] = _fingerprint(pixels(f.file))
         except (OSError, UnreadableImage) as exc:
             findings.append(
                 Finding(
                     "exact-duplicates", "unreadable", f"{f.name}: cannot compare: {exc}", (f.name,)
                 )
             )
-    _pixels.cache_clear()
     order = {s: n for n, s in enumerate(splits)}
     seen: set[tuple[int, int]] = set()
 
@@ -365,7 +366,9 @@ def _duplicate_findings(
                 continue
             seen.add((i, j))
             findings.append(
-                _near_or_reencoded(files[i], files[j], prints, i, j, distance, mirrored, options)
+                _near_or_reencoded(
+                    files[i], files[j], prints[i], prints[j], distance, mirrored, options, pixels
+                )
             )
     return sorted(findings, key=lambda f: (f.check, f.paths))
 
@@ -382,16 +385,16 @@ def _exact(a: ImageFile, b: ImageFile, why: str) -> Finding:
 def _near_or_reencoded(
     a: ImageFile,
     b: ImageFile,
-    prints: Mapping[int, _Fingerprint],
-    i: int,
-    j: int,
+    print_a: _Fingerprint,
+    print_b: _Fingerprint,
     distance: int,
     mirrored: bool,
     options: AuditOptions,
+    pixels: Callable[[Path], np.ndarray],
 ) -> Finding:
-    shape_a, shape_b = prints[i].shape, prints[j].shape
+    shape_a, shape_b = print_a.shape, print_b.shape
     if not mirrored and shape_a == shape_b:
-        quality = block_psnr(_pixels(a.file), _pixels(b.file))
+        quality = block_psnr(pixels(a.file), pixels(b.file))
         if quality >= options.min_psnr:
             return _exact(a, b, f"the same pixels re-encoded (PSNR {quality:.1f} dB)")
     what = "mirrored copies" if mirrored else "near duplicates"

@@ -296,3 +296,17 @@ def test_folder_audit_needs_two_readable_splits(tmp_path: Path) -> None:
         audit_splits({"train": tmp_path})
     with pytest.raises(DatasetError, match="not a readable folder"):
         audit_splits({"train": tmp_path, "validation": tmp_path / "missing"})
+
+
+def test_unreadable_image_cannot_be_cleared(tmp_path: Path) -> None:
+    splits = make_split_folders(tmp_path)
+    (splits["train"] / "brick" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = CliRunner().invoke(
+        main, ["audit", "--json", *(f"--split={n}={d}" for n, d in splits.items())]
+    )
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    found = [f for c in report["checks"] for f in c["findings"]]
+    assert [(f["check"], f["kind"], f["paths"]) for f in found] == [
+        ("exact-duplicates", "unreadable", ["train:brick/broken.jpg"])
+    ]
