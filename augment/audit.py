@@ -27,6 +27,7 @@ import io
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from augment.errors import DatasetError, ManifestError
+from augment.executor import default_workers
 from augment.holdout import SPLITS
 from augment.imageio import IMAGE_EXTENSIONS, UnreadableImage, decode, sha256_file
 from augment.manifest import HEADER_NAME, MANIFEST_NAME, Record, read_header, read_manifest
@@ -64,6 +66,7 @@ TRAIN = "train"
 class AuditOptions:
     max_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits
     min_psnr: float = REENCODE_MIN_PSNR  # dB over 4x4 block means: "re-encoded" duplicates
+    workers: int | None = None  # decoding threads; None: all cores
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class AuditReport:
                 }
                 for name in self.checks
             ],
+            "sizes": {split: sum(counts.values()) for split, counts in self.counts.items()},
             "counts": self.counts,
         }
 
@@ -307,7 +311,11 @@ def _decode_pixels(path: Path) -> np.ndarray:
     return decode(path.read_bytes()).pixels
 
 
-def _fingerprint(pixels: np.ndarray) -> _Fingerprint:
+def _try_fingerprint(path: Path) -> _Fingerprint | OSError | UnreadableImage:
+    try:
+        pixels = _decode_pixels(path)
+    except (OSError, UnreadableImage) as exc:
+        return exc
     return _Fingerprint(pixels.shape, pixel_digest(pixels), phash_rgb(pixels))
 
 
@@ -321,18 +329,18 @@ def _duplicate_findings(
     """Compare every file with every file of the *other* splits (never within a split)."""
     findings: list[Finding] = []
     prints: dict[int, _Fingerprint] = {}
-    # Pixels are decoded once for the fingerprints and again only for the few candidate
-    # pairs that need a PSNR; a small cache, local to this audit, never holds stale files.
+    # Pixels are decoded once for the fingerprints and again only for the candidate pairs
+    # that need a PSNR; the cache is local to this audit, so it never holds stale files.
     pixels = lru_cache(maxsize=64)(_decode_pixels)
-    for i, f in enumerate(files):
-        try:
-            prints[i] = _fingerprint(pixels(f.file))
-        except (OSError, UnreadableImage) as exc:
-            findings.append(
-                Finding(
-                    "exact-duplicates", "unreadable", f"{f.name}: cannot compare: {exc}", (f.name,)
-                )
-            )
+    # Pillow and OpenCV release the GIL while decoding and resizing: threads use the cores.
+    with ThreadPoolExecutor(max_workers=options.workers or default_workers()) as pool:
+        fingerprints = list(pool.map(_try_fingerprint, (f.file for f in files)))
+    for i, (f, result) in enumerate(zip(files, fingerprints, strict=True)):
+        if isinstance(result, _Fingerprint):
+            prints[i] = result
+            continue
+        message = f"{f.name}: cannot compare: {result}"
+        findings.append(Finding("exact-duplicates", "unreadable", message, (f.name,)))
     order = {s: n for n, s in enumerate(splits)}
     seen: set[tuple[int, int]] = set()
 

@@ -301,6 +301,7 @@ Examples:
     default=DEFAULT_MAX_DISTANCE,
     show_default=True,
     type=click.IntRange(0, 64),
+    metavar="BITS",
     help="Near duplicates: largest pHash Hamming distance (of 64 bits) that counts.",
 )
 @click.option(
@@ -311,12 +312,19 @@ Examples:
     help="Exact duplicates: same-size images whose 4x4 block means agree to this PSNR (dB) "
     "are one image re-encoded.",
 )
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(min=1),
+    help=f"Decoding threads [default: all cores, here {default_workers()}].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit(
     out: Path | None,
     splits: dict[str, Path],
     max_distance: int,
     min_psnr: float,
+    workers: int | None,
     as_json: bool,
 ) -> None:
     """Audit a split dataset for leakage between splits and for integrity.
@@ -326,7 +334,7 @@ def audit(
     folders of class folders for duplicates across splits and balance. Exit 0 clean,
     1 findings, 2 cannot run.
     """
-    options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr)
+    options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
     if (out is None) == (not splits):
         raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
     try:
