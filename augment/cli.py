@@ -234,7 +234,7 @@ def format_summary(summary: ExpandSummary) -> str:
         f"stale removed in {summary.seconds:.1f}s ({rate:.0f} images/s)"
     )
     if summary.duplicates:
-        lines.append(f"duplicate originals held out together ({len(summary.duplicates)} clusters):")
+        lines.append(f"duplicate originals kept in one split ({len(summary.duplicates)} clusters):")
         lines.extend(f"  {', '.join(c.paths)}" for c in summary.duplicates)
     for c in summary.duplicate_conflicts:
         placed = ", ".join(f"{p} ({s})" for p, s in sorted(c.previous_splits.items()))

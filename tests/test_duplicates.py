@@ -157,5 +157,5 @@ def test_expand_summary_lists_the_clusters(src: Path, tmp_path: Path, small_reci
     args = ["expand", str(src), str(tmp_path / "out"), "-n", "2", "-r", str(small_recipe)]
     result = CliRunner().invoke(main, [*args, "-j", "1"])
     assert result.exit_code == 0, result.output
-    assert "duplicate originals held out together (2 clusters):" in result.output
+    assert "duplicate originals kept in one split (2 clusters):" in result.output
     assert f"  {RESIZED.replace('_small', '')}, {RESIZED}" in result.output
