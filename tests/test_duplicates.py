@@ -18,6 +18,7 @@ from augment.duplicates import group_duplicates
 from augment.expand import ExpandOptions, _known_hashes, expand
 from augment.holdout import assign_splits
 from augment.ingest import ingest
+from augment.similarity import DEFAULT_MAX_DISTANCE
 from tests.conftest import TEXTURES
 
 RESIZED = "brick/brick_03_small.jpg"
@@ -47,7 +48,9 @@ def straddling_seed(src: Path) -> int:
     raise AssertionError("no seed splits the pair")  # pragma: no cover
 
 
-def options(small_recipe: Path, seed: int, near_duplicates: int = 8) -> ExpandOptions:
+def options(
+    small_recipe: Path, seed: int, near_duplicates: int = DEFAULT_MAX_DISTANCE
+) -> ExpandOptions:
     return ExpandOptions(
         times=2,
         recipe=str(small_recipe),
@@ -116,9 +119,11 @@ def test_rerun_reuses_stored_hashes(src: Path, tmp_path: Path, small_recipe: Pat
     expand(src, out, options(small_recipe, 0))
     header = json.loads((out / "augment.json").read_text())
     dataset = ingest(src)
-    again = group_duplicates(dataset.root, dataset.originals, 8, _known_hashes(header))
+    again = group_duplicates(
+        dataset.root, dataset.originals, DEFAULT_MAX_DISTANCE, _known_hashes(header)
+    )
     assert again.hashed == 0
-    fresh = group_duplicates(dataset.root, dataset.originals, 8)
+    fresh = group_duplicates(dataset.root, dataset.originals, DEFAULT_MAX_DISTANCE)
     assert fresh.hashed == len(dataset.originals)
     assert again.hashes == fresh.hashes
 
@@ -133,7 +138,7 @@ def test_groups_chain_and_exact_copies_join(src: Path) -> None:
         else o
         for o in dataset.originals
     ]
-    grouping = group_duplicates(dataset.root, originals, 8)
+    grouping = group_duplicates(dataset.root, originals, DEFAULT_MAX_DISTANCE)
     group = {o.path: o.group for o in grouping.originals}
     assert (
         group["brick/brick_03.jpg"]
@@ -150,7 +155,9 @@ def test_groups_chain_and_exact_copies_join(src: Path) -> None:
 def test_no_clusters_in_the_sample_data() -> None:
     for root in (TEXTURES, TEXTURES.parent / "digits"):
         dataset = ingest(root)
-        assert group_duplicates(dataset.root, dataset.originals, 8).clusters == []
+        assert (
+            group_duplicates(dataset.root, dataset.originals, DEFAULT_MAX_DISTANCE).clusters == []
+        )
 
 
 def test_expand_summary_lists_the_clusters(src: Path, tmp_path: Path, small_recipe: Path) -> None:
