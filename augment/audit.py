@@ -200,10 +200,15 @@ def _validate_record(record: Record, n: int) -> None:
         raise ManifestError(f"{where}: 'sources' must be a list of {{path, sha256}} objects")
 
 
+def _unreadable(exc: OSError) -> None:
+    # A folder the audit cannot list would silently shrink a split: refuse to run instead.
+    raise DatasetError(f"cannot read folder {exc.filename}: {exc.strerror}")
+
+
 def _image_files(folder: Path, split: str, prefix: str) -> list[ImageFile]:
     """Image files under a split folder (hidden files and folders skipped), sorted."""
     found: list[ImageFile] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = Path(dirpath).relative_to(folder)
         for name in sorted(filenames):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from augment.audit import audit_output, audit_splits
 from augment.cli import main
@@ -135,6 +135,29 @@ def test_augmented_variants_of_held_out_originals_merged_into_train(
     # Without the manifest, the pixels alone still name every leaked original (variant 0).
     by_pixels = {f.paths[0] for f in report.findings if f.check.endswith("duplicates")}
     assert {r["path"] for r in moved if r["variant"] == 0} <= by_pixels
+
+
+def test_near_duplicate_threshold_is_configurable(out: Path) -> None:
+    source = held_out_file(out, "validation", "histology")
+    with Image.open(source) as img:
+        # 30% brighter: 4 bits from the original on this image, too far apart to be a re-encode.
+        ImageEnhance.Brightness(img).enhance(1.3).save(out / "train" / "histology" / "bright.png")
+        ImageOps.mirror(img).save(out / "train" / "histology" / "flipped.png")
+    found = {}
+    for bits in ("0", "6"):
+        result = CliRunner().invoke(main, ["audit", str(out), "--json", "--max-distance", bits])
+        report = json.loads(result.output)
+        assert report["settings"]["max_distance"] == int(bits)
+        checks = {c["name"]: c["findings"] for c in report["checks"]}
+        assert checks["exact-duplicates"] == []
+        found[bits] = {(f["kind"], f["paths"][0]) for f in checks["near-duplicates"]}
+    assert found == {
+        "0": {("mirrored", "train/histology/flipped.png")},
+        "6": {
+            ("mirrored", "train/histology/flipped.png"),
+            ("similar", "train/histology/bright.png"),
+        },
+    }
 
 
 def test_manifest_listing_a_validation_original_as_a_train_source(out: Path) -> None:
