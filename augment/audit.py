@@ -386,11 +386,16 @@ def _duplicate_findings(
     return sorted(findings, key=lambda f: (f.check, f.paths))
 
 
+def _labels(a: ImageFile, b: ImageFile) -> str:
+    """One picture filed under two classes is label noise as well as a leak: say so."""
+    return "" if a.label == b.label else f"; filed as class {a.label!r} and {b.label!r}"
+
+
 def _exact(a: ImageFile, b: ImageFile, why: str) -> Finding:
     return Finding(
         "exact-duplicates",
         "identical" if why.startswith("identical") else "re-encoded",
-        f"{a.name} ({a.split}) and {b.name} ({b.split}): {why}",
+        f"{a.name} ({a.split}) and {b.name} ({b.split}): {why}{_labels(a, b)}",
         (a.name, b.name),
     )
 
@@ -416,7 +421,7 @@ def _near_or_reencoded(
         "near-duplicates",
         "mirrored" if mirrored else ("resized" if size else "similar"),
         f"{a.name} ({a.split}) and {b.name} ({b.split}): {what} "
-        f"(pHash {distance} bits apart{size})",
+        f"(pHash {distance} bits apart{size}){_labels(a, b)}",
         (a.name, b.name),
     )
 

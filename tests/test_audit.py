@@ -87,6 +87,7 @@ def test_validation_original_copied_into_train_under_a_new_name(out: Path) -> No
     assert [(f.kind, f.paths) for f in exact] == [
         ("identical", ("train/grass/grass_99.jpg", source.relative_to(out).as_posix()))
     ]
+    assert "filed as class 'grass' and 'brick'" in exact[0].message  # label noise named too
     assert ("integrity", "unlisted") in {(f.check, f.kind) for f in found}
 
 
