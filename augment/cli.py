@@ -235,7 +235,9 @@ def format_summary(summary: ExpandSummary) -> str:
     )
     if summary.duplicates:
         lines.append(f"duplicate originals kept in one split ({len(summary.duplicates)} clusters):")
-        lines.extend(f"  {', '.join(c.paths)}" for c in summary.duplicates)
+        for c in summary.duplicates:
+            classes = f" (filed under classes {', '.join(c.labels)})" if len(c.labels) > 1 else ""
+            lines.append(f"  {', '.join(c.paths)}{classes}")
     for c in summary.duplicate_conflicts:
         placed = ", ".join(f"{p} ({s})" for p, s in sorted(c.previous_splits.items()))
         lines.append(

@@ -35,6 +35,7 @@ class Cluster:
     """Originals that are copies of one picture (paths relative to SRC, sorted)."""
 
     paths: tuple[str, ...]
+    labels: tuple[str, ...] = ()  # more than one: the same picture filed under two classes
     # For a conflict: the split an earlier run gave each member that had one.
     previous_splits: dict[str, str] = field(default_factory=dict)
 
@@ -149,11 +150,12 @@ def group_duplicates(
     conflicts: list[Cluster] = []
     for members in clusters:
         paths = tuple(sorted(originals[i].path for i in members))
+        labels = tuple(sorted({originals[i].label for i in members}))
         if groups.find(group_ids[originals[members[0]].group]) in conflicted:
             placed = {p: previous_splits[p] for p in paths if p in previous_splits}
-            conflicts.append(Cluster(paths, placed))
+            conflicts.append(Cluster(paths, labels, placed))
         else:
-            kept.append(Cluster(paths))
+            kept.append(Cluster(paths, labels))
     return Grouping(
         result,
         hashes,
