@@ -8,6 +8,7 @@ same command to resume). No user error shows a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import click
 from tqdm import tqdm
 
 from augment import __version__
+from augment.audit import AuditOptions, audit_output, audit_splits, format_report
 from augment.errors import AugmentError
 from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
@@ -22,6 +24,7 @@ from augment.holdout import parse_amount
 from augment.imageio import DEFAULT_MAX_PIXELS, FORMAT_CHOICES
 from augment.preview import PreviewOptions, write_preview
 from augment.recipe import bundled_recipes, load_recipe
+from augment.similarity import DEFAULT_MAX_DISTANCE, REENCODE_MIN_PSNR
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
@@ -161,6 +164,15 @@ Examples:
     help="Write into a non-empty folder that is not an augment output; nothing in it is "
     "deleted or overwritten (the run stops if a file would be).",
 )
+@click.option(
+    "--near-duplicates",
+    default=DEFAULT_MAX_DISTANCE,
+    show_default=True,
+    type=click.IntRange(-1, 64),
+    metavar="BITS",
+    help="Originals whose perceptual hashes (of 64 bits) differ by at most BITS, mirror "
+    "included, are held out together; -1 turns this off.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def expand_cmd(
     src: Path,
@@ -179,6 +191,7 @@ def expand_cmd(
     max_pixels: int,
     strict: bool,
     force: bool,
+    near_duplicates: int,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
@@ -201,6 +214,7 @@ def expand_cmd(
         balance=balance,
         max_pixels=max_pixels,
         force=force,
+        near_duplicates=near_duplicates,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[None] | None = None
@@ -267,6 +281,17 @@ def format_summary(summary: ExpandSummary) -> str:
         f"{summary.written} files written, {summary.reused} unchanged, {summary.removed} "
         f"stale removed in {summary.seconds:.1f}s ({rate:.0f} images/s)"
     )
+    if summary.duplicates:
+        lines.append(f"duplicate originals kept in one split ({len(summary.duplicates)} clusters):")
+        for c in summary.duplicates:
+            classes = f" (filed under classes {', '.join(c.labels)})" if len(c.labels) > 1 else ""
+            lines.append(f"  {', '.join(c.paths)}{classes}")
+    for c in summary.duplicate_conflicts:
+        placed = ", ".join(f"{p} ({s})" for p, s in sorted(c.previous_splits.items()))
+        lines.append(
+            f"warning: duplicate originals {', '.join(c.paths)} were split apart by an earlier "
+            f"run and stay where they are: {placed}; `augment audit` reports the leak"
+        )
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
     if summary.rejected:
@@ -403,3 +428,87 @@ def recipes() -> None:
         except (AugmentError, IndexError):
             description = ""
         click.echo(f"{name:<14} {description}")
+
+
+def _split_option(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Path]:
+    splits: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise click.BadParameter(f"expected NAME=DIR, got {value!r}", ctx, param)
+        if name in splits:
+            raise click.BadParameter(f"split {name!r} given twice", ctx, param)
+        splits[name] = Path(folder)
+    return splits
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  augment audit out/
+  augment audit out/ --json > audit.json
+  augment audit --split train=export/train --split validation=export/valid
+"""
+)
+@click.argument("out", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    metavar="NAME=DIR",
+    callback=_split_option,
+    help="Audit folders split by another tool instead of an augment output (repeat; "
+    "`train` is the training split). Runs the duplicate and balance checks.",
+)
+@click.option(
+    "--max-distance",
+    default=DEFAULT_MAX_DISTANCE,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    metavar="BITS",
+    help="Near duplicates: largest pHash Hamming distance (of 64 bits) that counts.",
+)
+@click.option(
+    "--min-psnr",
+    default=REENCODE_MIN_PSNR,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Exact duplicates: same-size images whose 4x4 block means agree to this PSNR (dB) "
+    "are one image re-encoded.",
+)
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(min=1),
+    help=f"Decoding threads [default: all cores, here {default_workers()}].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit(
+    out: Path | None,
+    splits: dict[str, Path],
+    max_distance: int,
+    min_psnr: float,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Audit a split dataset for leakage between splits and for integrity.
+
+    OUT is an `augment expand` output: checks lineage, exact and near duplicates across
+    splits, integrity and balance against its manifest. With --split instead, checks any
+    folders of class folders for duplicates across splits and balance. Exit 0 clean,
+    1 findings, 2 cannot run.
+    """
+    options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
+    if (out is None) == (not splits):
+        raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
+    try:
+        report = audit_output(out, options) if out is not None else audit_splits(splits, options)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_report(report))
+    sys.exit(0 if report.clean else EXIT_FINDINGS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
+from augment.duplicates import Cluster, group_duplicates
 from augment.errors import ManifestError, OutputError
 from augment.executor import Executor, default_workers, multiprocessing_pool
 from augment.holdout import SPLITS, assign_splits
@@ -34,6 +35,7 @@ from augment.manifest import (
 )
 from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
 from augment.recipe import Recipe, load_recipe
+from augment.similarity import DEFAULT_MAX_DISTANCE, ImageHash
 from augment.worker import RunContext
 from augment.writer import output_error, remove_temp_files
 
@@ -57,6 +59,8 @@ class ExpandOptions:
     # Use a non-empty OUT that is not an augment output. Files already there are never
     # deleted or overwritten: the run stops first if one has a name augment would write.
     force: bool = False
+    # Originals whose pHashes are this many bits apart or fewer are held out together; -1 off.
+    near_duplicates: int = DEFAULT_MAX_DISTANCE
 
     def to_dict(self) -> dict[str, Any]:
         """The options that decide the output (not `workers`: it never changes a byte)."""
@@ -70,6 +74,7 @@ class ExpandOptions:
             "format": self.output_format,
             "quality": self.quality,
             "balance": self.balance,
+            "near_duplicates": self.near_duplicates,
         }
 
 
@@ -83,6 +88,8 @@ class ExpandSummary:
     removed: int
     rejected: list[Rejected] = field(default_factory=list)
     too_small: list[str] = field(default_factory=list)
+    duplicates: list[Cluster] = field(default_factory=list)  # held out together
+    duplicate_conflicts: list[Cluster] = field(default_factory=list)  # split by an earlier run
     seconds: float = 0.0
     train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
     balanced: bool = False
@@ -117,6 +124,15 @@ def expand(
     previous_splits = {
         h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
     }
+    grouping = group_duplicates(
+        dataset.root,
+        dataset.originals,
+        options.near_duplicates,
+        _known_hashes(previous_header),
+        previous_splits,
+        threads=options.workers or default_workers(),
+    )
+    dataset.originals = grouping.originals
     holdout = assign_splits(
         dataset.originals, options.val, options.test, options.seed, previous_splits
     )
@@ -175,7 +191,17 @@ def expand(
         removed = _remove_stale(out, previous_records, planned)
     except OSError as exc:
         raise output_error(out, exc, "remove stale outputs in") from exc
-    _write_outputs(out, dataset, recipe, options, fingerprints, holdout.split_of, records, rejected)
+    _write_outputs(
+        out,
+        dataset,
+        recipe,
+        options,
+        fingerprints,
+        holdout.split_of,
+        records,
+        rejected,
+        grouping.hashes,
+    )
     clear_journal(out)
 
     counts: dict[str, dict[str, int]] = {}
@@ -198,6 +224,8 @@ def expand(
         removed=removed,
         rejected=sorted(rejected, key=lambda r: r.path),
         too_small=holdout.too_small,
+        duplicates=grouping.clusters,
+        duplicate_conflicts=grouping.conflicts,
         seconds=time.perf_counter() - started,
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
@@ -267,6 +295,18 @@ def _previous_run(out: Path) -> tuple[dict[str, Any], list[Record]]:
     return header, [*records, *read_journal(out)]
 
 
+def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
+    """sha256 -> perceptual hash of the originals an earlier run hashed (saves a decode)."""
+    known: dict[str, ImageHash] = {}
+    for h in header.get("holdout", []):
+        if isinstance(h, dict) and isinstance(h.get("sha256"), str):
+            try:
+                known[h["sha256"]] = ImageHash.from_hex(h["phash"])
+            except (KeyError, TypeError, ValueError):
+                continue  # an older header without hashes: hash again
+    return known
+
+
 def _reuse_done(
     out: Path, tasks: Sequence[SourceTask], previous: Sequence[Record], recipe_fp: str
 ) -> tuple[dict[str, Record], list[SourceTask]]:
@@ -330,6 +370,7 @@ def _write_outputs(
     split_of: Mapping[str, str],
     records: Sequence[Record],
     rejected: Sequence[Rejected],
+    hashes: Mapping[str, ImageHash],
 ) -> None:
     soft_classes = dataset.classes if recipe.mix else []
     for split in SPLITS:
@@ -363,6 +404,7 @@ def _write_outputs(
                 "label": o.label,
                 "group": o.group,
                 "split": split_of[o.path],
+                **({"phash": hashes[o.path].to_hex()} if o.path in hashes else {}),
             }
             for o in dataset.originals
         ],

@@ -1,0 +1,165 @@
+"""Keeping duplicate originals together, before the holdout.
+
+The same photo saved twice, a resized or re-encoded copy, or a mirrored one: if one copy
+lands in train and the other in validation, validation measures memory, not generalisation.
+So before the holdout, every original is hashed (`similarity.phash_bytes`, from a small
+decode) and originals whose hashes are within the threshold, the mirror included, or whose
+bytes are equal, form a *cluster*. A cluster's groups are merged into one group key, the one
+`holdout.assign_splits` already keeps in one split; no new holdout rule is needed.
+
+Hashes are stored in `augment.json` (per original, next to its sha256) and reused on a rerun
+when the sha256 matches, so only new or changed originals are decoded again.
+
+Splits are sticky: when an earlier run already put two originals that now form a cluster in
+different splits (a copy added later), neither is moved; the cluster is reported as a
+conflict instead (and `augment audit` will flag it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from augment.ingest import Original
+from augment.similarity import ImageHash, hamming_pairs, phash_bytes
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Originals that are copies of one picture (paths relative to SRC, sorted)."""
+
+    paths: tuple[str, ...]
+    labels: tuple[str, ...] = ()  # more than one: the same picture filed under two classes
+    # For a conflict: the split an earlier run gave each member that had one.
+    previous_splits: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Grouping:
+    originals: list[Original]  # with merged group keys
+    hashes: dict[str, ImageHash]  # original path -> hash (unreadable files absent)
+    clusters: list[Cluster]  # merged: kept in one split
+    conflicts: list[Cluster]  # already split apart by an earlier run: left where they are
+    hashed: int = 0  # how many originals had to be decoded (hashes not reused)
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def components(self) -> list[list[int]]:
+        groups: dict[int, list[int]] = {}
+        for i in range(len(self.parent)):
+            groups.setdefault(self.find(i), []).append(i)
+        return list(groups.values())
+
+
+def _hash_file(path: Path) -> ImageHash | None:
+    try:
+        return phash_bytes(path.read_bytes())
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # the worker rejects the file with the reason; nothing to group
+
+
+def hash_originals(
+    root: Path, originals: Sequence[Original], known: Mapping[str, ImageHash], threads: int = 1
+) -> tuple[dict[str, ImageHash], int]:
+    """Path -> hash for every readable original; `known` (sha256 -> hash) is reused.
+
+    Pillow decodes without the GIL, so threads spread the decodes over cores (a draft
+    decode of a 12-megapixel JPEG is ~20 ms, a sixth of the full decode the worker does).
+    """
+    hashes = {o.path: known[o.sha256] for o in originals if o.sha256 in known}
+    todo = [o.path for o in originals if o.path not in hashes]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for path, value in zip(todo, pool.map(_hash_file, (root / p for p in todo)), strict=True):
+            if value is not None:
+                hashes[path] = value
+    return hashes, len(todo)
+
+
+def group_duplicates(
+    root: Path,
+    originals: Sequence[Original],
+    max_distance: int,
+    known: Mapping[str, ImageHash] | None = None,
+    previous_splits: Mapping[str, str] | None = None,
+    threads: int = 1,
+) -> Grouping:
+    """Merge the groups of duplicate originals. `max_distance` < 0 turns grouping off
+    (hashes are still taken, for the header)."""
+    previous_splits = previous_splits or {}
+    hashes, computed = hash_originals(root, originals, known or {}, threads)
+    if max_distance < 0:
+        return Grouping(list(originals), hashes, [], [], computed)
+
+    similar = _UnionFind(len(originals))
+    by_sha: dict[str, int] = {}
+    for i, o in enumerate(originals):
+        first = by_sha.setdefault(o.sha256, i)
+        if first != i:
+            similar.union(first, i)
+    hashed = [i for i, o in enumerate(originals) if o.path in hashes]
+    direct = np.array([hashes[originals[i].path].direct for i in hashed], dtype=np.uint64)
+    mirror = np.array([hashes[originals[i].path].mirror for i in hashed], dtype=np.uint64)
+    for right in (direct, mirror):
+        for a, b, _ in hamming_pairs(direct, right, max_distance):
+            if a != b:
+                similar.union(hashed[a], hashed[b])
+    clusters = [c for c in similar.components() if len(c) > 1]
+
+    # Merge whole groups: a cluster joins the groups of its members, and groups chain.
+    group_ids = {g: n for n, g in enumerate(sorted({o.group for o in originals}))}
+    groups = _UnionFind(len(group_ids))
+    for members in clusters:
+        for i in members[1:]:
+            groups.union(group_ids[originals[members[0]].group], group_ids[originals[i].group])
+    keys = sorted(group_ids)  # the union keeps the smallest index: the merged key is the min
+
+    # A merged group whose members an earlier run split apart stays as it was (sticky).
+    earlier: dict[int, set[str]] = {}
+    for o in originals:
+        if o.path in previous_splits:
+            earlier.setdefault(groups.find(group_ids[o.group]), set()).add(previous_splits[o.path])
+    conflicted = {root_id for root_id, seen in earlier.items() if len(seen) > 1}
+
+    result: list[Original] = []
+    for o in originals:
+        root_id = groups.find(group_ids[o.group])
+        keep = root_id in conflicted or keys[root_id] == o.group
+        result.append(o if keep else dataclasses.replace(o, group=keys[root_id]))
+
+    kept: list[Cluster] = []
+    conflicts: list[Cluster] = []
+    for members in clusters:
+        paths = tuple(sorted(originals[i].path for i in members))
+        labels = tuple(sorted({originals[i].label for i in members}))
+        if groups.find(group_ids[originals[members[0]].group]) in conflicted:
+            placed = {p: previous_splits[p] for p in paths if p in previous_splits}
+            conflicts.append(Cluster(paths, labels, placed))
+        else:
+            kept.append(Cluster(paths, labels))
+    return Grouping(
+        result,
+        hashes,
+        sorted(kept, key=lambda c: c.paths),
+        sorted(conflicts, key=lambda c: c.paths),
+        computed,
+    )

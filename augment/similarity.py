@@ -1,0 +1,146 @@
+"""Telling whether two images are the same picture: pixel digests and perceptual hashes.
+
+Two notions, used by `augment audit` and by the near-duplicate grouping of `expand`:
+
+- **Same decoded pixels** (exact duplicates). Images are decoded by the tool's own rules
+  (`imageio.decode`: upright, 8-bit RGB). Two images are *identical* when those arrays are
+  equal (a byte copy, a lossless re-save, a metadata-only edit). A lossy re-encode (another
+  JPEG quality) never gives equal arrays: its error is high-frequency noise of up to tens of
+  levels per pixel, which averages out over small blocks. So two images of the same size
+  count as *re-encoded* copies of one picture when their means over 4 x 4 pixel blocks agree
+  to PSNR >= `REENCODE_MIN_PSNR` dB. Measured on the sample data: JPEG re-encodes down to
+  quality 30 score >= 35 dB; a brightness shift of 12 levels scores 26.5 dB and a 2-pixel
+  shift <= 30.3 dB, so real edits (shift, crop, resize, flip, tone) fall below.
+- **Near duplicates**: a 64-bit DCT perceptual hash (pHash) of the grayscale image; two
+  images are near duplicates when their hashes differ in at most `DEFAULT_MAX_DISTANCE`
+  bits. The hash of the horizontal mirror is kept too, so a mirrored copy is found.
+
+pHash: the image is reduced to 32 x 32 grayscale (area averaging), its 2-D DCT taken, and
+each of the 64 lowest-frequency coefficients gives one bit: above or below their median
+(the DC term excluded from the median). Resizing, re-encoding and mild noise or brightness
+changes barely move those coefficients; different pictures differ in about half the bits.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from augment.imageio import sha256_bytes
+
+HASH_BITS = 64
+# Measured on the bundled sample data (README, "Audit"; benchmarks/similarity_margins.py):
+# re-encoded (JPEG q30-q70), resized and mirrored copies stay within 4 bits; two different
+# originals are >= 10 bits apart (12 in textures); augmented variants of one 8x8 digit come
+# within 6-8 bits of another digit on a few seeds (2 pairs of 82,000 at 6). Distances are
+# nearly always even (each hash sets the same number of bits): 6 keeps 2 bits of margin on
+# each side.
+DEFAULT_MAX_DISTANCE = 6
+REENCODE_MIN_PSNR = 34.0
+_REENCODE_BLOCK = 4
+_HASH_SIDE = 32
+_DCT_SIDE = 8
+# Decoding at 1/8 scale is plenty for a 32 x 32 hash and ~20x cheaper for large JPEGs.
+_DRAFT_SIDE = 64
+
+
+@dataclass(frozen=True)
+class ImageHash:
+    """The perceptual hash of an image and of its horizontal mirror."""
+
+    direct: int
+    mirror: int
+
+    def to_hex(self) -> str:
+        return f"{self.direct:016x}{self.mirror:016x}"
+
+    @classmethod
+    def from_hex(cls, text: str) -> ImageHash:
+        if len(text) != 32:
+            raise ValueError(f"an image hash has 32 hex digits, not {text!r}")
+        return cls(direct=int(text[:16], 16), mirror=int(text[16:], 16))
+
+
+def _bits_to_int(bits: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(bits.astype(np.uint8)).tobytes(), "big")
+
+
+def phash_gray(gray: np.ndarray) -> ImageHash:
+    """pHash of a 2-D grayscale array (any size, any numeric type) and of its mirror."""
+    small = cv2.resize(
+        np.ascontiguousarray(gray, dtype=np.float32),
+        (_HASH_SIDE, _HASH_SIDE),
+        interpolation=cv2.INTER_AREA,
+    )
+    hashes = []
+    for img in (small, np.ascontiguousarray(small[:, ::-1])):
+        low = cv2.dct(img)[:_DCT_SIDE, :_DCT_SIDE].flatten()
+        hashes.append(_bits_to_int(low > np.median(low[1:])))
+    return ImageHash(direct=hashes[0], mirror=hashes[1])
+
+
+def phash_rgb(pixels: np.ndarray) -> ImageHash:
+    """pHash of an H x W x 3 uint8 RGB array (as `imageio.decode` gives)."""
+    return phash_gray(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
+
+
+def phash_bytes(data: bytes) -> ImageHash:
+    """pHash straight from encoded bytes, decoding as little as the hash needs.
+
+    JPEGs are decoded at a reduced scale (Pillow's draft mode); EXIF orientation is applied
+    so a rotated copy of an upright photo is still compared upright. Raises the errors
+    Pillow raises for an unreadable file (OSError, ValueError, ...).
+    """
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("L", (_DRAFT_SIDE, _DRAFT_SIDE))
+        img.seek(0)
+        upright = ImageOps.exif_transpose(img)
+        if upright.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            gray = np.asarray(upright, dtype=np.float32)
+        else:
+            gray = np.asarray(upright.convert("L"))
+    return phash_gray(gray)
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """Identity of decoded pixels: equal digests <=> equal shape and equal values."""
+    header = "x".join(map(str, pixels.shape)).encode() + b"\x00"
+    return sha256_bytes(header + np.ascontiguousarray(pixels).tobytes())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two equal-shape uint8 arrays (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def block_psnr(a: np.ndarray, b: np.ndarray, block: int = _REENCODE_BLOCK) -> float:
+    """PSNR of the means over `block` x `block` pixel blocks: blind to codec noise."""
+    height, width = a.shape[:2]
+    size = (max(1, width // block), max(1, height // block))
+    return psnr(
+        cv2.resize(a, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(b, size, interpolation=cv2.INTER_AREA),
+    )
+
+
+def hamming_pairs(
+    left: np.ndarray, right: np.ndarray, max_distance: int, block: int = 2048
+) -> Iterator[tuple[int, int, int]]:
+    """(i, j, distance) for every left[i], right[j] at most `max_distance` bits apart.
+
+    Brute force with numpy bit operations, in row blocks so memory stays at
+    block x len(right) bytes. About 5 x 10^7 pairs per second on one core: 5,000 held-out
+    images against 20,000 train files take ~2 s; beyond ~10^6 x 10^5 an index (multi-index
+    hashing, a BK-tree) would be needed.
+    """
+    for start in range(0, len(left), block):
+        chunk = left[start : start + block]
+        dist = np.bitwise_count(chunk[:, None] ^ right[None, :])
+        for i, j in zip(*np.nonzero(dist <= max_distance), strict=True):
+            yield start + int(i), int(j), int(dist[i, j])

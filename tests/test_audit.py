@@ -1,0 +1,336 @@
+"""`augment audit`: crafted leaks are each found and named; clean outputs of `expand` on the
+sample data pass with no false positive; what cannot be audited exits 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageEnhance, ImageOps
+
+from augment.audit import audit_output, audit_splits
+from augment.cli import main
+from augment.errors import DatasetError, ManifestError
+from augment.expand import ExpandOptions, ExpandSummary, expand
+from tests.conftest import DIGITS, TEXTURES
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def write_records(out: Path, recs: list[dict]) -> None:
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def kinds(out: Path) -> set[tuple[str, str]]:
+    return {(f.check, f.kind) for f in audit_output(out).findings}
+
+
+@pytest.fixture()
+def out(tmp_path: Path, expanded: tuple[Path, ExpandSummary]) -> Path:
+    """A private copy of the shared expanded textures output, to plant leaks in."""
+    copy = tmp_path / "out"
+    shutil.copytree(expanded[0], copy)
+    return copy
+
+
+def held_out_file(out: Path, split: str = "validation", label: str = "brick") -> Path:
+    rec = next(r for r in records(out) if r["split"] == split and r["label"] == label)
+    return out / rec["path"]
+
+
+@pytest.fixture(scope="module")
+def default_outputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Both sample sets expanded with the default recipe (the user's first command)."""
+    outs = []
+    for src in (TEXTURES, DIGITS):
+        target = tmp_path_factory.mktemp("default") / src.name
+        expand(src, target, ExpandOptions(times=5, workers=2))
+        outs.append(target)
+    return outs
+
+
+def test_clean_expand_outputs_pass_with_no_false_positive(default_outputs: list[Path]) -> None:
+    for target in default_outputs:
+        result = CliRunner().invoke(main, ["audit", str(target)])
+        assert result.exit_code == 0, result.output
+        assert "clean: no findings" in result.output
+        for check in ("lineage", "exact-duplicates", "near-duplicates", "integrity", "balance"):
+            assert f"ok   {check}" in result.output
+
+
+def test_json_report_names_every_check(default_outputs: list[Path]) -> None:
+    result = CliRunner().invoke(main, ["audit", str(default_outputs[1]), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert report["clean"] is True
+    assert [c["name"] for c in report["checks"]] == [
+        "lineage",
+        "exact-duplicates",
+        "near-duplicates",
+        "integrity",
+        "balance",
+    ]
+    assert report["counts"]["train"]["3"] == 20  # 4 train originals x 5
+    assert set(report["counts"]) == {"train", "validation", "test"}
+
+
+def test_validation_original_copied_into_train_under_a_new_name(out: Path) -> None:
+    source = held_out_file(out)
+    shutil.copy(source, out / "train" / "grass" / "grass_99.jpg")
+    found = audit_output(out).findings
+    exact = [f for f in found if f.check == "exact-duplicates"]
+    assert [(f.kind, f.paths) for f in exact] == [
+        ("identical", ("train/grass/grass_99.jpg", source.relative_to(out).as_posix()))
+    ]
+    assert "filed as class 'grass' and 'brick'" in exact[0].message  # label noise named too
+    assert ("integrity", "unlisted") in {(f.check, f.kind) for f in found}
+
+
+def test_reencoded_at_another_quality_is_the_same_image(out: Path) -> None:
+    source = held_out_file(out)
+    Image.open(source).save(out / "train" / "brick" / "again.jpg", quality=60)
+    found = [f for f in audit_output(out).findings if f.check == "exact-duplicates"]
+    assert [f.kind for f in found] == ["re-encoded"]
+    assert "train/brick/again.jpg" in found[0].paths and "PSNR" in found[0].message
+
+
+def test_resized_copy_is_a_near_duplicate(out: Path) -> None:
+    source = held_out_file(out, "test", "histology")
+    with Image.open(source) as img:
+        img.resize((img.width * 2, img.height * 2), Image.Resampling.BICUBIC).save(
+            out / "train" / "histology" / "bigger.png"
+        )
+    found = [f for f in audit_output(out).findings if f.check == "near-duplicates"]
+    assert [(f.kind, f.paths[0]) for f in found] == [("resized", "train/histology/bigger.png")]
+    assert "128x96" in found[0].message  # the sizes are named
+
+
+def test_mirrored_copy_is_found(out: Path) -> None:
+    source = held_out_file(out, "validation", "deep_space")
+    ImageOps.mirror(Image.open(source)).save(out / "train" / "deep_space" / "flipped.jpg")
+    found = [f for f in audit_output(out).findings if f.check == "near-duplicates"]
+    assert [(f.kind, f.paths[0]) for f in found] == [("mirrored", "train/deep_space/flipped.jpg")]
+
+
+def test_augmented_variants_of_held_out_originals_merged_into_train(
+    out: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    # The classic leak: a second run (another seed) held out other originals; merging its
+    # train files and records puts variants of this run's held-out originals in train.
+    other = tmp_path / "other"
+    options = ExpandOptions(times=4, recipe=str(small_recipe), val=0.2, test=0.1, seed=4, workers=1)
+    expand(TEXTURES, other, options)
+    held = {s["path"] for r in records(out) if r["split"] != "train" for s in r["sources"]}
+    moved = [r for r in records(other) if r["split"] == "train" and r["sources"][0]["path"] in held]
+    assert moved
+    for r in moved:
+        shutil.copy(other / r["path"], out / r["path"])
+    write_records(out, records(out) + moved)
+    report = audit_output(out)
+    assert {f.paths[0] for f in report.findings_of("lineage")} == {r["path"] for r in moved}
+    # Without the manifest, the pixels alone still name every leaked original (variant 0).
+    by_pixels = {f.paths[0] for f in report.findings if f.check.endswith("duplicates")}
+    assert {r["path"] for r in moved if r["variant"] == 0} <= by_pixels
+
+
+def test_near_duplicate_threshold_is_configurable(out: Path) -> None:
+    source = held_out_file(out, "validation", "histology")
+    with Image.open(source) as img:
+        # 30% brighter: 4 bits from the original on this image, too far apart to be a re-encode.
+        ImageEnhance.Brightness(img).enhance(1.3).save(out / "train" / "histology" / "bright.png")
+        ImageOps.mirror(img).save(out / "train" / "histology" / "flipped.png")
+    found = {}
+    for bits in ("0", "6"):
+        result = CliRunner().invoke(main, ["audit", str(out), "--json", "--max-distance", bits])
+        report = json.loads(result.output)
+        assert report["settings"]["max_distance"] == int(bits)
+        checks = {c["name"]: c["findings"] for c in report["checks"]}
+        assert checks["exact-duplicates"] == []
+        found[bits] = {(f["kind"], f["paths"][0]) for f in checks["near-duplicates"]}
+    assert found == {
+        "0": {("mirrored", "train/histology/flipped.png")},
+        "6": {
+            ("mirrored", "train/histology/flipped.png"),
+            ("similar", "train/histology/bright.png"),
+        },
+    }
+
+
+def test_manifest_listing_a_validation_original_as_a_train_source(out: Path) -> None:
+    recs = records(out)
+    victim = next(r for r in recs if r["split"] == "validation")["sources"][0]
+    edited = next(r for r in recs if r["split"] == "train" and r["variant"] == 2)
+    edited["sources"] = [dict(victim)]
+    write_records(out, recs)
+    found = [f for f in audit_output(out).findings if f.check == "lineage"]
+    assert [(f.kind, f.paths) for f in found] == [
+        ("held-out-source", (edited["path"], victim["path"]))
+    ]
+    assert "validation original" in found[0].message
+
+
+def test_mixed_train_file_with_a_held_out_second_source(out: Path) -> None:
+    # A mixup output has two sources; both must be train originals.
+    recs = records(out)
+    held = next(r for r in recs if r["split"] == "test")["sources"][0]
+    mixed = next(r for r in recs if r["split"] == "train" and r["variant"] == 1)
+    mixed["sources"] = [{**mixed["sources"][0], "weight": 0.7}, {**held, "weight": 0.3}]
+    write_records(out, recs)
+    assert kinds(out) == {("lineage", "held-out-source")}
+
+
+def test_held_out_file_must_be_a_single_source_original(out: Path) -> None:
+    recs = records(out)
+    rec = next(r for r in recs if r["split"] == "validation")
+    rec["variant"] = 3
+    rec["sources"] = rec["sources"] * 2
+    write_records(out, recs)
+    assert {"held-out-variant", "held-out-sources"} <= {
+        f.kind for f in audit_output(out).findings if f.check == "lineage"
+    }
+
+
+def test_inconsistent_source_sha256(out: Path) -> None:
+    recs = records(out)
+    rec = next(r for r in recs if r["split"] == "train" and r["variant"] == 1)
+    rec["sources"][0]["sha256"] = "0" * 64
+    write_records(out, recs)
+    assert ("lineage", "inconsistent-sha256") in kinds(out)
+
+
+def test_deleted_file(out: Path) -> None:
+    victim = next(r for r in records(out) if r["split"] == "train")["path"]
+    (out / victim).unlink()
+    found = audit_output(out).findings
+    assert [(f.check, f.kind, f.paths) for f in found] == [("integrity", "missing", (victim,))]
+
+
+def test_extra_unlisted_file(out: Path) -> None:
+    # Not a duplicate of anything: only integrity must name it.
+    shutil.copy(DIGITS / "7" / "digit7_01.png", out / "train" / "gravel" / "stray.png")
+    shutil.copy(DIGITS / "8" / "digit8_01.png", out / "loose.png")  # outside any split folder
+    found = audit_output(out).findings
+    assert [(f.check, f.kind, f.paths) for f in found] == [
+        ("integrity", "unlisted", ("loose.png",)),
+        ("integrity", "unlisted", ("train/gravel/stray.png",)),
+    ]
+
+
+def test_changed_bytes_and_stale_header(out: Path) -> None:
+    victim = next(r for r in records(out) if r["split"] == "test")["path"]
+    Image.open(out / victim).save(out / victim, quality=50)
+    header = json.loads((out / "augment.json").read_text())
+    header["counts"]["train"]["brick"] += 1
+    (out / "augment.json").write_text(json.dumps(header))
+    found = {f.kind for f in audit_output(out).findings if f.check == "integrity"}
+    assert found == {"sha256-mismatch", "header-counts"}
+
+
+def test_metadata_csv_must_agree(out: Path) -> None:
+    path = out / "validation" / "metadata.csv"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",grass_but_wrong"
+    path.write_text("\n".join(lines) + "\n")
+    assert kinds(out) == {("integrity", "metadata")}
+
+
+def test_class_missing_from_a_held_out_split(out: Path) -> None:
+    recs = records(out)
+    gone = [r for r in recs if r["split"] == "test" and r["label"] == "gravel"]
+    for r in gone:
+        (out / r["path"]).unlink()
+    write_records(out, [r for r in recs if r not in gone])
+    found = audit_output(out).findings
+    balance = [f for f in found if f.check == "balance"]
+    assert [f.kind for f in balance] == ["missing-class"]
+    assert "'gravel'" in balance[0].message and "test" in balance[0].message
+
+
+def test_exit_codes(out: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["audit", str(out)]).exit_code == 0
+    shutil.copy(held_out_file(out), out / "train" / "brick" / "leak.jpg")
+    result = runner.invoke(main, ["audit", str(out), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["clean"] is False
+
+    (out / "manifest.jsonl").write_text('{"path": "x.jpg"}\nnot json\n')
+    result = runner.invoke(main, ["audit", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (out / "manifest.jsonl").unlink()
+    assert runner.invoke(main, ["audit", str(out)]).exit_code == 2
+    assert runner.invoke(main, ["audit", str(tmp_path / "nowhere")]).exit_code == 2
+    assert runner.invoke(main, ["audit"]).exit_code == 2  # neither OUT nor --split
+
+
+def test_malformed_record_is_exit_2_not_a_finding(out: Path) -> None:
+    recs = records(out)
+    recs[0]["split"] = "holdout"
+    write_records(out, recs)
+    with pytest.raises(ManifestError, match="line 1"):
+        audit_output(out)
+
+
+# --------------------------------------------------------------------- without a manifest
+
+
+def make_split_folders(root: Path) -> dict[str, Path]:
+    """A hand-split copy of the textures set: originals 01-07 train, 08-10 validation."""
+    splits = {"train": root / "train", "validation": root / "valid"}
+    for image in sorted(TEXTURES.rglob("*.jpg")):
+        split = "validation" if int(image.stem[-2:]) > 7 else "train"
+        target = splits[split] / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, target)
+    return splits
+
+
+def test_folder_audit_clean_and_with_leaks(tmp_path: Path) -> None:
+    splits = make_split_folders(tmp_path)
+    report = audit_splits(splits)
+    assert report.clean, report.findings
+    assert report.checks == ("exact-duplicates", "near-duplicates", "balance")
+    assert report.counts["validation"]["brick"] == 3
+
+    with Image.open(splits["validation"] / "grass" / "grass_09.jpg") as img:
+        img.resize((img.width // 2, img.height // 2)).save(splits["train"] / "grass" / "r.jpg")
+        img.save(splits["train"] / "grass" / "q.jpg", quality=70)
+    shutil.rmtree(splits["validation"] / "histology")
+    found = {
+        (f.check, f.kind, f.paths[0] if f.paths else "") for f in audit_splits(splits).findings
+    }
+    assert found == {
+        ("near-duplicates", "resized", "train:grass/r.jpg"),
+        ("exact-duplicates", "re-encoded", "train:grass/q.jpg"),
+        ("balance", "missing-class", ""),
+    }
+    result = CliRunner().invoke(
+        main, ["audit", "--split", f"train={splits['train']}", "--split", f"validation={tmp_path}"]
+    )
+    assert result.exit_code == 2 and "overlap" in result.output
+
+
+def test_folder_audit_needs_two_readable_splits(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="at least two"):
+        audit_splits({"train": tmp_path})
+    with pytest.raises(DatasetError, match="not a readable folder"):
+        audit_splits({"train": tmp_path, "validation": tmp_path / "missing"})
+
+
+def test_unreadable_image_cannot_be_cleared(tmp_path: Path) -> None:
+    splits = make_split_folders(tmp_path)
+    (splits["train"] / "brick" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = CliRunner().invoke(
+        main, ["audit", "--json", *(f"--split={n}={d}" for n, d in splits.items())]
+    )
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    found = [f for c in report["checks"] for f in c["findings"]]
+    assert [(f["check"], f["kind"], f["paths"]) for f in found] == [
+        ("exact-duplicates", "unreadable", ["train:brick/broken.jpg"])
+    ]

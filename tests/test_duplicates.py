@@ -1,0 +1,168 @@
+"""Prevention in `expand`: duplicate and near-duplicate originals in SRC are held out
+together, reruns reuse their hashes, and an earlier run's split is never silently moved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from augment.audit import audit_output
+from augment.cli import main
+from augment.duplicates import group_duplicates
+from augment.expand import ExpandOptions, _known_hashes, expand
+from augment.holdout import assign_splits
+from augment.ingest import ingest
+from augment.similarity import DEFAULT_MAX_DISTANCE
+from tests.conftest import TEXTURES
+
+RESIZED = "brick/brick_03_small.jpg"
+MIRRORED = "grass/grass_07_mirror.png"
+PAIRS = [("brick/brick_03.jpg", RESIZED), ("grass/grass_07.jpg", MIRRORED)]
+
+
+@pytest.fixture()
+def src(tmp_path: Path) -> Path:
+    """The textures set plus a half-size re-encoded copy and a mirrored copy of two photos."""
+    root = tmp_path / "src"
+    shutil.copytree(TEXTURES, root)
+    with Image.open(root / "brick" / "brick_03.jpg") as img:
+        img.resize((img.width // 2, img.height // 2)).save(root / RESIZED, quality=80)
+    with Image.open(root / "grass" / "grass_07.jpg") as img:
+        ImageOps.mirror(img).save(root / MIRRORED)
+    return root
+
+
+def straddling_seed(src: Path) -> int:
+    """A seed under which plain holdout (no grouping) puts the resized pair in two splits."""
+    originals = ingest(src).originals
+    for seed in range(200):
+        split_of = assign_splits(originals, 0.2, 0.1, seed).split_of
+        if split_of[PAIRS[0][0]] != split_of[PAIRS[0][1]]:
+            return seed
+    raise AssertionError("no seed splits the pair")  # pragma: no cover
+
+
+def options(
+    small_recipe: Path, seed: int, near_duplicates: int = DEFAULT_MAX_DISTANCE
+) -> ExpandOptions:
+    return ExpandOptions(
+        times=2,
+        recipe=str(small_recipe),
+        val=0.2,
+        test=0.1,
+        seed=seed,
+        workers=1,
+        near_duplicates=near_duplicates,
+    )
+
+
+def splits_of(out: Path) -> dict[str, str]:
+    header = json.loads((out / "augment.json").read_text())
+    return {h["path"]: h["split"] for h in header["holdout"]}
+
+
+def test_near_duplicate_pairs_end_in_one_split(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    seed = straddling_seed(src)
+    out = tmp_path / "out"
+    summary = expand(src, out, options(small_recipe, seed))
+    assert [c.paths for c in summary.duplicates] == [tuple(sorted(p)) for p in PAIRS]
+    split = splits_of(out)
+    for a, b in PAIRS:
+        assert split[a] == split[b]
+    assert split[PAIRS[0][0]] != "train" or split[PAIRS[0][1]] == "train"
+    assert audit_output(out).clean
+    header = json.loads((out / "augment.json").read_text())
+    assert all(len(h["phash"]) == 32 for h in header["holdout"])
+
+
+def test_without_grouping_the_pair_leaks_and_audit_finds_it(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    summary = expand(src, out, options(small_recipe, straddling_seed(src), near_duplicates=-1))
+    assert summary.duplicates == []
+    split = splits_of(out)
+    straddling = {Path(p).stem for pair in PAIRS if split[pair[0]] != split[pair[1]] for p in pair}
+    assert {"brick_03", "brick_03_small"} <= straddling
+    # Preprocessed to one size, the half-size copy may even count as the same pixels.
+    leaks = [f for f in audit_output(out).findings if f.check.endswith("duplicates")]
+    found = {Path(p).parts[-1].split("__")[0] for f in leaks for p in f.paths}
+    assert found == straddling
+
+
+def test_earlier_split_is_kept_and_the_conflict_reported(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    seed = straddling_seed(src)
+    out = tmp_path / "out"
+    expand(src, out, options(small_recipe, seed, near_duplicates=-1))
+    before = splits_of(out)
+    summary = expand(src, out, options(small_recipe, seed))
+    assert splits_of(out) == before  # sticky: nothing moved
+    apart = [tuple(sorted(pair)) for pair in PAIRS if before[pair[0]] != before[pair[1]]]
+    together = [tuple(sorted(pair)) for pair in PAIRS if before[pair[0]] == before[pair[1]]]
+    assert [c.paths for c in summary.duplicate_conflicts] == apart
+    assert summary.duplicate_conflicts[0].previous_splits == {p: before[p] for p in PAIRS[0]}
+    assert [c.paths for c in summary.duplicates] == together
+
+
+def test_rerun_reuses_stored_hashes(src: Path, tmp_path: Path, small_recipe: Path) -> None:
+    out = tmp_path / "out"
+    expand(src, out, options(small_recipe, 0))
+    header = json.loads((out / "augment.json").read_text())
+    dataset = ingest(src)
+    again = group_duplicates(
+        dataset.root, dataset.originals, DEFAULT_MAX_DISTANCE, _known_hashes(header)
+    )
+    assert again.hashed == 0
+    fresh = group_duplicates(dataset.root, dataset.originals, DEFAULT_MAX_DISTANCE)
+    assert fresh.hashed == len(dataset.originals)
+    assert again.hashes == fresh.hashes
+
+
+def test_groups_chain_and_exact_copies_join(src: Path) -> None:
+    # An exact byte copy filed under another class, and a --group-by group: all one group.
+    shutil.copy(src / "brick" / "brick_03.jpg", src / "gravel" / "copied.jpg")
+    dataset = ingest(src)
+    originals = [
+        replace(o, group="shoot-1")
+        if o.path in ("gravel/copied.jpg", "gravel/gravel_01.jpg")
+        else o
+        for o in dataset.originals
+    ]
+    grouping = group_duplicates(dataset.root, originals, DEFAULT_MAX_DISTANCE)
+    group = {o.path: o.group for o in grouping.originals}
+    assert (
+        group["brick/brick_03.jpg"]
+        == group[RESIZED]
+        == group["gravel/copied.jpg"]
+        == group["gravel/gravel_01.jpg"]
+    )
+    assert group["brick/brick_04.jpg"] == "brick/brick_04.jpg"  # untouched
+    cluster = next(c for c in grouping.clusters if "gravel/copied.jpg" in c.paths)
+    assert cluster.paths == ("brick/brick_03.jpg", RESIZED, "gravel/copied.jpg")
+    assert cluster.labels == ("brick", "gravel")  # one picture, two classes
+
+
+def test_no_clusters_in_the_sample_data() -> None:
+    for root in (TEXTURES, TEXTURES.parent / "digits"):
+        dataset = ingest(root)
+        assert (
+            group_duplicates(dataset.root, dataset.originals, DEFAULT_MAX_DISTANCE).clusters == []
+        )
+
+
+def test_expand_summary_lists_the_clusters(src: Path, tmp_path: Path, small_recipe: Path) -> None:
+    args = ["expand", str(src), str(tmp_path / "out"), "-n", "2", "-r", str(small_recipe)]
+    result = CliRunner().invoke(main, [*args, "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "duplicate originals kept in one split (2 clusters):" in result.output
+    assert f"  {RESIZED.replace('_small', '')}, {RESIZED}" in result.output
