@@ -16,12 +16,13 @@ from augment import __version__
 from augment.errors import ManifestError, OutputError
 from augment.executor import Executor, default_workers, multiprocessing_pool
 from augment.holdout import SPLITS, assign_splits
-from augment.imageio import DEFAULT_MAX_PIXELS
+from augment.imageio import DEFAULT_MAX_PIXELS, sha256_file
 from augment.ingest import Dataset, Rejected, ingest
 from augment.manifest import (
     HEADER_FORMAT,
     HEADER_NAME,
     MANIFEST_NAME,
+    STATE_DIR,
     Record,
     clear_journal,
     read_header,
@@ -33,6 +34,7 @@ from augment.manifest import (
 )
 from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
 from augment.recipe import Recipe, load_recipe
+from augment.state import RunState, load_state, save_state
 from augment.worker import RunContext
 from augment.writer import remove_temp_files
 
@@ -78,6 +80,10 @@ class ExpandSummary:
     rejected: list[Rejected] = field(default_factory=list)
     too_small: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # What a rerun cost, to measure that a no-op rerun is cheap (see README, "Reruns"):
+    sources_read: int = 0  # sources read and hashed (the others: unchanged stamp, not read)
+    outputs_rehashed: int = 0  # existing outputs read to verify them (stamp had changed)
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
 
     @property
     def total(self) -> int:
@@ -98,13 +104,20 @@ def expand(
     outputs still to write is known.
     """
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    lap = _Laps(timings)
     if options.times < 1:
         raise OutputError("--times must be at least 1")
     recipe = load_recipe(options.recipe)
-    dataset = ingest(src, options.group_by)
+    lap("recipe")
+    state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
+    dataset = ingest(src, options.group_by, cache=state.sources)
+    lap("ingest")
     check_output_location(dataset, out)
     previous_header, previous_records = _previous_run(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # The state folder marks OUT as ours before any image is written, so that a first run
+    # killed at any moment can be resumed (check_output_location accepts it).
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     remove_temp_files(out)
 
     previous_splits = {
@@ -125,7 +138,8 @@ def expand(
         options.seed,
         options.output_format,
     )
-    reused, todo = _reuse_done(out, tasks, previous_records, fingerprints.recipe)
+    reused, todo, rehashed = _reuse_done(out, tasks, previous_records, fingerprints.recipe, state)
+    lap("plan")
     if on_plan is not None:
         on_plan(sum(len(t.outputs) for t in todo))
 
@@ -142,18 +156,30 @@ def expand(
     records: list[Record] = list(reused.values())
     rejected = [*dataset.rejected, *plan_rejected]
     written = 0
-    if todo:
-        for result in run(ctx, shard_tasks(todo, OUTPUTS_PER_SHARD)):
-            records.extend(result.records)
-            rejected.extend(result.rejected)
-            written += len(result.records)
-            if progress is not None:
-                progress(len(result.records))
+    try:
+        if todo:
+            for result in run(ctx, shard_tasks(todo, OUTPUTS_PER_SHARD)):
+                records.extend(result.records)
+                rejected.extend(result.rejected)
+                written += len(result.records)
+                for r in result.records:
+                    state.record_output(out, r["path"], r["sha256"])
+                if progress is not None:
+                    progress(len(result.records))
+    except KeyboardInterrupt:
+        pending = {job.path for task in todo for job in task.outputs}
+        _write_interrupted(out, previous_records, records, pending, state)
+        raise
+    lap("execute")
 
     planned = {r["path"] for r in records}
     removed = _remove_stale(out, previous_records, planned)
     _write_outputs(out, dataset, recipe, options, fingerprints, holdout.split_of, records, rejected)
+    state.sources.keep_only({o.path for o in dataset.originals})
+    state.keep_outputs(planned)
+    save_state(out, state)
     clear_journal(out)
+    lap("write")
 
     counts: dict[str, dict[str, int]] = {}
     for r in records:
@@ -171,7 +197,23 @@ def expand(
         rejected=sorted(rejected, key=lambda r: r.path),
         too_small=holdout.too_small,
         seconds=time.perf_counter() - started,
+        sources_read=state.sources.reads,
+        outputs_rehashed=rehashed,
+        timings=timings,
     )
+
+
+class _Laps:
+    """Records the seconds each phase took, for ExpandSummary.timings."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = now - self.last
+        self.last = now
 
 
 def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:
@@ -192,7 +234,8 @@ def check_output_location(dataset: Dataset, out: Path) -> None:
         raise OutputError(f"output {out} contains the source {src_root}; choose another folder")
     if target.exists() and not target.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not (target / HEADER_NAME).exists():
+    ours = (target / HEADER_NAME).exists() or (target / STATE_DIR).is_dir()
+    if target.is_dir() and any(target.iterdir()) and not ours:
         raise OutputError(
             f"output {out} is not empty and is not an augment output (no {HEADER_NAME}); "
             "choose an empty or new folder"
@@ -213,34 +256,76 @@ def _previous_run(out: Path) -> tuple[dict[str, Any], list[Record]]:
 
 
 def _reuse_done(
-    out: Path, tasks: Sequence[SourceTask], previous: Sequence[Record], recipe_fp: str
-) -> tuple[dict[str, Record], list[SourceTask]]:
-    """Split planned outputs into those already on disk (reuse their records) and the rest.
+    out: Path,
+    tasks: Sequence[SourceTask],
+    previous: Sequence[Record],
+    recipe_fp: str,
+    state: RunState,
+) -> tuple[dict[str, Record], list[SourceTask], int]:
+    """Split planned outputs into those already on disk (reuse their records) and the rest;
+    also returns how many existing outputs had to be read to tell.
 
-    Names are content-keyed, so a file at a planned name with the recorded size holds the
-    planned bytes; anything else is made again.
+    Names are content-keyed, so a file at a planned name that still holds its recorded
+    bytes is current. An output whose stamp (size, mtime, inode) is what this tool wrote or
+    last verified is trusted without reading; any other is hashed, and made again unless
+    its bytes are right (a same-size corrupted file is caught here).
     """
     known = {r["path"]: r for r in previous}
     reused: dict[str, Record] = {}
     todo: list[SourceTask] = []
+    rehashed = 0
     for task in tasks:
         missing = []
         for job in task.outputs:
             record = known.get(job.path)
-            if record is not None and _file_size(out / job.path) == record.get("size"):
+            current = False
+            if record is not None:
+                current = state.output_is_current(out, job.path, record["sha256"])
+                if not current and (out / job.path).is_file():
+                    rehashed += 1
+                    current = _sha256_or_none(out / job.path) == record["sha256"]
+                    if current:
+                        state.record_output(out, job.path, record["sha256"])
+            if current:
+                assert record is not None
                 reused[job.path] = {**record, "recipe": recipe_fp}
             else:
                 missing.append(job)
         if missing:
             todo.append(SourceTask(task.original, task.split, tuple(missing)))
-    return reused, todo
+    return reused, todo, rehashed
 
 
-def _file_size(path: Path) -> int | None:
+def _sha256_or_none(path: Path) -> str | None:
     try:
-        return path.stat().st_size
+        return sha256_file(path)
     except OSError:
         return None
+
+
+def _write_interrupted(
+    out: Path,
+    previous: Sequence[Record],
+    done: Sequence[Record],
+    pending: set[str],
+    state: RunState,
+) -> None:
+    """After Ctrl-C: no temporary file is left, and manifest.jsonl and metadata.csv list
+    exactly the tool's image files that are on disk (those of the earlier run not yet
+    removed, and those made so far), so every loader sees a consistent folder. augment.json
+    is left as the last complete run wrote it; the journal stays, and a rerun resumes."""
+    remove_temp_files(out)
+    records = {
+        r["path"]: r for r in previous if r["path"] not in pending and (out / r["path"]).is_file()
+    }
+    records.update((r["path"], r) for r in done)
+    listed = list(records.values())
+    for split in SPLITS:
+        if (out / split).is_dir():
+            write_metadata_csv(out, split, listed)
+    if listed or (out / MANIFEST_NAME).exists():
+        write_manifest(out, listed)
+    save_state(out, state)
 
 
 def _remove_stale(out: Path, previous: Sequence[Record], planned: set[str]) -> int:

@@ -8,6 +8,7 @@ A file that cannot be used is kept as a `Rejected` entry with the reason: the ru
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -15,11 +16,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from augment.errors import DatasetError
 from augment.imageio import IMAGE_EXTENSIONS, sha256_bytes
+
+if TYPE_CHECKING:
+    from augment.state import SourceCache
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -55,8 +60,12 @@ class Dataset:
         return sorted({o.label for o in self.originals})
 
 
-def ingest(src: Path, group_by: str | None = None) -> Dataset:
-    """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`)."""
+def ingest(src: Path, group_by: str | None = None, cache: SourceCache | None = None) -> Dataset:
+    """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`).
+
+    With a `cache` (see augment/state.py), a source whose stamp is unchanged since an
+    earlier run is not read again: a rerun costs one `stat` per source.
+    """
     pattern = _compile_group_by(group_by)
     if not src.exists():
         raise DatasetError(f"source {src} does not exist")
@@ -72,7 +81,7 @@ def ingest(src: Path, group_by: str | None = None) -> Dataset:
         entries = _walk_class_folders(root, dataset)
 
     for rel, label, group in entries:
-        original = _read_original(root, rel, label, group, pattern, dataset)
+        original = _read_original(root, rel, label, group, pattern, dataset, cache)
         if original is not None:
             dataset.originals.append(original)
     dataset.originals.sort(key=lambda o: o.path)
@@ -200,6 +209,7 @@ def _read_original(
     group: str | None,
     pattern: re.Pattern[str] | None,
     dataset: Dataset,
+    cache: SourceCache | None = None,
 ) -> Original | None:
     path = root / rel
     reject = dataset.rejected.append
@@ -213,6 +223,12 @@ def _read_original(
         if not target.is_relative_to(root):
             reject(Rejected(rel, "symbolic link pointing outside the source folder"))
             return None
+    group = group or group_of(rel, pattern)
+    if cache is not None:
+        cached = cache.lookup(rel, path)
+        if cached is not None:
+            return dataclasses.replace(cached, label=label, group=group)
+        before = cache.stamp(path)  # taken before reading: see SourceCache.remember
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -230,12 +246,15 @@ def _read_original(
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reject(Rejected(rel, f"not a readable image: {exc}"))
         return None
-    return Original(
+    original = Original(
         path=rel,
         label=label,
-        group=group or group_of(rel, pattern),
+        group=group,
         sha256=sha256_bytes(data),
         format=fmt,
         width=width,
         height=height,
     )
+    if cache is not None:
+        cache.remember(rel, before, path, original)
+    return original

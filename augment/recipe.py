@@ -88,7 +88,8 @@ class Recipe:
             {
                 "preprocess": self.preprocess.to_dict(),
                 "background": list(self.background),
-                "output": [output_format, quality],
+                # PNG is lossless: its quality setting changes no byte, so no name either.
+                "output": [output_format, None if output_format == "png" else quality],
                 "versions": _pixel_library_versions(),
             }
         )
