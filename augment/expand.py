@@ -310,15 +310,22 @@ def _write_interrupted(
     pending: set[str],
     state: RunState,
 ) -> None:
-    """After Ctrl-C: no temporary file is left, and manifest.jsonl and metadata.csv list
-    exactly the tool's image files that are on disk (those of the earlier run not yet
-    removed, and those made so far), so every loader sees a consistent folder. augment.json
-    is left as the last complete run wrote it; the journal stays, and a rerun resumes."""
+    """After Ctrl-C (the pool is stopped by now): no temporary file is left, and
+    manifest.jsonl and metadata.csv list exactly the tool's image files that are on disk
+    (those of the earlier run not yet removed, and those of every finished shard), so every
+    loader sees a consistent folder. augment.json is left as the last complete run wrote
+    it; the journal stays, and a rerun resumes."""
     remove_temp_files(out)
     records = {
         r["path"]: r for r in previous if r["path"] not in pending and (out / r["path"]).is_file()
     }
+    # The journal also has the shards that workers finished but this process had not
+    # received yet when the pool was stopped.
+    records.update((r["path"], r) for r in read_journal(out) if (out / r["path"]).is_file())
     records.update((r["path"], r) for r in done)
+    # Files of shards that were cut short have no record yet: they go, and are redone.
+    for path in sorted(pending - records.keys()):
+        (out / path).unlink(missing_ok=True)
     listed = list(records.values())
     for split in SPLITS:
         if (out / split).is_dir():
