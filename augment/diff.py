@@ -114,11 +114,14 @@ def _why(before: Record, after: Record) -> tuple[str, ...]:
         return [s.get("sha256") for s in r.get("sources", []) if isinstance(s, dict)]
 
     why = []
-    if source_shas(before) != source_shas(after):
+    source_changed = source_shas(before) != source_shas(after)
+    if source_changed:
         why.append("source")
     if before.get("recipe") != after.get("recipe"):
         why.append("recipe")
-    if before.get("seed") != after.get("seed"):
+    # A variant's recorded seed derives from the run's seed and its source's bytes: a
+    # changed source alone changes it too.
+    if before.get("seed") != after.get("seed") and not source_changed:
         why.append("seed")
     return tuple(why) or ("bytes",)
 
