@@ -5,6 +5,7 @@ The CLI is a thin layer over `expand()`; tests and other programs call it direct
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,7 @@ from augment.manifest import (
 )
 from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
 from augment.recipe import Recipe, load_recipe
-from augment.state import RunState, load_state, save_state
+from augment.state import RunState, exclusive_run, load_state, save_state
 from augment.worker import RunContext
 from augment.writer import remove_temp_files
 
@@ -103,6 +104,19 @@ def expand(
     `progress(n)` is called as n more outputs are done; `on_plan(total)` once the number of
     outputs still to write is known.
     """
+    with contextlib.ExitStack() as guard:
+        return _expand(src, out, options, executor, progress, on_plan, guard)
+
+
+def _expand(
+    src: Path,
+    out: Path,
+    options: ExpandOptions,
+    executor: Executor | None,
+    progress: Callable[[int], None] | None,
+    on_plan: Callable[[int], None] | None,
+    guard: contextlib.ExitStack,
+) -> ExpandSummary:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     lap = _Laps(timings)
@@ -114,10 +128,11 @@ def expand(
     dataset = ingest(src, options.group_by, cache=state.sources)
     lap("ingest")
     check_output_location(dataset, out)
-    previous_header, previous_records = _previous_run(out)
     # The state folder marks OUT as ours before any image is written, so that a first run
     # killed at any moment can be resumed (check_output_location accepts it).
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    guard.enter_context(exclusive_run(out))  # one run at a time writes into OUT
+    previous_header, previous_records = _previous_run(out)
     remove_temp_files(out)
 
     previous_splits = {

@@ -22,18 +22,22 @@ file systems) with the same size, so its stamp proves nothing and it is not reme
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from augment.errors import OutputError
 from augment.ingest import Original
 from augment.manifest import STATE_DIR
 from augment.writer import write_if_changed
 
 STATE_NAME = f"{STATE_DIR}/state.json"
 STATE_FORMAT = "augment-state/1"
+LOCK_NAME = f"{STATE_DIR}/lock"
 RACY_NS = 2_000_000_000  # coarser than any common file system's mtime granularity
 
 Stamp = tuple[int, int, int]  # size, mtime_ns, inode
@@ -154,3 +158,29 @@ def load_state(out: Path, src_root: Path) -> RunState:
 def save_state(out: Path, state: RunState) -> None:
     text = json.dumps(state.to_dict(), separators=(",", ":")) + "\n"
     write_if_changed(out / STATE_NAME, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def exclusive_run(out: Path) -> Iterator[None]:
+    """Hold `OUT/.augment/lock` for the run, so that a second `expand` into the same OUT
+    fails at once instead of interleaving its writes and removals with this one's. The
+    lock is the kernel's (flock): it goes away with the process, even after `kill -9`.
+    Where flock does not exist (Windows), runs are not guarded."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = out / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(
+                f"{out} is being written by another augment run; wait for it to end"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from augment.diff import diff_outputs
+from augment.errors import OutputError
 from augment.expand import ExpandOptions, expand
 from augment.recipe import load_recipe
-from augment.state import STATE_NAME
+from augment.state import STATE_NAME, exclusive_run
 from tests.conftest import DIGITS, SMALL_RECIPE
 
 
@@ -257,3 +258,15 @@ def test_added_removed_and_modified_sources_change_only_their_outputs(
     assert diff.changed and {c.why for c in diff.changed} == {("source",)}
     assert all("/7/new_seven__" in c.new and c.new != c.old for c in diff.changed)
     assert diff.unchanged
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_one_runs(
+    tmp_path: Path, digits_copy: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    expand(digits_copy, out, options(small_recipe, times=1))
+    before = every_file(out)
+    with exclusive_run(out), pytest.raises(OutputError, match="another augment run"):
+        expand(digits_copy, out, options(small_recipe, times=2))
+    assert every_file(out) == before
+    assert expand(digits_copy, out, options(small_recipe, times=1)).written == 0
