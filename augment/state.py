@@ -15,9 +15,12 @@ Stamps are per machine, so they live here and never in `manifest.jsonl`, whose b
 be the same on every machine. The file is rewritten only when its content changes, so a
 no-op rerun leaves it untouched as well. A missing or unreadable state only costs a rehash.
 
-The "racy" rule (as in git): a source whose mtime is within `RACY_NS` of the moment it was
-read could still be rewritten within the same timestamp tick (coarse clocks, FAT, network
-file systems) with the same size, so its stamp proves nothing and it is not remembered.
+An output is stamped right after this tool wrote it: only a change made within the same
+mtime tick, at the same size and inode, could slip past, and nothing but this tool writes
+there. Sources are edited by people and scripts, so for them the "racy" rule of git's
+index applies: a source whose mtime is within `RACY_NS` of the moment it was read could
+still be rewritten within the same timestamp tick (coarse clocks, FAT, network file
+systems) at the same size, so its stamp proves nothing and it is not remembered.
 """
 
 from __future__ import annotations
