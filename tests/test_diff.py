@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from augment.cli import main
 from augment.diff import diff_records
@@ -106,3 +108,30 @@ def test_cli_diff_errors_and_help(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     help_text = CliRunner().invoke(main, ["diff", "--help"]).output
     assert "Examples:" in help_text and "augment diff" in help_text and "--json" in help_text
+
+
+@given(
+    old=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 3)), max_size=12),
+    new=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 3)), max_size=12),
+)
+def test_every_output_is_in_exactly_one_class(
+    old: list[tuple[int, int, int]], new: list[tuple[int, int, int]]
+) -> None:
+    def manifest(items: list[tuple[int, int, int]]) -> list[dict]:
+        by_path = {
+            f"train/a/s{src}__{name}.png": record(
+                f"train/a/s{src}__{name}.png", f"h{name}.{v}", source=f"a/s{src}.png", variant=v
+            )
+            for name, src, v in items
+        }
+        return list(by_path.values())
+
+    a, b = manifest(old), manifest(new)
+    diff = diff_records(a, b)
+    olds = diff.removed + diff.unchanged + [c.old for c in diff.changed]
+    news = diff.added + diff.unchanged + [c.new for c in diff.changed]
+    assert sorted(olds) == sorted(r["path"] for r in a)
+    assert sorted(news) == sorted(r["path"] for r in b)
+    assert diff.identical == (
+        {r["path"]: r["sha256"] for r in a} == {r["path"]: r["sha256"] for r in b}
+    )
