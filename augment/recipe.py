@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import json
 import random
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -101,6 +102,9 @@ class Recipe:
                 "base": self.preprocess_fingerprint(output_format, quality),
                 "augment": self.augment,
                 "albumentations": A.__version__,
+                # Transforms draw from random.Random, whose methods other than random()
+                # may change between Python versions (the docs promise only random()).
+                "python": "{}.{}".format(*sys.version_info[:2]),
             }
         )
 
