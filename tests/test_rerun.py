@@ -270,3 +270,18 @@ def test_a_second_run_into_the_same_output_is_refused_while_one_runs(
         expand(digits_copy, out, options(small_recipe, times=2))
     assert every_file(out) == before
     assert expand(digits_copy, out, options(small_recipe, times=1)).written == 0
+
+
+def test_lost_state_costs_a_rehash_and_rewrites_nothing(
+    tmp_path: Path, digits_copy: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    first = expand(digits_copy, out, options(small_recipe))
+    (out / STATE_NAME).unlink()  # e.g. OUT copied to another machine without .augment/
+    before = every_file(out)
+    again = expand(digits_copy, out, options(small_recipe))
+    assert again.written == 0 and again.outputs_rehashed == first.total
+    assert again.sources_read == 60
+    after = every_file(out)
+    assert {k: v for k, v in after.items() if k != STATE_NAME} == before
+    assert expand(digits_copy, out, options(small_recipe)).outputs_rehashed == 0
