@@ -155,7 +155,23 @@ def load_state(out: Path, src_root: Path) -> RunState:
     outputs = doc.get("outputs")
     if not isinstance(sources, dict) or not isinstance(outputs, dict):
         return empty
-    return RunState(SourceCache(root, dict(sources)), dict(outputs))
+    return RunState(
+        SourceCache(root, _well_formed(sources, "original", dict)),
+        _well_formed(outputs, "sha256", str),
+    )
+
+
+def _well_formed(entries: dict[str, Any], key: str, kind: type) -> dict[str, dict[str, Any]]:
+    """The entries of a hand-edited or damaged state that can be used; the rest are dropped
+    (their files are simply read again)."""
+    return {
+        path: entry
+        for path, entry in entries.items()
+        if isinstance(entry, dict)
+        and isinstance(entry.get(key), kind)
+        and isinstance(entry.get("stamp"), list)
+        and len(entry["stamp"]) == 3
+    }
 
 
 def save_state(out: Path, state: RunState) -> None:

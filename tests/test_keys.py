@@ -3,6 +3,7 @@ per-machine state that makes reruns cheap never vouches for a file that may have
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import augment.recipe as recipe_module
 from augment.ingest import ingest
 from augment.plan import Fingerprints, job_seed, output_key
 from augment.recipe import parse_recipe
-from augment.state import RACY_NS, SourceCache
+from augment.state import RACY_NS, STATE_NAME, SourceCache, load_state
 from tests.conftest import DIGITS, SMALL_RECIPE
 
 FP = Fingerprints(preprocess="p" * 16, recipe="r" * 16)
@@ -87,3 +88,23 @@ def test_source_cache_trusts_only_settled_unchanged_files(tmp_path: Path) -> Non
     assert {o.path: o.sha256 for o in third.originals}["a/old.png"] != {
         o.path: o.sha256 for o in first.originals
     }["a/old.png"]
+
+
+def test_damaged_state_is_ignored_entry_by_entry(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / ".augment").mkdir(parents=True)
+    good = {"stamp": [1, 2, 3], "sha256": "ab"}
+    (out / STATE_NAME).write_text(
+        json.dumps(
+            {
+                "format": "augment-state/1",
+                "root": str(tmp_path.resolve()),
+                "sources": {"a/x.png": {"stamp": "oops"}, "a/y.png": [1]},
+                "outputs": {"train/a/x.png": good, "train/a/y.png": {"sha256": 5}},
+            }
+        )
+    )
+    state = load_state(out, tmp_path)
+    assert state.sources.entries == {} and state.outputs == {"train/a/x.png": good}
+    (out / STATE_NAME).write_text("{not json")
+    assert load_state(out, tmp_path).outputs == {}
