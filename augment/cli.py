@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from augment import __version__
 from augment.audit import AuditOptions, audit_output, audit_splits, format_report
+from augment.cache import prune_cache
+from augment.diff import diff_outputs, format_diff
 from augment.errors import AugmentError
 from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
@@ -512,3 +514,66 @@ def audit(
     else:
         click.echo(format_report(report))
     sys.exit(0 if report.clean else EXIT_FINDINGS)
+
+
+@main.command(
+    "diff",
+    epilog="""\b
+Examples:
+  augment diff out_v1/ out_v2/
+  augment diff old/manifest.jsonl out/ --json
+  augment diff out_v1/ out_v2/ --exit-code || echo "outputs differ"
+""",
+)
+@click.argument("old", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON.")
+@click.option("--exit-code", is_flag=True, help="Exit with 1 when the outputs differ.")
+def diff_cmd(old: Path, new: Path, as_json: bool, exit_code: bool) -> None:
+    """Show which outputs were added, removed or changed between OLD and NEW.
+
+    OLD and NEW are output folders or manifest.jsonl files. "changed" means the same
+    lineage (split, label, source paths, variant) under another name or with other bytes:
+    its source, the recipe or the seed changed.
+    """
+    try:
+        result = diff_outputs(old, new)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_diff(result, str(old), str(new)))
+    if exit_code and not result.identical:
+        sys.exit(EXIT_FINDINGS)
+
+
+@main.command(
+    "prune-cache",
+    epilog="""\b
+Examples:
+  augment prune-cache bottlenecks/ out/ --dry-run
+  augment prune-cache bottlenecks/ out/
+""",
+)
+@click.argument("cache", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--dry-run", "-n", is_flag=True, help="Only list the stale entries; delete nothing.")
+def prune_cache_cmd(cache: Path, out: Path, dry_run: bool) -> None:
+    """Remove the entries of a file-name-keyed CACHE whose output is no longer in OUT.
+
+    An entry is a file whose name starts with an output's name, such as TF-Hub retrain.py's
+    bottleneck_dir/<label>/<file name>_<module>.txt or <file name>.npy. Any other file in
+    CACHE is left alone.
+    """
+    try:
+        result = prune_cache(cache, out, dry_run=dry_run)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    verb = "would remove" if dry_run else "removed"
+    for path in result.stale:
+        click.echo(f"{verb} {path}")
+    click.echo(
+        f"{verb} {len(result.stale)} stale entries, kept {result.kept} current, "
+        f"left {result.ignored} other files alone"
+    )

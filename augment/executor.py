@@ -36,7 +36,13 @@ _worker: Worker | None = None  # one per worker process, built by the pool's ini
 
 def _init_worker(ctx: RunContext) -> None:
     global _worker
+    import signal
+
     import cv2
+
+    # Ctrl-C is the main process's to handle: it stops the pool and leaves OUT consistent.
+    # A worker that also took it would print a traceback from inside the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # Each process is one lane of parallelism; OpenCV's own threads would oversubscribe.
     cv2.setNumThreads(1)

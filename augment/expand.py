@@ -5,6 +5,7 @@ The CLI is a thin layer over `expand()`; tests and other programs call it direct
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from augment.manifest import (
 from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
 from augment.recipe import Recipe, load_recipe
 from augment.similarity import DEFAULT_MAX_DISTANCE, ImageHash
+from augment.state import RunState, exclusive_run, load_state, save_state
 from augment.worker import RunContext
 from augment.writer import output_error, remove_temp_files
 
@@ -93,6 +95,10 @@ class ExpandSummary:
     seconds: float = 0.0
     train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
     balanced: bool = False
+    # What a rerun cost, to measure that a no-op rerun is cheap (see README, "Reruns"):
+    sources_read: int = 0  # sources read and hashed (the others: unchanged stamp, not read)
+    outputs_rehashed: int = 0  # existing outputs read to verify them (stamp had changed)
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
 
     @property
     def total(self) -> int:
@@ -112,13 +118,32 @@ def expand(
     `progress(n)` is called as n more outputs are done; `on_plan(total)` once the number of
     outputs still to write is known.
     """
+    with contextlib.ExitStack() as guard:
+        return _expand(src, out, options, executor, progress, on_plan, guard)
+
+
+def _expand(
+    src: Path,
+    out: Path,
+    options: ExpandOptions,
+    executor: Executor | None,
+    progress: Callable[[int], None] | None,
+    on_plan: Callable[[int], None] | None,
+    guard: contextlib.ExitStack,
+) -> ExpandSummary:
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    lap = _Laps(timings)
     if options.times < 1:
         raise OutputError("--times must be at least 1")
     recipe = load_recipe(options.recipe)
-    dataset = ingest(src, options.group_by, options.max_pixels)
+    lap("recipe")
+    state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
+    dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
     recipe.check_classes(dataset.classes)
+    lap("ingest")
     foreign = check_output_location(dataset, out, options.force)
+    # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     previous_header, previous_records = _previous_run(out)
 
     previous_splits = {
@@ -151,16 +176,19 @@ def expand(
         mix_size=recipe.preprocess.size,
         balance=options.balance,
     )
-    if foreign:
+    if foreign:  # before the first write: --force never overwrites what is there
         refuse_overwrites(out, [j.path for t in tasks for j in t.outputs])
     try:
-        # The state folder marks OUT as an augment output from the first write on, so a
-        # run that stops early (disk full, interrupted) can be resumed without --force.
+        # The state folder marks OUT as an augment output before any image is written, so
+        # a first run that stops at any moment (killed, disk full) can be resumed without
+        # --force.
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        guard.enter_context(exclusive_run(out))  # one run at a time writes into OUT
         remove_temp_files(out)
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
-    reused, todo = _reuse_done(out, tasks, previous_records, fingerprints.recipe)
+    reused, todo, rehashed = _reuse_done(out, tasks, previous_records, fingerprints.recipe, state)
+    lap("plan")
     if on_plan is not None:
         on_plan(sum(len(t.outputs) for t in todo))
 
@@ -177,13 +205,21 @@ def expand(
     records: list[Record] = list(reused.values())
     rejected = [*dataset.rejected, *plan_rejected]
     written = 0
-    if todo:
-        for result in run(ctx, shard_tasks(todo, OUTPUTS_PER_SHARD)):
-            records.extend(result.records)
-            rejected.extend(result.rejected)
-            written += len(result.records)
-            if progress is not None:
-                progress(len(result.records))
+    try:
+        if todo:
+            for result in run(ctx, shard_tasks(todo, OUTPUTS_PER_SHARD)):
+                records.extend(result.records)
+                rejected.extend(result.rejected)
+                written += len(result.records)
+                for r in result.records:
+                    state.record_output(out, r["path"], r["sha256"])
+                if progress is not None:
+                    progress(len(result.records))
+    except KeyboardInterrupt:
+        pending = {job.path for task in todo for job in task.outputs}
+        _write_interrupted(out, previous_records, records, pending, state)
+        raise
+    lap("execute")
 
     rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
     planned = {r["path"] for r in records}
@@ -202,7 +238,11 @@ def expand(
         rejected,
         grouping.hashes,
     )
+    state.sources.keep_only({o.path for o in dataset.originals})
+    state.keep_outputs(planned)
+    save_state(out, state)
     clear_journal(out)
+    lap("write")
 
     counts: dict[str, dict[str, int]] = {}
     for r in records:
@@ -229,7 +269,23 @@ def expand(
         seconds=time.perf_counter() - started,
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
+        sources_read=state.sources.reads,
+        outputs_rehashed=rehashed,
+        timings=timings,
     )
+
+
+class _Laps:
+    """Records the seconds each phase took, for ExpandSummary.timings."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = now - self.last
+        self.last = now
 
 
 def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:
@@ -308,34 +364,83 @@ def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
 
 
 def _reuse_done(
-    out: Path, tasks: Sequence[SourceTask], previous: Sequence[Record], recipe_fp: str
-) -> tuple[dict[str, Record], list[SourceTask]]:
-    """Split planned outputs into those already on disk (reuse their records) and the rest.
+    out: Path,
+    tasks: Sequence[SourceTask],
+    previous: Sequence[Record],
+    recipe_fp: str,
+    state: RunState,
+) -> tuple[dict[str, Record], list[SourceTask], int]:
+    """Split planned outputs into those already on disk (reuse their records) and the rest;
+    also returns how many existing outputs had to be read to tell.
 
-    Names are content-keyed, so a file at a planned name with the recorded size holds the
-    planned bytes; anything else is made again.
+    Names are content-keyed, so a file at a planned name that still holds its recorded
+    bytes is current. An output whose stamp (size, mtime, inode) is what this tool wrote or
+    last verified is trusted without reading; any other is hashed, and made again unless
+    its bytes are right (a same-size corrupted file is caught here).
     """
     known = {r["path"]: r for r in previous}
     reused: dict[str, Record] = {}
     todo: list[SourceTask] = []
+    rehashed = 0
     for task in tasks:
         missing = []
         for job in task.outputs:
             record = known.get(job.path)
-            if record is not None and _file_size(out / job.path) == record.get("size"):
+            current = False
+            if record is not None:
+                current = state.output_is_current(out, job.path, record["sha256"])
+                if not current and (out / job.path).is_file():
+                    rehashed += 1
+                    current = _sha256_or_none(out / job.path) == record["sha256"]
+                    if current:
+                        state.record_output(out, job.path, record["sha256"])
+            if current:
+                assert record is not None
                 reused[job.path] = {**record, "recipe": recipe_fp}
             else:
                 missing.append(job)
         if missing:
             todo.append(SourceTask(task.original, task.split, tuple(missing)))
-    return reused, todo
+    return reused, todo, rehashed
 
 
-def _file_size(path: Path) -> int | None:
+def _sha256_or_none(path: Path) -> str | None:
     try:
-        return path.stat().st_size
+        return sha256_file(path)
     except OSError:
         return None
+
+
+def _write_interrupted(
+    out: Path,
+    previous: Sequence[Record],
+    done: Sequence[Record],
+    pending: set[str],
+    state: RunState,
+) -> None:
+    """After Ctrl-C (the pool is stopped by now): no temporary file is left, and
+    manifest.jsonl and metadata.csv list exactly the tool's image files that are on disk
+    (those of the earlier run not yet removed, and those of every finished shard), so every
+    loader sees a consistent folder. augment.json is left as the last complete run wrote
+    it; the journal stays, and a rerun resumes."""
+    remove_temp_files(out)
+    records = {
+        r["path"]: r for r in previous if r["path"] not in pending and (out / r["path"]).is_file()
+    }
+    # The journal also has the shards that workers finished but this process had not
+    # received yet when the pool was stopped.
+    records.update((r["path"], r) for r in read_journal(out) if (out / r["path"]).is_file())
+    records.update((r["path"], r) for r in done)
+    # Files of shards that were cut short have no record yet: they go, and are redone.
+    for path in sorted(pending - records.keys()):
+        (out / path).unlink(missing_ok=True)
+    listed = list(records.values())
+    for split in SPLITS:
+        if (out / split).is_dir():
+            write_metadata_csv(out, split, listed)
+    if listed or (out / MANIFEST_NAME).exists():
+        write_manifest(out, listed)
+    save_state(out, state)
 
 
 def _remove_stale(out: Path, previous: Sequence[Record], planned: set[str]) -> int:

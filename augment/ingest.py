@@ -12,6 +12,7 @@ both are reported.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from augment.errors import DatasetError
 from augment.imageio import (
@@ -28,6 +30,9 @@ from augment.imageio import (
     open_image,
     sha256_bytes,
 )
+
+if TYPE_CHECKING:
+    from augment.state import SourceCache
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -63,8 +68,17 @@ class Dataset:
         return sorted({o.label for o in self.originals})
 
 
-def ingest(src: Path, group_by: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
-    """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`)."""
+def ingest(
+    src: Path,
+    group_by: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    cache: SourceCache | None = None,
+) -> Dataset:
+    """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`).
+
+    With a `cache` (see augment/state.py), a source whose stamp is unchanged since an
+    earlier run is not read again: a rerun costs one `stat` per source.
+    """
     pattern = _compile_group_by(group_by)
     if not src.exists():
         raise DatasetError(f"source {src} does not exist")
@@ -80,7 +94,7 @@ def ingest(src: Path, group_by: str | None = None, max_pixels: int = DEFAULT_MAX
         entries = _walk_class_folders(root, dataset)
 
     for rel, label, group in entries:
-        original = _read_original(root, rel, label, group, pattern, max_pixels, dataset)
+        original = _read_original(root, rel, label, group, pattern, max_pixels, dataset, cache)
         if original is not None:
             dataset.originals.append(original)
     dataset.originals.sort(key=lambda o: o.path)
@@ -269,6 +283,7 @@ def _read_original(
     pattern: re.Pattern[str] | None,
     max_pixels: int,
     dataset: Dataset,
+    cache: SourceCache | None = None,
 ) -> Original | None:
     path = root / rel
     reject = dataset.rejected.append
@@ -287,6 +302,13 @@ def _read_original(
     if not inside:
         reject(Rejected(rel, "symbolic link pointing outside the source folder"))
         return None
+    group = group or group_of(rel, pattern)
+    if cache is not None:
+        cached = cache.lookup(rel, path)
+        # The pixel limit is an option of this run, so a remembered source meets it too.
+        if cached is not None and cached.width * cached.height <= max_pixels:
+            return dataclasses.replace(cached, label=label, group=group)
+        before = cache.stamp(path)  # taken before reading: see SourceCache.remember
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -304,12 +326,15 @@ def _read_original(
     except UnreadableImage as exc:
         reject(Rejected(rel, str(exc)))
         return None
-    return Original(
+    original = Original(
         path=rel,
         label=label,
-        group=group or group_of(rel, pattern),
+        group=group,
         sha256=sha256_bytes(data),
         format=fmt,
         width=width,
         height=height,
     )
+    if cache is not None:
+        cache.remember(rel, before, path, original)
+    return original

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from augment.errors import ManifestError
-from augment.writer import write_text_atomic
+from augment.writer import write_if_changed, write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 HEADER_NAME = "augment.json"
@@ -33,7 +33,7 @@ def dumps(record: Mapping[str, Any]) -> str:
 
 def write_manifest(out: Path, records: Iterable[Record]) -> None:
     lines = [dumps(r) for r in sorted(records, key=lambda r: r["path"])]
-    write_text_atomic(out / MANIFEST_NAME, "".join(line + "\n" for line in lines))
+    write_if_changed(out / MANIFEST_NAME, "".join(line + "\n" for line in lines).encode())
 
 
 def read_jsonl(path: Path) -> list[Record]:
@@ -62,7 +62,8 @@ def read_manifest(out: Path) -> list[Record]:
 
 
 def write_header(out: Path, header: Mapping[str, Any]) -> None:
-    write_text_atomic(out / HEADER_NAME, json.dumps(header, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(header, indent=2, ensure_ascii=False) + "\n"
+    write_if_changed(out / HEADER_NAME, text.encode())
 
 
 def read_header(out: Path) -> dict[str, Any]:
@@ -127,7 +128,7 @@ def write_metadata_csv(
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file_name", "label", *(SOFT_LABEL_PREFIX + c for c in soft_classes)])
     writer.writerows(rows)
-    write_text_atomic(out / split / "metadata.csv", buf.getvalue())
+    write_if_changed(out / split / "metadata.csv", buf.getvalue().encode())
 
 
 def _probability(value: float) -> str:

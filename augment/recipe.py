@@ -31,6 +31,7 @@ import hashlib
 import inspect
 import json
 import random
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -134,7 +135,8 @@ class Recipe:
             {
                 "preprocess": self.preprocess.to_dict(),
                 "background": list(self.background),
-                "output": [output_format, quality],
+                # PNG is lossless: its quality setting changes no byte, so no name either.
+                "output": [output_format, None if output_format == "png" else quality],
                 "versions": _pixel_library_versions(),
             }
         )
@@ -145,6 +147,9 @@ class Recipe:
             "base": self.preprocess_fingerprint(output_format, quality),
             "augment": self.augment,
             "albumentations": A.__version__,
+            # Transforms draw from random.Random, whose methods other than random()
+            # may change between Python versions (the docs promise only random()).
+            "python": "{}.{}".format(*sys.version_info[:2]),
         }
         if self.mix:  # only when present, so recipes without mixing keep their fingerprints
             parts["mix"] = [m.to_dict() for m in self.mix]

@@ -66,6 +66,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
 
 
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write atomically unless the file already holds exactly `data`; True if written.
+
+    A rerun that changes nothing must leave every file untouched, mtime included, or
+    every tool that watches mtimes (make, rsync, a trainer's cache) would see a change.
+    """
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    write_atomic(path, data)
+    return True
+
+
 def is_temp_file(path: Path) -> bool:
     return path.name.startswith(".") and TEMP_MARK in path.name
 

@@ -1,0 +1,157 @@
+"""Interrupted runs: a real `augment expand` process killed (SIGKILL) or interrupted
+(Ctrl-C, SIGINT to its process group) after k files appear, then rerun, ends byte-identical
+to an uninterrupted run, with no temporary file left."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from augment.expand import ExpandOptions, expand
+from augment.writer import TEMP_MARK
+from tests.conftest import DIGITS, SMALL_RECIPE, file_tree
+
+
+def images(out: Path) -> set[str]:
+    return {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*.png")
+        if not any(part.startswith(".") for part in p.relative_to(out).parts)
+    }
+
+
+def command(out: Path, recipe: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "augment",
+        "expand",
+        str(DIGITS),
+        str(out),
+        "--times",
+        "3",
+        "--recipe",
+        str(recipe),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+
+
+def interrupt_after(
+    out: Path, recipe: Path, new_files: int, sig: signal.Signals
+) -> subprocess.CompletedProcess[str]:
+    """Start `augment expand`, send `sig` to its process group once `new_files` image files
+    that were not there before have appeared, and wait for it to end."""
+    before = images(out) if out.exists() else set()
+    proc = subprocess.Popen(
+        command(out, recipe),
+        start_new_session=True,  # its own process group, like a terminal job
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.exists() and len(images(out) - before) >= new_files:
+            break
+        time.sleep(0.002)
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def finish(out: Path, recipe: Path) -> None:
+    """The rerun that completes the work (in this process: it is the same library call)."""
+    summary = expand(DIGITS, out, ExpandOptions(times=3, recipe=str(recipe), workers=1))
+    assert not summary.rejected
+
+
+def assert_clean(out: Path) -> None:
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name]
+    assert not (out / ".augment" / "journal").exists()
+
+
+@pytest.fixture(scope="module")
+def recipes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("interrupt-recipes")
+    a, b = folder / "a.yaml", folder / "b.yaml"
+    a.write_text(SMALL_RECIPE)
+    b.write_text(SMALL_RECIPE.replace("rotate: [-12, 12]", "rotate: [-25, 25]"))
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def clean_runs(
+    tmp_path_factory: pytest.TempPathFactory, recipes: tuple[Path, Path]
+) -> dict[str, dict[str, bytes]]:
+    """Uninterrupted outputs of DIGITS with each recipe (the worker count changes no byte)."""
+    trees = {}
+    for recipe in recipes:
+        out = tmp_path_factory.mktemp("clean") / "out"
+        expand(DIGITS, out, ExpandOptions(times=3, recipe=str(recipe), workers=1))
+        trees[recipe.name] = file_tree(out)
+    return trees
+
+
+@pytest.mark.parametrize("after", [1, 70, 125])  # of 140 outputs
+def test_sigkill_then_rerun_is_identical_to_a_clean_run(
+    tmp_path: Path,
+    recipes: tuple[Path, Path],
+    clean_runs: dict[str, dict[str, bytes]],
+    after: int,
+) -> None:
+    out = tmp_path / "out"
+    killed = interrupt_after(out, recipes[0], after, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    finish(out, recipes[0])
+    assert file_tree(out) == clean_runs["a.yaml"]
+    assert_clean(out)
+
+
+def test_sigkill_during_a_recipe_change_then_rerun_is_identical(
+    tmp_path: Path, recipes: tuple[Path, Path], clean_runs: dict[str, dict[str, bytes]]
+) -> None:
+    out = tmp_path / "out"
+    expand(DIGITS, out, ExpandOptions(times=3, recipe=str(recipes[0]), workers=1))
+    killed = interrupt_after(out, recipes[1], 40, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    finish(out, recipes[1])
+    assert file_tree(out) == clean_runs["b.yaml"]
+    assert_clean(out)
+
+
+def test_ctrl_c_leaves_a_consistent_output_and_resumes(
+    tmp_path: Path, recipes: tuple[Path, Path], clean_runs: dict[str, dict[str, bytes]]
+) -> None:
+    out = tmp_path / "out"
+    interrupted = interrupt_after(out, recipes[0], 80, signal.SIGINT)
+    assert interrupted.returncode == 130
+    assert "rerun the same command to resume" in interrupted.stderr
+    assert "Traceback" not in interrupted.stderr
+    # Consistent: no temporary file, and the manifest and metadata.csv list exactly the
+    # image files on disk.
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name]
+    listed = set(file_tree(out)) - {"manifest.jsonl"}
+    listed = {p for p in listed if not p.endswith("metadata.csv")}
+    manifest = (out / "manifest.jsonl").read_text().splitlines()
+    assert {json.loads(line)["path"] for line in manifest} == images(out) == listed
+    for split in ("train", "validation", "test"):
+        if (out / split / "metadata.csv").exists():
+            with (out / split / "metadata.csv").open() as f:
+                rows = {f"{split}/{row['file_name']}" for row in csv.DictReader(f)}
+            assert rows == {p for p in images(out) if p.startswith(f"{split}/")}
+    assert images(out)  # it was interrupted part-way, not before the first shard
+
+    finish(out, recipes[0])
+    assert file_tree(out) == clean_runs["a.yaml"]
+    assert_clean(out)

@@ -1,0 +1,110 @@
+"""Content-keyed names: an output's key changes with exactly what changes its bytes, and the
+per-machine state that makes reruns cheap never vouches for a file that may have changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import augment.recipe as recipe_module
+from augment.ingest import ingest
+from augment.plan import Fingerprints, job_seed, output_key
+from augment.recipe import parse_recipe
+from augment.state import RACY_NS, STATE_NAME, SourceCache, load_state
+from tests.conftest import DIGITS, SMALL_RECIPE
+
+FP = Fingerprints(preprocess="p" * 16, recipe="r" * 16)
+
+
+def test_variant_key_depends_on_source_recipe_seed_and_variant() -> None:
+    base = output_key("a" * 64, FP, 0, 1)
+    assert base == output_key("a" * 64, FP, 0, 1)
+    assert base != output_key("b" * 64, FP, 0, 1)
+    assert base != output_key("a" * 64, Fingerprints(FP.preprocess, "s" * 16), 0, 1)
+    assert base != output_key("a" * 64, FP, 1, 1)
+    assert base != output_key("a" * 64, FP, 0, 2)
+    assert job_seed(0, "a" * 64, 1) != job_seed(0, "b" * 64, 1)
+
+
+def test_original_key_follows_preprocessing_only() -> None:
+    # Variant 0 is the preprocessed original: the augment part and the seed do not make it.
+    base = output_key("a" * 64, FP, 0, 0)
+    assert base == output_key("a" * 64, Fingerprints(FP.preprocess, "s" * 16), 5, 0)
+    assert base != output_key("a" * 64, Fingerprints("q" * 16, FP.recipe), 0, 0)
+
+
+def test_output_settings_in_the_fingerprint() -> None:
+    recipe = parse_recipe(SMALL_RECIPE, "small", "small.yaml")
+    # PNG is lossless: quality changes no byte, so no name.
+    assert recipe.fingerprint("png", 95) == recipe.fingerprint("png", 50)
+    assert recipe.fingerprint("jpg", 95) != recipe.fingerprint("jpg", 50)
+    assert recipe.fingerprint("same", 95) != recipe.fingerprint("same", 50)
+    assert recipe.fingerprint("webp", 95) != recipe.fingerprint("jpg", 95)
+
+
+def test_pixel_library_versions_are_in_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = parse_recipe(SMALL_RECIPE, "small", "small.yaml")
+    before = (recipe.preprocess_fingerprint("jpg", 95), recipe.fingerprint("jpg", 95))
+    monkeypatch.setattr(recipe_module, "PIXEL_VERSION", recipe_module.PIXEL_VERSION + 1)
+    after = (recipe.preprocess_fingerprint("jpg", 95), recipe.fingerprint("jpg", 95))
+    assert before[0] != after[0] and before[1] != after[1]
+    monkeypatch.undo()
+    monkeypatch.setattr(recipe_module.A, "__version__", "2.0.999")
+    # albumentations makes only the variants: the originals' fingerprint keeps.
+    assert recipe.preprocess_fingerprint("jpg", 95) == before[0]
+    assert recipe.fingerprint("jpg", 95) != before[1]
+
+
+def test_source_cache_trusts_only_settled_unchanged_files(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    old = src / "a" / "old.png"
+    fresh = src / "a" / "fresh.png"
+    old.write_bytes((DIGITS / "1" / sorted(os.listdir(DIGITS / "1"))[0]).read_bytes())
+    fresh.write_bytes((DIGITS / "2" / sorted(os.listdir(DIGITS / "2"))[0]).read_bytes())
+    settled = time.time_ns() - 10 * RACY_NS
+    os.utime(old, ns=(settled, settled))
+
+    cache = SourceCache(str(src))
+    first = ingest(src, cache=cache)
+    assert cache.reads == 2
+    # The just-written file could still change within its mtime tick: not remembered.
+    assert set(cache.entries) == {"a/old.png"}
+    second = ingest(src, cache=cache)
+    assert cache.hits == 1 and cache.reads == 3
+    assert second.originals == first.originals
+
+    # Same size, new bytes, new mtime: the stamp no longer matches, so it is read again.
+    data = bytearray(old.read_bytes())
+    data[-5] ^= 1
+    old.write_bytes(bytes(data))
+    os.utime(old, ns=(settled + 1, settled + 1))
+    third = ingest(src, cache=cache)
+    assert cache.hits == 1
+    assert {o.path: o.sha256 for o in third.originals}["a/old.png"] != {
+        o.path: o.sha256 for o in first.originals
+    }["a/old.png"]
+
+
+def test_damaged_state_is_ignored_entry_by_entry(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / ".augment").mkdir(parents=True)
+    good = {"stamp": [1, 2, 3], "sha256": "ab"}
+    (out / STATE_NAME).write_text(
+        json.dumps(
+            {
+                "format": "augment-state/1",
+                "root": str(tmp_path.resolve()),
+                "sources": {"a/x.png": {"stamp": "oops"}, "a/y.png": [1]},
+                "outputs": {"train/a/x.png": good, "train/a/y.png": {"sha256": 5}},
+            }
+        )
+    )
+    state = load_state(out, tmp_path)
+    assert state.sources.entries == {} and state.outputs == {"train/a/x.png": good}
+    (out / STATE_NAME).write_text("{not json")
+    assert load_state(out, tmp_path).outputs == {}
