@@ -33,6 +33,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import PIL
+import simplejpeg
 import yaml
 
 from augment.errors import RecipeError
@@ -324,6 +325,7 @@ def _pixel_library_versions() -> dict[str, str]:
         "opencv": cv2.__version__,
         "numpy": np.__version__,
         "pillow": PIL.__version__,
+        "simplejpeg": simplejpeg.__version__,  # decodes and encodes plain JPEGs
         "augment-pixels": str(PIXEL_VERSION),
     }
 
