@@ -72,6 +72,15 @@ def decode(
     fast = _decode_plain_jpeg(data, max_pixels)
     if fast is not None:
         return Decoded(pixels=fast, source_format="JPEG")
+    return decode_with_pillow(data, background, max_pixels)
+
+
+def decode_with_pillow(
+    data: bytes,
+    background: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Decoded:
+    """`decode` without the fast JPEG path: every format, every rule (the benchmark times it)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
