@@ -20,10 +20,15 @@ def temp_path_for(path: Path) -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
-        with tmp.open("wb") as f:
+        try:
+            f = tmp.open("wb")
+        except FileNotFoundError:
+            # Folders are made on the first write into them, not checked on every write.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = tmp.open("wb")
+        with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:

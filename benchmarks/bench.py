@@ -64,13 +64,16 @@ from augment.recipe import Recipe, load_recipe, seed_pipeline
 from augment.transforms import FastGaussianNoise, SaltAndPepperNoise
 from augment.writer import write_atomic
 
-try:
-    import Augmentor
-except ImportError as exc:  # reported as unavailable, not fatal
-    Augmentor = None
-    AUGMENTOR_ERROR = f"not installed ({exc})"
-else:
-    AUGMENTOR_ERROR = ""
+
+def _augmentor() -> tuple[Any, str]:
+    """The Augmentor module, or None and why not. Imported on demand: the pool's processes
+    import this script again as their __main__, and must not pay for Augmentor."""
+    try:
+        import Augmentor
+    except Exception as exc:  # any import failure (e.g. under numpy 2) is reported, not fatal
+        return None, f"cannot be imported ({type(exc).__name__}: {exc})"
+    return Augmentor, ""
+
 
 # Colour photos scikit-image ships in its wheel (no download needed).
 PHOTOS = (
@@ -247,8 +250,16 @@ def rerun_expand(s: Setup, out: Path, workers: int) -> None:
     assert summary.written == 0 and summary.reused == s.outputs
 
 
+def cli_expand(s: Setup, out: Path, workers: int) -> None:
+    """The command a user types, in a new process: start-up and imports included."""
+    command = [sys.executable, "-m", "augment", "expand", str(s.corpus), str(out), "--quiet"]
+    command += ["--times", str(s.times), "--val", "0", "--test", "0", "--format", "jpg"]
+    command += ["--quality", str(s.quality), "--recipe", s.recipe_arg, "--workers", str(workers)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def augmentor_sample(s: Setup, out: Path) -> None:
-    assert Augmentor is not None
+    Augmentor, _ = _augmentor()
     width, height = s.recipe.preprocess.size or SOURCE_SIZE
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         p = Augmentor.Pipeline(str(s.corpus), output_directory=str(out), save_format="JPEG")
@@ -314,6 +325,9 @@ def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool) -> Timings:
                 t.add("Augmentor", timed(lambda o: augmentor_sample(s, o), out))
         t.add("expand all", timed(lambda o: run_expand(s, o, s.workers), out))
         t.add("rerun all", timed(lambda o: rerun_expand(s, o, s.workers), out, clear=False))
+        t.add("cli 1", timed(lambda o: cli_expand(s, o, 1), out))
+        t.add("cli all", timed(lambda o: cli_expand(s, o, s.workers), out))
+        t.add("cli rerun", timed(lambda o: cli_expand(s, o, s.workers), out, clear=False))
     shutil.rmtree(out, ignore_errors=True)
     return t
 
@@ -514,7 +528,8 @@ def versions() -> dict[str, str]:
         "Pillow": PIL.__version__,
         "simplejpeg": simplejpeg.__version__,
     }
-    out["Augmentor"] = getattr(Augmentor, "__version__", "?") if Augmentor else "unavailable"
+    module, _ = _augmentor()
+    out["Augmentor"] = getattr(module, "__version__", "?") if module else "unavailable"
     return out
 
 
@@ -541,6 +556,9 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
         ("rerun 1", "augment expand rerun, no-op (--workers 1)"),
         ("rerun all", f"augment expand rerun, no-op (--workers {s.workers})"),
         ("Augmentor", "Augmentor sample(), single-threaded"),
+        ("cli 1", "`augment expand --workers 1` command (start-up included)"),
+        ("cli all", f"`augment expand --workers {s.workers}` command (start-up included)"),
+        ("cli rerun", f"`augment expand --workers {s.workers}` command rerun, no-op"),
     ]
     lines = [
         "### Machine",
@@ -560,7 +578,7 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
     for key, label in rows:
         if key not in t.seconds:
             if key == "Augmentor":
-                lines.append(f"| {label} | unavailable: {AUGMENTOR_ERROR} | | |")
+                lines.append(f"| {label} | unavailable: {_augmentor()[1]} | | |")
             continue
         sec = t.median(key)
         lines.append(f"| {label} | {sec:.3f} | {n / sec:,.0f} | {sec / n * 1e3:.3f} |")
@@ -569,35 +587,45 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
     targets: list[tuple[str, str, str]] = []
     if "Augmentor" in t.seconds:
         r = t.median("Augmentor") / e1
-        targets.append(("expand (1 worker) vs Augmentor", f"{r:.2f}x", verdict(r >= 3)))
+        targets.append(("expand (1 worker) vs Augmentor: >= 3x", f"{r:.2f}x", verdict(r >= 3)))
     else:
-        targets.append(("expand (1 worker) vs Augmentor", "n/a", f"Augmentor {AUGMENTOR_ERROR}"))
+        targets.append(
+            ("expand (1 worker) vs Augmentor: >= 3x", "n/a", f"Augmentor {_augmentor()[1]}")
+        )
     r = t.median("albumentations loop") / e1
-    targets.append(("expand (1 worker) vs albumentations loop", f"{r:.2f}x", verdict(r >= 1.3)))
-    r = e1 / t.median("codec floor")
-    targets.append(("expand (1 worker) / codec floor", f"{r:.2f}x", verdict(r <= 2.5)))
-    r = e1 / ea
     targets.append(
-        (f"{s.workers} workers vs 1 worker", f"{r:.2f}x", verdict(r >= 1.8) + " (>= 1.8x)")
+        ("expand (1 worker) vs albumentations loop: >= 1.3x", f"{r:.2f}x", verdict(r >= 1.3))
     )
+    r = e1 / t.median("codec floor")
+    targets.append(("expand (1 worker) / codec floor: <= 2.5x", f"{r:.2f}x", verdict(r <= 2.5)))
+    r = e1 / ea
+    targets.append((f"{s.workers} workers vs 1 worker: >= 1.8x", f"{r:.2f}x", verdict(r >= 1.8)))
+    r = t.median("cli 1") / t.median("cli all")
+    targets.append(("  the same, as commands (start-up included)", f"{r:.2f}x", verdict(r >= 1.8)))
     r = t.median("rerun 1") / e1
-    targets.append(("no-op rerun / first run (1 worker)", f"{r:.1%}", verdict(r <= 0.03)))
+    targets.append(("no-op rerun / first run (1 worker): <= 3%", f"{r:.1%}", verdict(r <= 0.03)))
     r = t.median("rerun all") / ea
-    targets.append((f"no-op rerun / first run ({s.workers} workers)", f"{r:.1%}", "(info)"))
+    targets.append((f"  the same at {s.workers} workers", f"{r:.1%}", verdict(r <= 0.03)))
+    r = t.median("cli rerun") / t.median("cli all")
+    targets.append(("  the same, as commands (start-up included)", f"{r:.1%}", verdict(r <= 0.03)))
     r = e1 / t.median("same work, no tool") - 1
-    targets.append(("tool overhead over the same work", f"{r:+.1%}", verdict(r <= 0.10)))
+    targets.append(("tool overhead over the same work: <= 10%", f"{r:+.1%}", verdict(r <= 0.10)))
     for sources, m in memory.items():
         targets.append(
             (
-                f"peak memory, --workers 2, {sources:,} sources",
+                f"peak RSS, --workers 2, {sources:,} sources: <= 300 MB",
                 f"RSS {m['rss']:.0f} MB (PSS {m['pss']:.0f} MB)",
-                verdict(m["rss"] <= 300) + f" (<= 300 MB; run {m['seconds']:.1f} s)",
+                verdict(m["rss"] <= 300) + f" (run {m['seconds']:.1f} s)",
             )
         )
     if len(memory) >= 2:
         first, last = (memory[k]["rss"] for k in (min(memory), max(memory)))
         targets.append(
-            ("peak RSS growth, smallest to largest", f"{last - first:+.0f} MB", "flat if < 10%")
+            (
+                "peak RSS growth, smallest to largest: flat",
+                f"{last - first:+.0f} MB",
+                verdict(last - first <= 0.1 * first),
+            )
         )
     lines += ["", "### Targets", "", "| target | measured | verdict |", "|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in targets]
@@ -646,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             scratch=scratch,
         )
-        with_augmentor = Augmentor is not None and not args.no_augmentor
+        with_augmentor = _augmentor()[0] is not None and not args.no_augmentor
         print("throughput", file=sys.stderr, flush=True)
         timings = throughput_rounds(s, repeats, with_augmentor)
         print("cost of each step", file=sys.stderr, flush=True)
