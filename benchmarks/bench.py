@@ -412,7 +412,11 @@ def op_costs(s: Setup, sample: int) -> list[tuple[str, float, str]]:
         rows.append(("whole recipe (its p)", per_call_ms(augment_once, 100), f"{ow}x{oh}"))
         q = s.quality
         rows.append(
-            (f"encode jpg q{q} (augment)", per_call_ms(lambda: encode(npp(), "jpg", q), 50), "")
+            (
+                f"encode jpg q{q} (augment)",
+                per_call_ms(lambda: encode(npp(), "jpg", q), 50),
+                f"{ow}x{oh}",
+            )
         )
         rows.append(
             (
@@ -422,10 +426,25 @@ def op_costs(s: Setup, sample: int) -> list[tuple[str, float, str]]:
             )
         )
         data = encode(prepared[0], "jpg", q)
-        target = s.scratch / "ops" / "x.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        rows.append(("write (atomic)", per_call_ms(lambda: write_atomic(target, data), 50), ""))
-        rows.append(("write (plain)", per_call_ms(lambda: target.write_bytes(data), 50), ""))
+        folder = s.scratch / "ops"
+        names = iter(range(10**9))
+        # New files each time, as a run makes them: creating a file costs more than
+        # overwriting one.
+        rows.append(
+            (
+                "write new file (atomic)",
+                per_call_ms(lambda: write_atomic(folder / f"a{next(names)}.jpg", data), 50),
+                f"{len(data):,} bytes",
+            )
+        )
+        rows.append(
+            (
+                "write new file (plain)",
+                per_call_ms(lambda: (folder / f"p{next(names)}.jpg").write_bytes(data), 50),
+                f"{len(data):,} bytes",
+            )
+        )
+        rows.append(("sha256 of the output", per_call_ms(lambda: sha256_bytes(data), 50), ""))
     return rows
 
 
@@ -648,14 +667,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-sources",
         default=None,
-        help="comma-separated source counts for peak memory (default 1000,10000; quick 1000)",
+        help="source counts for peak memory, comma-separated; '' skips it "
+        "(default 1000,10000; quick 1000)",
     )
     parser.add_argument("--no-augmentor", action="store_true", help="skip Augmentor")
     args = parser.parse_args(argv)
     sources = args.sources or (60 if args.quick else 200)
     repeats = args.repeats or (2 if args.quick else 5)
     memory_default = "1000" if args.quick else "1000,10000"
-    memory_counts = [int(x) for x in (args.memory_sources or memory_default).split(",") if x]
+    memory_spec = memory_default if args.memory_sources is None else args.memory_sources
+    memory_counts = [int(x) for x in memory_spec.split(",") if x.strip()]
 
     with tempfile.TemporaryDirectory(prefix="augment-bench-") as tmp:
         scratch = Path(tmp)
