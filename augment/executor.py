@@ -7,6 +7,7 @@ function with this signature.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import threading
@@ -50,6 +51,10 @@ def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[
 
 
 _worker: Worker | None = None  # one per worker process, built by the pool's initializer
+
+# A run of fewer shards than this (a few hundred outputs, well under a second of work) is
+# done in this process: starting the pool's processes would cost more than they could save.
+MIN_SHARDS_FOR_POOL = 8
 
 
 def _init_worker(ctx: RunContext) -> None:
@@ -195,10 +200,12 @@ def multiprocessing_pool(workers: int) -> Executor:
     """
 
     def run(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
-        if workers <= 1:
-            yield from in_process(ctx, shards)
+        pending = iter(shards)
+        head = list(itertools.islice(pending, MIN_SHARDS_FOR_POOL))
+        if workers <= 1 or len(head) < MIN_SHARDS_FOR_POOL:
+            yield from in_process(ctx, itertools.chain(head, pending))
             return
-        shared = _SharedShards(shards)
+        shared = _SharedShards(itertools.chain(head, pending))
         pool = _BackgroundPool(workers - 1, ctx, shared)
         finished = False
         try:

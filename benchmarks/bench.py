@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -310,9 +310,10 @@ def timed(fn: Callable[[Path], None], out: Path, clear: bool = True) -> float:
     return time.perf_counter() - started
 
 
-def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool) -> Timings:
+def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool, long_times: int) -> Timings:
     t = Timings()
     out = s.scratch / "out"
+    long_run = replace(s, times=long_times)
     for r in range(repeats):
         print(f"  round {r + 1}/{repeats}", file=sys.stderr, flush=True)
         with one_cv2_thread():
@@ -328,6 +329,12 @@ def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool) -> Timings:
         t.add("cli 1", timed(lambda o: cli_expand(s, o, 1), out))
         t.add("cli all", timed(lambda o: cli_expand(s, o, s.workers), out))
         t.add("cli rerun", timed(lambda o: cli_expand(s, o, s.workers), out, clear=False))
+        if long_times and r < 3:
+            # Worker processes take about a second to start (importing albumentations): a
+            # longer run shows the scaling once they are up.
+            with one_cv2_thread():
+                t.add("long 1", timed(lambda o: run_expand(long_run, o, 1), out))
+            t.add("long all", timed(lambda o: run_expand(long_run, o, s.workers), out))
     shutil.rmtree(out, ignore_errors=True)
     return t
 
@@ -564,7 +571,9 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict) -> str:
+def report(
+    s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict, long_times: int
+) -> str:
     n = s.outputs
     rows = [
         ("codec floor", "codec floor (decode once, resize, encode + write N)"),
@@ -578,6 +587,8 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
         ("cli 1", "`augment expand --workers 1` command (start-up included)"),
         ("cli all", f"`augment expand --workers {s.workers}` command (start-up included)"),
         ("cli rerun", f"`augment expand --workers {s.workers}` command rerun, no-op"),
+        ("long 1", f"augment expand --workers 1, --times {long_times}"),
+        ("long all", f"augment expand --workers {s.workers}, --times {long_times}"),
     ]
     lines = [
         "### Machine",
@@ -597,10 +608,12 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
     for key, label in rows:
         if key not in t.seconds:
             if key == "Augmentor":
-                lines.append(f"| {label} | unavailable: {_augmentor()[1]} | | |")
+                why = _augmentor()[1] or "skipped (--no-augmentor)"
+                lines.append(f"| {label} | {why} | | |")
             continue
         sec = t.median(key)
-        lines.append(f"| {label} | {sec:.3f} | {n / sec:,.0f} | {sec / n * 1e3:.3f} |")
+        made = len(s.files) * long_times if key.startswith("long") else n
+        lines.append(f"| {label} | {sec:.3f} | {made / sec:,.0f} | {sec / made * 1e3:.3f} |")
 
     e1, ea = t.median("expand 1"), t.median("expand all")
     targets: list[tuple[str, str, str]] = []
@@ -608,9 +621,8 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
         r = t.median("Augmentor") / e1
         targets.append(("expand (1 worker) vs Augmentor: >= 3x", f"{r:.2f}x", verdict(r >= 3)))
     else:
-        targets.append(
-            ("expand (1 worker) vs Augmentor: >= 3x", "n/a", f"Augmentor {_augmentor()[1]}")
-        )
+        why = _augmentor()[1] or "skipped (--no-augmentor)"
+        targets.append(("expand (1 worker) vs Augmentor: >= 3x", "n/a", f"Augmentor {why}"))
     r = t.median("albumentations loop") / e1
     targets.append(
         ("expand (1 worker) vs albumentations loop: >= 1.3x", f"{r:.2f}x", verdict(r >= 1.3))
@@ -619,6 +631,12 @@ def report(s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict
     targets.append(("expand (1 worker) / codec floor: <= 2.5x", f"{r:.2f}x", verdict(r <= 2.5)))
     r = e1 / ea
     targets.append((f"{s.workers} workers vs 1 worker: >= 1.8x", f"{r:.2f}x", verdict(r >= 1.8)))
+    if "long 1" in t.seconds:
+        r = t.median("long 1") / t.median("long all")
+        n_long = len(s.files) * long_times
+        targets.append(
+            (f"  the same, a longer run ({n_long:,} outputs)", f"{r:.2f}x", verdict(r >= 1.8))
+        )
     r = t.median("cli 1") / t.median("cli all")
     targets.append(("  the same, as commands (start-up included)", f"{r:.2f}x", verdict(r >= 1.8)))
     r = t.median("rerun 1") / e1
@@ -671,6 +689,11 @@ def main(argv: list[str] | None = None) -> int:
         "(default 1000,10000; quick 1000)",
     )
     parser.add_argument("--no-augmentor", action="store_true", help="skip Augmentor")
+    parser.add_argument(
+        "--long-times",
+        type=int,
+        help="--times of the longer scaling run, 0 skips it (default 20; quick 0)",
+    )
     args = parser.parse_args(argv)
     sources = args.sources or (60 if args.quick else 200)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -697,14 +720,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         with_augmentor = _augmentor()[0] is not None and not args.no_augmentor
         print("throughput", file=sys.stderr, flush=True)
-        timings = throughput_rounds(s, repeats, with_augmentor)
+        long_times = args.long_times if args.long_times is not None else (0 if args.quick else 20)
+        timings = throughput_rounds(s, repeats, with_augmentor, long_times)
         print("cost of each step", file=sys.stderr, flush=True)
         ops = op_costs(s, sample=20)
         memory = {}
         for count in memory_counts:
             print(f"peak memory at {count} sources", file=sys.stderr, flush=True)
             memory[count] = peak_memory(scratch, count, times=2)
-        print(report(s, timings, ops, memory))
+        print(report(s, timings, ops, memory, long_times))
     return 0
 
 
