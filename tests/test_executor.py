@@ -6,6 +6,10 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pytest
+
+import augment.expand as expand_module
+from augment import executor
 from augment.executor import _BackgroundPool, _SharedShards, in_process
 from augment.expand import ExpandOptions, expand
 from augment.plan import SourceTask
@@ -33,3 +37,18 @@ def test_pool_processes_make_the_same_bytes(tmp_path: Path, small_recipe: Path) 
     expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
     assert pooled.written == sum(sum(c.values()) for c in pooled.counts.values()) > 0
     assert file_tree(tmp_path / "pool") == file_tree(tmp_path / "inproc")
+
+
+def test_this_process_and_the_pool_share_the_work(
+    tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Many small shards and no minimum, so the pool (2 processes, started in the
+    # background) can join this process mid-run; whichever lane does a shard, the bytes
+    # are the same.
+    monkeypatch.setattr(executor, "MIN_SHARDS_FOR_POOL", 1)
+    monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
+    options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0, workers=3)
+    shared = expand(DIGITS, tmp_path / "shared", options)
+    expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
+    assert shared.written > 0 and not shared.rejected
+    assert file_tree(tmp_path / "shared") == file_tree(tmp_path / "inproc")
