@@ -15,13 +15,17 @@ are decoded and JPEG outputs encoded with simplejpeg, libjpeg-turbo without Pill
 objects and copies: about 3x faster to decode, 1.4x to encode. Decoded pixels are identical
 to Pillow's (both run libjpeg-turbo's default accurate DCT and fancy upsampling; the tests
 check it). Every other file, and any JPEG the fast path declines or fails on, goes through
-Pillow, so the rules above and Pillow's error messages hold unchanged.
+Pillow, so the rules above and Pillow's error messages hold unchanged. A caller that will
+shrink the image anyway may say how large it needs it (`needed`): such a JPEG is then decoded
+at 1/2, 1/4 or 1/8 scale by libjpeg's scaled IDCT, no smaller than that, as Pillow's
+`thumbnail` does, which saves most of the decode and resize.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,13 +67,22 @@ def same_format(source_format: str) -> OutputFormat:
     return _SAME_FORMAT.get(source_format, "png")
 
 
+# Given a source's (width, height), the smallest (width, height) the caller needs.
+NeededSize = Callable[[int, int], tuple[int, int]]
+
+
 def decode(
     data: bytes,
     background: tuple[int, int, int] = (255, 255, 255),
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    needed: NeededSize | None = None,
 ) -> Decoded:
-    """Decode image bytes into an upright RGB uint8 array, by the module's mode rules."""
-    fast = _decode_plain_jpeg(data, max_pixels)
+    """Decode image bytes into an upright RGB uint8 array, by the module's mode rules.
+
+    With `needed`, a plain JPEG may come back reduced by 2, 4 or 8 (never below
+    `needed(width, height)`); every other image comes back at its full size.
+    """
+    fast = _decode_plain_jpeg(data, max_pixels, needed)
     if fast is not None:
         return Decoded(pixels=fast, source_format="JPEG")
     return decode_with_pillow(data, background, max_pixels)
@@ -111,7 +124,9 @@ _XMP = b"http://ns.adobe.com/xap/1.0/\x00"
 _MPF = b"MPF\x00"
 
 
-def _decode_plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
+def _decode_plain_jpeg(
+    data: bytes, max_pixels: int, needed: NeededSize | None = None
+) -> np.ndarray | None:
     """RGB pixels of a plain JPEG by simplejpeg, or None when Pillow must decode it.
 
     None also for anything simplejpeg finds wrong (strict mode turns libjpeg's warnings about
@@ -123,7 +138,12 @@ def _decode_plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if colorspace not in _FAST_JPEG_SPACES or width * height > max_pixels:
             return None  # Pillow's path applies the limit and words the message
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        min_width, min_height = needed(width, height) if needed is not None else (0, 0)
+        # min_factor=2: only the 1/2, 1/4, 1/8 reductions, the fast ones (libjpeg-turbo's
+        # other M/8 scalings can be slower than a full decode).
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", min_width=min_width, min_height=min_height, min_factor=2
+        )
     except ValueError:
         return None
     return pixels if pixels.flags.c_contiguous else np.ascontiguousarray(pixels)

@@ -42,7 +42,7 @@ from augment.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
 # output name changes with it and no downstream cache can serve a stale image.
-PIXEL_VERSION = 1
+PIXEL_VERSION = 2  # 2: JPEG sources decoded at reduced scale when preprocessing shrinks them
 
 RECIPE_KEYS = frozenset({"description", "preprocess", "augment"})
 

@@ -79,7 +79,12 @@ class Worker:
             )
             return
         try:
-            decoded = decode(data, ctx.recipe.background, ctx.max_pixels)
+            decoded = decode(
+                data,
+                ctx.recipe.background,
+                ctx.max_pixels,
+                needed=ctx.recipe.preprocess.needed_source_size,
+            )
         except UnreadableImage as exc:
             result.rejected.append(Rejected(original.path, str(exc)))
             return

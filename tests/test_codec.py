@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from augment.imageio import UnreadableImage, decode, encode
+from augment.preprocess import Preprocess, apply_preprocess
 
 
 def pillow_rgb(data: bytes) -> np.ndarray:
@@ -104,3 +105,37 @@ def test_jpeg_encode_is_deterministic_420_and_faithful() -> None:
     # A view that is not C-contiguous (a flip) encodes as its pixels, not its memory.
     flipped = pixels[:, ::-1]
     assert encode(flipped, "jpg", 95) == encode(np.ascontiguousarray(flipped), "jpg", 95)
+
+
+@pytest.mark.parametrize(
+    ("fit", "needed"),
+    [("pad", (150, 100)), ("crop", (226, 150)), ("stretch", (150, 150))],
+)
+def test_needed_source_size_is_the_fitted_size(fit: str, needed: tuple[int, int]) -> None:
+    spec = Preprocess(width=150, height=150, fit=fit)  # type: ignore[arg-type]
+    assert spec.needed_source_size(451, 300) == needed
+    assert spec.needed_source_size(100, 80) == (100, 80)  # never more than the source
+    assert Preprocess().needed_source_size(451, 300) == (451, 300)  # no size: keep it
+
+
+def test_reduced_jpeg_decode_is_big_enough_and_the_same_picture() -> None:
+    data = jpeg(PHOTO)  # 451 x 300
+    spec = Preprocess(width=112, height=112, fit="pad", pad_mode="blur")
+    reduced = decode(data, needed=spec.needed_source_size).pixels
+    # 1/4 scale (113 x 75) still covers the 112 x 75 fitted image; 1/8 would not.
+    assert reduced.shape == (75, 113, 3)
+    full = apply_preprocess(decode(data).pixels, spec).astype(int)
+    fast = apply_preprocess(reduced, spec).astype(int)
+    assert fast.shape == full.shape == (112, 112, 3)
+    assert np.abs(fast - full).mean() < 4  # the same picture, resampled a little differently
+
+
+def test_reduced_decode_keeps_exif_orientation() -> None:
+    img = Image.fromarray(PHOTO)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif, quality=90)
+    spec = Preprocess(width=112, height=112, fit="pad")
+    pixels = decode(buf.getvalue(), needed=spec.needed_source_size).pixels
+    assert np.array_equal(pixels, pillow_rgb(buf.getvalue()))  # upright, via Pillow
