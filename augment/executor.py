@@ -6,6 +6,7 @@ function with this signature.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import multiprocessing
@@ -185,6 +186,11 @@ class _BackgroundPool:
         with self._lock:
             self._abandoned = True
             pool = self._pool
+        if pool is None and self._thread.is_alive():
+            # Still starting: the thread shuts the pool down once it exists. The run does not
+            # wait for that, but the interpreter does before it exits, so that no process or
+            # named semaphore of the pool outlives it.
+            atexit.register(self._thread.join)
         if pool is not None:
             if finished:
                 pool.close()

@@ -592,6 +592,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def filesystem(path: Path) -> str:
+    """The type of the file system `path` is on (Linux), e.g. ext4 or tmpfs."""
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and str(path).startswith(fields[1]) and len(fields[1]) > len(best):
+                best, kind = fields[1], fields[2]
+    return kind
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -623,7 +634,8 @@ def report(
         f"- corpus: {len(s.files)} JPEGs "
         f"({'made from skimage.data photos, ' + 'x'.join(map(str, SOURCE_SIZE)) + ' q90'})",
         f"- recipe `{s.recipe.name}`, --times {s.times} ({n} outputs per run), output JPEG "
-        f"q{s.quality}, medians of {len(t.seconds['expand 1'])} interleaved rounds",
+        f"q{s.quality}, medians of {len(t.seconds['expand 1'])} interleaved rounds, outputs "
+        f"written to {filesystem(s.scratch.resolve())}",
         "",
         "### Throughput",
         "",
@@ -715,6 +727,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-augmentor", action="store_true", help="skip Augmentor")
     parser.add_argument(
+        "--out-root",
+        type=Path,
+        help="where outputs are written (default: the temp folder); e.g. /dev/shm to take "
+        "the disk out of the figures",
+    )
+    parser.add_argument(
         "--long-times",
         type=int,
         help="--times of the longer scaling run, 0 skips it (default 20; quick 0)",
@@ -726,13 +744,16 @@ def main(argv: list[str] | None = None) -> int:
     memory_spec = memory_default if args.memory_sources is None else args.memory_sources
     memory_counts = [int(x) for x in memory_spec.split(",") if x.strip()]
 
-    with tempfile.TemporaryDirectory(prefix="augment-bench-") as tmp:
-        scratch = Path(tmp)
+    with (
+        tempfile.TemporaryDirectory(prefix="augment-bench-") as tmp,
+        tempfile.TemporaryDirectory(prefix="augment-bench-out-", dir=args.out_root) as out_tmp,
+    ):
+        scratch = Path(out_tmp)
         if args.corpus:
             corpus = args.corpus.resolve()
         else:
             print(f"making {sources} source JPEGs", file=sys.stderr, flush=True)
-            corpus = make_corpus(scratch / "corpus", sources, SOURCE_SIZE, SOURCE_QUALITY)
+            corpus = make_corpus(Path(tmp) / "corpus", sources, SOURCE_SIZE, SOURCE_QUALITY)
         s = Setup(
             files=corpus_files(corpus),
             corpus=corpus,
