@@ -6,9 +6,14 @@ function with this signature.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from multiprocessing.pool import IMapIterator, Pool
 from typing import Protocol
 
 from augment.plan import SourceTask
@@ -25,13 +30,32 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@contextlib.contextmanager
+def _one_cv2_thread() -> Iterator[None]:
+    # Each worker is one lane of parallelism, this process included: OpenCV's own threads
+    # would oversubscribe the cores (and make --workers 1 use them all).
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
     worker = Worker(ctx)
-    for shard in shards:
-        yield worker.run(shard)
+    with _one_cv2_thread():
+        for shard in shards:
+            yield worker.run(shard)
 
 
 _worker: Worker | None = None  # one per worker process, built by the pool's initializer
+
+# A run of fewer shards than this (a few hundred outputs, well under a second of work) is
+# done in this process: starting the pool's processes would cost more than they could save.
+MIN_SHARDS_FOR_POOL = 8
 
 
 def _init_worker(ctx: RunContext) -> None:
@@ -43,8 +67,6 @@ def _init_worker(ctx: RunContext) -> None:
     # Ctrl-C is the main process's to handle: it stops the pool and leaves OUT consistent.
     # A worker that also took it would print a traceback from inside the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    # Each process is one lane of parallelism; OpenCV's own threads would oversubscribe.
     cv2.setNumThreads(1)
     _worker = Worker(ctx)
 
@@ -54,23 +76,158 @@ def _run_shard(shard: list[SourceTask]) -> ShardResult:
     return _worker.run(shard)
 
 
-def multiprocessing_pool(workers: int) -> Executor:
-    """A process pool of `workers` processes (1 runs in this process, without a pool)."""
+def _is_ready(_: int) -> bool:
+    return _worker is not None
 
-    def run(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
-        if workers <= 1:
-            yield from in_process(ctx, shards)
-            return
-        # forkserver: workers start from a clean, single-threaded process (fork after
-        # threads exist can deadlock), and the imports are paid once, not per worker.
+
+class _SharedShards:
+    """One iterator of shards that this process and the pool's task feeder both draw from."""
+
+    def __init__(self, shards: Iterable[list[SourceTask]]) -> None:
+        self._it = iter(shards)
+        self._lock = threading.Lock()
+        self.stopped = threading.Event()
+
+    def __iter__(self) -> Iterator[list[SourceTask]]:
+        return self
+
+    def __next__(self) -> list[SourceTask]:
+        with self._lock:
+            return next(self._it)
+
+    def feed(self, slots: threading.Semaphore) -> Iterator[list[SourceTask]]:
+        """Shards for the pool, one per free slot. Without the slots, the pool's feeder would
+        queue shards as fast as its pipe takes them (dozens), and this process would end up
+        waiting for a backlog it could have shared."""
+        while True:
+            while not slots.acquire(timeout=0.1):
+                if self.stopped.is_set():
+                    return
+            try:
+                shard = next(self)
+            except StopIteration:
+                return
+            yield shard
+
+
+class _BackgroundPool:
+    """A process pool started in a thread, so that this process can work while it starts.
+
+    Starting worker processes costs about a second (each imports albumentations); a run
+    shorter than that never waits for them. Once started, the pool draws shards from the
+    shared iterator. `abandon()` (nothing left to do) has a pool that is still starting
+    shut down as soon as it exists, without waiting for it.
+    """
+
+    def __init__(self, processes: int, ctx: RunContext, shards: _SharedShards) -> None:
+        self._lock = threading.Lock()
+        self._pool: Pool | None = None
+        self._results: IMapIterator | None = None
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._shards = shards
+        self._slots = threading.Semaphore(2 * processes)  # one running, one queued each
+        self._thread = threading.Thread(
+            target=self._start, args=(processes, ctx, shards), daemon=True
+        )
+        self._thread.start()
+
+    def _start(self, processes: int, ctx: RunContext, shards: _SharedShards) -> None:
+        # forkserver: workers start from a clean, single-threaded process (fork after threads
+        # exist can deadlock). With several workers the imports are paid once, in the server;
+        # with one, preloading would only keep a second full copy of them in memory.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["augment.worker"])
-        pool = context.Pool(workers, initializer=_init_worker, initargs=(ctx,))
+        context.set_forkserver_preload(["augment.worker"] if processes > 1 else [])
         try:
-            yield from pool.imap_unordered(_run_shard, shards)
-            pool.close()
-        finally:
+            pool = context.Pool(processes, initializer=_init_worker, initargs=(ctx,))
+            # Pool() returns before its processes have imported anything; a shard handed to
+            # one now would wait there while this process could have done it. A worker
+            # answers only once its initializer has run.
+            pool.map(_is_ready, range(processes), chunksize=1)
+        except BaseException as exc:  # reported to the consuming thread
+            with self._lock:
+                self._error = exc
+            return
+        with self._lock:
+            if self._abandoned:
+                pool.terminate()
+                pool.join()
+                return
+            self._pool = pool
+            self._results = pool.imap_unordered(_run_shard, shards.feed(self._slots))
+
+    def started(self) -> IMapIterator | None:
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            return self._results
+
+    def ready_results(self) -> Iterator[ShardResult]:
+        """Results the pool has finished, without waiting for more."""
+        results = self.started()
+        while results is not None:
+            try:
+                result = results.next(timeout=0)
+            except (multiprocessing.TimeoutError, StopIteration):
+                return
+            self._slots.release()
+            yield result
+
+    def remaining_results(self) -> Iterator[ShardResult]:
+        """Every result still to come; abandons a pool that has not started yet."""
+        with self._lock:
+            if self._results is None:
+                self._abandoned = True
+                if self._error is not None:
+                    raise self._error
+                return
+            results = self._results
+        for result in results:
+            self._slots.release()
+            yield result
+
+    def close(self, finished: bool) -> None:
+        self._shards.stopped.set()
+        with self._lock:
+            self._abandoned = True
+            pool = self._pool
+        if pool is None and self._thread.is_alive():
+            # Still starting: the thread shuts the pool down once it exists. The run does not
+            # wait for that, but the interpreter does before it exits, so that no process or
+            # named semaphore of the pool outlives it.
+            atexit.register(self._thread.join)
+        if pool is not None:
+            if finished:
+                pool.close()
             pool.terminate()
             pool.join()
+
+
+def multiprocessing_pool(workers: int) -> Executor:
+    """`workers` lanes of work: this process and a pool of `workers - 1` processes.
+
+    This process works on shards from the start and the pool joins in once its processes
+    are up (1 runs in this process only, without a pool).
+    """
+
+    def run(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
+        pending = iter(shards)
+        head = list(itertools.islice(pending, MIN_SHARDS_FOR_POOL))
+        if workers <= 1 or len(head) < MIN_SHARDS_FOR_POOL:
+            yield from in_process(ctx, itertools.chain(head, pending))
+            return
+        shared = _SharedShards(itertools.chain(head, pending))
+        pool = _BackgroundPool(workers - 1, ctx, shared)
+        finished = False
+        try:
+            worker = Worker(ctx)
+            with _one_cv2_thread():
+                for shard in shared:
+                    yield worker.run(shard)
+                    yield from pool.ready_results()
+            yield from pool.remaining_results()
+            finished = True
+        finally:
+            pool.close(finished)
 
     return run

@@ -14,6 +14,16 @@ Only the formats in `IMAGE_FORMATS` are decoded, whatever the file's extension: 
 `.jpg` is read as the PNG it is, while a PSD, EPS or any other format Pillow knows is refused
 (some of those plugins do far more than decode, e.g. EPS runs Ghostscript). A header that
 declares more than `max_pixels` pixels is refused before any pixel is decoded.
+
+Speed: plain JPEGs (YCbCr or grayscale, no EXIF/XMP orientation to apply, not multi-picture)
+are decoded and JPEG outputs encoded with simplejpeg, libjpeg-turbo without Pillow's image
+objects and copies: about 3x faster to decode, 1.4x to encode. Decoded pixels are identical
+to Pillow's (both run libjpeg-turbo's default accurate DCT and fancy upsampling; the tests
+check it). Every other file, and any JPEG the fast path declines or fails on, goes through
+Pillow, so the rules above and Pillow's error messages hold unchanged. A caller that will
+shrink the image anyway may say how large it needs it (`needed`): such a JPEG is then decoded
+at 1/2, 1/4 or 1/8 scale by libjpeg's scaled IDCT, no smaller than that, as Pillow's
+`thumbnail` does, which saves most of the decode and resize.
 """
 
 from __future__ import annotations
@@ -23,12 +33,13 @@ import hashlib
 import io
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps
 
 OutputFormat = Literal["jpg", "png", "webp"]
@@ -97,12 +108,33 @@ def same_format(source_format: str) -> OutputFormat:
     return _SAME_FORMAT.get(source_format, "png")
 
 
+# Given a source's (width, height), the smallest (width, height) the caller needs.
+NeededSize = Callable[[int, int], tuple[int, int]]
+
+
 def decode(
     data: bytes,
     background: tuple[int, int, int] = (255, 255, 255),
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    needed: NeededSize | None = None,
 ) -> Decoded:
-    """Decode image bytes into an upright RGB uint8 array, by the module's mode rules."""
+    """Decode image bytes into an upright RGB uint8 array, by the module's mode rules.
+
+    With `needed`, a plain JPEG may come back reduced by 2, 4 or 8 (never below
+    `needed(width, height)`); every other image comes back at its full size.
+    """
+    fast = _decode_plain_jpeg(data, max_pixels, needed)
+    if fast is not None:
+        return Decoded(pixels=fast, source_format="JPEG")
+    return decode_with_pillow(data, background, max_pixels)
+
+
+def decode_with_pillow(
+    data: bytes,
+    background: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Decoded:
+    """`decode` without the fast JPEG path: every format, every rule (the benchmark times it)."""
     try:
         with open_image(data, max_pixels) as img, _quiet():
             source_format = img.format or "unknown"
@@ -184,6 +216,86 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# JPEG colour spaces whose RGB conversion is libjpeg's own, identical to Pillow's; CMYK and
+# YCCK (Adobe's inverted CMYK, which Pillow handles specially) go through Pillow.
+_FAST_JPEG_SPACES = frozenset({"YCbCr", "Gray"})
+_SOI = b"\xff\xd8"
+_EXIF = b"Exif\x00\x00"
+_XMP = b"http://ns.adobe.com/xap/1.0/\x00"
+_MPF = b"MPF\x00"
+
+
+def _decode_plain_jpeg(
+    data: bytes, max_pixels: int, needed: NeededSize | None = None
+) -> np.ndarray | None:
+    """RGB pixels of a plain JPEG by simplejpeg, or None when Pillow must decode it.
+
+    None also for anything simplejpeg finds wrong (strict mode turns libjpeg's warnings about
+    corrupt or truncated data into errors): Pillow then decodes it, or explains why not.
+    """
+    if not data.startswith(_SOI) or not _is_plain_jpeg(data):
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colorspace not in _FAST_JPEG_SPACES or width * height > max_pixels:
+            return None  # Pillow's path applies the limit and words the message
+        min_width, min_height = needed(width, height) if needed is not None else (0, 0)
+        # min_factor=2: only the 1/2, 1/4, 1/8 reductions, the fast ones (libjpeg-turbo's
+        # other M/8 scalings can be slower than a full decode).
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", min_width=min_width, min_height=min_height, min_factor=2
+        )
+    except ValueError:
+        return None
+    return pixels if pixels.flags.c_contiguous else np.ascontiguousarray(pixels)
+
+
+def _is_plain_jpeg(data: bytes) -> bool:
+    """True when the markers before the image data ask for nothing Pillow would do beyond
+    decoding: no EXIF or XMP orientation to apply, no multi-picture (MPO) container."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return False  # not where a marker should be: let Pillow judge the file
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xDA:
+            return True  # start of scan: every metadata segment has been seen
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment.startswith(_EXIF) and _exif_orientation(segment) > 1:
+            return False
+        if marker == 0xE1 and segment.startswith(_XMP) and b"Orientation" in segment:
+            return False  # Pillow also honours an XMP tiff:Orientation
+        if marker == 0xE2 and segment.startswith(_MPF):
+            return False
+        pos += 2 + length
+    return False
+
+
+def _exif_orientation(segment: bytes) -> int:
+    """The Orientation tag (0x0112) of IFD0 in an APP1 Exif segment; 1 if absent, 9 (not
+    plain) if the segment cannot be read, so that Pillow decides."""
+    tiff = segment[len(_EXIF) :]
+    orders: dict[bytes, Literal["little", "big"]] = {b"II": "little", b"MM": "big"}
+    order = orders.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 9
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 9
+    count = int.from_bytes(tiff[ifd : ifd + 2], order)
+    for i in range(count):
+        entry = tiff[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            return 9
+        if int.from_bytes(entry[:2], order) == 0x0112:
+            return int.from_bytes(entry[8:10], order)
+    return 1
+
+
 def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img)
@@ -205,11 +317,15 @@ def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
 
 def encode(pixels: np.ndarray, fmt: OutputFormat, quality: int) -> bytes:
     """Encode an RGB uint8 array. JPEG uses 4:2:0 chroma subsampling, the common default."""
+    if fmt == "jpg":
+        # libjpeg-turbo through simplejpeg: baseline JFIF, accurate DCT, standard tables
+        # scaled by quality; the same bytes for the same pixels on every run.
+        return simplejpeg.encode_jpeg(
+            np.ascontiguousarray(pixels), quality=quality, colorspace="RGB", colorsubsampling="420"
+        )
     buf = io.BytesIO()
     img = Image.fromarray(pixels, "RGB")
-    if fmt == "jpg":
-        img.save(buf, "JPEG", quality=quality, subsampling=2)
-    elif fmt == "png":
+    if fmt == "png":
         # Level 3 is ~3x faster than Pillow's default 6 for a few percent larger files.
         img.save(buf, "PNG", compress_level=3)
     elif fmt == "webp":

@@ -16,6 +16,7 @@ cover-cropped copy of the image behind the sharp fitted image, the "blurred back
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -109,6 +110,20 @@ class Preprocess:
         if self.width is None or self.height is None:
             return None
         return (self.width, self.height)
+
+    def needed_source_size(self, width: int, height: int) -> tuple[int, int]:
+        """The smallest size a width x height source may be decoded at for this fit to give
+        the same picture: the fitted image's size (the blurred pad is far smaller still).
+        A decoder may hand over a reduced image no smaller than this."""
+        if self.width is None or self.height is None:
+            return width, height
+        if self.fit == "stretch":
+            return min(width, self.width), min(height, self.height)
+        sx, sy = self.width / width, self.height / height
+        scale = min(sx, sy) if self.fit == "pad" else max(sx, sy)
+        if scale >= 1:
+            return width, height
+        return min(width, math.ceil(width * scale)), min(height, math.ceil(height * scale))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, defaults included, with JSON types: equal specs give equal dicts, so the

@@ -42,6 +42,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import PIL
+import simplejpeg
 import yaml
 
 from augment.errors import RecipeError
@@ -51,7 +52,7 @@ from augment.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
 # output name changes with it and no downstream cache can serve a stale image.
-PIXEL_VERSION = 1
+PIXEL_VERSION = 2  # 2: JPEG sources decoded at reduced scale when preprocessing shrinks them
 
 RECIPE_KEYS = frozenset({"description", "preprocess", "augment", "mix"})
 POLICY_KEYS = ("only_classes", "except_classes")
@@ -550,6 +551,7 @@ def _pixel_library_versions() -> dict[str, str]:
         "opencv": cv2.__version__,
         "numpy": np.__version__,
         "pillow": PIL.__version__,
+        "simplejpeg": simplejpeg.__version__,  # decodes and encodes plain JPEGs
         "augment-pixels": str(PIXEL_VERSION),
     }
 

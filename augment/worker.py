@@ -165,7 +165,12 @@ class Worker:
         if sha256_bytes(data) != original.sha256:
             raise SourceProblem("file changed while the run was going on")
         try:
-            decoded = decode(data, ctx.recipe.background, ctx.max_pixels)
+            decoded = decode(
+                data,
+                ctx.recipe.background,
+                ctx.max_pixels,
+                needed=ctx.recipe.preprocess.needed_source_size,
+            )
         except UnreadableImage as exc:
             raise SourceProblem(str(exc)) from exc
         # albumentations and OpenCV raise assorted types when a step does not fit an image

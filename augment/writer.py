@@ -50,8 +50,13 @@ def output_error(path: Path, exc: OSError, doing: str = "write") -> OutputError:
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = temp_path_for(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as f:
+        try:
+            f = tmp.open("wb")
+        except FileNotFoundError:
+            # Folders are made on the first write into them, not checked on every write.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = tmp.open("wb")
+        with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException as exc:

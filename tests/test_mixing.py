@@ -64,7 +64,10 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def prepared(recipe_path: Path, src: Path) -> np.ndarray:
     recipe = load_recipe(str(recipe_path))
-    pixels = decode(src.read_bytes(), recipe.background).pixels
+    # As the worker decodes it: a JPEG may come reduced when preprocessing shrinks it anyway.
+    pixels = decode(
+        src.read_bytes(), recipe.background, needed=recipe.preprocess.needed_source_size
+    ).pixels
     return apply_preprocess(pixels, recipe.preprocess)
 
 

@@ -1,0 +1,66 @@
+"""The benchmark script still runs against the current library (it is not run in CI, so this
+keeps it from rotting): every contender makes the outputs it claims, on a tiny real corpus."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import albumentations as A
+import pytest
+from PIL import Image
+
+from augment.recipe import load_recipe
+from augment.transforms import FastGaussianNoise
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> None:
+    corpus = bench.make_corpus(tmp_path / "corpus", 4, (120, 90), 90)
+    files = bench.corpus_files(corpus)
+    assert len(files) == 4
+    with Image.open(files[0]) as img:
+        assert img.format == "JPEG" and img.size == (120, 90)
+    s = bench.Setup(
+        files=files,
+        corpus=corpus,
+        recipe=load_recipe("default"),
+        recipe_arg="default",
+        times=3,
+        quality=90,
+        workers=1,
+        scratch=tmp_path / "scratch",
+    )
+    for name, contender in [
+        ("floor", bench.codec_floor),
+        ("albumentations", bench.albumentations_loop),
+        ("no-tool", bench.same_work_no_tool),
+    ]:
+        out = tmp_path / name
+        contender(s, out)
+        made = sorted(out.iterdir())
+        assert len(made) == s.outputs
+        with Image.open(made[-1]) as img:
+            assert img.size == (224, 224)  # the recipe's output size
+    out = tmp_path / "expand"
+    bench.run_expand(s, out, 1)  # asserts every output was written
+    bench.rerun_expand(s, out, 1)  # asserts the rerun wrote nothing
+
+
+def test_the_albumentations_loop_uses_stock_noise_of_the_same_strength(bench: ModuleType) -> None:
+    stock = bench.stock_transform(FastGaussianNoise(sigma=(4, 12), p=0.3))
+    assert isinstance(stock, A.GaussNoise)
+    assert stock.std_range == pytest.approx((4 / 255, 12 / 255)) and stock.p == 0.3

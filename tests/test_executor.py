@@ -1,0 +1,54 @@
+"""The process pool: the same bytes as in-process work, whoever does each shard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+import augment.expand as expand_module
+from augment import executor
+from augment.executor import _BackgroundPool, _SharedShards, in_process
+from augment.expand import ExpandOptions, expand
+from augment.plan import SourceTask
+from augment.worker import RunContext, ShardResult
+from tests.conftest import DIGITS, file_tree
+
+
+def pool_only(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
+    """Every shard done by a 2-process pool (the default executor would let this process
+    do a run this small alone, before the pool is up)."""
+    pool = _BackgroundPool(2, ctx, _SharedShards(shards))
+    deadline = time.monotonic() + 60
+    while pool.started() is None:
+        assert time.monotonic() < deadline, "the pool did not start within a minute"
+        time.sleep(0.02)
+    try:
+        yield from pool.remaining_results()
+    finally:
+        pool.close(finished=True)
+
+
+def test_pool_processes_make_the_same_bytes(tmp_path: Path, small_recipe: Path) -> None:
+    options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0)
+    pooled = expand(DIGITS, tmp_path / "pool", options, executor=pool_only)
+    expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
+    assert pooled.written == sum(sum(c.values()) for c in pooled.counts.values()) > 0
+    assert file_tree(tmp_path / "pool") == file_tree(tmp_path / "inproc")
+
+
+def test_this_process_and_the_pool_share_the_work(
+    tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Many small shards and no minimum, so the pool (2 processes, started in the
+    # background) can join this process mid-run; whichever lane does a shard, the bytes
+    # are the same.
+    monkeypatch.setattr(executor, "MIN_SHARDS_FOR_POOL", 1)
+    monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
+    options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0, workers=3)
+    shared = expand(DIGITS, tmp_path / "shared", options)
+    expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
+    assert shared.written > 0 and not shared.rejected
+    assert file_tree(tmp_path / "shared") == file_tree(tmp_path / "inproc")
