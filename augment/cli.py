@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -54,6 +55,59 @@ class _Amount(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that decide the holdout and what each variant looks like. `expand` and
+    `preview` share them, so a preview shows what expand writes with the same options."""
+    options = [
+        click.option(
+            "--recipe",
+            "-r",
+            default="default",
+            show_default=True,
+            help="A bundled recipe name (see `augment recipes`) or a path to a YAML file.",
+        ),
+        click.option(
+            "--val",
+            default="0.1",
+            show_default=True,
+            type=_Amount(),
+            help="Validation originals held out: a fraction per class, or a total count.",
+        ),
+        click.option(
+            "--test",
+            default="0.1",
+            show_default=True,
+            type=_Amount(),
+            help="Test originals held out: a fraction per class, or a total count.",
+        ),
+        click.option(
+            "--group-by",
+            metavar="REGEX",
+            help="Originals whose relative paths give the same match (first group) stay in "
+            "one split.",
+        ),
+        click.option(
+            "--seed",
+            default=0,
+            show_default=True,
+            type=int,
+            help="Seed for the holdout and every variant.",
+        ),
+        click.option(
+            "--near-duplicates",
+            default=DEFAULT_MAX_DISTANCE,
+            show_default=True,
+            type=click.IntRange(-1, 64),
+            metavar="BITS",
+            help="Originals whose perceptual hashes (of 64 bits) differ by at most BITS, mirror "
+            "included, are held out together; -1 turns this off.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(
     epilog="Example: augment expand sample_data/textures out/ --times 5",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -79,6 +133,7 @@ Examples:
 )
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
+@holdout_options
 @click.option(
     "--times",
     "-n",
@@ -91,35 +146,6 @@ Examples:
     "--no-originals",
     is_flag=True,
     help="Make all N train images augmented variants (leave the original out).",
-)
-@click.option(
-    "--recipe",
-    "-r",
-    default="default",
-    show_default=True,
-    help="A bundled recipe name (see `augment recipes`) or a path to a YAML file.",
-)
-@click.option(
-    "--val",
-    default="0.1",
-    show_default=True,
-    type=_Amount(),
-    help="Validation originals held out: a fraction per class, or a total count.",
-)
-@click.option(
-    "--test",
-    default="0.1",
-    show_default=True,
-    type=_Amount(),
-    help="Test originals held out: a fraction per class, or a total count.",
-)
-@click.option(
-    "--group-by",
-    metavar="REGEX",
-    help="Originals whose relative paths give the same match (first group) stay in one split.",
-)
-@click.option(
-    "--seed", default=0, show_default=True, type=int, help="Seed for the holdout and every variant."
 )
 @click.option(
     "--workers",
@@ -165,15 +191,6 @@ Examples:
     is_flag=True,
     help="Write into a non-empty folder that is not an augment output; nothing in it is "
     "deleted or overwritten (the run stops if a file would be).",
-)
-@click.option(
-    "--near-duplicates",
-    default=DEFAULT_MAX_DISTANCE,
-    show_default=True,
-    type=click.IntRange(-1, 64),
-    metavar="BITS",
-    help="Originals whose perceptual hashes (of 64 bits) differ by at most BITS, mirror "
-    "included, are held out together; -1 turns this off.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def expand_cmd(
@@ -322,13 +339,7 @@ Examples:
     type=click.Path(path_type=Path),
     help="The PNG to write.",
 )
-@click.option(
-    "--recipe",
-    "-r",
-    default="default",
-    show_default=True,
-    help="A bundled recipe name (see `augment recipes`) or a path to a YAML file.",
-)
+@holdout_options
 @click.option(
     "--rows",
     default=4,
@@ -352,28 +363,6 @@ Examples:
     help="Which split's originals to show; validation/test show preprocessing only.",
 )
 @click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="The seed expand would use: the same holdout and the same variants.",
-)
-@click.option(
-    "--val",
-    default="0.1",
-    show_default=True,
-    type=_Amount(),
-    help="Validation originals held out, as for expand.",
-)
-@click.option(
-    "--test",
-    default="0.1",
-    show_default=True,
-    type=_Amount(),
-    help="Test originals held out, as for expand.",
-)
-@click.option("--group-by", metavar="REGEX", help="As for expand.")
-@click.option(
     "--cell",
     default=160,
     show_default=True,
@@ -391,6 +380,7 @@ def preview(
     val: float | int,
     test: float | int,
     group_by: str | None,
+    near_duplicates: int,
     cell: int,
 ) -> None:
     """Write a contact sheet of a recipe's variants, to judge it by eye before a long run.
@@ -408,6 +398,7 @@ def preview(
         val=val,
         test=test,
         group_by=group_by,
+        near_duplicates=near_duplicates,
         cell=cell,
     )
     try:

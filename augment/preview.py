@@ -19,12 +19,14 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from augment.duplicates import group_duplicates
 from augment.errors import DatasetError, OutputError
 from augment.holdout import SPLITS, assign_splits
 from augment.imageio import DEFAULT_MAX_PIXELS
 from augment.ingest import ingest
 from augment.plan import Fingerprints, SourceTask, plan_tasks
 from augment.recipe import Recipe, load_recipe
+from augment.similarity import DEFAULT_MAX_DISTANCE
 from augment.worker import Rendered, RunContext, Worker
 from augment.writer import write_atomic
 
@@ -47,6 +49,7 @@ class PreviewOptions:
     val: float | int = 0.1  # the holdout, as expand would make it with the same options
     test: float | int = 0.1
     group_by: str | None = None
+    near_duplicates: int = DEFAULT_MAX_DISTANCE  # duplicate originals held out together
     cell: int = 160  # each image is scaled to fit a cell x cell square
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -83,16 +86,18 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     if options.rows < 1 or options.variants < 0 or options.cell < 8:
         raise OutputError("preview needs at least 1 row, 0 or more variants and cells of 8 px")
     recipe = load_recipe(options.recipe)
-    dataset = ingest(src, options.group_by)
+    dataset = ingest(src, options.group_by, options.max_pixels)
     recipe.check_classes(dataset.classes)
-    holdout = assign_splits(dataset.originals, options.val, options.test, options.seed, {})
+    # As expand holds out a fresh output: duplicate originals grouped, then split.
+    originals = group_duplicates(dataset.root, dataset.originals, options.near_duplicates).originals
+    holdout = assign_splits(originals, options.val, options.test, options.seed, {})
     fingerprints = Fingerprints(
         preprocess=recipe.preprocess_fingerprint("png", 95),
         recipe=recipe.fingerprint("png", 95),
     )
     variants = tuple(range(0, options.variants + 1))
     tasks, _ = plan_tasks(
-        dataset.originals,
+        originals,
         holdout.split_of,
         dict.fromkeys(dataset.classes, variants),
         fingerprints,
