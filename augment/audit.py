@@ -41,6 +41,7 @@ from augment.executor import default_workers
 from augment.holdout import SPLITS
 from augment.imageio import IMAGE_EXTENSIONS, UnreadableImage, decode, sha256_file
 from augment.manifest import HEADER_NAME, MANIFEST_NAME, Record, read_header, read_manifest
+from augment.report import class_count_table
 from augment.similarity import (
     DEFAULT_MAX_DISTANCE,
     REENCODE_MIN_PSNR,
@@ -578,19 +579,7 @@ def format_report(report: AuditReport, limit: int = 20) -> str:
         lines.extend(f"       [{f.kind}] {f.message}" for f in found[:limit])
         if len(found) > limit:
             lines.append(f"       ... and {len(found) - limit} more (see --json)")
-    classes = sorted({c for counts in report.counts.values() for c in counts})
-    splits = list(report.counts)
-    width = max([len(c) for c in classes] + [7])
-    lines.append(f"  {'class':<{width}}  " + "  ".join(f"{s:>10}" for s in splits))
-    for c in classes:
-        lines.append(
-            f"  {c or '(none)':<{width}}  "
-            + "  ".join(f"{report.counts[s].get(c, 0):>10}" for s in splits)
-        )
-    lines.append(
-        f"  {'total':<{width}}  "
-        + "  ".join(f"{sum(report.counts[s].values()):>10}" for s in splits)
-    )
+    lines.extend(class_count_table(report.counts))
     lines.append(
         f"settings: near duplicates within {report.options.max_distance} bits of pHash; "
         f"re-encoded at PSNR >= {report.options.min_psnr:g} dB on 4x4 block means"

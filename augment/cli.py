@@ -27,6 +27,7 @@ from augment.holdout import parse_amount
 from augment.imageio import DEFAULT_MAX_PIXELS, FORMAT_CHOICES
 from augment.preview import PreviewOptions, write_preview
 from augment.recipe import bundled_recipes, load_recipe
+from augment.report import class_count_table, class_width
 from augment.similarity import DEFAULT_MAX_DISTANCE, REENCODE_MIN_PSNR
 
 EXIT_FINDINGS = 1
@@ -275,19 +276,10 @@ expand_cmd.name = "expand"
 
 def format_summary(summary: ExpandSummary) -> str:
     lines = [f"wrote {summary.out}"]
-    classes = sorted({c for counts in summary.counts.values() for c in counts})
-    splits = list(summary.counts)
-    width = max([len(c) for c in classes] + [5])
-    lines.append(f"  {'class':<{width}}  " + "  ".join(f"{s:>10}" for s in splits))
-    for c in classes:
-        lines.append(
-            f"  {c:<{width}}  " + "  ".join(f"{summary.counts[s].get(c, 0):>10}" for s in splits)
-        )
-    lines.append(
-        f"  {'total':<{width}}  "
-        + "  ".join(f"{sum(summary.counts[s].values()):>10}" for s in splits)
-    )
+    lines.extend(class_count_table(summary.counts))
     if summary.balanced:
+        classes = sorted({c for counts in summary.counts.values() for c in counts})
+        width = class_width(classes)
         lines.append("balanced train: originals -> images per class")
         after = summary.counts.get("train", {})
         for c in classes:

@@ -31,7 +31,7 @@ def default_workers() -> int:
 
 
 @contextlib.contextmanager
-def _one_cv2_thread() -> Iterator[None]:
+def one_cv2_thread() -> Iterator[None]:
     # Each worker is one lane of parallelism, this process included: OpenCV's own threads
     # would oversubscribe the cores (and make --workers 1 use them all).
     import cv2
@@ -46,7 +46,7 @@ def _one_cv2_thread() -> Iterator[None]:
 
 def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
     worker = Worker(ctx)
-    with _one_cv2_thread():
+    with one_cv2_thread():
         for shard in shards:
             yield worker.run(shard)
 
@@ -221,7 +221,7 @@ def multiprocessing_pool(workers: int) -> Executor:
         finished = False
         try:
             worker = Worker(ctx)
-            with _one_cv2_thread():
+            with one_cv2_thread():
                 for shard in shared:
                     yield worker.run(shard)
                     yield from pool.ready_results()

@@ -57,7 +57,7 @@ import simplejpeg
 from PIL import Image
 
 import augment
-from augment.executor import default_workers
+from augment.executor import default_workers, one_cv2_thread
 from augment.expand import ExpandOptions, expand
 from augment.imageio import decode, decode_with_pillow, encode, sha256_bytes
 from augment.preprocess import Preprocess, apply_preprocess
@@ -297,16 +297,6 @@ class Timings:
 
     def median(self, name: str) -> float:
         return statistics.median(self.seconds[name])
-
-
-@contextlib.contextmanager
-def one_cv2_thread():
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
 
 
 def timed(fn: Callable[[Path], None], out: Path, clear: bool = True) -> float:
