@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from augment.imageio import UnreadableImage
 from augment.ingest import Original
 from augment.similarity import ImageHash, hamming_pairs, phash_bytes
 
@@ -74,7 +74,7 @@ class _UnionFind:
 def _hash_file(path: Path) -> ImageHash | None:
     try:
         return phash_bytes(path.read_bytes())
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (OSError, UnreadableImage):
         return None  # the worker rejects the file with the reason; nothing to group
 
 

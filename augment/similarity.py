@@ -23,15 +23,13 @@ changes barely move those coefficients; different pictures differ in about half 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 
-from augment.imageio import sha256_bytes
+from augment.imageio import decode, sha256_bytes
 
 HASH_BITS = 64
 # Measured on the bundled sample data (README, "Audit"; benchmarks/similarity_margins.py):
@@ -92,19 +90,15 @@ def phash_rgb(pixels: np.ndarray) -> ImageHash:
 def phash_bytes(data: bytes) -> ImageHash:
     """pHash straight from encoded bytes, decoding as little as the hash needs.
 
-    JPEGs are decoded at a reduced scale (Pillow's draft mode); EXIF orientation is applied
-    so a rotated copy of an upright photo is still compared upright. Raises the errors
-    Pillow raises for an unreadable file (OSError, ValueError, ...).
+    The image is decoded by the tool's own rules (`imageio.decode`: upright, 8-bit RGB), so
+    it is hashed as the audit and the workers see it; a JPEG is decoded at 1/2 to 1/8 scale,
+    no smaller than `_DRAFT_SIDE` a side. Raises `UnreadableImage` for an unreadable file.
     """
-    with Image.open(io.BytesIO(data)) as img:
-        img.draft("L", (_DRAFT_SIDE, _DRAFT_SIDE))
-        img.seek(0)
-        upright = ImageOps.exif_transpose(img)
-        if upright.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            gray = np.asarray(upright, dtype=np.float32)
-        else:
-            gray = np.asarray(upright.convert("L"))
-    return phash_gray(gray)
+    return phash_rgb(decode(data, needed=_draft_size).pixels)
+
+
+def _draft_size(width: int, height: int) -> tuple[int, int]:
+    return min(width, _DRAFT_SIDE), min(height, _DRAFT_SIDE)
 
 
 def pixel_digest(pixels: np.ndarray) -> str:
