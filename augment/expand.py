@@ -227,6 +227,7 @@ def _expand(
         removed = _remove_stale(out, previous_records, planned)
     except OSError as exc:
         raise output_error(out, exc, "remove stale outputs in") from exc
+    counts = class_counts(records)
     _write_outputs(
         out,
         dataset,
@@ -235,6 +236,7 @@ def _expand(
         fingerprints,
         holdout.split_of,
         records,
+        counts,
         rejected,
         grouping.hashes,
     )
@@ -244,10 +246,6 @@ def _expand(
     clear_journal(out)
     lap("write")
 
-    counts: dict[str, dict[str, int]] = {}
-    for r in records:
-        split_counts = counts.setdefault(r["split"], {})
-        split_counts[r["label"]] = split_counts.get(r["label"], 0) + 1
     failed = {r.path for r in rejected}
     originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
     train_originals = Counter(
@@ -257,7 +255,7 @@ def _expand(
     )
     return ExpandSummary(
         out=out,
-        counts={s: dict(sorted(counts[s].items())) for s in SPLITS if s in counts},
+        counts={s: counts[s] for s in SPLITS if s in counts},
         originals={s: originals[s] for s in SPLITS},
         written=written,
         reused=len(reused),
@@ -286,6 +284,15 @@ class _Laps:
         now = time.perf_counter()
         self.timings[phase] = now - self.last
         self.last = now
+
+
+def class_counts(records: Sequence[Record]) -> dict[str, dict[str, int]]:
+    """Output files per split and class, both sorted: the header's `counts` and the summary's."""
+    counts = Counter((r["split"], r["label"]) for r in records)
+    table: dict[str, dict[str, int]] = {}
+    for (split, label), n in sorted(counts.items()):
+        table.setdefault(split, {})[label] = n
+    return table
 
 
 def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:
@@ -474,6 +481,7 @@ def _write_outputs(
     fingerprints: Fingerprints,
     split_of: Mapping[str, str],
     records: Sequence[Record],
+    counts: Mapping[str, Mapping[str, int]],
     rejected: Sequence[Rejected],
     hashes: Mapping[str, ImageHash],
 ) -> None:
@@ -482,10 +490,6 @@ def _write_outputs(
         if (out / split).is_dir() or any(r["split"] == split for r in records):
             write_metadata_csv(out, split, records, soft_classes)
     write_manifest(out, records)
-    counts: dict[str, dict[str, int]] = {}
-    for r in sorted(records, key=lambda r: (r["split"], r["label"])):
-        counts.setdefault(r["split"], {}).setdefault(r["label"], 0)
-        counts[r["split"]][r["label"]] += 1
     header = {
         "format": HEADER_FORMAT,
         "tool": {"name": "augment", "version": __version__},
