@@ -242,6 +242,9 @@ def expand_cmd(
     def on_plan(total: int) -> None:
         nonlocal bar
         if show_bar and total:
+            # No monitor thread: worker processes are forked after this, best with no other
+            # thread running (see executor.start_method).
+            tqdm.monitor_interval = 0
             bar = tqdm(total=total, unit="img", desc="expand", file=sys.stderr)
 
     def progress(n: int) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from multiprocessing.pool import IMapIterator, Pool
@@ -53,9 +54,10 @@ def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[
 
 _worker: Worker | None = None  # one per worker process, built by the pool's initializer
 
-# A run of fewer shards than this (a few hundred outputs, well under a second of work) is
-# done in this process: starting the pool's processes would cost more than they could save.
-MIN_SHARDS_FOR_POOL = 8
+# A run of fewer shards than this is done in this process: starting the pool would cost
+# more than it could save. Forked workers are up in ~5 ms, less than a shard's work; workers
+# that import albumentations afresh need ~0.7 s, a few hundred outputs' work.
+MIN_SHARDS_FOR_POOL = {"fork": 2, "forkserver": 8, "spawn": 8}
 
 
 def _init_worker(ctx: RunContext) -> None:
@@ -110,13 +112,30 @@ class _SharedShards:
             yield shard
 
 
-class _BackgroundPool:
-    """A process pool started in a thread, so that this process can work while it starts.
+def start_method() -> str:
+    """How pool processes start: `fork` on Linux, `forkserver` or `spawn` elsewhere.
 
-    Starting worker processes costs about a second (each imports albumentations); a run
-    shorter than that never waits for them. Once started, the pool draws shards from the
-    shared iterator. `abandon()` (nothing left to do) has a pool that is still starting
-    shut down as soon as it exists, without waiting for it.
+    A forked worker has albumentations, OpenCV and the recipe already loaded: it is ready in
+    milliseconds, where a fresh interpreter needs ~0.7 s to import them, as long as a
+    one-second run. Forking is safe here because it happens in the main thread before this
+    run starts any thread of its own (the near-duplicate hashing threads have ended), and
+    OpenCV's and OpenBLAS's thread pools reset themselves in the child. macOS system
+    libraries are not fork-safe, so other systems start workers from a clean process.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform == "linux" and "fork" in methods:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+class _BackgroundPool:
+    """A process pool that joins this process's work once its processes are up.
+
+    Forked workers are up at once, and are started right here. Workers that import
+    albumentations afresh take about a second to start; they are started in a thread, so
+    that this process works meanwhile and a shorter run never waits for them. Once started,
+    the pool draws shards from the shared iterator. A pool that is still starting when
+    nothing is left to do is shut down as soon as it exists, without waiting for it.
     """
 
     def __init__(self, processes: int, ctx: RunContext, shards: _SharedShards) -> None:
@@ -130,14 +149,17 @@ class _BackgroundPool:
         self._thread = threading.Thread(
             target=self._start, args=(processes, ctx, shards), daemon=True
         )
-        self._thread.start()
+        if start_method() == "fork":
+            self._start(processes, ctx, shards)  # never fork from a second thread
+        else:
+            self._thread.start()
 
     def _start(self, processes: int, ctx: RunContext, shards: _SharedShards) -> None:
-        # forkserver: workers start from a clean, single-threaded process (fork after threads
-        # exist can deadlock). With several workers the imports are paid once, in the server;
-        # with one, preloading would only keep a second full copy of them in memory.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["augment.worker"] if processes > 1 else [])
+        context = multiprocessing.get_context(start_method())
+        if context.get_start_method() == "forkserver":
+            # With several workers the imports are paid once, in the server; with one,
+            # preloading would only keep a second full copy of them in memory.
+            context.set_forkserver_preload(["augment.worker"] if processes > 1 else [])
         try:
             pool = context.Pool(processes, initializer=_init_worker, initargs=(ctx,))
             # Pool() returns before its processes have imported anything; a shard handed to
@@ -212,8 +234,9 @@ def multiprocessing_pool(workers: int) -> Executor:
 
     def run(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
         pending = iter(shards)
-        head = list(itertools.islice(pending, MIN_SHARDS_FOR_POOL))
-        if workers <= 1 or len(head) < MIN_SHARDS_FOR_POOL:
+        minimum = MIN_SHARDS_FOR_POOL[start_method()]
+        head = list(itertools.islice(pending, minimum))
+        if workers <= 1 or len(head) < minimum:
             yield from in_process(ctx, itertools.chain(head, pending))
             return
         shared = _SharedShards(itertools.chain(head, pending))

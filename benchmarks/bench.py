@@ -236,7 +236,7 @@ def same_work_no_tool(s: Setup, out: Path) -> None:
             (out / f"{n}_{v}.jpg").write_bytes(encode(pixels, "jpg", s.quality))
 
 
-def expand_options(s: Setup, workers: int) -> ExpandOptions:
+def expand_options(s: Setup, workers: int, near_duplicates: bool = True) -> ExpandOptions:
     return ExpandOptions(
         times=s.times,
         recipe=s.recipe_arg,
@@ -245,11 +245,12 @@ def expand_options(s: Setup, workers: int) -> ExpandOptions:
         workers=workers,
         output_format="jpg",
         quality=s.quality,
+        near_duplicates=ExpandOptions.near_duplicates if near_duplicates else -1,
     )
 
 
-def run_expand(s: Setup, out: Path, workers: int) -> None:
-    summary = expand(s.corpus, out, expand_options(s, workers))
+def run_expand(s: Setup, out: Path, workers: int, near_duplicates: bool = True) -> None:
+    summary = expand(s.corpus, out, expand_options(s, workers, near_duplicates))
     assert summary.written == s.outputs, (summary.written, s.outputs, summary.rejected)
 
 
@@ -320,6 +321,7 @@ def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool, long_times: 
             t.add("same work, no tool", timed(lambda o: same_work_no_tool(s, o), out))
             t.add("expand 1", timed(lambda o: run_expand(s, o, 1), out))
             t.add("rerun 1", timed(lambda o: rerun_expand(s, o, 1), out, clear=False))
+            t.add("expand 1 no dup", timed(lambda o: run_expand(s, o, 1, False), out))
             if with_augmentor:
                 t.add("Augmentor", timed(lambda o: augmentor_sample(s, o), out))
         t.add("expand all", timed(lambda o: run_expand(s, o, s.workers), out))
@@ -519,13 +521,13 @@ def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
     out = root / f"tiny{sources}-out"
     command = [sys.executable, "-m", "augment", "expand", str(corpus), str(out)]
     command += ["--times", str(times), "--workers", "2", "--recipe", str(recipe), "--quiet"]
-    peak_rss = peak_pss = 0.0
+    peak_rss = peak_pss = peak_one = 0.0
     started = time.perf_counter()
     proc = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak_rss, peak_pss
+        nonlocal peak_rss, peak_pss, peak_one
         while not stop.is_set():
             try:
                 tree = [proc, *proc.children(recursive=True)]
@@ -534,6 +536,7 @@ def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
                     with contextlib.suppress(psutil.Error):
                         info = p.memory_full_info()
                         rss += info.rss
+                        peak_one = max(peak_one, info.rss)
                         pss += getattr(info, "pss", info.rss)
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             except psutil.Error:
@@ -551,7 +554,7 @@ def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(corpus, ignore_errors=True)
     mb = 1024 * 1024
-    return {"rss": peak_rss / mb, "pss": peak_pss / mb, "seconds": seconds}
+    return {"rss": peak_rss / mb, "pss": peak_pss / mb, "one": peak_one / mb, "seconds": seconds}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,6 +609,7 @@ def report(
         ("albumentations loop", "bare albumentations loop (GaussNoise)"),
         ("same work, no tool", "augment's pixel work, no tool (no hash/manifest/atomic)"),
         ("expand 1", "augment expand --workers 1"),
+        ("expand 1 no dup", "augment expand --workers 1 --near-duplicates -1"),
         ("expand all", f"augment expand --workers {s.workers}"),
         ("rerun 1", "augment expand rerun, no-op (--workers 1)"),
         ("rerun all", f"augment expand rerun, no-op (--workers {s.workers})"),
@@ -674,11 +678,13 @@ def report(
     targets.append(("  the same, as commands (start-up included)", f"{r:.1%}", verdict(r <= 0.03)))
     r = e1 / t.median("same work, no tool") - 1
     targets.append(("tool overhead over the same work: <= 10%", f"{r:+.1%}", verdict(r <= 0.10)))
+    r = t.median("expand 1 no dup") / t.median("same work, no tool") - 1
+    targets.append(("  the same, near-duplicate grouping off", f"{r:+.1%}", verdict(r <= 0.10)))
     for sources, m in memory.items():
         targets.append(
             (
                 f"peak RSS, --workers 2, {sources:,} sources: <= 300 MB",
-                f"RSS {m['rss']:.0f} MB (PSS {m['pss']:.0f} MB)",
+                f"RSS {m['rss']:.0f} MB (PSS {m['pss']:.0f}, largest process {m['one']:.0f})",
                 verdict(m["rss"] <= 300) + f" (run {m['seconds']:.1f} s)",
             )
         )

@@ -89,6 +89,8 @@ def test_without_grouping_the_pair_leaks_and_audit_finds_it(
     out = tmp_path / "out"
     summary = expand(src, out, options(small_recipe, straddling_seed(src), near_duplicates=-1))
     assert summary.duplicates == []
+    header = json.loads((out / "augment.json").read_text())
+    assert not any("phash" in h for h in header["holdout"])  # off: not even hashed
     split = splits_of(out)
     straddling = {Path(p).stem for pair in PAIRS if split[pair[0]] != split[pair[1]] for p in pair}
     assert {"brick_03", "brick_03_small"} <= straddling

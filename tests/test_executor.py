@@ -31,7 +31,12 @@ def pool_only(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[S
         pool.close(finished=True)
 
 
-def test_pool_processes_make_the_same_bytes(tmp_path: Path, small_recipe: Path) -> None:
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_pool_processes_make_the_same_bytes(
+    tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    # Linux forks the workers; other systems start them from a clean process.
+    monkeypatch.setattr(executor, "start_method", lambda: method)
     options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0)
     pooled = expand(DIGITS, tmp_path / "pool", options, executor=pool_only)
     expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
@@ -45,7 +50,7 @@ def test_this_process_and_the_pool_share_the_work(
     # Many small shards and no minimum, so the pool (2 processes, started in the
     # background) can join this process mid-run; whichever lane does a shard, the bytes
     # are the same.
-    monkeypatch.setattr(executor, "MIN_SHARDS_FOR_POOL", 1)
+    monkeypatch.setitem(executor.MIN_SHARDS_FOR_POOL, executor.start_method(), 1)
     monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
     options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0, workers=3)
     shared = expand(DIGITS, tmp_path / "shared", options)
