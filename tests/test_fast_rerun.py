@@ -102,6 +102,25 @@ def test_unchanged_rerun_takes_the_fast_path_and_touches_nothing(
     assert every_file(out) == before  # state.json included
 
 
+def test_a_mixing_recipe_takes_the_fast_path_with_the_full_runs_summary(
+    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(
+        SMALL_RECIPE + "mix:\n  - MixUp: {p: 0.4, alpha: 0.4, other_class: true}\n"
+        "  - CutMix: {p: 0.4, alpha: 1.0}\n"
+    )
+    out = tmp_path / "out"
+    first = expand(src, out, opts(recipe, val=0.2, times=4))
+    assert "p_0" in (out / "train" / "metadata.csv").read_text()  # soft labels
+    before = every_file(out)
+    fast = expand(src, out, opts(recipe, val=0.2, times=4))
+    full_run_only(monkeypatch)
+    full = expand(src, out, opts(recipe, val=0.2, times=4))
+    assert fast.fast_path and comparable(fast) == comparable(full) == comparable(first)
+    assert every_file(out) == before
+
+
 def test_fast_summary_is_the_full_runs_even_where_the_last_runs_differs(
     tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
