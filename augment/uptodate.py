@@ -8,7 +8,9 @@ run `expand` keeps two digests in `OUT/.augment/state.json`:
 
 - `inputs`: of all that but the header;
 - `output`: of every file and folder in OUT as the run left it, with each file's stamp
-  (size, mtime, inode); the state folder aside.
+  (size, mtime, inode); the state folder aside. Not only the tool's own files: a full run
+  deletes temporary files wherever they are and gives any split folder a metadata.csv, so
+  a file or an empty folder that appeared must count as a change.
 
 A rerun may return at once when both digests are the same, when every source was vouched
 for by its remembered stamp (see augment/state.py: a new, touched, racy or rejected-for-its-
