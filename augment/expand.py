@@ -6,6 +6,8 @@ The CLI is a thin layer over `expand()`; tests and other programs call it direct
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -14,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
-from augment.duplicates import Cluster, group_duplicates
+from augment.duplicates import Cluster, Grouping, group_duplicates
 from augment.errors import ManifestError, OutputError
 from augment.executor import Executor, default_workers, multiprocessing_pool
-from augment.holdout import SPLITS, assign_splits
+from augment.holdout import SPLITS, Holdout, assign_splits
 from augment.imageio import DEFAULT_MAX_PIXELS, sha256_file
 from augment.ingest import Dataset, Rejected, ingest
 from augment.manifest import (
@@ -38,6 +40,7 @@ from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
 from augment.recipe import Recipe, load_recipe
 from augment.similarity import DEFAULT_MAX_DISTANCE, ImageHash
 from augment.state import RunState, exclusive_run, load_state, save_state
+from augment.uptodate import inputs_digest, remember_run, unchanged_since_last_run
 from augment.worker import RunContext
 from augment.writer import output_error, remove_temp_files
 
@@ -99,6 +102,8 @@ class ExpandSummary:
     sources_read: int = 0  # sources read and hashed (the others: unchanged stamp, not read)
     outputs_rehashed: int = 0  # existing outputs read to verify them (stamp had changed)
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+    # Proven to change nothing, so nothing was planned, read or written (augment/uptodate.py).
+    fast_path: bool = False
 
     @property
     def total(self) -> int:
@@ -143,28 +148,33 @@ def _expand(
     recipe.check_classes(dataset.classes)
     lap("ingest")
     foreign = check_output_location(dataset, out, options.force)
-    # A folder someone else filled (--force) has no earlier run: nothing is read from it.
-    previous_header, previous_records = _previous_run(out)
-
-    previous_splits = {
-        h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
-    }
-    grouping = group_duplicates(
-        dataset.root,
-        dataset.originals,
-        options.near_duplicates,
-        _known_hashes(previous_header),
-        previous_splits,
-        threads=options.workers or default_workers(),
-    )
-    dataset.originals = grouping.originals
-    holdout = assign_splits(
-        dataset.originals, options.val, options.test, options.seed, previous_splits
-    )
     fingerprints = Fingerprints(
         preprocess=recipe.preprocess_fingerprint(options.output_format, options.quality),
         recipe=recipe.fingerprint(options.output_format, options.quality),
     )
+    inputs = inputs_digest(recipe, fingerprints, _output_options(options), dataset)
+    locked = False
+    if state.last_run is not None and not foreign:
+        # Locked before OUT is compared with the last run: no other run may change it
+        # meanwhile. An earlier run made the state folder, so this creates nothing.
+        _lock(out, guard)
+        locked = True
+        if unchanged_since_last_run(out, state, inputs):
+            summary = _unchanged_run(out, dataset, recipe, options, fingerprints)
+            if summary is not None:
+                if on_plan is not None:
+                    on_plan(0)
+                lap("check")
+                summary.seconds = time.perf_counter() - started
+                summary.timings = timings
+                return summary
+    # Only a complete run stores new digests (remember_run): an interrupted one stores none.
+    state.last_run = None
+
+    # A folder someone else filled (--force) has no earlier run: nothing is read from it.
+    previous_header, previous_records = _previous_run(out)
+    grouping, holdout = _hold_out(dataset, options, previous_header)
+    dataset.originals = grouping.originals
     tasks, plan_rejected = plan_tasks(
         dataset.originals,
         holdout.split_of,
@@ -178,12 +188,9 @@ def _expand(
     )
     if foreign:  # before the first write: --force never overwrites what is there
         refuse_overwrites(out, [j.path for t in tasks for j in t.outputs])
+    if not locked:
+        _lock(out, guard)
     try:
-        # The state folder marks OUT as an augment output before any image is written, so
-        # a first run that stops at any moment (killed, disk full) can be resumed without
-        # --force.
-        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        guard.enter_context(exclusive_run(out))  # one run at a time writes into OUT
         remove_temp_files(out)
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
@@ -242,10 +249,104 @@ def _expand(
     )
     state.sources.keep_only({o.path for o in dataset.originals})
     state.keep_outputs(planned)
+    remember_run(out, state, inputs, {job.path for task in tasks for job in task.outputs})
     save_state(out, state)
     clear_journal(out)
     lap("write")
 
+    summary = _summary(out, options, dataset, grouping, holdout, counts, rejected)
+    summary.written = written
+    summary.reused = len(reused)
+    summary.removed = removed
+    summary.seconds = time.perf_counter() - started
+    summary.sources_read = state.sources.reads
+    summary.outputs_rehashed = rehashed
+    summary.timings = timings
+    return summary
+
+
+def _output_options(options: ExpandOptions) -> dict[str, Any]:
+    """Every option that can change what a run writes or rejects: all but --workers."""
+    return {k: v for k, v in dataclasses.asdict(options).items() if k != "workers"}
+
+
+def _lock(out: Path, guard: contextlib.ExitStack) -> None:
+    try:
+        # The state folder marks OUT as an augment output before any image is written, so
+        # a first run that stops at any moment (killed, disk full) can be resumed without
+        # --force.
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        guard.enter_context(exclusive_run(out))  # one run at a time writes into OUT
+    except OSError as exc:
+        raise output_error(out, exc, "create the output folder") from exc
+
+
+def _hold_out(
+    dataset: Dataset, options: ExpandOptions, previous_header: Mapping[str, Any]
+) -> tuple[Grouping, Holdout]:
+    """Duplicates kept together, then the holdout; sticky to the previous header's splits."""
+    previous_splits = {
+        h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
+    }
+    grouping = group_duplicates(
+        dataset.root,
+        dataset.originals,
+        options.near_duplicates,
+        _known_hashes(previous_header),
+        previous_splits,
+        threads=options.workers or default_workers(),
+    )
+    holdout = assign_splits(
+        grouping.originals, options.val, options.test, options.seed, previous_splits
+    )
+    return grouping, holdout
+
+
+def _unchanged_run(
+    out: Path,
+    dataset: Dataset,
+    recipe: Recipe,
+    options: ExpandOptions,
+    fingerprints: Fingerprints,
+) -> ExpandSummary | None:
+    """The summary of a run that `unchanged_since_last_run` proved changes nothing, or None
+    if the header the last run wrote does not hold what this run would write (then the
+    full run decides).
+
+    The header is the last run's (its stamp is unchanged), so its sticky splits are what this
+    run holds out by: recomputing the holdout from it must give back the header's own. The
+    jobs are a function of that holdout and of inputs the digest covers, so they are the
+    last run's, all made: the counts and rejections the header lists are this run's too.
+    """
+    try:
+        header = read_header(out)
+        counts = {split: dict(per_class) for split, per_class in header["counts"].items()}
+        rejected = [Rejected(r["path"], r["reason"]) for r in header["rejected"]]
+    except (ManifestError, KeyError, TypeError, AttributeError):
+        return None
+    grouping, holdout = _hold_out(dataset, options, header)
+    grouped = dataclasses.replace(dataset, originals=grouping.originals)
+    rebuilt = build_header(
+        grouped, recipe, options, fingerprints, holdout.split_of, counts, rejected, grouping.hashes
+    )
+    if json.loads(json.dumps(rebuilt)) != header:  # compared as read back from the file
+        return None
+    summary = _summary(out, options, grouped, grouping, holdout, counts, rejected)
+    summary.reused = summary.total
+    summary.fast_path = True
+    return summary
+
+
+def _summary(
+    out: Path,
+    options: ExpandOptions,
+    dataset: Dataset,
+    grouping: Grouping,
+    holdout: Holdout,
+    counts: Mapping[str, dict[str, int]],
+    rejected: Sequence[Rejected],
+) -> ExpandSummary:
+    """What a run made, before its costs (written, reused, timings) are filled in."""
     failed = {r.path for r in rejected}
     originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
     train_originals = Counter(
@@ -257,19 +358,15 @@ def _expand(
         out=out,
         counts={s: counts[s] for s in SPLITS if s in counts},
         originals={s: originals[s] for s in SPLITS},
-        written=written,
-        reused=len(reused),
-        removed=removed,
+        written=0,
+        reused=0,
+        removed=0,
         rejected=sorted(rejected, key=lambda r: r.path),
         too_small=holdout.too_small,
         duplicates=grouping.clusters,
         duplicate_conflicts=grouping.conflicts,
-        seconds=time.perf_counter() - started,
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
-        sources_read=state.sources.reads,
-        outputs_rehashed=rehashed,
-        timings=timings,
     )
 
 
@@ -490,7 +587,24 @@ def _write_outputs(
         if (out / split).is_dir() or any(r["split"] == split for r in records):
             write_metadata_csv(out, split, records, soft_classes)
     write_manifest(out, records)
-    header = {
+    header = build_header(
+        dataset, recipe, options, fingerprints, split_of, counts, rejected, hashes
+    )
+    write_header(out, header)
+
+
+def build_header(
+    dataset: Dataset,
+    recipe: Recipe,
+    options: ExpandOptions,
+    fingerprints: Fingerprints,
+    split_of: Mapping[str, str],
+    counts: Mapping[str, Mapping[str, int]],
+    rejected: Sequence[Rejected],
+    hashes: Mapping[str, ImageHash],
+) -> dict[str, Any]:
+    """The run header, `augment.json`."""
+    return {
         "format": HEADER_FORMAT,
         "tool": {"name": "augment", "version": __version__},
         "recipe": {
@@ -521,4 +635,3 @@ def _write_outputs(
             {"path": r.path, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.path)
         ],
     }
-    write_header(out, header)

@@ -313,6 +313,7 @@ def _read_original(
         # The pixel limit is an option of this run, so a remembered source meets it too.
         if cached is not None and cached.width * cached.height <= max_pixels:
             return dataclasses.replace(cached, label=label, group=group)
+        cache.misses += 1
         before = cache.stamp(path)  # taken before reading: see SourceCache.remember
     try:
         data = path.read_bytes()

@@ -9,7 +9,9 @@ inode) next to what its bytes were found to be:
   (sha256, format, size in pixels), so an unchanged source is only `stat`-ed;
 - `outputs`: per output path, the stamp and the sha256 it had when this tool wrote or last
   verified it, so an unchanged output is only `stat`-ed; a different size *or* mtime (or
-  inode) means the file is read and hashed again, and made again if its bytes are wrong.
+  inode) means the file is read and hashed again, and made again if its bytes are wrong;
+- `last_run`: digests of what the last complete run was made from and of OUT as it left
+  it, so a rerun that matches both returns at once (see augment/uptodate.py).
 
 Stamps are per machine, so they live here and never in `manifest.jsonl`, whose bytes must
 be the same on every machine. The file is rewritten only when its content changes, so a
@@ -66,6 +68,9 @@ class SourceCache:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     hits: int = 0
     reads: int = 0
+    # Sources whose bytes had to be read (or tried: a rejected one counts too), because
+    # no remembered stamp vouched for them. Only a run with none can be proven a no-op.
+    misses: int = 0
 
     stamp = staticmethod(stamp_of)
 
@@ -109,6 +114,7 @@ class SourceCache:
 class RunState:
     sources: SourceCache
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> stamp, sha256
+    last_run: dict[str, str] | None = None  # see augment/uptodate.py
 
     def output_is_current(self, out: Path, path: str, sha256: str) -> bool:
         """True when the file at `path` still is what was written or verified as `sha256`,
@@ -132,12 +138,15 @@ class RunState:
             del self.outputs[path]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": STATE_FORMAT,
             "root": self.sources.root,
             "sources": dict(sorted(self.sources.entries.items())),
             "outputs": dict(sorted(self.outputs.items())),
         }
+        if self.last_run is not None:
+            doc["last_run"] = self.last_run
+        return doc
 
 
 def load_state(out: Path, src_root: Path) -> RunState:
@@ -155,9 +164,13 @@ def load_state(out: Path, src_root: Path) -> RunState:
     outputs = doc.get("outputs")
     if not isinstance(sources, dict) or not isinstance(outputs, dict):
         return empty
+    last_run = doc.get("last_run") if doc.get("root") == root else None
+    if not isinstance(last_run, dict) or not all(isinstance(v, str) for v in last_run.values()):
+        last_run = None
     return RunState(
         SourceCache(root, _well_formed(sources, "original", dict)),
         _well_formed(outputs, "sha256", str),
+        last_run,
     )
 
 

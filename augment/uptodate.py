@@ -1,0 +1,146 @@
+"""Proving that a rerun would change nothing, so that `expand` can return without planning.
+
+What a run writes is a function of what it is made from: the tool (its code, and the
+versions of the libraries that make pixels, which the recipe fingerprints cover), the recipe,
+every option but `--workers`, the source listing (each path, label and group, and each file's
+content) and the previous header (sticky splits, known hashes). At the end of every complete
+run `expand` keeps two digests in `OUT/.augment/state.json`:
+
+- `inputs`: of all that but the header;
+- `output`: of every file and folder in OUT as the run left it, with each file's stamp
+  (size, mtime, inode); the state folder aside. Not only the tool's own files: a full run
+  deletes temporary files wherever they are and gives any split folder a metadata.csv, so
+  a file or an empty folder that appeared must count as a change.
+
+A rerun may return at once when both digests are the same, when every source was vouched
+for by its remembered stamp (see augment/state.py: a new, touched, racy or rejected-for-its-
+bytes source is read, and then this proof does not hold), and when the state folder holds
+no journal or temporary file (an interrupted run). The header is then the one the last run
+wrote; `expand` also checks that it gives back the same holdout, so that the jobs, and
+hence every record, name and byte, are the last run's.
+
+Any doubt means the full run, which is always correct, only slower. OUT's stamps are trusted
+as the outputs' stamps are: augment writes every file atomically under a new inode, so its
+own writes always show; an edit in place by someone else at the same size within the same
+mtime tick would not.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Set
+from pathlib import Path
+from typing import Any
+
+from augment import __version__
+from augment.ingest import Dataset
+from augment.manifest import STATE_DIR
+from augment.plan import Fingerprints
+from augment.recipe import Recipe
+from augment.state import LOCK_NAME, STATE_NAME, RunState, Stamp
+
+DIGEST_FORMAT = 1  # bump when what the digests cover changes
+# What the state folder holds between runs; anything else (a journal, a temporary file
+# left by a killed write) comes from an interrupted run.
+_SETTLED_STATE = frozenset({Path(STATE_NAME).name, Path(LOCK_NAME).name})
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """The tool's own modules: a development checkout or an upgrade that kept the version
+    number makes the next run a full one."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def inputs_digest(
+    recipe: Recipe, fingerprints: Fingerprints, options: Mapping[str, Any], dataset: Dataset
+) -> str:
+    """What a run is made from, but the previous header. `dataset` as ingest read it (before
+    duplicates merge groups); `options` every option that can change what is written."""
+    doc = {
+        "format": DIGEST_FORMAT,
+        "tool": [__version__, code_fingerprint()],
+        "recipe": recipe.to_dict(),
+        "fingerprints": [fingerprints.recipe, fingerprints.preprocess],
+        "options": options,
+        "source": [str(dataset.root), dataset.kind],
+        "originals": [
+            [o.path, o.label, o.group, o.sha256, o.format, o.width, o.height]
+            for o in dataset.originals
+        ],
+        "rejected": [[r.path, r.reason] for r in dataset.rejected],
+    }
+    return _sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+
+
+def output_snapshot(out: Path) -> dict[str, Stamp | None] | None:
+    """Every file (with its stamp) and folder (None) under OUT, the state folder aside; None
+    when a stamp cannot vouch for what is there: a symbolic link, a folder not listable."""
+    found: dict[str, Stamp | None] = {}
+    folders = [("", out)]
+    while folders:
+        prefix, folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if rel == STATE_DIR:
+                        continue
+                    if entry.is_symlink():
+                        return None
+                    if entry.is_dir():
+                        found[rel + "/"] = None
+                        folders.append((rel + "/", Path(entry.path)))
+                    else:
+                        st = entry.stat()
+                        found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            return None
+    return found
+
+
+def snapshot_digest(snapshot: Mapping[str, Stamp | None]) -> str:
+    # json's ASCII escapes take file names that are not valid UTF-8 (surrogates) as well.
+    return _sha256(json.dumps(sorted(snapshot.items())))
+
+
+def remember_run(out: Path, state: RunState, inputs: str, planned: Set[str]) -> None:
+    """At the end of a complete run, store the digests the next run compares with, if OUT
+    is provably what this run made: every planned output was made (none rejected by a
+    worker, which the next run would try again), and each still has the stamp it was
+    written or verified with (nothing changed it while the run went on)."""
+    state.last_run = None
+    snapshot = output_snapshot(out)
+    if snapshot is None or state.outputs.keys() != planned:
+        return
+    for path, entry in state.outputs.items():
+        if snapshot.get(path) != tuple(entry["stamp"]):
+            return
+    state.last_run = {"inputs": inputs, "output": snapshot_digest(snapshot)}
+
+
+def unchanged_since_last_run(out: Path, state: RunState, inputs: str) -> bool:
+    """True when this run is made from what the last complete run was, every source was
+    vouched for by its stamp, and OUT is as that run left it."""
+    last = state.last_run
+    if last is None or last.get("inputs") != inputs or state.sources.misses:
+        return False
+    try:
+        if not set(os.listdir(out / STATE_DIR)) <= _SETTLED_STATE:
+            return False
+    except OSError:
+        return False
+    snapshot = output_snapshot(out)
+    return snapshot is not None and last.get("output") == snapshot_digest(snapshot)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

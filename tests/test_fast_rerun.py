@@ -1,0 +1,505 @@
+"""A rerun proven to change nothing returns at once (augment/uptodate.py): nothing planned,
+read or written, and the summary the full run would give. Any change to what a run is made
+from, or to OUT, takes the full run, which ends as a clean run with the same inputs would."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import augment.expand as expand_module
+import augment.recipe as recipe_module
+import augment.uptodate as uptodate_module
+from augment.cli import main
+from augment.errors import OutputError
+from augment.executor import in_process
+from augment.expand import ExpandOptions, ExpandSummary, expand
+from augment.state import STATE_NAME, exclusive_run
+from tests import faults
+from tests.conftest import DIGITS, SMALL_RECIPE, TEXTURES, file_tree
+from tests.test_duplicates import PAIRS, RESIZED, straddling_seed
+from tests.test_rerun import every_file
+
+CLASSES = ("0", "1", "2", "3")
+
+
+def settle(root: Path) -> None:
+    """Date every file an hour back, as a dataset that has sat on disk: the racy rule
+    (augment/state.py) does not let a run trust the stamp of a file modified just now."""
+    then = time.time_ns() - 3600 * 10**9
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, ns=(then, then))
+
+
+@pytest.fixture()
+def src(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for c in CLASSES:
+        shutil.copytree(DIGITS / c, root / c)
+    (root / "1" / "notes.txt").write_text("not an image\n")  # rejected for its name
+    settle(root)
+    return root
+
+
+def opts(recipe: Path, **changes: Any) -> ExpandOptions:
+    # No holdout by default: a changed source moves no split, so the full run after a change
+    # must end as a clean run does (sticky splits would otherwise differ from a clean run's).
+    # No test split: a test/ folder made by hand is a change of OUT.
+    base = ExpandOptions(times=2, recipe=str(recipe), workers=1, val=0, test=0)
+    return dataclasses.replace(base, **changes)
+
+
+def full_run_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(expand_module, "unchanged_since_last_run", lambda *args: False)
+
+
+COSTS = ("written", "reused", "removed", "sources_read", "outputs_rehashed")
+
+
+def comparable(summary: ExpandSummary) -> dict[str, Any]:
+    """What a run made, without what it cost (which a no-op rerun reports on its own)."""
+    fields = dataclasses.asdict(summary)
+    for cost in (*COSTS, "seconds", "timings", "fast_path"):
+        del fields[cost]
+    return fields
+
+
+def costs(summary: ExpandSummary) -> tuple[int, ...]:
+    return tuple(getattr(summary, cost) for cost in COSTS)
+
+
+def clean_run(src: Path, options: ExpandOptions, tmp_path: Path) -> dict[str, bytes]:
+    out = tmp_path / "clean"
+    shutil.rmtree(out, ignore_errors=True)
+    expand(src, out, options)
+    return file_tree(out)
+
+
+def test_unchanged_rerun_takes_the_fast_path_and_touches_nothing(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    first = expand(src, out, opts(small_recipe, val=0.2))
+    assert not first.fast_path and first.written == first.total
+    assert first.counts.keys() == {"train", "validation"}
+    before = every_file(out)
+    again = expand(src, out, opts(small_recipe, val=0.2, workers=2))  # changes no byte
+    assert again.fast_path
+    assert costs(again) == (0, first.total, 0, 0, 0)
+    assert comparable(again) == comparable(first)
+    assert every_file(out) == before  # state.json included
+
+
+def test_a_mixing_recipe_takes_the_fast_path_with_the_full_runs_summary(
+    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(
+        SMALL_RECIPE + "mix:\n  - MixUp: {p: 0.4, alpha: 0.4, other_class: true}\n"
+        "  - CutMix: {p: 0.4, alpha: 1.0}\n"
+    )
+    out = tmp_path / "out"
+    first = expand(src, out, opts(recipe, val=0.2, times=4))
+    assert "p_0" in (out / "train" / "metadata.csv").read_text()  # soft labels
+    before = every_file(out)
+    fast = expand(src, out, opts(recipe, val=0.2, times=4))
+    full_run_only(monkeypatch)
+    full = expand(src, out, opts(recipe, val=0.2, times=4))
+    assert fast.fast_path and comparable(fast) == comparable(full) == comparable(first)
+    assert every_file(out) == before
+
+
+def test_fast_summary_is_the_full_runs_even_where_the_last_runs_differs(
+    tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Duplicates split apart by an earlier run, a new copy joining them, a class too small
+    to hold out, a rejected file and --balance: every summary field has something in it."""
+    root = tmp_path / "src"
+    shutil.copytree(TEXTURES, root)
+    with Image.open(root / PAIRS[0][0]) as img:
+        img.resize((img.width // 2, img.height // 2)).save(root / RESIZED, quality=80)
+    (root / "tiny").mkdir()
+    for digit in ("0", "5"):
+        shutil.copy(DIGITS / digit / f"digit{digit}_01.png", root / "tiny")
+    (root / "brick" / "notes.txt").write_text("not an image\n")
+    settle(root)
+    seed = straddling_seed(root)
+    options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0.1, seed=seed)
+    options = dataclasses.replace(options, workers=1, balance=True)
+    out = tmp_path / "out"
+    expand(root, out, dataclasses.replace(options, near_duplicates=-1))  # the pair splits
+    with Image.open(root / PAIRS[0][0]) as img:
+        img.save(root / "brick" / "brick_03_copy.jpg", quality=70)  # a third copy joins
+    settle(root)
+    last = expand(root, out, options)
+    before = every_file(out)
+
+    fast = expand(root, out, options)
+    full_run_only(monkeypatch)
+    full = expand(root, out, options)
+    assert fast.fast_path and not full.fast_path
+    assert comparable(fast) == comparable(full)
+    assert costs(fast) == costs(full) == (0, fast.total, 0, 0, 0)
+    assert every_file(out) == before
+    assert fast.duplicate_conflicts and fast.too_small and fast.rejected and fast.balanced
+    # The new copy now has a split of its own: the last run's summary would be wrong here.
+    assert fast.duplicate_conflicts != last.duplicate_conflicts
+
+
+def test_the_command_prints_what_the_full_run_prints(
+    src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    command = ["expand", str(src), str(out), "-n", "2", "-r", str(small_recipe), "-j", "1"]
+    command += ["--val", "0.2", "--test", "0.1", "--balance"]
+    runner = CliRunner()
+    assert runner.invoke(main, command).exit_code == 0
+    fast = runner.invoke(main, command)
+    full_run_only(monkeypatch)
+    full = runner.invoke(main, command)
+    assert fast.exit_code == full.exit_code == 0
+    timing = re.compile(r" in \d+\.\ds \(\d+ images/s\)")
+    assert timing.sub("", fast.output) == timing.sub("", full.output)
+    assert "0 files written" in fast.output and "rejected 1 input files" in fast.output
+
+
+def _source(src: Path) -> Path:
+    return src / "2" / "digit2_02.png"
+
+
+def _touch_source(src: Path, out: Path) -> None:
+    os.utime(_source(src), ns=(0, 1_000_000_000))  # same bytes, another mtime
+
+
+def _modify_source(src: Path, out: Path) -> None:
+    Image.new("RGB", (28, 28), (200, 30, 90)).save(_source(src))
+    settle(src)
+
+
+def _add_source(src: Path, out: Path) -> None:
+    Image.new("RGB", (28, 28), (10, 130, 250)).save(src / "3" / "new.png")
+    settle(src)
+
+
+def _remove_source(src: Path, out: Path) -> None:
+    _source(src).unlink()
+
+
+def _relabel_source(src: Path, out: Path) -> None:
+    _source(src).rename(src / "3" / _source(src).name)
+
+
+def _rejected_file_renamed(src: Path, out: Path) -> None:
+    (src / "1" / "notes.txt").rename(src / "1" / "notes.text")  # another reason
+
+
+def _rejected_file_added(src: Path, out: Path) -> None:
+    (src / "0" / "readme.md").write_text("about these digits\n")
+    settle(src)
+
+
+def _delete_output(src: Path, out: Path) -> None:
+    (out / _listed(out)[3]).unlink()
+
+
+def _corrupt_output(src: Path, out: Path) -> None:
+    victim = out / _listed(out)[3]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+
+
+def _touch_output(src: Path, out: Path) -> None:
+    os.utime(out / _listed(out)[3], ns=(0, 1_000_000_000))
+
+
+def _drop_manifest_record(src: Path, out: Path) -> None:
+    lines = (out / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (out / "manifest.jsonl").write_text("".join(lines[1:]))
+
+
+def _delete_header(src: Path, out: Path) -> None:
+    (out / "augment.json").unlink()
+
+
+def _delete_metadata(src: Path, out: Path) -> None:
+    (out / "train" / "metadata.csv").unlink()
+
+
+def _journal_left(src: Path, out: Path) -> None:
+    # What a killed run leaves when it had finished a shard: its records, in the journal.
+    journal = out / ".augment" / "journal"
+    journal.mkdir()
+    (journal / "shard.jsonl").write_text((out / "manifest.jsonl").read_text().splitlines()[0])
+
+
+def _temporary_state_left(src: Path, out: Path) -> None:
+    (out / ".augment" / ".state.json.tmp-99999").write_text("{}")  # a killed state write
+
+
+def _listed(out: Path) -> list[str]:
+    return sorted(json.loads(line)["path"] for line in (out / "manifest.jsonl").open())
+
+
+CHANGES: dict[str, Callable[[Path, Path], None]] = {
+    "source touched": _touch_source,
+    "source modified": _modify_source,
+    "source added": _add_source,
+    "source removed": _remove_source,
+    "source moved to another class": _relabel_source,
+    "rejected file renamed": _rejected_file_renamed,
+    "rejected file added": _rejected_file_added,
+    "output deleted": _delete_output,
+    "output corrupted": _corrupt_output,
+    "output touched": _touch_output,
+    "manifest record dropped": _drop_manifest_record,
+    "header deleted": _delete_header,
+    "metadata.csv deleted": _delete_metadata,
+    "journal of an interrupted run": _journal_left,
+    "temporary file in the state folder": _temporary_state_left,
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_change_takes_the_full_run_which_ends_as_a_clean_run(
+    src: Path, tmp_path: Path, small_recipe: Path, change: str
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    assert expand(src, out, opts(small_recipe)).fast_path
+    CHANGES[change](src, out)
+    again = expand(src, out, opts(small_recipe))
+    assert not again.fast_path
+    assert file_tree(out) == clean_run(src, opts(small_recipe), tmp_path)
+    assert not (out / ".augment" / "journal").exists()
+    assert set(os.listdir(out / ".augment")) == {"state.json", "lock"}
+    assert expand(src, out, opts(small_recipe)).fast_path  # and the next rerun is fast again
+
+
+OPTION_CHANGES: dict[str, dict[str, Any]] = {
+    "times": {"times": 3},
+    "seed": {"seed": 1},
+    "val": {"val": 0.4},
+    "test": {"test": 0.2},
+    "quality": {"quality": 80},
+    "format": {"output_format": "jpg"},
+    "balance": {"balance": True},
+    "no originals": {"no_originals": True},
+    "near duplicates": {"near_duplicates": -1},
+    "group by": {"group_by": r"digit\d"},
+    "max pixels": {"max_pixels": 10_000},
+    "force": {"force": True},
+}
+
+
+@pytest.mark.parametrize("change", list(OPTION_CHANGES))
+def test_a_changed_option_takes_the_full_run(
+    src: Path, tmp_path: Path, small_recipe: Path, change: str
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    changed = opts(small_recipe, **OPTION_CHANGES[change])
+    assert not expand(src, out, changed).fast_path
+    # More held out keeps the earlier splits (sticky): unlike a clean run's.
+    if change not in ("val", "test"):
+        assert file_tree(out) == clean_run(src, changed, tmp_path)
+    assert expand(src, out, changed).fast_path
+
+
+def test_a_changed_recipe_takes_the_full_run_a_comment_does_not_need_to(
+    src: Path, tmp_path: Path
+) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    out = tmp_path / "out"
+    expand(src, out, opts(recipe))
+    recipe.write_text("# the same transforms, commented\n" + SMALL_RECIPE)
+    before = every_file(out)
+    assert expand(src, out, opts(recipe)).fast_path  # what it makes is the same
+    assert every_file(out) == before
+    for text in (
+        SMALL_RECIPE.replace("for tests", "for the tests"),  # the header quotes it
+        SMALL_RECIPE.replace("rotate: [-12, 12]", "rotate: [-20, 20]"),
+    ):
+        recipe.write_text(text)
+        assert not expand(src, out, opts(recipe)).fast_path
+        assert file_tree(out) == clean_run(src, opts(recipe), tmp_path)
+
+
+def test_another_tool_or_library_version_takes_the_full_run(
+    src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    with monkeypatch.context() as m:
+        m.setattr(uptodate_module, "code_fingerprint", lambda: "edited modules")
+        assert not expand(src, out, opts(small_recipe)).fast_path
+    with monkeypatch.context() as m:
+        m.setattr(uptodate_module, "__version__", "0.0.0-another")
+        assert not expand(src, out, opts(small_recipe)).fast_path
+    with monkeypatch.context() as m:
+        m.setattr(recipe_module.cv2, "__version__", "0.0.0-another")
+        summary = expand(src, out, opts(small_recipe))
+        assert not summary.fast_path and summary.written == summary.total  # new names
+        assert file_tree(out) == clean_run(src, opts(small_recipe), tmp_path)
+    assert expand(src, out, opts(small_recipe)).written == summary.total  # and back
+
+
+def test_a_file_or_folder_added_to_the_output_takes_the_full_run(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    clean = clean_run(src, opts(small_recipe), tmp_path)
+    (out / "train" / "0" / "mine.txt").write_text("a note of the user's\n")
+    assert not expand(src, out, opts(small_recipe)).fast_path
+    assert file_tree(out) == {**clean, "train/0/mine.txt": b"a note of the user's\n"}
+    assert expand(src, out, opts(small_recipe)).fast_path  # left alone, and now known
+    # An empty folder counts: the full run gives a split folder its metadata.csv.
+    (out / "test").mkdir()
+    assert not expand(src, out, opts(small_recipe)).fast_path
+    assert (out / "test" / "metadata.csv").read_text() == "file_name,label\n"
+
+
+def test_a_symbolic_link_in_the_output_keeps_reruns_on_the_full_path(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    os.symlink(src, out / "sources")
+    for _ in range(2):
+        summary = expand(src, out, opts(small_recipe))
+        assert not summary.fast_path and summary.written == 0
+
+
+def test_an_interrupted_run_then_the_last_runs_options_take_the_full_run(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+
+    def one_shard_then_ctrl_c(ctx: Any, shards: Any) -> Any:
+        for n, result in enumerate(in_process(ctx, shards)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield result
+
+    with pytest.raises(KeyboardInterrupt):
+        expand(src, out, opts(small_recipe, times=6), executor=one_shard_then_ctrl_c)
+    again = expand(src, out, opts(small_recipe))
+    assert not again.fast_path and again.removed > 0
+    assert file_tree(out) == clean_run(src, opts(small_recipe), tmp_path)
+
+
+def test_state_from_another_source_folder_takes_the_full_run(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    other = tmp_path / "other"
+    shutil.copytree(src, other)  # the same files, at another path
+    summary = expand(other, out, opts(small_recipe))
+    assert not summary.fast_path and summary.written == 0
+    assert file_tree(out) == clean_run(other, opts(small_recipe), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        # Rejected when read: nothing remembers a rejected file, so its stamp vouches for
+        # nothing and it is read again each time.
+        ("0/notes.png", b"meeting notes, not a picture\n"),
+        # Its header reads, so it is planned, but a worker cannot decode it: the next run
+        # plans it again and tries again (the last run did not make all it planned).
+        ("1/truncated.jpg", faults.truncated_jpeg()),
+    ],
+)
+def test_a_rejected_source_keeps_reruns_on_the_full_path(
+    src: Path, tmp_path: Path, small_recipe: Path, name: str, data: bytes
+) -> None:
+    (src / name).write_bytes(data)
+    settle(src)
+    out = tmp_path / "out"
+    first = expand(src, out, opts(small_recipe))
+    assert name in {r.path for r in first.rejected}
+    for _ in range(2):
+        again = expand(src, out, opts(small_recipe))
+        assert not again.fast_path and again.written == 0
+        assert comparable(again) == comparable(first)
+
+
+def test_a_header_that_would_not_hold_out_the_same_takes_the_full_run(
+    src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path checks that the last run's header gives back its own holdout; were the
+    holdout not sticky (a future bug), the full run, not the fast path, would decide."""
+    out = tmp_path / "out"
+    first = expand(src, out, opts(small_recipe, val=0.3))
+    sticky = expand_module.assign_splits
+
+    def forgetful(originals: Any, val: Any, test: Any, seed: int, previous: Any = None) -> Any:
+        return sticky(originals, val, test, seed + 1)
+
+    monkeypatch.setattr(expand_module, "assign_splits", forgetful)
+    again = expand(src, out, opts(small_recipe, val=0.3))
+    assert not again.fast_path and again.originals == first.originals
+    assert again.written > 0  # other originals were held out: what the full run does
+
+
+def test_labels_file_changes_take_the_full_run(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    labels = src / "labels.csv"
+    rows = [(p.relative_to(src).as_posix(), p.parent.name) for p in sorted(src.rglob("*.png"))]
+
+    def write(rows: list[tuple[str, str, str]]) -> None:
+        labels.write_text("path,label,group\n" + "".join(",".join(r) + "\n" for r in rows))
+
+    write([(path, label, "") for path, label in rows])
+    out = tmp_path / "out"
+    expand(labels, out, opts(small_recipe))
+    assert expand(labels, out, opts(small_recipe)).fast_path
+    changes = [
+        [(path, "zero" if label == "0" else label, "") for path, label in rows],  # relabelled
+        [(path, label, "") for path, label in rows[1:]],  # a row less
+        [(path, label, path[:1]) for path, label in rows[1:]],  # groups
+    ]
+    for changed in changes:
+        write(changed)
+        assert not expand(labels, out, opts(small_recipe)).fast_path
+        assert file_tree(out) == clean_run(labels, opts(small_recipe), tmp_path)
+        assert expand(labels, out, opts(small_recipe)).fast_path
+
+
+def test_an_unchanged_rerun_still_waits_for_no_one(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    """The fast path takes the lock too: it does not look at OUT while another run writes."""
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    with exclusive_run(out), pytest.raises(OutputError, match="another augment run"):
+        expand(src, out, opts(small_recipe))
+    assert expand(src, out, opts(small_recipe)).fast_path
+
+
+def test_a_damaged_last_run_entry_is_ignored(src: Path, tmp_path: Path, small_recipe: Path) -> None:
+    out = tmp_path / "out"
+    expand(src, out, opts(small_recipe))
+    state = json.loads((out / STATE_NAME).read_text())
+    assert set(state["last_run"]) == {"inputs", "output"}
+    state["last_run"] = {"inputs": 7}
+    (out / STATE_NAME).write_text(json.dumps(state))
+    assert not expand(src, out, opts(small_recipe)).fast_path
+    assert expand(src, out, opts(small_recipe)).fast_path
