@@ -11,10 +11,11 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import queue
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from multiprocessing.pool import IMapIterator, Pool
+from multiprocessing.pool import Pool
 from typing import Protocol
 
 from augment.plan import SourceTask
@@ -82,36 +83,6 @@ def _is_ready(_: int) -> bool:
     return _worker is not None
 
 
-class _SharedShards:
-    """One iterator of shards that this process and the pool's task feeder both draw from."""
-
-    def __init__(self, shards: Iterable[list[SourceTask]]) -> None:
-        self._it = iter(shards)
-        self._lock = threading.Lock()
-        self.stopped = threading.Event()
-
-    def __iter__(self) -> Iterator[list[SourceTask]]:
-        return self
-
-    def __next__(self) -> list[SourceTask]:
-        with self._lock:
-            return next(self._it)
-
-    def feed(self, slots: threading.Semaphore) -> Iterator[list[SourceTask]]:
-        """Shards for the pool, one per free slot. Without the slots, the pool's feeder would
-        queue shards as fast as its pipe takes them (dozens), and this process would end up
-        waiting for a backlog it could have shared."""
-        while True:
-            while not slots.acquire(timeout=0.1):
-                if self.stopped.is_set():
-                    return
-            try:
-                shard = next(self)
-            except StopIteration:
-                return
-            yield shard
-
-
 def start_method() -> str:
     """How pool processes start: `fork` on Linux, `forkserver` or `spawn` elsewhere.
 
@@ -128,33 +99,49 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+class _SharedShards:
+    """One iterator of shards that this process and the pool both draw from."""
+
+    def __init__(self, shards: Iterable[list[SourceTask]]) -> None:
+        self._it = iter(shards)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[list[SourceTask]]:
+        return self
+
+    def __next__(self) -> list[SourceTask]:
+        with self._lock:
+            return next(self._it)
+
+
 class _BackgroundPool:
     """A process pool that joins this process's work once its processes are up.
 
     Forked workers are up at once, and are started right here. Workers that import
     albumentations afresh take about a second to start; they are started in a thread, so
-    that this process works meanwhile and a shorter run never waits for them. Once started,
-    the pool draws shards from the shared iterator. A pool that is still starting when
-    nothing is left to do is shut down as soon as it exists, without waiting for it.
+    that this process works meanwhile and a shorter run never waits for them.
+
+    Each pool process has one shard running and one queued. When a shard's result comes
+    back, the next shard is sent at once (from the pool's result thread), so the pool never
+    waits for this process to finish its own shard and collect the result; a deeper queue
+    would leave this process waiting for a backlog at the end of the run.
     """
 
     def __init__(self, processes: int, ctx: RunContext, shards: _SharedShards) -> None:
         self._lock = threading.Lock()
         self._pool: Pool | None = None
-        self._results: IMapIterator | None = None
         self._error: BaseException | None = None
         self._abandoned = False
         self._shards = shards
-        self._slots = threading.Semaphore(2 * processes)  # one running, one queued each
-        self._thread = threading.Thread(
-            target=self._start, args=(processes, ctx, shards), daemon=True
-        )
+        self._in_flight = 0  # sent to the pool and not yet taken by this process
+        self._done: queue.SimpleQueue[ShardResult | BaseException] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._start, args=(processes, ctx), daemon=True)
         if start_method() == "fork":
-            self._start(processes, ctx, shards)  # never fork from a second thread
+            self._start(processes, ctx)  # never fork from a second thread
         else:
             self._thread.start()
 
-    def _start(self, processes: int, ctx: RunContext, shards: _SharedShards) -> None:
+    def _start(self, processes: int, ctx: RunContext) -> None:
         context = multiprocessing.get_context(start_method())
         if context.get_start_method() == "forkserver":
             # With several workers the imports are paid once, in the server; with one,
@@ -176,40 +163,68 @@ class _BackgroundPool:
                 pool.join()
                 return
             self._pool = pool
-            self._results = pool.imap_unordered(_run_shard, shards.feed(self._slots))
+        for _ in range(2 * processes):
+            self._send_next()
 
-    def started(self) -> IMapIterator | None:
+    def _send_next(self) -> None:
+        with self._lock:
+            if self._abandoned or self._pool is None:
+                return
+            try:
+                shard = next(self._shards)
+            except StopIteration:
+                return
+            # Counted before this process can see the result: when the count is back to
+            # zero, nothing is on its way.
+            self._in_flight += 1
+            self._pool.apply_async(
+                _run_shard, (shard,), callback=self._arrived, error_callback=self._done.put
+            )
+
+    def _arrived(self, result: ShardResult) -> None:
+        self._send_next()  # first, so that the count never drops to zero in between
+        self._done.put(result)
+
+    def _take(self, timeout: float | None) -> ShardResult | None:
+        try:
+            # A timeout keeps a waiting Ctrl-C deliverable.
+            item = self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
+        except queue.Empty:
+            return None
+        with self._lock:
+            self._in_flight -= 1
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def started(self) -> bool:
         with self._lock:
             if self._error is not None:
                 raise self._error
-            return self._results
+            return self._pool is not None
 
     def ready_results(self) -> Iterator[ShardResult]:
         """Results the pool has finished, without waiting for more."""
-        results = self.started()
-        while results is not None:
-            try:
-                result = results.next(timeout=0)
-            except (multiprocessing.TimeoutError, StopIteration):
-                return
-            self._slots.release()
+        while (result := self._take(None)) is not None:
             yield result
 
     def remaining_results(self) -> Iterator[ShardResult]:
-        """Every result still to come; abandons a pool that has not started yet."""
-        with self._lock:
-            if self._results is None:
-                self._abandoned = True
-                if self._error is not None:
-                    raise self._error
-                return
-            results = self._results
-        for result in results:
-            self._slots.release()
-            yield result
+        """Every result still to come (call once no shard is left to hand out); abandons a
+        pool that has not started yet."""
+        while True:
+            with self._lock:
+                if self._pool is None:
+                    self._abandoned = True
+                    if self._error is not None:
+                        raise self._error
+                    return
+                if self._in_flight == 0:
+                    return
+            result = self._take(0.5)
+            if result is not None:
+                yield result
 
     def close(self, finished: bool) -> None:
-        self._shards.stopped.set()
         with self._lock:
             self._abandoned = True
             pool = self._pool

@@ -22,7 +22,7 @@ def pool_only(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[S
     do a run this small alone, before the pool is up)."""
     pool = _BackgroundPool(2, ctx, _SharedShards(shards))
     deadline = time.monotonic() + 60
-    while pool.started() is None:
+    while not pool.started():
         assert time.monotonic() < deadline, "the pool did not start within a minute"
         time.sleep(0.02)
     try:
