@@ -14,6 +14,8 @@ inode) next to what its bytes were found to be:
 Stamps are per machine, so they live here and never in `manifest.jsonl`, whose bytes must
 be the same on every machine. The file is rewritten only when its content changes, so a
 no-op rerun leaves it untouched as well. A missing or unreadable state only costs a rehash.
+There is an output entry per output file: they are read one at a time into a `SortedSpill`
+and written from the run's records in path order, never held as one dict.
 
 An output is stamped right after this tool wrote it: only a change made within the same
 mtime tick, at the same size and inode, could slip past, and nothing but this tool writes
@@ -26,17 +28,20 @@ systems) at the same size, so its stamp proves nothing and it is not remembered.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from augment.errors import OutputError
 from augment.ingest import Original
 from augment.manifest import STATE_DIR
-from augment.writer import write_if_changed
+from augment.spill import SortedSpill
+from augment.writer import ChangedFile
 
 STATE_NAME = f"{STATE_DIR}/state.json"
 STATE_FORMAT = "augment-state/1"
@@ -105,78 +110,156 @@ class SourceCache:
             del self.entries[rel]
 
 
+OutputStamp = dict[str, Any]  # {"stamp": [size, mtime_ns, inode], "sha256": ...}
+
+
+def output_stamp(out: Path, path: str, sha256: str) -> OutputStamp | None:
+    """The entry that says the file at `path` holds `sha256` now (None: it is not there)."""
+    stamp = stamp_of(out / path)
+    return None if stamp is None else {"stamp": list(stamp), "sha256": sha256}
+
+
+def output_is_current(out: Path, path: str, sha256: str, entry: OutputStamp | None) -> bool:
+    """True when the file at `path` still is what was written or verified as `sha256`,
+    judged by its stamp alone (no read)."""
+    return (
+        entry is not None
+        and entry.get("sha256") == sha256
+        and stamp_of(out / path) == tuple(entry.get("stamp", ()))
+    )
+
+
 @dataclass
 class RunState:
     sources: SourceCache
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> stamp, sha256
+    # The outputs' entries as the last run left them, by path (None: a damaged entry). Held
+    # on disk past a budget: a run reads them in path order, next to its other records.
+    outputs: SortedSpill[OutputStamp | None] = field(default_factory=SortedSpill)
 
-    def output_is_current(self, out: Path, path: str, sha256: str) -> bool:
-        """True when the file at `path` still is what was written or verified as `sha256`,
-        judged by its stamp alone (no read)."""
-        entry = self.outputs.get(path)
-        return (
-            entry is not None
-            and entry.get("sha256") == sha256
-            and stamp_of(out / path) == tuple(entry.get("stamp", ()))
-        )
-
-    def record_output(self, out: Path, path: str, sha256: str) -> None:
-        stamp = stamp_of(out / path)
-        if stamp is None:
-            self.outputs.pop(path, None)
-        else:
-            self.outputs[path] = {"stamp": list(stamp), "sha256": sha256}
-
-    def keep_outputs(self, paths: set[str]) -> None:
-        for path in set(self.outputs) - paths:
-            del self.outputs[path]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": STATE_FORMAT,
-            "root": self.sources.root,
-            "sources": dict(sorted(self.sources.entries.items())),
-            "outputs": dict(sorted(self.outputs.items())),
-        }
+    def close(self) -> None:
+        self.outputs.close()
 
 
 def load_state(out: Path, src_root: Path) -> RunState:
     """The state an earlier run left in OUT; empty when absent, unreadable, or made for
     another source folder."""
     root = str(src_root.resolve())
-    empty = RunState(SourceCache(root))
     try:
-        doc = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return empty
-    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-        return empty
+        text = (out / STATE_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return RunState(SourceCache(root))
+    outputs: SortedSpill[OutputStamp | None] = SortedSpill()
+    doc: dict[str, Any] = {}
+
+    def member(key: str, pos: int) -> int:
+        if key == "outputs":  # the bulk: one entry at a time, never the whole dict
+            outputs.close()  # (a repeated key: the last one counts, as in json.loads)
+            doc[key] = True
+            return _scan_object(text, pos, entry)
+        doc[key], end = _DECODER.raw_decode(text, pos)
+        return end
+
+    def entry(path: str, pos: int) -> int:
+        value, end = _DECODER.raw_decode(text, pos)
+        outputs.add(path, value if _well_formed_entry(value, "sha256", str) else None, 450)
+        return end
+
+    try:
+        end = _scan_object(text, 0, member)
+        if text[end:].strip(_WHITESPACE):
+            raise ValueError("extra data")
+    except ValueError:  # json.JSONDecodeError included
+        outputs.close()
+        return RunState(SourceCache(root))
     sources = doc.get("sources") if doc.get("root") == root else {}
-    outputs = doc.get("outputs")
-    if not isinstance(sources, dict) or not isinstance(outputs, dict):
-        return empty
-    return RunState(
-        SourceCache(root, _well_formed(sources, "original", dict)),
-        _well_formed(outputs, "sha256", str),
+    if doc.get("format") != STATE_FORMAT or not isinstance(sources, dict) or "outputs" not in doc:
+        outputs.close()
+        return RunState(SourceCache(root))
+    return RunState(SourceCache(root, _well_formed(sources, "original", dict)), outputs)
+
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+def _scan_object(text: str, pos: int, member: Callable[[str, int], int]) -> int:
+    """Parse the JSON object at `text[pos]` (after any whitespace) one member at a time:
+    `member(key, position of its value)` parses the value and returns where it ends.
+    Returns the position after the object; raises ValueError where it is not one."""
+    pos = _skip(text, pos)
+    if not text.startswith("{", pos):
+        raise ValueError("not an object")
+    pos = _skip(text, pos + 1)
+    if text.startswith("}", pos):
+        return pos + 1
+    while True:
+        if not text.startswith('"', pos):
+            raise ValueError("not a key")
+        key, pos = scanstring(text, pos + 1)
+        pos = _skip(text, pos)
+        if not text.startswith(":", pos):
+            raise ValueError("no ':'")
+        pos = _skip(text, member(key, _skip(text, pos + 1)))
+        if text.startswith("}", pos):
+            return pos + 1
+        if not text.startswith(",", pos):
+            raise ValueError("no ','")
+        pos = _skip(text, pos + 1)
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _well_formed_entry(entry: Any, key: str, kind: type) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get(key), kind)
+        and isinstance(entry.get("stamp"), list)
+        and len(entry["stamp"]) == 3
     )
 
 
 def _well_formed(entries: dict[str, Any], key: str, kind: type) -> dict[str, dict[str, Any]]:
     """The entries of a hand-edited or damaged state that can be used; the rest are dropped
     (their files are simply read again)."""
-    return {
-        path: entry
-        for path, entry in entries.items()
-        if isinstance(entry, dict)
-        and isinstance(entry.get(key), kind)
-        and isinstance(entry.get("stamp"), list)
-        and len(entry["stamp"]) == 3
-    }
+    return {path: entry for path, entry in entries.items() if _well_formed_entry(entry, key, kind)}
 
 
-def save_state(out: Path, state: RunState) -> None:
-    text = json.dumps(state.to_dict(), separators=(",", ":")) + "\n"
-    write_if_changed(out / STATE_NAME, text.encode("utf-8"))
+def save_state(
+    out: Path, state: RunState, outputs: Iterable[tuple[str, OutputStamp | None]]
+) -> None:
+    """Write the state with `outputs` (path order; None entries left out) as its output
+    entries, as one compact JSON document, only if its bytes change."""
+    file = ChangedFile(out / STATE_NAME)
+    head = {"format": STATE_FORMAT, "root": state.sources.root}
+    file.write(_ENCODE(head)[:-1].encode() + b',"sources":')
+    _write_object(file, sorted(state.sources.entries.items()))
+    file.write(b',"outputs":')
+    _write_object(file, ((path, entry) for path, entry in outputs if entry is not None))
+    file.write(b"}\n")
+    file.commit()
+
+
+def _write_object(file: ChangedFile, items: Iterable[tuple[str, Any]]) -> None:
+    """A JSON object of `items` as compact json.dumps writes it, encoded a thousand members
+    at a time by json's C encoder rather than held whole."""
+    separator = b"{"
+    for chunk in _chunks(items, 1000):
+        file.write(separator + _ENCODE(dict(chunk))[1:-1].encode())
+        separator = b","
+    file.write(b"{}" if separator == b"{" else b"}")
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 @contextlib.contextmanager
