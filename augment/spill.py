@@ -109,10 +109,23 @@ def _read_run(run: IO[bytes]) -> Iterator[Any]:
 def merge_groups(*streams: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, list[list[Any]]]]:
     """Every key of the sorted `streams`, in order, with the values each stream has for it
     (a list per stream, in the stream's order)."""
-    tagged = [zip(stream, itertools.repeat(i)) for i, stream in enumerate(streams)]
-    merged = heapq.merge(*tagged, key=lambda item: item[0][0])
-    for key, group in itertools.groupby(merged, key=lambda item: item[0][0]):
-        values: list[list[Any]] = [[] for _ in streams]
-        for (_, value), i in group:
-            values[i].append(value)
+    iterators = [iter(stream) for stream in streams]
+    heads = [next(it, None) for it in iterators]  # each stream's next entry (None: done)
+    while True:
+        key = None
+        for head in heads:
+            if head is not None and (key is None or head[0] < key):
+                key = head[0]
+        if key is None:
+            return
+        values: list[list[Any]] = []
+        for i, head in enumerate(heads):
+            group = []
+            if head is not None and head[0] == key:
+                it = iterators[i]
+                while head is not None and head[0] == key:
+                    group.append(head[1])
+                    head = next(it, None)
+                heads[i] = head
+            values.append(group)
         yield key, values

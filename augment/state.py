@@ -149,11 +149,44 @@ def load_state(out: Path, src_root: Path) -> RunState:
     except (OSError, UnicodeDecodeError):
         return RunState(SourceCache(root))
     outputs: SortedSpill[OutputStamp | None] = SortedSpill()
-    doc: dict[str, Any] = {}
+
+    def output(path: str, entry: Any) -> None:
+        outputs.add(path, entry if _well_formed_entry(entry, "sha256", str) else None, 450)
+
+    try:
+        doc = _parse_state(text, output, outputs.close)
+    except ValueError:  # json.JSONDecodeError included
+        doc = {"outputs": False}
+    sources = doc.get("sources") if doc.get("root") == root else {}
+    if doc.get("format") != STATE_FORMAT or not isinstance(sources, dict) or not doc["outputs"]:
+        outputs.close()
+        return RunState(SourceCache(root))
+    return RunState(SourceCache(root, _well_formed(sources, "original", dict)), outputs)
+
+
+_PARSE_WHOLE = 1 << 19  # bytes: a state this small (~3,000 outputs) is parsed at once
+
+
+def _parse_state(
+    text: str, output: Callable[[str, Any], None], restart: Callable[[], None]
+) -> dict[str, Any]:
+    """The state document, but its output entries are handed to `output` one at a time
+    ("outputs" is True if there was an object of them). A large state is parsed entry by
+    entry, never holding them all; a small one at once, which is quicker. `restart` drops
+    the entries handed so far (a repeated key: the last one counts, as in json.loads)."""
+    if len(text) <= _PARSE_WHOLE:
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        entries = doc.pop("outputs", None)
+        for path, entry in entries.items() if isinstance(entries, dict) else ():
+            output(path, entry)
+        return {**doc, "outputs": isinstance(entries, dict)}
+    doc: dict[str, Any] = {"outputs": False}
 
     def member(key: str, pos: int) -> int:
-        if key == "outputs":  # the bulk: one entry at a time, never the whole dict
-            outputs.close()  # (a repeated key: the last one counts, as in json.loads)
+        if key == "outputs":
+            restart()
             doc[key] = True
             return _scan_object(text, pos, entry)
         doc[key], end = _DECODER.raw_decode(text, pos)
@@ -161,21 +194,13 @@ def load_state(out: Path, src_root: Path) -> RunState:
 
     def entry(path: str, pos: int) -> int:
         value, end = _DECODER.raw_decode(text, pos)
-        outputs.add(path, value if _well_formed_entry(value, "sha256", str) else None, 450)
+        output(path, value)
         return end
 
-    try:
-        end = _scan_object(text, 0, member)
-        if text[end:].strip(_WHITESPACE):
-            raise ValueError("extra data")
-    except ValueError:  # json.JSONDecodeError included
-        outputs.close()
-        return RunState(SourceCache(root))
-    sources = doc.get("sources") if doc.get("root") == root else {}
-    if doc.get("format") != STATE_FORMAT or not isinstance(sources, dict) or "outputs" not in doc:
-        outputs.close()
-        return RunState(SourceCache(root))
-    return RunState(SourceCache(root, _well_formed(sources, "original", dict)), outputs)
+    end = _scan_object(text, 0, member)
+    if text[end:].strip(_WHITESPACE):
+        raise ValueError("extra data")
+    return doc
 
 
 _DECODER = json.JSONDecoder()
