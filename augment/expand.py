@@ -229,7 +229,7 @@ def _expand(
                     progress(len(result.records))
     except KeyboardInterrupt:
         pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
-        write_interrupted(out, rows, leftovers, pending, state, SPLITS)
+        write_interrupted(out, rows, leftovers, pending, state)
         raise
     lap("execute")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from augment.errors import ManifestError
+from augment.holdout import SPLITS
 from augment.imageio import sha256_file
 from augment.manifest import (
     HEADER_NAME,
@@ -232,7 +233,6 @@ def write_interrupted(
     leftovers: SortedSpill[Previous],
     pending: Iterable[str],
     state: RunState,
-    splits: Sequence[str],
 ) -> None:
     """After Ctrl-C (the pool is stopped by now): no temporary file is left, and
     manifest.jsonl and metadata.csv list exactly the tool's image files that are on disk
@@ -249,7 +249,7 @@ def write_interrupted(
             journal.add(record["path"], row, row.size)
         for path in pending:
             todo.add(path, None, 0)
-        files = RecordFiles(out, splits)
+        files = RecordFiles(out, SPLITS)
         listed = False
         try:
             for path, (new, journaled, old, planned) in merge_groups(
@@ -265,7 +265,7 @@ def write_interrupted(
             files.discard()
             raise
         files.commit(
-            [split for split in splits if (out / split).is_dir()],
+            [split for split in SPLITS if (out / split).is_dir()],
             manifest=listed or (out / MANIFEST_NAME).exists(),
         )
     save_state(out, state, _stamps_so_far(rows, state.outputs))
