@@ -10,15 +10,14 @@ the run's memory must not.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from augment.errors import ManifestError
-from augment.writer import ChangedFile, temp_path_for, write_if_changed, write_text_atomic
+from augment.writer import ChangedFile, temp_path_for, write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 HEADER_NAME = "augment.json"
@@ -31,11 +30,6 @@ Record = dict[str, Any]
 
 def dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-
-
-def write_manifest(out: Path, records: Iterable[Record]) -> None:
-    lines = [dumps(r) for r in sorted(records, key=lambda r: r["path"])]
-    write_if_changed(out / MANIFEST_NAME, "".join(line + "\n" for line in lines).encode())
 
 
 def iter_jsonl(path: Path) -> Iterator[Record]:
@@ -133,42 +127,11 @@ def iter_journal(out: Path) -> Iterator[Record]:
             yield from records
 
 
-def read_journal(out: Path) -> list[Record]:
-    return list(iter_journal(out))
-
-
 def clear_journal(out: Path) -> None:
     shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
 
 
 SOFT_LABEL_PREFIX = "p_"
-
-
-def write_metadata_csv(
-    out: Path, split: str, records: Iterable[Record], soft_classes: Sequence[str] = ()
-) -> None:
-    """`file_name,label` per split, the form Hugging Face `imagefolder` reads.
-
-    With `soft_classes` (a run that mixes images), one more column per class, `p_<class>`,
-    holds the image's probability of that class: the soft label a trainer can read without
-    the manifest. Unmixed images get 1 in their own class's column, 0 elsewhere. Every split
-    gets the same columns, as `imagefolder` needs.
-    """
-    prefix = f"{split}/"
-    rows = []
-    for r in records:
-        if not r["path"].startswith(prefix):
-            continue
-        row = [r["path"][len(prefix) :], r["label"]]
-        probs = r.get("soft_label") or {r["label"]: 1.0}
-        row.extend(_probability(probs.get(c, 0.0)) for c in soft_classes)
-        rows.append(row)
-    rows.sort()
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file_name", "label", *(SOFT_LABEL_PREFIX + c for c in soft_classes)])
-    writer.writerows(rows)
-    write_if_changed(out / split / "metadata.csv", buf.getvalue().encode())
 
 
 def _probability(value: float) -> str:
@@ -178,12 +141,17 @@ def _probability(value: float) -> str:
 
 
 class RecordFiles:
-    """`manifest.jsonl` and each split's `metadata.csv`, written from records given one at
-    a time in path order (what `write_manifest` and `write_metadata_csv` write from a list),
-    so that no list of them is held. `commit` puts in place the files whose bytes changed.
+    """`manifest.jsonl` (a record per line) and each split's `metadata.csv`, written from
+    records given one at a time in path order, so that no list of them is held. `commit`
+    puts in place the files whose bytes changed.
 
-    The temporaries of `metadata.csv` are made in the state folder, not in the split's
-    folder: one that only held outputs since removed as stale must be left empty.
+    `metadata.csv` is `file_name,label` per split, the form Hugging Face `imagefolder`
+    reads. With `soft_classes` (a run that mixes images), one more column per class,
+    `p_<class>`, holds the image's probability of that class: the soft label a trainer can
+    read without the manifest. Unmixed images get 1 in their own class's column, 0
+    elsewhere. Every split gets the same columns, as `imagefolder` needs. Its temporaries
+    are made in the state folder, not in the split's folder: one that only held outputs
+    since removed as stale must be left empty.
     """
 
     def __init__(self, out: Path, splits: Sequence[str], soft_classes: Sequence[str] = ()) -> None:

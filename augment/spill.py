@@ -76,10 +76,12 @@ class SortedSpill(Generic[V]):
         return heapq.merge(*map(_read_run, self._runs), self._held, key=_by_key)
 
     def close(self) -> None:
+        """Drop every entry (and the runs' files); the spill is empty again."""
         for run in self._runs:
             run.close()
         self._runs = []
         self._held = []
+        self._held_bytes = self._count = 0
 
     def __enter__(self) -> SortedSpill[V]:
         return self

@@ -73,26 +73,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write atomically unless the file already holds exactly `data`; True if written.
-
-    A rerun that changes nothing must leave every file untouched, mtime included, or
-    every tool that watches mtimes (make, rsync, a trainer's cache) would see a change.
-    """
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    write_atomic(path, data)
-    return True
-
-
 class ChangedFile:
-    """`write_if_changed` for content made a piece at a time (a manifest of any size): the
+    """A file written atomically unless it already holds exactly the bytes given: a rerun
+    that changes nothing must leave every file untouched, mtime included, or every tool that
+    watches mtimes (make, rsync, a trainer's cache) would see a change.
+
+    The content comes a piece at a time (a manifest of any size is never held whole): the
     pieces are compared with the file as they come, and written to a temporary from the
-    first difference on, so the content is never held whole. `commit()` renames it into
-    place, or leaves the file untouched (mtime included) when its bytes were the same.
+    first difference on. `commit()` renames it into place, or leaves the file as it was.
 
     `temp` names the temporary (on the same file system) when it must not be in the file's
     folder; it must be a name `remove_temp_files` recognises.
