@@ -88,10 +88,17 @@ def hash_originals(
     """
     hashes = {o.path: known[o.sha256] for o in originals if o.sha256 in known}
     todo = [o.path for o in originals if o.path not in hashes]
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for path, value in zip(todo, pool.map(_hash_file, (root / p for p in todo)), strict=True):
-            if value is not None:
-                hashes[path] = value
+    threads = max(1, threads)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        # A few hundred at a time: `map` makes a future (~1 KB) per item up front, which
+        # would make memory grow with the dataset.
+        step = 128 * threads
+        for start in range(0, len(todo), step):
+            paths = todo[start : start + step]
+            hashed = pool.map(_hash_file, (root / p for p in paths))
+            for path, value in zip(paths, hashed, strict=True):
+                if value is not None:
+                    hashes[path] = value
     return hashes, len(todo)
 
 

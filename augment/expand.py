@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,25 +21,31 @@ from augment.duplicates import Cluster, Grouping, group_duplicates
 from augment.errors import ManifestError, OutputError
 from augment.executor import Executor, default_workers, multiprocessing_pool
 from augment.holdout import SPLITS, Holdout, assign_splits
-from augment.imageio import DEFAULT_MAX_PIXELS, sha256_file
+from augment.imageio import DEFAULT_MAX_PIXELS
 from augment.ingest import Dataset, Rejected, ingest
 from augment.manifest import (
     HEADER_FORMAT,
     HEADER_NAME,
     MANIFEST_NAME,
     STATE_DIR,
-    Record,
+    RecordFiles,
     clear_journal,
     read_header,
-    read_journal,
-    read_manifest,
     write_header,
-    write_manifest,
-    write_metadata_csv,
 )
-from augment.plan import Fingerprints, SourceTask, plan_tasks, shard_tasks
+from augment.plan import Fingerprints, Plan, shard_tasks
 from augment.recipe import Recipe, load_recipe
+from augment.records import (
+    Previous,
+    Row,
+    add_written,
+    read_previous,
+    reuse_done,
+    write_interrupted,
+    write_records,
+)
 from augment.similarity import DEFAULT_MAX_DISTANCE, ImageHash
+from augment.spill import SortedSpill
 from augment.state import RunState, exclusive_run, load_state, save_state
 from augment.uptodate import inputs_digest, remember_run, unchanged_since_last_run
 from augment.worker import RunContext
@@ -142,16 +149,17 @@ def _expand(
     if options.times < 1:
         raise OutputError("--times must be at least 1")
     recipe = load_recipe(options.recipe)
-    lap("recipe")
-    state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
-    dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
-    recipe.check_classes(dataset.classes)
-    lap("ingest")
-    foreign = check_output_location(dataset, out, options.force)
     fingerprints = Fingerprints(
         preprocess=recipe.preprocess_fingerprint(options.output_format, options.quality),
         recipe=recipe.fingerprint(options.output_format, options.quality),
     )
+    lap("recipe")
+    state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
+    guard.callback(state.close)
+    dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
+    recipe.check_classes(dataset.classes)
+    lap("ingest")
+    foreign = check_output_location(dataset, out, options.force)
     inputs = inputs_digest(recipe, fingerprints, _output_options(options), dataset)
     locked = False
     if state.last_run is not None and not foreign:
@@ -172,10 +180,12 @@ def _expand(
     state.last_run = None
 
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
-    previous_header, previous_records = _previous_run(out)
+    previous_header, previous = read_previous(out)
+    guard.callback(previous.close)
     grouping, holdout = _hold_out(dataset, options, previous_header)
+    del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
-    tasks, plan_rejected = plan_tasks(
+    plan = Plan(
         dataset.originals,
         holdout.split_of,
         variants_per_class(dataset, options),
@@ -187,17 +197,22 @@ def _expand(
         balance=options.balance,
     )
     if foreign:  # before the first write: --force never overwrites what is there
-        refuse_overwrites(out, [j.path for t in tasks for j in t.outputs])
+        refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
     if not locked:
         _lock(out, guard)
     try:
         remove_temp_files(out)
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
-    reused, todo, rehashed = _reuse_done(out, tasks, previous_records, fingerprints.recipe, state)
+    # This run's records by path (the reused ones now, the others as shards finish), and
+    # the last run's that are not reused.
+    rows: SortedSpill[Row] = guard.enter_context(SortedSpill())
+    leftovers: SortedSpill[Previous] = guard.enter_context(SortedSpill())
+    reuse = reuse_done(out, plan, fingerprints.recipe, previous, state.outputs, rows, leftovers)
+    previous.close()
     lap("plan")
     if on_plan is not None:
-        on_plan(sum(len(t.outputs) for t in todo))
+        on_plan(reuse.to_write)
 
     ctx = RunContext(
         src_root=dataset.root,
@@ -209,58 +224,49 @@ def _expand(
         max_pixels=options.max_pixels,
     )
     run = executor or multiprocessing_pool(options.workers or default_workers())
-    records: list[Record] = list(reused.values())
-    rejected = [*dataset.rejected, *plan_rejected]
+    rejected = [*dataset.rejected, *plan.rejected]
     written = 0
     try:
-        if todo:
-            for result in run(ctx, shard_tasks(todo, OUTPUTS_PER_SHARD)):
-                records.extend(result.records)
+        if reuse.to_write:
+            for result in run(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
+                add_written(out, rows, result.records)
                 rejected.extend(result.rejected)
                 written += len(result.records)
-                for r in result.records:
-                    state.record_output(out, r["path"], r["sha256"])
                 if progress is not None:
                     progress(len(result.records))
     except KeyboardInterrupt:
-        pending = {job.path for task in todo for job in task.outputs}
-        _write_interrupted(out, previous_records, records, pending, state)
+        pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
+        write_interrupted(out, rows, leftovers, pending, state)
         raise
     lap("execute")
 
     rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
-    planned = {r["path"] for r in records}
-    try:
-        removed = _remove_stale(out, previous_records, planned)
-    except OSError as exc:
-        raise output_error(out, exc, "remove stale outputs in") from exc
-    counts = class_counts(records)
-    _write_outputs(
+    state.sources.keep_only({o.path for o in dataset.originals})
+    counts, removed = _write_outputs(
         out,
         dataset,
         recipe,
         options,
         fingerprints,
         holdout.split_of,
-        records,
-        counts,
+        rows,
+        leftovers,
         rejected,
         grouping.hashes,
+        state,
+        inputs,
+        complete=written == reuse.to_write,
     )
-    state.sources.keep_only({o.path for o in dataset.originals})
-    state.keep_outputs(planned)
-    remember_run(out, state, inputs, {job.path for task in tasks for job in task.outputs})
-    save_state(out, state)
     clear_journal(out)
     lap("write")
 
     summary = _summary(out, options, dataset, grouping, holdout, counts, rejected)
     summary.written = written
-    summary.reused = len(reused)
+    summary.reused = reuse.reused
     summary.removed = removed
     summary.seconds = time.perf_counter() - started
     summary.sources_read = state.sources.reads
-    summary.outputs_rehashed = rehashed
+    summary.outputs_rehashed = reuse.rehashed
     summary.timings = timings
     return summary
 
@@ -329,6 +335,7 @@ def _unchanged_run(
     rebuilt = build_header(
         grouped, recipe, options, fingerprints, holdout.split_of, counts, rejected, grouping.hashes
     )
+    rebuilt["holdout"] = list(rebuilt["holdout"])
     if json.loads(json.dumps(rebuilt)) != header:  # compared as read back from the file
         return None
     summary = _summary(out, options, grouped, grouping, holdout, counts, rejected)
@@ -383,9 +390,9 @@ class _Laps:
         self.last = now
 
 
-def class_counts(records: Sequence[Record]) -> dict[str, dict[str, int]]:
-    """Output files per split and class, both sorted: the header's `counts` and the summary's."""
-    counts = Counter((r["split"], r["label"]) for r in records)
+def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """Output files per (split, class), as a table with both sorted: the header's `counts`
+    and the summary's."""
     table: dict[str, dict[str, int]] = {}
     for (split, label), n in sorted(counts.items()):
         table.setdefault(split, {})[label] = n
@@ -428,10 +435,12 @@ def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
 
 
-def refuse_overwrites(out: Path, planned: Sequence[str]) -> None:
+def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
     """--force never overwrites: stop before writing if a file augment would write exists."""
     own = [HEADER_NAME, MANIFEST_NAME, *(f"{split}/metadata.csv" for split in SPLITS)]
-    clashes = [p for p in [*own, *planned] if (out / p).exists() or (out / p).is_symlink()]
+    clashes = [
+        p for p in itertools.chain(own, planned) if (out / p).exists() or (out / p).is_symlink()
+    ]
     if clashes:
         more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
         shown = ", ".join(clashes[:5]) + more
@@ -440,19 +449,6 @@ def refuse_overwrites(out: Path, planned: Sequence[str]) -> None:
             "--force never overwrites files augment did not write: move them or choose "
             "another folder"
         )
-
-
-def _previous_run(out: Path) -> tuple[dict[str, Any], list[Record]]:
-    if not (out / HEADER_NAME).exists():
-        return {}, read_journal(out)
-    header = read_header(out)
-    try:
-        records = read_manifest(out)
-    except ManifestError:
-        if (out / MANIFEST_NAME).exists():
-            raise
-        records = []
-    return header, [*records, *read_journal(out)]
 
 
 def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
@@ -467,109 +463,6 @@ def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
     return known
 
 
-def _reuse_done(
-    out: Path,
-    tasks: Sequence[SourceTask],
-    previous: Sequence[Record],
-    recipe_fp: str,
-    state: RunState,
-) -> tuple[dict[str, Record], list[SourceTask], int]:
-    """Split planned outputs into those already on disk (reuse their records) and the rest;
-    also returns how many existing outputs had to be read to tell.
-
-    Names are content-keyed, so a file at a planned name that still holds its recorded
-    bytes is current. An output whose stamp (size, mtime, inode) is what this tool wrote or
-    last verified is trusted without reading; any other is hashed, and made again unless
-    its bytes are right (a same-size corrupted file is caught here).
-    """
-    known = {r["path"]: r for r in previous}
-    reused: dict[str, Record] = {}
-    todo: list[SourceTask] = []
-    rehashed = 0
-    for task in tasks:
-        missing = []
-        for job in task.outputs:
-            record = known.get(job.path)
-            current = False
-            if record is not None:
-                current = state.output_is_current(out, job.path, record["sha256"])
-                if not current and (out / job.path).is_file():
-                    rehashed += 1
-                    current = _sha256_or_none(out / job.path) == record["sha256"]
-                    if current:
-                        state.record_output(out, job.path, record["sha256"])
-            if current:
-                assert record is not None
-                reused[job.path] = {**record, "recipe": recipe_fp}
-            else:
-                missing.append(job)
-        if missing:
-            todo.append(SourceTask(task.original, task.split, tuple(missing)))
-    return reused, todo, rehashed
-
-
-def _sha256_or_none(path: Path) -> str | None:
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None
-
-
-def _write_interrupted(
-    out: Path,
-    previous: Sequence[Record],
-    done: Sequence[Record],
-    pending: set[str],
-    state: RunState,
-) -> None:
-    """After Ctrl-C (the pool is stopped by now): no temporary file is left, and
-    manifest.jsonl and metadata.csv list exactly the tool's image files that are on disk
-    (those of the earlier run not yet removed, and those of every finished shard), so every
-    loader sees a consistent folder. augment.json is left as the last complete run wrote
-    it; the journal stays, and a rerun resumes."""
-    remove_temp_files(out)
-    records = {
-        r["path"]: r for r in previous if r["path"] not in pending and (out / r["path"]).is_file()
-    }
-    # The journal also has the shards that workers finished but this process had not
-    # received yet when the pool was stopped.
-    records.update((r["path"], r) for r in read_journal(out) if (out / r["path"]).is_file())
-    records.update((r["path"], r) for r in done)
-    # Files of shards that were cut short have no record yet: they go, and are redone.
-    for path in sorted(pending - records.keys()):
-        (out / path).unlink(missing_ok=True)
-    listed = list(records.values())
-    for split in SPLITS:
-        if (out / split).is_dir():
-            write_metadata_csv(out, split, listed)
-    if listed or (out / MANIFEST_NAME).exists():
-        write_manifest(out, listed)
-    save_state(out, state)
-
-
-def _remove_stale(out: Path, previous: Sequence[Record], planned: set[str]) -> int:
-    """Delete outputs an earlier run wrote that this run no longer makes. Only files the
-    manifest lists, still holding the bytes it recorded, are touched: a file the tool did not
-    write (or that someone has since replaced) is never deleted."""
-    removed = 0
-    known = {r["path"]: r for r in previous}
-    for path in sorted(set(known) - planned):
-        target = out / path
-        if (
-            target.is_file()
-            and not target.is_symlink()
-            and target.resolve().is_relative_to(out.resolve())
-            and sha256_file(target) == known[path].get("sha256")
-        ):
-            target.unlink()
-            removed += 1
-            parent = target.parent
-            while parent != out and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-    return removed
-
-
 def _write_outputs(
     out: Path,
     dataset: Dataset,
@@ -577,20 +470,33 @@ def _write_outputs(
     options: ExpandOptions,
     fingerprints: Fingerprints,
     split_of: Mapping[str, str],
-    records: Sequence[Record],
-    counts: Mapping[str, Mapping[str, int]],
+    rows: SortedSpill[Row],
+    leftovers: SortedSpill[Previous],
     rejected: Sequence[Rejected],
     hashes: Mapping[str, ImageHash],
-) -> None:
-    soft_classes = dataset.classes if recipe.mix else []
-    for split in SPLITS:
-        if (out / split).is_dir() or any(r["split"] == split for r in records):
-            write_metadata_csv(out, split, records, soft_classes)
-    write_manifest(out, records)
+    state: RunState,
+    inputs: str,
+    complete: bool,
+) -> tuple[dict[str, dict[str, int]], int]:
+    """metadata.csv, manifest.jsonl, augment.json and the state, from the run's rows (stale
+    outputs removed on the way). Returns the class counts and how many were removed."""
+    files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
+    try:
+        pairs, removed = write_records(out, rows, leftovers, files)
+    except BaseException:
+        files.discard()
+        raise
+    listed = {split for split, _ in pairs}
+    files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
+    counts = class_counts(pairs)
     header = build_header(
         dataset, recipe, options, fingerprints, split_of, counts, rejected, hashes
     )
     write_header(out, header)
+    stamps = ((path, row.stamp) for path, row in rows)
+    remember_run(out, state, inputs, stamps, complete)
+    save_state(out, state, ((path, row.stamp) for path, row in rows))
+    return counts, removed
 
 
 def build_header(
@@ -603,7 +509,8 @@ def build_header(
     rejected: Sequence[Rejected],
     hashes: Mapping[str, ImageHash],
 ) -> dict[str, Any]:
-    """The run header, `augment.json`."""
+    """The run header, `augment.json`; its holdout, an entry per original, is an iterator
+    (write_header writes it an entry at a time)."""
     return {
         "format": HEADER_FORMAT,
         "tool": {"name": "augment", "version": __version__},
@@ -620,7 +527,7 @@ def build_header(
             "classes": dataset.classes,
         },
         "counts": counts,
-        "holdout": [
+        "holdout": (  # an entry per original: written one at a time
             {
                 "path": o.path,
                 "sha256": o.sha256,
@@ -630,7 +537,7 @@ def build_header(
                 **({"phash": hashes[o.path].to_hex()} if o.path in hashes else {}),
             }
             for o in dataset.originals
-        ],
+        ),
         "rejected": [
             {"path": r.path, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.path)
         ],

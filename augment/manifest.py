@@ -2,21 +2,22 @@
 (the run header), `metadata.csv` per split, and the journal that makes runs resumable.
 
 Everything here is written in a canonical order (records sorted by path, keys in a fixed
-order, no timestamps) so the same run always produces the same bytes.
+order, no timestamps) so the same run always produces the same bytes. A run reads and
+writes them a record at a time (`iter_jsonl`, `RecordFiles`): they grow with the dataset,
+the run's memory must not.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from augment.errors import ManifestError
-from augment.writer import write_if_changed, write_text_atomic
+from augment.writer import ChangedFile, temp_path_for, write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 HEADER_NAME = "augment.json"
@@ -31,30 +32,36 @@ def dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def write_manifest(out: Path, records: Iterable[Record]) -> None:
-    lines = [dumps(r) for r in sorted(records, key=lambda r: r["path"])]
-    write_if_changed(out / MANIFEST_NAME, "".join(line + "\n" for line in lines).encode())
+def iter_jsonl(path: Path) -> Iterator[Record]:
+    """The records of a JSON-lines file, one line at a time (a manifest of any size)."""
+    try:
+        handle = path.open(encoding="utf-8", newline="\n")
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+    with handle:
+        lines = enumerate(handle, start=1)
+        while True:
+            try:
+                n, line = next(lines)
+            except StopIteration:
+                return
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ManifestError(f"cannot read {path}: {exc}") from exc
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{path} line {n}: not JSON ({exc.msg})") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+                raise ManifestError(f"{path} line {n}: a record needs a 'path'")
+            yield record
 
 
 def read_jsonl(path: Path) -> list[Record]:
-    records: list[Record] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read {path}: {exc}") from exc
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{path} line {n}: not JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-            raise ManifestError(f"{path} line {n}: a record needs a 'path'")
-        records.append(record)
-    return records
+    return list(iter_jsonl(path))
 
 
 def read_manifest(out: Path) -> list[Record]:
@@ -62,8 +69,31 @@ def read_manifest(out: Path) -> list[Record]:
 
 
 def write_header(out: Path, header: Mapping[str, Any]) -> None:
-    text = json.dumps(header, indent=2, ensure_ascii=False) + "\n"
-    write_if_changed(out / HEADER_NAME, text.encode())
+    """The header as `json.dumps(header, indent=2)` writes it; a value that is an iterator
+    (the holdout: an entry per original) is written as a list, an entry at a time."""
+    file = ChangedFile(out / HEADER_NAME)
+    try:
+        for n, (key, value) in enumerate(header.items()):
+            file.write(f"{',' if n else '{'}\n  {_indented(key, 1)}: ".encode())
+            if not isinstance(value, Iterator):
+                file.write(_indented(value, 1).encode())
+                continue
+            opening = "["
+            for item in value:
+                file.write(f"{opening}\n    {_indented(item, 2)}".encode())
+                opening = ","
+            file.write(b"[]" if opening == "[" else b"\n  ]")
+        file.write(b"\n}\n" if header else b"{}\n")
+    except BaseException:
+        file.discard()
+        raise
+    file.commit()
+
+
+def _indented(value: Any, level: int) -> str:
+    # JSON strings never hold a raw newline, so every newline is indentation's.
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.replace("\n", "\n" + "  " * level)
 
 
 def read_header(out: Path) -> dict[str, Any]:
@@ -85,16 +115,16 @@ def write_journal(out: Path, shard_id: str, records: Sequence[Record]) -> None:
     write_text_atomic(out / JOURNAL_DIR / f"{shard_id}.jsonl", text)
 
 
-def read_journal(out: Path) -> list[Record]:
+def iter_journal(out: Path) -> Iterator[Record]:
+    """The records of every finished shard of an unfinished run."""
     folder = out / JOURNAL_DIR
-    records: list[Record] = []
     if folder.is_dir():
         for path in sorted(folder.glob("*.jsonl")):
             try:
-                records.extend(read_jsonl(path))
+                records = read_jsonl(path)  # one shard: a few dozen records
             except ManifestError:
                 continue  # an unreadable journal only means that shard is redone
-    return records
+            yield from records
 
 
 def clear_journal(out: Path) -> None:
@@ -104,34 +134,74 @@ def clear_journal(out: Path) -> None:
 SOFT_LABEL_PREFIX = "p_"
 
 
-def write_metadata_csv(
-    out: Path, split: str, records: Iterable[Record], soft_classes: Sequence[str] = ()
-) -> None:
-    """`file_name,label` per split, the form Hugging Face `imagefolder` reads.
-
-    With `soft_classes` (a run that mixes images), one more column per class, `p_<class>`,
-    holds the image's probability of that class: the soft label a trainer can read without
-    the manifest. Unmixed images get 1 in their own class's column, 0 elsewhere. Every split
-    gets the same columns, as `imagefolder` needs.
-    """
-    prefix = f"{split}/"
-    rows = []
-    for r in records:
-        if not r["path"].startswith(prefix):
-            continue
-        row = [r["path"][len(prefix) :], r["label"]]
-        probs = r.get("soft_label") or {r["label"]: 1.0}
-        row.extend(_probability(probs.get(c, 0.0)) for c in soft_classes)
-        rows.append(row)
-    rows.sort()
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file_name", "label", *(SOFT_LABEL_PREFIX + c for c in soft_classes)])
-    writer.writerows(rows)
-    write_if_changed(out / split / "metadata.csv", buf.getvalue().encode())
-
-
 def _probability(value: float) -> str:
     # Always a float literal ("1.0", not "1"): a loader that infers column types per file
     # (Hugging Face imagefolder) must see the same type in every split.
     return repr(float(value))
+
+
+class RecordFiles:
+    """`manifest.jsonl` (a record per line) and each split's `metadata.csv`, written from
+    records given one at a time in path order, so that no list of them is held. `commit`
+    puts in place the files whose bytes changed.
+
+    `metadata.csv` is `file_name,label` per split, the form Hugging Face `imagefolder`
+    reads. With `soft_classes` (a run that mixes images), one more column per class,
+    `p_<class>`, holds the image's probability of that class: the soft label a trainer can
+    read without the manifest. Unmixed images get 1 in their own class's column, 0
+    elsewhere. Every split gets the same columns, as `imagefolder` needs. Its temporaries
+    are made in the state folder, not in the split's folder: one that only held outputs
+    since removed as stale must be left empty.
+    """
+
+    def __init__(self, out: Path, splits: Sequence[str], soft_classes: Sequence[str] = ()) -> None:
+        self._soft_classes = soft_classes
+        self._manifest = ChangedFile(out / MANIFEST_NAME)
+        self._metadata: dict[str, ChangedFile] = {}
+        self._rows: dict[str, Any] = {}
+        for split in splits:
+            temp = temp_path_for(out / STATE_DIR / f"{split}-metadata.csv")
+            file = self._metadata[split] = ChangedFile(out / split / "metadata.csv", temp)
+            self._rows[split] = csv.writer(_Encoded(file), lineterminator="\n")
+            self._rows[split].writerow(
+                ["file_name", "label", *(SOFT_LABEL_PREFIX + c for c in soft_classes)]
+            )
+
+    def add(self, line: str, path: str, label: str, soft_label: Mapping[str, float] | None) -> None:
+        """One record: its manifest line, path, label and soft label."""
+        self._manifest.write(line.encode() + b"\n")
+        split, _, name = path.partition("/")
+        rows = self._rows.get(split)
+        if rows is not None:
+            probs = soft_label or {label: 1.0}
+            rows.writerow(
+                [name, label, *(_probability(probs.get(c, 0.0)) for c in self._soft_classes)]
+            )
+
+    def commit(self, metadata: Collection[str], manifest: bool = True) -> None:
+        """Put in place the `metadata.csv` of the splits in `metadata` (in split order),
+        then the manifest; the others are left as they are."""
+        try:
+            for split, file in self._metadata.items():
+                if split in metadata:
+                    file.commit()
+                else:
+                    file.discard()
+            if manifest:
+                self._manifest.commit()
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        for file in [*self._metadata.values(), self._manifest]:
+            file.discard()
+
+
+class _Encoded:
+    """A text sink for csv.writer that hands UTF-8 bytes on."""
+
+    def __init__(self, file: ChangedFile) -> None:
+        self.file = file
+
+    def write(self, text: str) -> None:
+        self.file.write(text.encode())

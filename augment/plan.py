@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,118 @@ def output_extension(original: Original, output_format: str) -> str:
     return same_format(original.format) if output_format == "same" else output_format
 
 
+class Plan:
+    """The run's jobs, made one original at a time when asked for: a dataset of any size
+    is planned without holding a job per output.
+
+    One task per accepted original; train originals get `variants_per_class[label]` (or,
+    with `balance`, as many as make every class's train total equal), others [0]. `mix`
+    are the recipe's mix entries and `mix_size` the (width, height) every image has after
+    preprocessing, which CutMix boxes are drawn in. Jobs derive only from the inputs, so
+    asking twice gives the same jobs.
+    """
+
+    def __init__(
+        self,
+        originals: Sequence[Original],
+        split_of: Mapping[str, str],
+        variants_per_class: Mapping[str, Sequence[int]],
+        fingerprints: Fingerprints,
+        seed: int,
+        output_format: str,
+        *,
+        mix: Sequence[MixSpec] = (),
+        mix_size: tuple[int, int] | None = None,
+        balance: bool = False,
+    ) -> None:
+        self._fingerprints = fingerprints
+        self._seed = seed
+        self._format = output_format
+        self._mix = mix
+        self._mix_size = mix_size
+        accepted, self.rejected = _drop_exact_duplicates(originals, split_of, output_format)
+        train: dict[str, list[Original]] = {}
+        for original in accepted:
+            if split_of[original.path] == "train":
+                train.setdefault(original.label, []).append(original)
+        per_original = balanced_variants(train, variants_per_class, seed) if balance else {}
+        self._partners = PartnerPool([o for members in train.values() for o in members], mix)
+        self._sources: list[tuple[Original, str, Sequence[int]]] = []
+        for original in accepted:
+            split = split_of[original.path]
+            if split != "train":
+                variants: Sequence[int] = (0,)
+            else:
+                variants = per_original.get(original.path, variants_per_class[original.label])
+            self._sources.append((original, split, variants))
+        self._drop_clashes()
+        self.outputs = sum(len(variants) for _, _, variants in self._sources)
+
+    def _drop_clashes(self) -> None:
+        """A safety net: an original none of whose names may be taken by an earlier one.
+
+        Every key embeds its original's sha256, so only originals with the same bytes can
+        plan the same name (exact duplicates are dropped before; a mixed variant of a copy
+        filed under another class can still land in that class's folder): only their jobs
+        are compared, so no name of the others is held.
+        """
+        counts = Counter(original.sha256 for original, _, _ in self._sources)
+        if max(counts.values(), default=0) < 2:
+            return
+        planned: dict[str, str] = {}
+        kept = []
+        for original, split, variants in self._sources:
+            if counts[original.sha256] > 1:
+                paths = [job.path for job in self._jobs(original, split, variants)]
+                clash = next((planned[p] for p in paths if p in planned), None)
+                if clash is not None:
+                    self.rejected.append(Rejected(original.path, f"exact duplicate of {clash}"))
+                    continue
+                planned.update((p, original.path) for p in paths)
+            kept.append((original, split, variants))
+        self._sources = kept
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def tasks(self, todo: Mapping[int, int] | None = None) -> Iterator[SourceTask]:
+        """Every task in order; with `todo` (task index -> bit mask of its jobs), only the
+        tasks and jobs it names."""
+        for index, (original, split, variants) in enumerate(self._sources):
+            mask = -1 if todo is None else todo.get(index, 0)
+            if mask:
+                jobs = self._jobs(original, split, variants)
+                if mask != -1:
+                    jobs = tuple(job for j, job in enumerate(jobs) if mask >> j & 1)
+                yield SourceTask(original=original, split=split, outputs=jobs)
+
+    def _jobs(
+        self, original: Original, split: str, variants: Sequence[int]
+    ) -> tuple[OutputJob, ...]:
+        stem = safe_name(Path(original.path).stem)
+        ext = output_extension(original, self._format)
+        jobs = []
+        for v in variants:
+            job_seed_ = job_seed(self._seed, original.sha256, v)
+            planned_mix = (
+                plan_mix(original, job_seed_, self._mix, self._partners, self._mix_size)
+                if v and self._mix
+                else None
+            )
+            label = planned_mix.label if planned_mix else original.label
+            partner_sha = planned_mix.partner.sha256 if planned_mix else None
+            key = output_key(original.sha256, self._fingerprints, self._seed, v, partner_sha)
+            jobs.append(
+                OutputJob(
+                    path=f"{split}/{safe_name(label)}/{stem}__{key}.{ext}",
+                    variant=v,
+                    seed=job_seed_,
+                    mix=planned_mix,
+                )
+            )
+        return tuple(jobs)
+
+
 def plan_tasks(
     originals: Sequence[Original],
     split_of: Mapping[str, str],
@@ -138,53 +251,19 @@ def plan_tasks(
     mix_size: tuple[int, int] | None = None,
     balance: bool = False,
 ) -> tuple[list[SourceTask], list[Rejected]]:
-    """One task per original; train originals get `variants_per_class[label]` (or, with
-    `balance`, as many as make every class's train total equal), others [0].
-
-    `mix` are the recipe's mix entries and `mix_size` the (width, height) every image has
-    after preprocessing, which CutMix boxes are drawn in.
-    """
-    accepted, rejected = _drop_exact_duplicates(originals, split_of, output_format)
-    train: dict[str, list[Original]] = {}
-    for original in accepted:
-        if split_of[original.path] == "train":
-            train.setdefault(original.label, []).append(original)
-    per_original = balanced_variants(train, variants_per_class, seed) if balance else {}
-    partners = PartnerPool([o for members in train.values() for o in members], mix)
-    tasks: list[SourceTask] = []
-    planned: dict[str, str] = {}
-    for original in accepted:
-        split = split_of[original.path]
-        if split != "train":
-            variants: Sequence[int] = (0,)
-        else:
-            variants = per_original.get(original.path, variants_per_class[original.label])
-        stem = safe_name(Path(original.path).stem)
-        ext = output_extension(original, output_format)
-        jobs = []
-        for v in variants:
-            job_seed_ = job_seed(seed, original.sha256, v)
-            planned_mix = (
-                plan_mix(original, job_seed_, mix, partners, mix_size) if v and mix else None
-            )
-            label = planned_mix.label if planned_mix else original.label
-            partner_sha = planned_mix.partner.sha256 if planned_mix else None
-            key = output_key(original.sha256, fingerprints, seed, v, partner_sha)
-            jobs.append(
-                OutputJob(
-                    path=f"{split}/{safe_name(label)}/{stem}__{key}.{ext}",
-                    variant=v,
-                    seed=job_seed_,
-                    mix=planned_mix,
-                )
-            )
-        clash = next((planned[j.path] for j in jobs if j.path in planned), None)
-        if clash is not None:  # a safety net: exact duplicates are dropped above
-            rejected.append(Rejected(original.path, f"exact duplicate of {clash}"))
-            continue
-        planned.update((j.path, original.path) for j in jobs)
-        tasks.append(SourceTask(original=original, split=split, outputs=tuple(jobs)))
-    return tasks, rejected
+    """Every task of a `Plan` at once (for a preview or a test: a run takes them lazily)."""
+    plan = Plan(
+        originals,
+        split_of,
+        variants_per_class,
+        fingerprints,
+        seed,
+        output_format,
+        mix=mix,
+        mix_size=mix_size,
+        balance=balance,
+    )
+    return list(plan.tasks()), plan.rejected
 
 
 def _drop_exact_duplicates(
@@ -292,7 +371,7 @@ def plan_mix(
     )
 
 
-def shard_tasks(tasks: Sequence[SourceTask], outputs_per_shard: int) -> Iterator[list[SourceTask]]:
+def shard_tasks(tasks: Iterable[SourceTask], outputs_per_shard: int) -> Iterator[list[SourceTask]]:
     """Group tasks into shards of about `outputs_per_shard` outputs: the unit of work,
     of pickling, and of resume."""
     shard: list[SourceTask] = []

@@ -124,15 +124,17 @@ def block_psnr(a: np.ndarray, b: np.ndarray, block: int = _REENCODE_BLOCK) -> fl
 
 
 def hamming_pairs(
-    left: np.ndarray, right: np.ndarray, max_distance: int, block: int = 2048
+    left: np.ndarray, right: np.ndarray, max_distance: int, pairs_per_block: int = 1 << 20
 ) -> Iterator[tuple[int, int, int]]:
     """(i, j, distance) for every left[i], right[j] at most `max_distance` bits apart.
 
-    Brute force with numpy bit operations, in row blocks so memory stays at
-    block x len(right) bytes. About 5 x 10^7 pairs per second on one core: 5,000 held-out
-    images against 20,000 train files take ~2 s; beyond ~10^6 x 10^5 an index (multi-index
-    hashing, a BK-tree) would be needed.
+    Brute force with numpy bit operations, in blocks of rows of about `pairs_per_block`
+    pairs: ~10 bytes per pair (XOR, bit count, comparison), so ~10 MB whatever the sizes
+    (blocks of a fixed 2,048 rows took 200 MB against 10,000 originals). About 5 x 10^7
+    pairs per second on one core: 5,000 held-out images against 20,000 train files take ~2 s;
+    beyond ~10^6 x 10^5 an index (multi-index hashing, a BK-tree) would be needed.
     """
+    block = max(1, pairs_per_block // max(1, len(right)))
     for start in range(0, len(left), block):
         chunk = left[start : start + block]
         dist = np.bitwise_count(chunk[:, None] ^ right[None, :])

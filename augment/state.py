@@ -16,6 +16,8 @@ inode) next to what its bytes were found to be:
 Stamps are per machine, so they live here and never in `manifest.jsonl`, whose bytes must
 be the same on every machine. The file is rewritten only when its content changes, so a
 no-op rerun leaves it untouched as well. A missing or unreadable state only costs a rehash.
+There is an output entry per output file: they are read one at a time into a `SortedSpill`
+and written from the run's records in path order, never held as one dict.
 
 An output is stamped right after this tool wrote it: only a change made within the same
 mtime tick, at the same size and inode, could slip past, and nothing but this tool writes
@@ -28,17 +30,20 @@ systems) at the same size, so its stamp proves nothing and it is not remembered.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from augment.errors import OutputError
 from augment.ingest import Original
 from augment.manifest import STATE_DIR
-from augment.writer import write_if_changed
+from augment.spill import SortedSpill
+from augment.writer import ChangedFile
 
 STATE_NAME = f"{STATE_DIR}/state.json"
 STATE_FORMAT = "augment-state/1"
@@ -110,86 +115,187 @@ class SourceCache:
             del self.entries[rel]
 
 
+OutputStamp = dict[str, Any]  # {"stamp": [size, mtime_ns, inode], "sha256": ...}
+
+
+def output_stamp(out: Path, path: str, sha256: str) -> OutputStamp | None:
+    """The entry that says the file at `path` holds `sha256` now (None: it is not there)."""
+    stamp = stamp_of(out / path)
+    return None if stamp is None else {"stamp": list(stamp), "sha256": sha256}
+
+
+def output_is_current(out: Path, path: str, sha256: str, entry: OutputStamp | None) -> bool:
+    """True when the file at `path` still is what was written or verified as `sha256`,
+    judged by its stamp alone (no read)."""
+    return (
+        entry is not None
+        and entry.get("sha256") == sha256
+        and stamp_of(out / path) == tuple(entry.get("stamp", ()))
+    )
+
+
 @dataclass
 class RunState:
     sources: SourceCache
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> stamp, sha256
+    # The outputs' entries as the last run left them, by path (None: a damaged entry). Held
+    # on disk past a budget: a run reads them in path order, next to its other records.
+    outputs: SortedSpill[OutputStamp | None] = field(default_factory=SortedSpill)
     last_run: dict[str, str] | None = None  # see augment/uptodate.py
 
-    def output_is_current(self, out: Path, path: str, sha256: str) -> bool:
-        """True when the file at `path` still is what was written or verified as `sha256`,
-        judged by its stamp alone (no read)."""
-        entry = self.outputs.get(path)
-        return (
-            entry is not None
-            and entry.get("sha256") == sha256
-            and stamp_of(out / path) == tuple(entry.get("stamp", ()))
-        )
-
-    def record_output(self, out: Path, path: str, sha256: str) -> None:
-        stamp = stamp_of(out / path)
-        if stamp is None:
-            self.outputs.pop(path, None)
-        else:
-            self.outputs[path] = {"stamp": list(stamp), "sha256": sha256}
-
-    def keep_outputs(self, paths: set[str]) -> None:
-        for path in set(self.outputs) - paths:
-            del self.outputs[path]
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = {
-            "format": STATE_FORMAT,
-            "root": self.sources.root,
-            "sources": dict(sorted(self.sources.entries.items())),
-            "outputs": dict(sorted(self.outputs.items())),
-        }
-        if self.last_run is not None:
-            doc["last_run"] = self.last_run
-        return doc
+    def close(self) -> None:
+        self.outputs.close()
 
 
 def load_state(out: Path, src_root: Path) -> RunState:
     """The state an earlier run left in OUT; empty when absent, unreadable, or made for
     another source folder."""
     root = str(src_root.resolve())
-    empty = RunState(SourceCache(root))
     try:
-        doc = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return empty
-    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-        return empty
+        text = (out / STATE_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return RunState(SourceCache(root))
+    outputs: SortedSpill[OutputStamp | None] = SortedSpill()
+
+    def output(path: str, entry: Any) -> None:
+        outputs.add(path, entry if _well_formed_entry(entry, "sha256", str) else None, 450)
+
+    try:
+        doc = _parse_state(text, output, outputs.close)
+    except ValueError:  # json.JSONDecodeError included
+        doc = {"outputs": False}
     sources = doc.get("sources") if doc.get("root") == root else {}
-    outputs = doc.get("outputs")
-    if not isinstance(sources, dict) or not isinstance(outputs, dict):
-        return empty
+    if doc.get("format") != STATE_FORMAT or not isinstance(sources, dict) or not doc["outputs"]:
+        outputs.close()
+        return RunState(SourceCache(root))
     last_run = doc.get("last_run") if doc.get("root") == root else None
     if not isinstance(last_run, dict) or not all(isinstance(v, str) for v in last_run.values()):
         last_run = None
-    return RunState(
-        SourceCache(root, _well_formed(sources, "original", dict)),
-        _well_formed(outputs, "sha256", str),
-        last_run,
+    return RunState(SourceCache(root, _well_formed(sources, "original", dict)), outputs, last_run)
+
+
+_PARSE_WHOLE = 1 << 19  # bytes: a state this small (~3,000 outputs) is parsed at once
+
+
+def _parse_state(
+    text: str, output: Callable[[str, Any], None], restart: Callable[[], None]
+) -> dict[str, Any]:
+    """The state document, but its output entries are handed to `output` one at a time
+    ("outputs" is True if there was an object of them). A large state is parsed entry by
+    entry, never holding them all; a small one at once, which is quicker. `restart` drops
+    the entries handed so far (a repeated key: the last one counts, as in json.loads)."""
+    if len(text) <= _PARSE_WHOLE:
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        entries = doc.pop("outputs", None)
+        for path, entry in entries.items() if isinstance(entries, dict) else ():
+            output(path, entry)
+        return {**doc, "outputs": isinstance(entries, dict)}
+    doc: dict[str, Any] = {"outputs": False}
+
+    def member(key: str, pos: int) -> int:
+        if key == "outputs":
+            restart()
+            doc[key] = True
+            return _scan_object(text, pos, entry)
+        doc[key], end = _DECODER.raw_decode(text, pos)
+        return end
+
+    def entry(path: str, pos: int) -> int:
+        value, end = _DECODER.raw_decode(text, pos)
+        output(path, value)
+        return end
+
+    end = _scan_object(text, 0, member)
+    if text[end:].strip(_WHITESPACE):
+        raise ValueError("extra data")
+    return doc
+
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+def _scan_object(text: str, pos: int, member: Callable[[str, int], int]) -> int:
+    """Parse the JSON object at `text[pos]` (after any whitespace) one member at a time:
+    `member(key, position of its value)` parses the value and returns where it ends.
+    Returns the position after the object; raises ValueError where it is not one."""
+    pos = _skip(text, pos)
+    if not text.startswith("{", pos):
+        raise ValueError("not an object")
+    pos = _skip(text, pos + 1)
+    if text.startswith("}", pos):
+        return pos + 1
+    while True:
+        if not text.startswith('"', pos):
+            raise ValueError("not a key")
+        key, pos = scanstring(text, pos + 1)
+        pos = _skip(text, pos)
+        if not text.startswith(":", pos):
+            raise ValueError("no ':'")
+        pos = _skip(text, member(key, _skip(text, pos + 1)))
+        if text.startswith("}", pos):
+            return pos + 1
+        if not text.startswith(",", pos):
+            raise ValueError("no ','")
+        pos = _skip(text, pos + 1)
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _well_formed_entry(entry: Any, key: str, kind: type) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get(key), kind)
+        and isinstance(entry.get("stamp"), list)
+        and len(entry["stamp"]) == 3
     )
 
 
 def _well_formed(entries: dict[str, Any], key: str, kind: type) -> dict[str, dict[str, Any]]:
     """The entries of a hand-edited or damaged state that can be used; the rest are dropped
     (their files are simply read again)."""
-    return {
-        path: entry
-        for path, entry in entries.items()
-        if isinstance(entry, dict)
-        and isinstance(entry.get(key), kind)
-        and isinstance(entry.get("stamp"), list)
-        and len(entry["stamp"]) == 3
-    }
+    return {path: entry for path, entry in entries.items() if _well_formed_entry(entry, key, kind)}
 
 
-def save_state(out: Path, state: RunState) -> None:
-    text = json.dumps(state.to_dict(), separators=(",", ":")) + "\n"
-    write_if_changed(out / STATE_NAME, text.encode("utf-8"))
+def save_state(
+    out: Path, state: RunState, outputs: Iterable[tuple[str, OutputStamp | None]]
+) -> None:
+    """Write the state with `outputs` (path order; None entries left out) as its output
+    entries, as one compact JSON document, only if its bytes change."""
+    file = ChangedFile(out / STATE_NAME)
+    head = {"format": STATE_FORMAT, "root": state.sources.root}
+    file.write(_ENCODE(head)[:-1].encode() + b',"sources":')
+    _write_object(file, sorted(state.sources.entries.items()))
+    file.write(b',"outputs":')
+    _write_object(file, ((path, entry) for path, entry in outputs if entry is not None))
+    if state.last_run is not None:
+        file.write(b',"last_run":' + _ENCODE(state.last_run).encode())
+    file.write(b"}\n")
+    file.commit()
+
+
+def _write_object(file: ChangedFile, items: Iterable[tuple[str, Any]]) -> None:
+    """A JSON object of `items` as compact json.dumps writes it, encoded a thousand members
+    at a time by json's C encoder rather than held whole."""
+    separator = b"{"
+    for chunk in _chunks(items, 1000):
+        file.write(separator + _ENCODE(dict(chunk))[1:-1].encode())
+        separator = b","
+    file.write(b"{}" if separator == b"{" else b"}")
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from augment.ingest import Dataset
 from augment.manifest import STATE_DIR
 from augment.plan import Fingerprints
 from augment.recipe import Recipe
-from augment.state import LOCK_NAME, STATE_NAME, RunState, Stamp
+from augment.state import LOCK_NAME, STATE_NAME, OutputStamp, RunState, Stamp
 
 DIGEST_FORMAT = 1  # bump when what the digests cover changes
 # What the state folder holds between runs; anything else (a journal, a temporary file
@@ -112,17 +112,24 @@ def snapshot_digest(snapshot: Mapping[str, Stamp | None]) -> str:
     return _sha256(json.dumps(sorted(snapshot.items())))
 
 
-def remember_run(out: Path, state: RunState, inputs: str, planned: Set[str]) -> None:
-    """At the end of a complete run, store the digests the next run compares with, if OUT
-    is provably what this run made: every planned output was made (none rejected by a
-    worker, which the next run would try again), and each still has the stamp it was
-    written or verified with (nothing changed it while the run went on)."""
+def remember_run(
+    out: Path,
+    state: RunState,
+    inputs: str,
+    outputs: Iterable[tuple[str, OutputStamp | None]],
+    complete: bool,
+) -> None:
+    """At the end of a run, store the digests the next run compares with, if OUT is
+    provably what this run made: the run is `complete` (every planned output was made, none
+    rejected by a worker, which the next run would try again), and each of its `outputs`
+    (path order, with the entry state.json keeps) still has the stamp it was written or
+    verified with (nothing changed it while the run went on)."""
     state.last_run = None
-    snapshot = output_snapshot(out)
-    if snapshot is None or state.outputs.keys() != planned:
+    snapshot = output_snapshot(out) if complete else None
+    if snapshot is None:
         return
-    for path, entry in state.outputs.items():
-        if snapshot.get(path) != tuple(entry["stamp"]):
+    for path, entry in outputs:
+        if entry is None or snapshot.get(path) != tuple(entry["stamp"]):
             return
     state.last_run = {"inputs": inputs, "output": snapshot_digest(snapshot)}
 

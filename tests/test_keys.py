@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import augment.recipe as recipe_module
+import augment.state as state_module
 from augment.ingest import ingest
 from augment.plan import Fingerprints, job_seed, output_key
 from augment.recipe import parse_recipe
@@ -90,21 +91,32 @@ def test_source_cache_trusts_only_settled_unchanged_files(tmp_path: Path) -> Non
     }["a/old.png"]
 
 
-def test_damaged_state_is_ignored_entry_by_entry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole", [True, False], ids=["parsed-at-once", "entry-by-entry"])
+def test_damaged_state_is_ignored_entry_by_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole: bool
+) -> None:
+    if not whole:  # as a large state is read
+        monkeypatch.setattr(state_module, "_PARSE_WHOLE", 0)
     out = tmp_path / "out"
     (out / ".augment").mkdir(parents=True)
     good = {"stamp": [1, 2, 3], "sha256": "ab"}
-    (out / STATE_NAME).write_text(
-        json.dumps(
-            {
-                "format": "augment-state/1",
-                "root": str(tmp_path.resolve()),
-                "sources": {"a/x.png": {"stamp": "oops"}, "a/y.png": [1]},
-                "outputs": {"train/a/x.png": good, "train/a/y.png": {"sha256": 5}},
-            }
-        )
-    )
+    doc = {
+        "format": "augment-state/1",
+        "root": str(tmp_path.resolve()),
+        "sources": {"a/x.png": {"stamp": "oops"}, "a/y.png": [1]},
+        "outputs": {"train/a/x.png": good, "train/a/y.png": {"sha256": 5}},
+    }
+    (out / STATE_NAME).write_text(json.dumps(doc, indent=1))  # as someone may have saved it
     state = load_state(out, tmp_path)
-    assert state.sources.entries == {} and state.outputs == {"train/a/x.png": good}
+    usable = {path: entry for path, entry in state.outputs if entry is not None}
+    assert state.sources.entries == {} and usable == {"train/a/x.png": good}
+    # A repeated path: the last entry counts, as in any JSON reader.
+    text = json.dumps({**doc, "outputs": {"train/a/x.png": {"sha256": 5}}})
+    (out / STATE_NAME).write_text(
+        text.replace('{"train', '{"train/a/x.png": ' + json.dumps(good) + ', "train')
+    )
+    assert dict(load_state(out, tmp_path).outputs) == {"train/a/x.png": None}
+    (out / STATE_NAME).write_text(json.dumps({**doc, "outputs": []}))
+    assert not len(load_state(out, tmp_path).outputs)
     (out / STATE_NAME).write_text("{not json")
-    assert load_state(out, tmp_path).outputs == {}
+    assert not len(load_state(out, tmp_path).outputs)

@@ -1,0 +1,294 @@
+"""A run's records, kept in path order and on disk past a budget, and what is done with them.
+
+A run keeps one entry per output file in four places: the records of the last run
+(`manifest.jsonl`, and the journal of an unfinished run), the stamps in `state.json`, the
+plan, and the records of this run. Each is a `SortedSpill` (sorted by output path, held in
+memory up to a budget, on disk past it), and each step below walks them side by side like a
+merge join, so the run's memory does not grow with the dataset:
+
+- `reuse_done`: planned outputs already on disk with their recorded bytes are reused, the
+  others are to do; the last run's records that are not reused are left over;
+- `write_records`: `manifest.jsonl` and each split's `metadata.csv` from this run's records,
+  and left-over outputs removed (stale);
+- `write_interrupted`: after Ctrl-C, the same files, listing exactly the outputs on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from augment.errors import ManifestError
+from augment.holdout import SPLITS
+from augment.imageio import sha256_file
+from augment.manifest import (
+    HEADER_NAME,
+    MANIFEST_NAME,
+    Record,
+    RecordFiles,
+    dumps,
+    iter_journal,
+    iter_jsonl,
+    read_header,
+)
+from augment.plan import Plan
+from augment.spill import SortedSpill, merge_groups
+from augment.state import OutputStamp, RunState, output_is_current, output_stamp, save_state
+from augment.writer import output_error, remove_temp_files
+
+
+class Row(NamedTuple):
+    """One output as the run's files list it."""
+
+    line: str  # its manifest.jsonl line
+    split: str
+    label: str
+    soft_label: dict[str, float] | None
+    stamp: OutputStamp | None  # its state.json entry (None: it has none)
+
+    @property
+    def size(self) -> int:
+        """Roughly its bytes in memory beyond its path, for a spill's budget."""
+        return len(self.line) + 250 + (0 if self.stamp is None else 450)
+
+
+def row_of(record: Record, stamp: OutputStamp | None = None) -> Row:
+    split, label = record.get("split", ""), record.get("label", "")
+    return Row(dumps(record), split, label, record.get("soft_label"), stamp)
+
+
+class Previous(NamedTuple):
+    """A record of the last run."""
+
+    sha256: Any
+    recipe: Any
+    row: Row
+
+    @property
+    def size(self) -> int:
+        return self.row.size + 250
+
+
+def read_previous(out: Path) -> tuple[dict[str, Any], SortedSpill[Previous]]:
+    """The last run's header and records: `manifest.jsonl`, and the journal of a run that
+    did not finish (a folder without a header has only that), the later record of a path
+    winning."""
+    sources: list[Iterable[Record]] = []
+    header: dict[str, Any] = {}
+    if (out / HEADER_NAME).exists():
+        header = read_header(out)
+        if (out / MANIFEST_NAME).exists():
+            sources.append(iter_jsonl(out / MANIFEST_NAME))
+    sources.append(iter_journal(out))
+    previous: SortedSpill[Previous] = SortedSpill()
+    try:
+        for records in sources:
+            for record in records:
+                row = row_of(record)
+                entry = Previous(record.get("sha256"), record.get("recipe"), row)
+                previous.add(record["path"], entry, entry.size)
+    except ManifestError:
+        previous.close()
+        raise
+    return header, previous
+
+
+@dataclass
+class Reuse:
+    """What `reuse_done` found."""
+
+    todo: dict[int, int] | None = None  # task index -> bit mask of its jobs to do; None: all
+    to_write: int = 0
+    reused: int = 0
+    rehashed: int = 0  # existing outputs read to verify them (their stamp had changed)
+
+
+def reuse_done(
+    out: Path,
+    plan: Plan,
+    recipe_fp: str,
+    previous: SortedSpill[Previous],
+    stamps: SortedSpill[OutputStamp | None],
+    rows: SortedSpill[Row],
+    leftovers: SortedSpill[Previous],
+) -> Reuse:
+    """Split planned outputs into those already on disk (their rows go to `rows`, with this
+    run's recipe fingerprint: this recipe makes the same file) and the rest, to do. The
+    last run's records not reused go to `leftovers`: stale unless this run writes them
+    again.
+
+    Names are content-keyed, so a file at a planned name that still holds its recorded
+    bytes is current. An output whose stamp (size, mtime, inode) is what this tool wrote or
+    last verified is trusted without reading; any other is hashed, and made again unless
+    its bytes are right (a same-size corrupted file is caught here).
+    """
+    if not len(previous):
+        return Reuse(to_write=plan.outputs)
+    reuse = Reuse(todo={})
+    assert reuse.todo is not None
+    with SortedSpill[tuple[int, int]]() as planned:
+        for index, task in enumerate(plan.tasks()):
+            for j, job in enumerate(task.outputs):
+                planned.add(job.path, (index, j), 100)
+        for path, (jobs, records, entries) in merge_groups(planned, previous, stamps):
+            last = records[-1] if records else None
+            if jobs and last is not None:
+                row, rehashed = _current(out, path, last, entries[-1] if entries else None)
+                reuse.rehashed += rehashed
+                if row is not None:
+                    row = _with_recipe(row, last.recipe, recipe_fp)
+                    rows.add(path, row, row.size)
+                    reuse.reused += 1
+                    continue
+            if last is not None:
+                leftovers.add(path, last, last.size)
+            for index, j in jobs:
+                reuse.todo[index] = reuse.todo.get(index, 0) | 1 << j
+            reuse.to_write += len(jobs)
+    return reuse
+
+
+def _current(
+    out: Path, path: str, previous: Previous, stamp: OutputStamp | None
+) -> tuple[Row | None, bool]:
+    """The row of an output that still holds its recorded bytes (None if it does not), and
+    whether the file had to be read to tell."""
+    if output_is_current(out, path, previous.sha256, stamp):
+        return previous.row._replace(stamp=stamp), False
+    if not (out / path).is_file():
+        return None, False
+    if _sha256_or_none(out / path) != previous.sha256:
+        return None, True
+    return previous.row._replace(stamp=output_stamp(out, path, previous.sha256)), True
+
+
+def _with_recipe(row: Row, recipe: Any, recipe_fp: str) -> Row:
+    if recipe == recipe_fp:
+        return row
+    return row._replace(line=dumps({**json.loads(row.line), "recipe": recipe_fp}))
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def add_written(out: Path, rows: SortedSpill[Row], records: Sequence[Record]) -> None:
+    """The records of a finished shard, stamped: their files were just written."""
+    for record in records:
+        path = record["path"]
+        row = row_of(record, output_stamp(out, path, record["sha256"]))
+        rows.add(path, row, row.size)
+
+
+def write_records(
+    out: Path, rows: SortedSpill[Row], leftovers: SortedSpill[Previous], files: RecordFiles
+) -> tuple[Counter[tuple[str, str]], int]:
+    """Hand every row to `files` in path order, and remove the left-over outputs this run
+    did not write again. Returns the outputs per (split, label) and how many were removed."""
+    counts: Counter[tuple[str, str]] = Counter()
+    removed = 0
+    for path, (new, old) in merge_groups(rows, leftovers):
+        if new:
+            row = new[-1]
+            files.add(row.line, path, row.label, row.soft_label)
+            counts[row.split, row.label] += 1
+            continue
+        try:
+            removed += _remove_stale(out, path, old[-1].sha256)
+        except OSError as exc:
+            raise output_error(out, exc, "remove stale outputs in") from exc
+    return counts, removed
+
+
+def _remove_stale(out: Path, path: str, sha256: Any) -> bool:
+    """Delete an output an earlier run wrote that this run no longer makes. Only a file the
+    manifest lists, still holding the bytes it recorded, is touched: a file the tool did not
+    write (or that someone has since replaced) is never deleted."""
+    target = out / path
+    if not (
+        target.is_file()
+        and not target.is_symlink()
+        and target.resolve().is_relative_to(out.resolve())
+        and sha256_file(target) == sha256
+    ):
+        return False
+    target.unlink()
+    parent = target.parent
+    while parent != out and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+    return True
+
+
+def write_interrupted(
+    out: Path,
+    rows: SortedSpill[Row],
+    leftovers: SortedSpill[Previous],
+    pending: Iterable[str],
+    state: RunState,
+) -> None:
+    """After Ctrl-C (the pool is stopped by now): no temporary file is left, and
+    manifest.jsonl and metadata.csv list exactly the tool's image files that are on disk
+    (those of the earlier run not yet removed, and those of every finished shard), so every
+    loader sees a consistent folder. augment.json is left as the last complete run wrote
+    it; the journal stays, and a rerun resumes. `pending` are the outputs this run was to
+    write."""
+    remove_temp_files(out)
+    with SortedSpill[Row]() as journal, SortedSpill[None]() as todo:
+        # The journal also has the shards that workers finished but this process had not
+        # received yet when the pool was stopped.
+        for record in iter_journal(out):
+            row = row_of(record)
+            journal.add(record["path"], row, row.size)
+        for path in pending:
+            todo.add(path, None, 0)
+        files = RecordFiles(out, SPLITS)
+        listed = False
+        try:
+            for path, (new, journaled, old, planned) in merge_groups(
+                rows, journal, leftovers, todo
+            ):
+                row = _listed(out, path, new, journaled, old, bool(planned))
+                if row is not None:
+                    files.add(row.line, path, row.label, row.soft_label)
+                    listed = True
+                elif planned:  # of a shard cut short: it goes, and is redone
+                    (out / path).unlink(missing_ok=True)
+        except BaseException:
+            files.discard()
+            raise
+        files.commit(
+            [split for split in SPLITS if (out / split).is_dir()],
+            manifest=listed or (out / MANIFEST_NAME).exists(),
+        )
+    save_state(out, state, _stamps_so_far(rows, state.outputs))
+
+
+def _listed(
+    out: Path, path: str, new: list[Row], journaled: list[Row], old: list[Previous], planned: bool
+) -> Row | None:
+    """The row an interrupted run lists for `path`: this run's, else a finished shard's,
+    else the earlier run's (unless this run was to make it again), if the file is there."""
+    if new:
+        return new[-1]
+    if journaled and (out / path).is_file():
+        return journaled[-1]
+    if old and not planned and (out / path).is_file():
+        return old[-1].row
+    return None
+
+
+def _stamps_so_far(
+    rows: SortedSpill[Row], stamps: SortedSpill[OutputStamp | None]
+) -> Iterator[tuple[str, OutputStamp | None]]:
+    """The state's output entries after an interrupted run: the earlier ones, updated with
+    those this run wrote or verified."""
+    for path, (new, old) in merge_groups(rows, stamps):
+        yield path, new[-1].stamp if new else old[-1]
