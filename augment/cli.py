@@ -290,10 +290,12 @@ def format_summary(summary: ExpandSummary) -> str:
             lines.append(f"  {c:<{width}}  {before:>10} -> {after.get(c, 0)}")
     originals = ", ".join(f"{n} {s}" for s, n in summary.originals.items())
     lines.append(f"originals: {originals}")
-    rate = summary.written / summary.seconds if summary.seconds > 0 else 0.0
+    rate = ""  # a rate only means something for a run that wrote images
+    if summary.written and summary.seconds > 0:
+        rate = f" ({summary.written / summary.seconds:.0f} images/s)"
     lines.append(
         f"{summary.written} files written, {summary.reused} unchanged, {summary.removed} "
-        f"stale removed in {summary.seconds:.1f}s ({rate:.0f} images/s)"
+        f"stale removed in {summary.seconds:.1f}s{rate}"
     )
     if summary.duplicates:
         lines.append(f"duplicate originals kept in one split ({len(summary.duplicates)} clusters):")
