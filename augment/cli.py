@@ -101,7 +101,7 @@ def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
             type=click.IntRange(-1, 64),
             metavar="BITS",
             help="Originals whose perceptual hashes (of 64 bits) differ by at most BITS, mirror "
-            "included, are held out together; -1 turns this off.",
+            "included, are held out together; -1 turns this off (and skips the hashing).",
         ),
     ]
     for option in reversed(options):
