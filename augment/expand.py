@@ -493,8 +493,9 @@ def _write_outputs(
         dataset, recipe, options, fingerprints, split_of, counts, rejected, hashes
     )
     write_header(out, header)
-    stamps = ((path, row.stamp) for path, row in rows)
-    remember_run(out, state, inputs, stamps, complete)
+    # Both walk the rows (in path order, from disk past the budget): the digests go into the
+    # state, so they are taken first.
+    remember_run(out, state, inputs, ((path, row.stamp) for path, row in rows), complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
 
