@@ -174,6 +174,10 @@ class _BackgroundPool:
                 shard = next(self._shards)
             except StopIteration:
                 return
+            except BaseException as exc:  # raised where the results are taken, not lost here
+                self._in_flight += 1
+                self._done.put(exc)
+                return
             # Counted before this process can see the result: when the count is back to
             # zero, nothing is on its way.
             self._in_flight += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -57,3 +58,29 @@ def test_this_process_and_the_pool_share_the_work(
     expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
     assert shared.written > 0 and not shared.rejected
     assert file_tree(tmp_path / "shared") == file_tree(tmp_path / "inproc")
+
+
+def test_a_failing_plan_is_raised_to_the_caller_not_lost_in_the_pool(
+    tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pool's result thread hands out the next shard; if making it raises, the error
+    # must reach the run (and the run must end), not kill that thread and leave it waiting.
+    monkeypatch.setitem(executor.MIN_SHARDS_FOR_POOL, executor.start_method(), 1)
+    monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
+    real = expand_module.shard_tasks
+
+    def failing(tasks: Iterable[SourceTask], size: int) -> Iterator[list[SourceTask]]:
+        for n, shard in enumerate(real(tasks, size)):
+            if n == 6:
+                raise RuntimeError("planning failed")
+            yield shard
+
+    monkeypatch.setattr(expand_module, "shard_tasks", failing)
+    options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0)
+    # A regression would hang: end the test process with a traceback rather than CI's run.
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        with pytest.raises(RuntimeError, match="planning failed"):
+            expand(DIGITS, tmp_path / "out", options, executor=pool_only)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
