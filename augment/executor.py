@@ -135,10 +135,11 @@ class _BackgroundPool:
         self._shards = shards
         self._in_flight = 0  # sent to the pool and not yet taken by this process
         self._done: queue.SimpleQueue[ShardResult | BaseException] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._start, args=(processes, ctx), daemon=True)
+        self._thread: threading.Thread | None = None
         if start_method() == "fork":
             self._start(processes, ctx)  # never fork from a second thread
         else:
+            self._thread = threading.Thread(target=self._start, args=(processes, ctx), daemon=True)
             self._thread.start()
 
     def _start(self, processes: int, ctx: RunContext) -> None:
@@ -232,7 +233,7 @@ class _BackgroundPool:
         with self._lock:
             self._abandoned = True
             pool = self._pool
-        if pool is None and self._thread.is_alive():
+        if pool is None and self._thread is not None and self._thread.is_alive():
             # Still starting: the thread shuts the pool down once it exists. The run does not
             # wait for that, but the interpreter does before it exits, so that no process or
             # named semaphore of the pool outlives it.

@@ -45,14 +45,17 @@ def test_pool_processes_make_the_same_bytes(
     assert file_tree(tmp_path / "pool") == file_tree(tmp_path / "inproc")
 
 
-def test_this_process_and_the_pool_share_the_work(
-    tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Many small shards and no minimum, so the pool (2 processes, started in the
-    # background) can join this process mid-run; whichever lane does a shard, the bytes
-    # are the same.
+@pytest.fixture
+def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards of 2 outputs and a pool for any run: many shards, so lanes take turns."""
     monkeypatch.setitem(executor.MIN_SHARDS_FOR_POOL, executor.start_method(), 1)
     monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
+
+
+@pytest.mark.usefixtures("small_shards")
+def test_this_process_and_the_pool_share_the_work(tmp_path: Path, small_recipe: Path) -> None:
+    # The pool (2 processes) joins this process mid-run; whichever lane does a shard, the
+    # bytes are the same.
     options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0, workers=3)
     shared = expand(DIGITS, tmp_path / "shared", options)
     expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
@@ -60,13 +63,12 @@ def test_this_process_and_the_pool_share_the_work(
     assert file_tree(tmp_path / "shared") == file_tree(tmp_path / "inproc")
 
 
+@pytest.mark.usefixtures("small_shards")
 def test_a_failing_plan_is_raised_to_the_caller_not_lost_in_the_pool(
     tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The pool's result thread hands out the next shard; if making it raises, the error
     # must reach the run (and the run must end), not kill that thread and leave it waiting.
-    monkeypatch.setitem(executor.MIN_SHARDS_FOR_POOL, executor.start_method(), 1)
-    monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
     real = expand_module.shard_tasks
 
     def failing(tasks: Iterable[SourceTask], size: int) -> Iterator[list[SourceTask]]:
