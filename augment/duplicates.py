@@ -48,6 +48,11 @@ class Grouping:
     conflicts: list[Cluster]  # already split apart by an earlier run: left where they are
     hashed: int = 0  # how many originals had to be decoded (hashes not reused)
 
+    @property
+    def found(self) -> list[list[str]]:
+        """Every cluster's paths, merged or not: what `group_duplicates(found=...)` takes."""
+        return [list(c.paths) for c in (*self.clusters, *self.conflicts)]
+
 
 class _UnionFind:
     def __init__(self, n: int) -> None:
@@ -109,28 +114,30 @@ def group_duplicates(
     known: Mapping[str, ImageHash] | None = None,
     previous_splits: Mapping[str, str] | None = None,
     threads: int = 1,
+    found: Sequence[Sequence[str]] | None = None,
 ) -> Grouping:
     """Merge the groups of duplicate originals. `max_distance` < 0 turns grouping off, and
-    the hashing with it: it is a tenth of a first run's time."""
+    the hashing with it: it is a tenth of a first run's time.
+
+    `found`: the clusters' paths, as an earlier grouping of these very originals and hashes
+    found them (`Grouping.found`). Nothing is decoded or compared then: a rerun proven
+    unchanged (augment/uptodate.py) would otherwise compare every pair of hashes again,
+    which grows with the square of the dataset. ValueError if a path is not an original.
+    """
     if max_distance < 0:
         return Grouping(list(originals), {}, [], [], 0)
     previous_splits = previous_splits or {}
-    hashes, computed = hash_originals(root, originals, known or {}, threads)
-
-    similar = _UnionFind(len(originals))
-    by_sha: dict[str, int] = {}
-    for i, o in enumerate(originals):
-        first = by_sha.setdefault(o.sha256, i)
-        if first != i:
-            similar.union(first, i)
-    hashed = [i for i, o in enumerate(originals) if o.path in hashes]
-    direct = np.array([hashes[originals[i].path].direct for i in hashed], dtype=np.uint64)
-    mirror = np.array([hashes[originals[i].path].mirror for i in hashed], dtype=np.uint64)
-    for right in (direct, mirror):
-        for a, b, _ in hamming_pairs(direct, right, max_distance):
-            if a != b:
-                similar.union(hashed[a], hashed[b])
-    clusters = [c for c in similar.components() if len(c) > 1]
+    if found is None:
+        hashes, computed = hash_originals(root, originals, known or {}, threads)
+        clusters = _similar(originals, hashes, max_distance)
+    else:
+        known = known or {}
+        hashes, computed = {o.path: known[o.sha256] for o in originals if o.sha256 in known}, 0
+        index = {o.path: i for i, o in enumerate(originals)}
+        try:
+            clusters = [sorted(index[path] for path in paths) for paths in found]
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]!r} is not an original") from None
 
     # Merge whole groups: a cluster joins the groups of its members, and groups chain.
     group_ids = {g: n for n, g in enumerate(sorted({o.group for o in originals}))}
@@ -170,3 +177,24 @@ def group_duplicates(
         sorted(conflicts, key=lambda c: c.paths),
         computed,
     )
+
+
+def _similar(
+    originals: Sequence[Original], hashes: Mapping[str, ImageHash], max_distance: int
+) -> list[list[int]]:
+    """Clusters of originals (indices, each sorted): equal bytes, or hashes within
+    `max_distance` bits, the mirror included."""
+    similar = _UnionFind(len(originals))
+    by_sha: dict[str, int] = {}
+    for i, o in enumerate(originals):
+        first = by_sha.setdefault(o.sha256, i)
+        if first != i:
+            similar.union(first, i)
+    hashed = [i for i, o in enumerate(originals) if o.path in hashes]
+    direct = np.array([hashes[originals[i].path].direct for i in hashed], dtype=np.uint64)
+    mirror = np.array([hashes[originals[i].path].mirror for i in hashed], dtype=np.uint64)
+    for right in (direct, mirror):
+        for a, b, _ in hamming_pairs(direct, right, max_distance):
+            if a != b:
+                similar.union(hashed[a], hashed[b])
+    return [c for c in similar.components() if len(c) > 1]

@@ -47,7 +47,12 @@ from augment.records import (
 from augment.similarity import DEFAULT_MAX_DISTANCE, ImageHash
 from augment.spill import SortedSpill
 from augment.state import RunState, exclusive_run, load_state, save_state
-from augment.uptodate import inputs_digest, remember_run, unchanged_since_last_run
+from augment.uptodate import (
+    inputs_digest,
+    remember_run,
+    remembered_clusters,
+    unchanged_since_last_run,
+)
 from augment.worker import RunContext
 from augment.writer import output_error, remove_temp_files
 
@@ -168,7 +173,7 @@ def _expand(
         _lock(out, guard)
         locked = True
         if unchanged_since_last_run(out, state, inputs):
-            summary = _unchanged_run(out, dataset, recipe, options, fingerprints)
+            summary = _unchanged_run(out, state, dataset, recipe, options, fingerprints)
             if summary is not None:
                 if on_plan is not None:
                     on_plan(0)
@@ -252,7 +257,7 @@ def _expand(
         rows,
         leftovers,
         rejected,
-        grouping.hashes,
+        grouping,
         state,
         inputs,
         complete=written == reuse.to_write,
@@ -288,9 +293,13 @@ def _lock(out: Path, guard: contextlib.ExitStack) -> None:
 
 
 def _hold_out(
-    dataset: Dataset, options: ExpandOptions, previous_header: Mapping[str, Any]
+    dataset: Dataset,
+    options: ExpandOptions,
+    previous_header: Mapping[str, Any],
+    found: Sequence[Sequence[str]] | None = None,
 ) -> tuple[Grouping, Holdout]:
-    """Duplicates kept together, then the holdout; sticky to the previous header's splits."""
+    """Duplicates kept together, then the holdout; sticky to the previous header's splits.
+    `found`: the duplicate clusters, when known (see group_duplicates)."""
     previous_splits = {
         h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
     }
@@ -301,6 +310,7 @@ def _hold_out(
         _known_hashes(previous_header),
         previous_splits,
         threads=options.workers or default_workers(),
+        found=found,
     )
     holdout = assign_splits(
         grouping.originals, options.val, options.test, options.seed, previous_splits
@@ -310,6 +320,7 @@ def _hold_out(
 
 def _unchanged_run(
     out: Path,
+    state: RunState,
     dataset: Dataset,
     recipe: Recipe,
     options: ExpandOptions,
@@ -323,14 +334,19 @@ def _unchanged_run(
     run holds out by: recomputing the holdout from it must give back the header's own. The
     jobs are a function of that holdout and of inputs the digest covers, so they are the
     last run's, all made: the counts and rejections the header lists are this run's too.
+    The duplicate clusters are the last run's as well (same originals, same hashes): they
+    are taken from the state rather than found again by comparing every pair of hashes.
     """
+    found = remembered_clusters(state)
+    if found is None:
+        return None
     try:
         header = read_header(out)
         counts = {split: dict(per_class) for split, per_class in header["counts"].items()}
         rejected = [Rejected(r["path"], r["reason"]) for r in header["rejected"]]
-    except (ManifestError, KeyError, TypeError, AttributeError):
+        grouping, holdout = _hold_out(dataset, options, header, found)
+    except (ManifestError, KeyError, TypeError, AttributeError, ValueError):
         return None
-    grouping, holdout = _hold_out(dataset, options, header)
     grouped = dataclasses.replace(dataset, originals=grouping.originals)
     rebuilt = build_header(
         grouped, recipe, options, fingerprints, holdout.split_of, counts, rejected, grouping.hashes
@@ -473,7 +489,7 @@ def _write_outputs(
     rows: SortedSpill[Row],
     leftovers: SortedSpill[Previous],
     rejected: Sequence[Rejected],
-    hashes: Mapping[str, ImageHash],
+    grouping: Grouping,
     state: RunState,
     inputs: str,
     complete: bool,
@@ -490,12 +506,13 @@ def _write_outputs(
     files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
     counts = class_counts(pairs)
     header = build_header(
-        dataset, recipe, options, fingerprints, split_of, counts, rejected, hashes
+        dataset, recipe, options, fingerprints, split_of, counts, rejected, grouping.hashes
     )
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
-    remember_run(out, state, inputs, ((path, row.stamp) for path, row in rows), complete)
+    stamps = ((path, row.stamp) for path, row in rows)
+    remember_run(out, state, inputs, stamps, grouping.found, complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
 

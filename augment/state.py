@@ -11,7 +11,8 @@ inode) next to what its bytes were found to be:
   verified it, so an unchanged output is only `stat`-ed; a different size *or* mtime (or
   inode) means the file is read and hashed again, and made again if its bytes are wrong;
 - `last_run`: digests of what the last complete run was made from and of OUT as it left
-  it, so a rerun that matches both returns at once (see augment/uptodate.py).
+  it, so a rerun that matches both returns at once, and the duplicate clusters that run
+  found (see augment/uptodate.py).
 
 Stamps are per machine, so they live here and never in `manifest.jsonl`, whose bytes must
 be the same on every machine. The file is rewritten only when its content changes, so a
@@ -140,7 +141,7 @@ class RunState:
     # The outputs' entries as the last run left them, by path (None: a damaged entry). Held
     # on disk past a budget: a run reads them in path order, next to its other records.
     outputs: SortedSpill[OutputStamp | None] = field(default_factory=SortedSpill)
-    last_run: dict[str, str] | None = None  # see augment/uptodate.py
+    last_run: dict[str, Any] | None = None  # see augment/uptodate.py
 
     def close(self) -> None:
         self.outputs.close()
@@ -168,7 +169,9 @@ def load_state(out: Path, src_root: Path) -> RunState:
         outputs.close()
         return RunState(SourceCache(root))
     last_run = doc.get("last_run") if doc.get("root") == root else None
-    if not isinstance(last_run, dict) or not all(isinstance(v, str) for v in last_run.values()):
+    if not isinstance(last_run, dict) or not all(
+        isinstance(last_run.get(k), str) for k in ("inputs", "output")
+    ):
         last_run = None
     return RunState(SourceCache(root, _well_formed(sources, "original", dict)), outputs, last_run)
 

@@ -31,7 +31,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +117,15 @@ def remember_run(
     state: RunState,
     inputs: str,
     outputs: Iterable[tuple[str, OutputStamp | None]],
+    clusters: Sequence[Sequence[str]],
     complete: bool,
 ) -> None:
     """At the end of a run, store the digests the next run compares with, if OUT is
     provably what this run made: the run is `complete` (every planned output was made, none
     rejected by a worker, which the next run would try again), and each of its `outputs`
     (path order, with the entry state.json keeps) still has the stamp it was written or
-    verified with (nothing changed it while the run went on)."""
+    verified with (nothing changed it while the run went on). The run's duplicate
+    `clusters` (paths) are kept with them: the next run, if unchanged, has the same."""
     state.last_run = None
     snapshot = output_snapshot(out) if complete else None
     if snapshot is None:
@@ -131,7 +133,21 @@ def remember_run(
     for path, entry in outputs:
         if entry is None or snapshot.get(path) != tuple(entry["stamp"]):
             return
-    state.last_run = {"inputs": inputs, "output": snapshot_digest(snapshot)}
+    state.last_run = {
+        "inputs": inputs,
+        "output": snapshot_digest(snapshot),
+        "clusters": [list(c) for c in clusters],
+    }
+
+
+def remembered_clusters(state: RunState) -> list[list[str]] | None:
+    """The duplicate clusters the last complete run found; None if not (well) recorded."""
+    clusters = (state.last_run or {}).get("clusters")
+    if not isinstance(clusters, list) or not all(
+        isinstance(c, list) and all(isinstance(p, str) for p in c) for c in clusters
+    ):
+        return None
+    return clusters
 
 
 def unchanged_since_last_run(out: Path, state: RunState, inputs: str) -> bool:
