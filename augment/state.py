@@ -80,13 +80,14 @@ class SourceCache:
 
     stamp = staticmethod(stamp_of)
 
-    def lookup(self, rel: str, path: Path) -> Original | None:
-        """The cached Original for an unchanged file (label and group still to be set)."""
+    def lookup(self, rel: str, stamp: Stamp | None, label: str, group: str) -> Original | None:
+        """The cached Original of a file whose stamp, just taken, is the remembered one;
+        with the label and group its listing gives now."""
         entry = self.entries.get(rel)
-        if entry is None or stamp_of(path) != tuple(entry["stamp"]):
+        if entry is None or stamp is None or stamp != tuple(entry["stamp"]):
             return None
         try:
-            original = Original(path=rel, label="", group="", **entry["original"])
+            original = Original(path=rel, label=label, group=group, **entry["original"])
         except TypeError:  # written by a version with other fields: read the file again
             return None
         self.hits += 1
