@@ -64,3 +64,14 @@ def test_the_albumentations_loop_uses_stock_noise_of_the_same_strength(bench: Mo
     stock = bench.stock_transform(FastGaussianNoise(sigma=(4, 12), p=0.3))
     assert isinstance(stock, A.GaussNoise)
     assert stock.std_range == pytest.approx((4 / 255, 12 / 255)) and stock.p == 0.3
+
+
+def test_the_memory_run_is_measured_and_its_rerun_writes_nothing(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """The memory measurement drives the real command (pool processes included) and times a
+    rerun, which asserts it wrote nothing."""
+    m = bench.peak_memory(tmp_path, 24, times=2)
+    assert 20 < m["one"] <= m["rss"]  # MB: the largest process is one of the tree
+    assert m["run"] >= 0 and 0 < m["rerun"] < m["rerun command"]
+    assert not any(tmp_path.glob("tiny24*"))  # corpus and output cleaned up
