@@ -36,16 +36,19 @@ from typing import Any
 
 import numpy as np
 
-from augment.errors import DatasetError, ManifestError
-from augment.executor import default_workers
+from augment.defaults import (
+    DEFAULT_MAX_DISTANCE,
+    IMAGE_EXTENSIONS,
+    REENCODE_MIN_PSNR,
+    default_workers,
+)
+from augment.digests import ImageHash, sha256_file
+from augment.errors import DatasetError, ManifestError, UnreadableImage
 from augment.holdout import SPLITS
-from augment.imageio import IMAGE_EXTENSIONS, UnreadableImage, decode, sha256_file
+from augment.imageio import decode
 from augment.manifest import HEADER_NAME, MANIFEST_NAME, Record, read_header, read_manifest
 from augment.report import class_count_table
 from augment.similarity import (
-    DEFAULT_MAX_DISTANCE,
-    REENCODE_MIN_PSNR,
-    ImageHash,
     block_psnr,
     hamming_pairs,
     phash_rgb,

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from augment.defaults import FORMAT_CHOICES
 from augment.errors import OutputError
-from augment.imageio import FORMAT_CHOICES
 from augment.manifest import read_manifest
 from augment.plan import KEY_LENGTH
 

@@ -19,16 +19,20 @@ from tqdm import tqdm
 from augment import __version__
 from augment.audit import AuditOptions, audit_output, audit_splits, format_report
 from augment.cache import prune_cache
+from augment.defaults import (
+    DEFAULT_MAX_DISTANCE,
+    DEFAULT_MAX_PIXELS,
+    FORMAT_CHOICES,
+    REENCODE_MIN_PSNR,
+    default_workers,
+)
 from augment.diff import diff_outputs, format_diff
 from augment.errors import AugmentError
-from augment.executor import default_workers
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from augment.holdout import parse_amount
-from augment.imageio import DEFAULT_MAX_PIXELS, FORMAT_CHOICES
 from augment.preview import PreviewOptions, write_preview
 from augment.recipe import bundled_recipes, load_recipe
 from augment.report import class_count_table, class_width
-from augment.similarity import DEFAULT_MAX_DISTANCE, REENCODE_MIN_PSNR
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130

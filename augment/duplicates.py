@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from augment.imageio import UnreadableImage
+from augment.digests import ImageHash
+from augment.errors import UnreadableImage
 from augment.ingest import Original
-from augment.similarity import ImageHash, hamming_pairs, phash_bytes
+from augment.similarity import hamming_pairs, phash_bytes
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,8 @@ class OutputError(AugmentError):
 
 class ManifestError(AugmentError):
     """A manifest or run header is missing or malformed."""
+
+
+class UnreadableImage(Exception):
+    """A source file is not a decodable image; the message says why, for the manifest.
+    Not an AugmentError: the file is rejected and the run goes on."""

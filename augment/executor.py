@@ -10,7 +10,6 @@ import atexit
 import contextlib
 import itertools
 import multiprocessing
-import os
 import queue
 import sys
 import threading
@@ -26,10 +25,6 @@ class Executor(Protocol):
     def __call__(
         self, ctx: RunContext, shards: Iterable[list[SourceTask]]
     ) -> Iterator[ShardResult]: ...
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextlib.contextmanager

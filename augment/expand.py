@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
+from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, default_workers
+from augment.digests import ImageHash
 from augment.duplicates import Cluster, Grouping, group_duplicates
 from augment.errors import ManifestError, OutputError
-from augment.executor import Executor, default_workers, multiprocessing_pool
+from augment.executor import Executor, multiprocessing_pool
 from augment.holdout import SPLITS, Holdout, assign_splits
-from augment.imageio import DEFAULT_MAX_PIXELS
 from augment.ingest import Dataset, Rejected, ingest
 from augment.manifest import (
     HEADER_FORMAT,
@@ -44,7 +45,6 @@ from augment.records import (
     write_interrupted,
     write_records,
 )
-from augment.similarity import DEFAULT_MAX_DISTANCE, ImageHash
 from augment.spill import SortedSpill
 from augment.state import RunState, exclusive_run, load_state, save_state
 from augment.uptodate import (

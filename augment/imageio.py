@@ -29,29 +29,26 @@ at 1/2, 1/4 or 1/8 scale by libjpeg's scaled IDCT, no smaller than that, as Pill
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import struct
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps
 
+from augment.defaults import DEFAULT_MAX_PIXELS
+from augment.errors import UnreadableImage
+
 OutputFormat = Literal["jpg", "png", "webp"]
-FORMAT_CHOICES = ("same", "jpg", "png", "webp")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # The Pillow decoders those extensions stand for (a JPEG with several frames opens as MPO).
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 
 # Pillow's format name -> the output format that keeps it ("same"); lossless otherwise.
 _SAME_FORMAT: dict[str, OutputFormat] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "MPO": "jpg"}
-
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit, made explicit
 
 
 # What Pillow's decoders raise on malformed bytes: besides OSError/ValueError (truncated,
@@ -85,23 +82,10 @@ _MAGIC = (
 )
 
 
-class UnreadableImage(Exception):
-    """A source file is not a decodable image; the message says why, for the manifest."""
-
-
 @dataclass(frozen=True)
 class Decoded:
     pixels: np.ndarray  # H x W x 3 uint8 RGB, C-contiguous
     source_format: str  # Pillow's name for what the bytes really are, e.g. "JPEG"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def same_format(source_format: str) -> OutputFormat:

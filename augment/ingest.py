@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from augment.errors import DatasetError
-from augment.imageio import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    UnreadableImage,
-    open_image,
-    sha256_bytes,
-)
+from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from augment.digests import sha256_bytes
+from augment.errors import DatasetError, UnreadableImage
 
 if TYPE_CHECKING:
     from augment.state import SourceCache
@@ -337,6 +332,10 @@ def _read_original(
     except OSError as exc:
         reject(Rejected(rel, f"cannot read: {exc.strerror or exc}"))
         return None
+    # Imported here, on the first source that must be read: a rerun that changes nothing
+    # does not load Pillow and numpy (see augment/defaults.py).
+    from augment.imageio import open_image
+
     try:
         with open_image(data, max_pixels) as img:
             fmt, (width, height) = img.format or "unknown", img.size

@@ -19,14 +19,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
 from augment.duplicates import group_duplicates
 from augment.errors import DatasetError, OutputError
 from augment.holdout import SPLITS, assign_splits
-from augment.imageio import DEFAULT_MAX_PIXELS
 from augment.ingest import ingest
 from augment.plan import Fingerprints, SourceTask, plan_tasks
 from augment.recipe import Recipe, load_recipe
-from augment.similarity import DEFAULT_MAX_DISTANCE
 from augment.worker import Rendered, RunContext, Worker
 from augment.writer import write_atomic
 

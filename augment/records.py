@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from augment.digests import sha256_file
 from augment.errors import ManifestError
 from augment.holdout import SPLITS
-from augment.imageio import sha256_file
 from augment.manifest import (
     HEADER_NAME,
     MANIFEST_NAME,

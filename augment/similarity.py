@@ -24,44 +24,19 @@ changes barely move those coefficients; different pictures differ in about half 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from augment.imageio import decode, sha256_bytes
+from augment.digests import ImageHash, sha256_bytes
+from augment.imageio import decode
 
 HASH_BITS = 64
-# Measured on the bundled sample data (README, "Audit"; benchmarks/similarity_margins.py):
-# re-encoded (JPEG q30-q70), resized and mirrored copies stay within 4 bits; two different
-# originals are >= 10 bits apart (12 in textures); augmented variants of one 8x8 digit come
-# within 6-8 bits of another digit on a few seeds (2 pairs of 82,000 at 6). Distances are
-# nearly always even (each hash sets the same number of bits): 6 keeps 2 bits of margin on
-# each side.
-DEFAULT_MAX_DISTANCE = 6
-REENCODE_MIN_PSNR = 34.0
 _REENCODE_BLOCK = 4
 _HASH_SIDE = 32
 _DCT_SIDE = 8
 # Decoding at 1/8 scale is plenty for a 32 x 32 hash and ~20x cheaper for large JPEGs.
 _DRAFT_SIDE = 64
-
-
-@dataclass(frozen=True)
-class ImageHash:
-    """The perceptual hash of an image and of its horizontal mirror."""
-
-    direct: int
-    mirror: int
-
-    def to_hex(self) -> str:
-        return f"{self.direct:016x}{self.mirror:016x}"
-
-    @classmethod
-    def from_hex(cls, text: str) -> ImageHash:
-        if len(text) != 32:
-            raise ValueError(f"an image hash has 32 hex digits, not {text!r}")
-        return cls(direct=int(text[:16], 16), mirror=int(text[16:], 16))
 
 
 def _bits_to_int(bits: np.ndarray) -> int:

@@ -19,7 +19,10 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from augment.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode, encode, sha256_bytes
+from augment.defaults import DEFAULT_MAX_PIXELS
+from augment.digests import sha256_bytes
+from augment.errors import UnreadableImage
+from augment.imageio import decode, encode
 from augment.ingest import Original, Rejected
 from augment.manifest import Record, write_journal
 from augment.mixing import MIX_NAMES, cutmix, mixup

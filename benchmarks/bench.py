@@ -58,9 +58,11 @@ import simplejpeg
 from PIL import Image
 
 import augment
-from augment.executor import default_workers, one_cv2_thread
+from augment.defaults import default_workers
+from augment.digests import sha256_bytes
+from augment.executor import one_cv2_thread
 from augment.expand import ExpandOptions, expand
-from augment.imageio import decode, decode_with_pillow, encode, sha256_bytes
+from augment.imageio import decode, decode_with_pillow, encode
 from augment.preprocess import Preprocess, apply_preprocess
 from augment.recipe import Recipe, load_recipe, seed_pipeline
 from augment.transforms import FastGaussianNoise, SaltAndPepperNoise

@@ -21,9 +21,10 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from augment.cli import main
+from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError
 from augment.expand import ExpandOptions, expand
-from augment.imageio import DEFAULT_MAX_PIXELS, UnreadableImage, decode
+from augment.imageio import UnreadableImage, decode
 from augment.ingest import ingest
 from augment.manifest import read_manifest
 from tests import faults

@@ -1,0 +1,38 @@
+"""What manifests and headers identify content by: sha256 digests of bytes and files, and
+the perceptual hash value (`ImageHash`) of an image.
+
+Values only, with no image library: computing a perceptual hash (augment/similarity.py)
+needs OpenCV and numpy, reading one back from a header does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageHash:
+    """The perceptual hash of an image and of its horizontal mirror."""
+
+    direct: int
+    mirror: int
+
+    def to_hex(self) -> str:
+        return f"{self.direct:016x}{self.mirror:016x}"
+
+    @classmethod
+    def from_hex(cls, text: str) -> ImageHash:
+        if len(text) != 32:
+            raise ValueError(f"an image hash has 32 hex digits, not {text!r}")
+        return cls(direct=int(text[:16], 16), mirror=int(text[16:], 16))
