@@ -12,13 +12,11 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
 from augment import __version__
-from augment.audit import AuditOptions, audit_output, audit_splits, format_report
-from augment.cache import prune_cache
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
     DEFAULT_MAX_PIXELS,
@@ -30,9 +28,16 @@ from augment.diff import diff_outputs, format_diff
 from augment.errors import AugmentError
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from augment.holdout import parse_amount
-from augment.preview import PreviewOptions, write_preview
-from augment.recipe import bundled_recipes, load_recipe
+from augment.recipe_source import bundled_recipes
 from augment.report import class_count_table, class_width
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+# Commands import what only they use (audit, preview, recipes, prune-cache) when they run,
+# and `expand` imports its full run only when there is one: numpy, OpenCV, Pillow and
+# albumentations are most of a command's start-up (~0.5 s), which `--help`, `diff` and a
+# rerun that changes nothing do without.
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
@@ -248,6 +253,8 @@ def expand_cmd(
         if show_bar and total:
             # No monitor thread: worker processes are forked after this, best with no other
             # thread running (see executor.start_method).
+            from tqdm import tqdm
+
             tqdm.monitor_interval = 0
             bar = tqdm(total=total, unit="img", desc="expand", file=sys.stderr)
 
@@ -390,6 +397,8 @@ def preview(
     make for it with the same seed and holdout, captioned with the class (and the weights of
     mixed images). The pixels come from the very code expand runs.
     """
+    from augment.preview import PreviewOptions, write_preview
+
     options = PreviewOptions(
         recipe=recipe,
         rows=rows,
@@ -416,6 +425,8 @@ def recipes() -> None:
 
     Example: augment recipes
     """
+    from augment.recipe import load_recipe
+
     for name in bundled_recipes():
         try:
             description = load_recipe(name).description.splitlines()[0]
@@ -494,6 +505,8 @@ def audit(
     folders of class folders for duplicates across splits and balance. Exit 0 clean,
     1 findings, 2 cannot run.
     """
+    from augment.audit import AuditOptions, audit_output, audit_splits, format_report
+
     options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
     if (out is None) == (not splits):
         raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
@@ -558,6 +571,8 @@ def prune_cache_cmd(cache: Path, out: Path, dry_run: bool) -> None:
     bottleneck_dir/<label>/<file name>_<module>.txt or <file name>.npy. Any other file in
     CACHE is left alone.
     """
+    from augment.cache import prune_cache
+
     try:
         result = prune_cache(cache, out, dry_run=dry_run)
     except AugmentError as exc:

@@ -23,12 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from augment.digests import ImageHash
 from augment.errors import UnreadableImage
 from augment.ingest import Original
-from augment.similarity import hamming_pairs, phash_bytes
 
 
 @dataclass(frozen=True)
@@ -78,6 +75,8 @@ class _UnionFind:
 
 
 def _hash_file(path: Path) -> ImageHash | None:
+    from augment.similarity import phash_bytes  # see the note at `_similar`
+
     try:
         return phash_bytes(path.read_bytes())
     except (OSError, UnreadableImage):
@@ -185,6 +184,12 @@ def _similar(
 ) -> list[list[int]]:
     """Clusters of originals (indices, each sorted): equal bytes, or hashes within
     `max_distance` bits, the mirror included."""
+    # numpy and OpenCV are imported only to find clusters: a rerun proven unchanged is
+    # given them and should start without loading either (see augment/defaults.py).
+    import numpy as np
+
+    from augment.similarity import hamming_pairs
+
     similar = _UnionFind(len(originals))
     by_sha: dict[str, int] = {}
     for i, o in enumerate(originals):

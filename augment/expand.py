@@ -1,62 +1,38 @@
 """`expand`: ingest → hold out → plan → execute → write → manifest, as one library call.
 
-The CLI is a thin layer over `expand()`; tests and other programs call it directly.
+The CLI is a thin layer over `expand()`; tests and other programs call it directly. This
+module reads the state and the source and decides whether anything is to be done: a rerun
+proven unchanged (augment/uptodate.py) returns from here, and only a run with work to do
+imports augment/build.py, where the planning, the worker pool and the writing are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from augment import __version__
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, default_workers
 from augment.digests import ImageHash
 from augment.duplicates import Cluster, Grouping, group_duplicates
 from augment.errors import ManifestError, OutputError
-from augment.executor import Executor, multiprocessing_pool
 from augment.holdout import SPLITS, Holdout, assign_splits
-from augment.ingest import Dataset, Rejected, ingest
-from augment.manifest import (
-    HEADER_FORMAT,
-    HEADER_NAME,
-    MANIFEST_NAME,
-    STATE_DIR,
-    RecordFiles,
-    clear_journal,
-    read_header,
-    write_header,
-)
-from augment.plan import Fingerprints, Plan, shard_tasks
-from augment.recipe import Recipe, load_recipe
-from augment.records import (
-    Previous,
-    Row,
-    add_written,
-    read_previous,
-    reuse_done,
-    write_interrupted,
-    write_records,
-)
-from augment.spill import SortedSpill
-from augment.state import RunState, exclusive_run, load_state, save_state
-from augment.uptodate import (
-    inputs_digest,
-    remember_run,
-    remembered_clusters,
-    unchanged_since_last_run,
-)
-from augment.worker import RunContext
-from augment.writer import output_error, remove_temp_files
+from augment.ingest import Dataset, Original, Rejected, ingest
+from augment.manifest import HEADER_NAME, STATE_DIR, read_header
+from augment.recipe_source import find_recipe, recipe_statement
+from augment.state import RunState, exclusive_run, load_state
+from augment.uptodate import inputs_digest, remembered_clusters, unchanged_since_last_run
+from augment.writer import output_error
 
-OUTPUTS_PER_SHARD = 32
+if TYPE_CHECKING:
+    from augment.executor import Executor
 
 
 @dataclass(frozen=True)
@@ -150,30 +126,31 @@ def _expand(
 ) -> ExpandSummary:
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    lap = _Laps(timings)
+    lap = Laps(timings)
     if options.times < 1:
         raise OutputError("--times must be at least 1")
-    recipe = load_recipe(options.recipe)
-    fingerprints = Fingerprints(
-        preprocess=recipe.preprocess_fingerprint(options.output_format, options.quality),
-        recipe=recipe.fingerprint(options.output_format, options.quality),
-    )
-    lap("recipe")
+    find_recipe(options.recipe)  # an unknown name or a missing file fails before any work
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
+    # With no last run to compare with, the full run is certain: the recipe is built and
+    # checked first, so that a mistake in it is reported before any source is read.
+    loaded = _full_run().load(options) if state.last_run is None else None
+    lap("recipe")
     dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
-    recipe.check_classes(dataset.classes)
     lap("ingest")
     foreign = check_output_location(dataset, out, options.force)
-    inputs = inputs_digest(recipe, fingerprints, _output_options(options), dataset)
+    statement = recipe_statement(options.recipe)
+    inputs = None
+    if statement is not None:
+        inputs = inputs_digest(statement, _output_options(options), dataset)
     locked = False
-    if state.last_run is not None and not foreign:
+    if state.last_run is not None and inputs is not None and not foreign:
         # Locked before OUT is compared with the last run: no other run may change it
         # meanwhile. An earlier run made the state folder, so this creates nothing.
-        _lock(out, guard)
+        lock_output(out, guard)
         locked = True
         if unchanged_since_last_run(out, state, inputs):
-            summary = _unchanged_run(out, state, dataset, recipe, options, fingerprints)
+            summary = _unchanged_run(out, state, dataset, options)
             if summary is not None:
                 if on_plan is not None:
                     on_plan(0)
@@ -183,97 +160,34 @@ def _expand(
                 return summary
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
-
-    # A folder someone else filled (--force) has no earlier run: nothing is read from it.
-    previous_header, previous = read_previous(out)
-    guard.callback(previous.close)
-    grouping, holdout = _hold_out(dataset, options, previous_header)
-    del previous_header  # an entry per original, not to be held through the run
-    dataset.originals = grouping.originals
-    plan = Plan(
-        dataset.originals,
-        holdout.split_of,
-        variants_per_class(dataset, options),
-        fingerprints,
-        options.seed,
-        options.output_format,
-        mix=recipe.mix,
-        mix_size=recipe.preprocess.size,
-        balance=options.balance,
-    )
-    if foreign:  # before the first write: --force never overwrites what is there
-        refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
-    if not locked:
-        _lock(out, guard)
-    try:
-        remove_temp_files(out)
-    except OSError as exc:
-        raise output_error(out, exc, "create the output folder") from exc
-    # This run's records by path (the reused ones now, the others as shards finish), and
-    # the last run's that are not reused.
-    rows: SortedSpill[Row] = guard.enter_context(SortedSpill())
-    leftovers: SortedSpill[Previous] = guard.enter_context(SortedSpill())
-    reuse = reuse_done(out, plan, fingerprints.recipe, previous, state.outputs, rows, leftovers)
-    previous.close()
-    lap("plan")
-    if on_plan is not None:
-        on_plan(reuse.to_write)
-
-    ctx = RunContext(
-        src_root=dataset.root,
-        out=out,
-        recipe=recipe,
-        fingerprints=fingerprints,
-        output_format=options.output_format,
-        quality=options.quality,
-        max_pixels=options.max_pixels,
-    )
-    run = executor or multiprocessing_pool(options.workers or default_workers())
-    rejected = [*dataset.rejected, *plan.rejected]
-    written = 0
-    try:
-        if reuse.to_write:
-            for result in run(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
-                add_written(out, rows, result.records)
-                rejected.extend(result.rejected)
-                written += len(result.records)
-                if progress is not None:
-                    progress(len(result.records))
-    except KeyboardInterrupt:
-        pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
-        write_interrupted(out, rows, leftovers, pending, state)
-        raise
-    lap("execute")
-
-    rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
-    state.sources.keep_only({o.path for o in dataset.originals})
-    counts, removed = _write_outputs(
+    build = _full_run()
+    summary = build.build(
         out,
-        dataset,
-        recipe,
         options,
-        fingerprints,
-        holdout.split_of,
-        rows,
-        leftovers,
-        rejected,
-        grouping,
+        dataset,
         state,
+        loaded,
         inputs,
-        complete=written == reuse.to_write,
+        foreign,
+        locked,
+        guard,
+        lap,
+        executor,
+        progress,
+        on_plan,
     )
-    clear_journal(out)
-    lap("write")
-
-    summary = _summary(out, options, dataset, grouping, holdout, counts, rejected)
-    summary.written = written
-    summary.reused = reuse.reused
-    summary.removed = removed
     summary.seconds = time.perf_counter() - started
-    summary.sources_read = state.sources.reads
-    summary.outputs_rehashed = reuse.rehashed
     summary.timings = timings
     return summary
+
+
+def _full_run() -> ModuleType:
+    """augment/build.py, imported on first use: it brings albumentations, OpenCV, numpy and
+    the worker pool, most of a command's start-up (~0.5 s), which a rerun proven unchanged
+    does without."""
+    import augment.build
+
+    return augment.build
 
 
 def _output_options(options: ExpandOptions) -> dict[str, Any]:
@@ -281,7 +195,7 @@ def _output_options(options: ExpandOptions) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(options).items() if k != "workers"}
 
 
-def _lock(out: Path, guard: contextlib.ExitStack) -> None:
+def lock_output(out: Path, guard: contextlib.ExitStack) -> None:
     try:
         # The state folder marks OUT as an augment output before any image is written, so
         # a first run that stops at any moment (killed, disk full) can be resumed without
@@ -292,7 +206,7 @@ def _lock(out: Path, guard: contextlib.ExitStack) -> None:
         raise output_error(out, exc, "create the output folder") from exc
 
 
-def _hold_out(
+def hold_out(
     dataset: Dataset,
     options: ExpandOptions,
     previous_header: Mapping[str, Any],
@@ -319,23 +233,20 @@ def _hold_out(
 
 
 def _unchanged_run(
-    out: Path,
-    state: RunState,
-    dataset: Dataset,
-    recipe: Recipe,
-    options: ExpandOptions,
-    fingerprints: Fingerprints,
+    out: Path, state: RunState, dataset: Dataset, options: ExpandOptions
 ) -> ExpandSummary | None:
     """The summary of a run that `unchanged_since_last_run` proved changes nothing, or None
     if the header the last run wrote does not hold what this run would write (then the
     full run decides).
 
-    The header is the last run's (its stamp is unchanged), so its sticky splits are what this
-    run holds out by: recomputing the holdout from it must give back the header's own. The
-    jobs are a function of that holdout and of inputs the digest covers, so they are the
-    last run's, all made: the counts and rejections the header lists are this run's too.
-    The duplicate clusters are the last run's as well (same originals, same hashes): they
-    are taken from the state rather than found again by comparing every pair of hashes.
+    The header is the last run's (its stamp is unchanged), written from the inputs this
+    run has: all of it but the holdout is what this run would write. Its sticky splits are
+    what this run holds out by, so recomputing the holdout from them must give back the
+    header's own entries. The jobs are a function of that holdout and of inputs the digest
+    covers, so they are the last run's, all made: the counts and rejections the header
+    lists are this run's too. The duplicate clusters are the last run's as well (same
+    originals, same hashes): they come from the state, not from comparing every pair of
+    hashes again.
     """
     found = remembered_clusters(state)
     if found is None:
@@ -344,23 +255,37 @@ def _unchanged_run(
         header = read_header(out)
         counts = {split: dict(per_class) for split, per_class in header["counts"].items()}
         rejected = [Rejected(r["path"], r["reason"]) for r in header["rejected"]]
-        grouping, holdout = _hold_out(dataset, options, header, found)
+        grouping, holdout = hold_out(dataset, options, header, found)
+        entries = list(holdout_entries(grouping.originals, holdout.split_of, grouping.hashes))
+        if json.loads(json.dumps(entries)) != header["holdout"]:  # as read back from the file
+            return None
     except (ManifestError, KeyError, TypeError, AttributeError, ValueError):
         return None
     grouped = dataclasses.replace(dataset, originals=grouping.originals)
-    rebuilt = build_header(
-        grouped, recipe, options, fingerprints, holdout.split_of, counts, rejected, grouping.hashes
-    )
-    rebuilt["holdout"] = list(rebuilt["holdout"])
-    if json.loads(json.dumps(rebuilt)) != header:  # compared as read back from the file
-        return None
-    summary = _summary(out, options, grouped, grouping, holdout, counts, rejected)
+    summary = summarize(out, options, grouped, grouping, holdout, counts, rejected)
     summary.reused = summary.total
     summary.fast_path = True
     return summary
 
 
-def _summary(
+def holdout_entries(
+    originals: Iterable[Original], split_of: Mapping[str, str], hashes: Mapping[str, ImageHash]
+) -> Iterator[dict[str, str]]:
+    """The header's `holdout`: an entry per original, made one at a time."""
+    for o in originals:
+        entry = {
+            "path": o.path,
+            "sha256": o.sha256,
+            "label": o.label,
+            "group": o.group,
+            "split": split_of[o.path],
+        }
+        if o.path in hashes:
+            entry["phash"] = hashes[o.path].to_hex()
+        yield entry
+
+
+def summarize(
     out: Path,
     options: ExpandOptions,
     dataset: Dataset,
@@ -393,7 +318,7 @@ def _summary(
     )
 
 
-class _Laps:
+class Laps:
     """Records the seconds each phase took, for ExpandSummary.timings."""
 
     def __init__(self, timings: dict[str, float]) -> None:
@@ -404,22 +329,6 @@ class _Laps:
         now = time.perf_counter()
         self.timings[phase] = now - self.last
         self.last = now
-
-
-def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
-    """Output files per (split, class), as a table with both sorted: the header's `counts`
-    and the summary's."""
-    table: dict[str, dict[str, int]] = {}
-    for (split, label), n in sorted(counts.items()):
-        table.setdefault(split, {})[label] = n
-    return table
-
-
-def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:
-    """Train originals get N outputs: the original (variant 0) and N-1 variants, or N
-    variants with --no-originals."""
-    variants = range(1, options.times + 1) if options.no_originals else range(0, options.times)
-    return dict.fromkeys(dataset.classes, tuple(variants))
 
 
 def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> bool:
@@ -451,22 +360,6 @@ def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
 
 
-def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
-    """--force never overwrites: stop before writing if a file augment would write exists."""
-    own = [HEADER_NAME, MANIFEST_NAME, *(f"{split}/metadata.csv" for split in SPLITS)]
-    clashes = [
-        p for p in itertools.chain(own, planned) if (out / p).exists() or (out / p).is_symlink()
-    ]
-    if clashes:
-        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-        shown = ", ".join(clashes[:5]) + more
-        raise OutputError(
-            f"output {out} already holds {shown}, which augment would overwrite; "
-            "--force never overwrites files augment did not write: move them or choose "
-            "another folder"
-        )
-
-
 def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
     """sha256 -> perceptual hash of the originals an earlier run hashed (saves a decode)."""
     known: dict[str, ImageHash] = {}
@@ -477,86 +370,3 @@ def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
             except (KeyError, TypeError, ValueError):
                 continue  # an older header without hashes: hash again
     return known
-
-
-def _write_outputs(
-    out: Path,
-    dataset: Dataset,
-    recipe: Recipe,
-    options: ExpandOptions,
-    fingerprints: Fingerprints,
-    split_of: Mapping[str, str],
-    rows: SortedSpill[Row],
-    leftovers: SortedSpill[Previous],
-    rejected: Sequence[Rejected],
-    grouping: Grouping,
-    state: RunState,
-    inputs: str,
-    complete: bool,
-) -> tuple[dict[str, dict[str, int]], int]:
-    """metadata.csv, manifest.jsonl, augment.json and the state, from the run's rows (stale
-    outputs removed on the way). Returns the class counts and how many were removed."""
-    files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
-    try:
-        pairs, removed = write_records(out, rows, leftovers, files)
-    except BaseException:
-        files.discard()
-        raise
-    listed = {split for split, _ in pairs}
-    files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
-    counts = class_counts(pairs)
-    header = build_header(
-        dataset, recipe, options, fingerprints, split_of, counts, rejected, grouping.hashes
-    )
-    write_header(out, header)
-    # Both walk the rows (in path order, from disk past the budget): the digests go into the
-    # state, so they are taken first.
-    stamps = ((path, row.stamp) for path, row in rows)
-    remember_run(out, state, inputs, stamps, grouping.found, complete)
-    save_state(out, state, ((path, row.stamp) for path, row in rows))
-    return counts, removed
-
-
-def build_header(
-    dataset: Dataset,
-    recipe: Recipe,
-    options: ExpandOptions,
-    fingerprints: Fingerprints,
-    split_of: Mapping[str, str],
-    counts: Mapping[str, Mapping[str, int]],
-    rejected: Sequence[Rejected],
-    hashes: Mapping[str, ImageHash],
-) -> dict[str, Any]:
-    """The run header, `augment.json`; its holdout, an entry per original, is an iterator
-    (write_header writes it an entry at a time)."""
-    return {
-        "format": HEADER_FORMAT,
-        "tool": {"name": "augment", "version": __version__},
-        "recipe": {
-            "name": recipe.name,
-            "fingerprint": fingerprints.recipe,
-            "preprocess_fingerprint": fingerprints.preprocess,
-            "spec": recipe.to_dict(),
-        },
-        "options": options.to_dict(),
-        "source": {
-            "kind": dataset.kind,
-            "originals": len(dataset.originals),
-            "classes": dataset.classes,
-        },
-        "counts": counts,
-        "holdout": (  # an entry per original: written one at a time
-            {
-                "path": o.path,
-                "sha256": o.sha256,
-                "label": o.label,
-                "group": o.group,
-                "split": split_of[o.path],
-                **({"phash": hashes[o.path].to_hex()} if o.path in hashes else {}),
-            }
-            for o in dataset.originals
-        ),
-        "rejected": [
-            {"path": r.path, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.path)
-        ],
-    }

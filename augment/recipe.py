@@ -34,8 +34,6 @@ import random
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import albumentations as A
@@ -48,6 +46,7 @@ import yaml
 from augment.errors import RecipeError
 from augment.mixing import MIX_KINDS, MixSpec
 from augment.preprocess import Preprocess
+from augment.recipe_source import find_recipe, read_recipe_text
 from augment.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
@@ -219,37 +218,10 @@ def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
     pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
-def bundled_recipes_dir() -> Path:
-    try:
-        return Path(str(resources.files("augment.pipelines")))
-    except ModuleNotFoundError:  # running from a source tree that was not installed
-        return Path(__file__).resolve().parent.parent / "pipelines"
-
-
-def bundled_recipes() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(bundled_recipes_dir().glob("*.yaml"))}
-
-
 def load_recipe(name_or_path: str) -> Recipe:
     """Load a bundled recipe by name (`default`) or a YAML file by path."""
-    path = Path(name_or_path)
-    if path.suffix.lower() not in (".yaml", ".yml") or not path.exists():
-        bundled = bundled_recipes()
-        if name_or_path not in bundled:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                raise RecipeError(f"recipe file {name_or_path} does not exist")
-            hint = difflib.get_close_matches(name_or_path, list(bundled), n=1)
-            raise RecipeError(
-                f"unknown recipe {name_or_path!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; bundled recipes: {', '.join(bundled)}; or give a path to a .yaml file"
-            )
-        path = bundled[name_or_path]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
-    return parse_recipe(text, name=path.stem, where=str(path))
+    path = find_recipe(name_or_path)
+    return parse_recipe(read_recipe_text(path), name=path.stem, where=str(path))
 
 
 def parse_recipe(text: str, name: str, where: str) -> Recipe:

@@ -1,8 +1,8 @@
 """Proving that a rerun would change nothing, so that `expand` can return without planning.
 
-What a run writes is a function of what it is made from: the tool (its code, and the
-versions of the libraries that make pixels, which the recipe fingerprints cover), the recipe,
-every option but `--workers`, the source listing (each path, label and group, and each file's
+What a run writes is a function of what it is made from: the tool (its code, the Python
+and the libraries that make pixels or read recipes), what the recipe says, every option but
+`--workers`, the source listing (each path, label and group, and each file's
 content) and the previous header (sticky splits, known hashes). At the end of every complete
 run `expand` keeps two digests in `OUT/.augment/state.json`:
 
@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,12 @@ from typing import Any
 from augment import __version__
 from augment.ingest import Dataset
 from augment.manifest import STATE_DIR
-from augment.plan import Fingerprints
-from augment.recipe import Recipe
 from augment.state import LOCK_NAME, STATE_NAME, OutputStamp, RunState, Stamp
 
-DIGEST_FORMAT = 1  # bump when what the digests cover changes
+DIGEST_FORMAT = 2  # bump when what the digests cover changes
+# The libraries whose versions change output bytes (or how a recipe reads): albumentations
+# and OpenCV make pixels, numpy draws the noise, Pillow and simplejpeg decode and encode.
+_LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "pydantic")
 # What the state folder holds between runs; anything else (a journal, a temporary file
 # left by a killed write) comes from an interrupted run.
 _SETTLED_STATE = frozenset({Path(STATE_NAME).name, Path(LOCK_NAME).name})
@@ -60,16 +63,32 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def inputs_digest(
-    recipe: Recipe, fingerprints: Fingerprints, options: Mapping[str, Any], dataset: Dataset
-) -> str:
-    """What a run is made from, but the previous header. `dataset` as ingest read it (before
-    duplicates merge groups); `options` every option that can change what is written."""
+@functools.cache
+def library_stamps() -> list[list[Any]]:
+    """Each library in `_LIBRARIES`: the file it is (or would be) imported from, with that
+    file's stamp. Installing another version writes new files, so a changed stamp stands
+    for a changed version, and none of them has to be imported to tell (albumentations
+    alone takes ~0.4 s); a reinstall of the same version only costs one full run."""
+    stamps: list[list[Any]] = []
+    for name in _LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+            origin = spec.origin if spec is not None else None
+            st = os.stat(origin) if origin else None
+        except (ImportError, ValueError, OSError):
+            origin, st = None, None
+        stamps.append([name, origin, *((st.st_size, st.st_mtime_ns, st.st_ino) if st else ())])
+    return stamps
+
+
+def inputs_digest(recipe: str, options: Mapping[str, Any], dataset: Dataset) -> str:
+    """What a run is made from, but the previous header. `recipe` what it says
+    (`recipe_source.recipe_statement`); `dataset` as ingest read it (before duplicates merge
+    groups); `options` every option that can change what is written."""
     doc = {
         "format": DIGEST_FORMAT,
-        "tool": [__version__, code_fingerprint()],
-        "recipe": recipe.to_dict(),
-        "fingerprints": [fingerprints.recipe, fingerprints.preprocess],
+        "tool": [__version__, code_fingerprint(), sys.version, library_stamps()],
+        "recipe": recipe,
         "options": options,
         "source": [str(dataset.root), dataset.kind],
         "originals": [

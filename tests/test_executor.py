@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import augment.expand as expand_module
+import augment.build as build_module
 from augment import executor
 from augment.executor import _BackgroundPool, _SharedShards, in_process
 from augment.expand import ExpandOptions, expand
@@ -49,7 +49,7 @@ def test_pool_processes_make_the_same_bytes(
 def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shards of 2 outputs and a pool for any run: many shards, so lanes take turns."""
     monkeypatch.setitem(executor.MIN_SHARDS_FOR_POOL, executor.start_method(), 1)
-    monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 2)
+    monkeypatch.setattr(build_module, "OUTPUTS_PER_SHARD", 2)
 
 
 @pytest.mark.usefixtures("small_shards")
@@ -69,7 +69,7 @@ def test_a_failing_plan_is_raised_to_the_caller_not_lost_in_the_pool(
 ) -> None:
     # The pool's result thread hands out the next shard; if making it raises, the error
     # must reach the run (and the run must end), not kill that thread and leave it waiting.
-    real = expand_module.shard_tasks
+    real = build_module.shard_tasks
 
     def failing(tasks: Iterable[SourceTask], size: int) -> Iterator[list[SourceTask]]:
         for n, shard in enumerate(real(tasks, size)):
@@ -77,7 +77,7 @@ def test_a_failing_plan_is_raised_to_the_caller_not_lost_in_the_pool(
                 raise RuntimeError("planning failed")
             yield shard
 
-    monkeypatch.setattr(expand_module, "shard_tasks", failing)
+    monkeypatch.setattr(build_module, "shard_tasks", failing)
     options = ExpandOptions(times=2, recipe=str(small_recipe), val=0.2, test=0)
     # A regression would hang: end the test process with a traceback rather than CI's run.
     faulthandler.dump_traceback_later(120, exit=True)

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -357,7 +359,8 @@ def test_another_tool_or_library_version_takes_the_full_run(
     with monkeypatch.context() as m:
         m.setattr(uptodate_module, "__version__", "0.0.0-another")
         assert not expand(src, out, opts(small_recipe)).fast_path
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m:  # another OpenCV: installed elsewhere, it names outputs
+        m.setattr(uptodate_module, "library_stamps", lambda: [["cv2", "elsewhere", 1, 2, 3]])
         m.setattr(recipe_module.cv2, "__version__", "0.0.0-another")
         summary = expand(src, out, opts(small_recipe))
         assert not summary.fast_path and summary.written == summary.total  # new names
@@ -522,3 +525,38 @@ def test_a_damaged_last_run_entry_is_ignored(
     (out / STATE_NAME).write_text(json.dumps(state))
     assert not expand(src, out, opts(small_recipe)).fast_path
     assert expand(src, out, opts(small_recipe)).fast_path
+
+
+# Imported by a run with work to do; a command with none should not pay for them (~0.5 s).
+IMAGE_LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "tqdm")
+
+
+def libraries_loaded(*args: str) -> set[str]:
+    """Which of IMAGE_LIBRARIES the command `augment ARGS` imports, run in a new process."""
+    code = (
+        "import sys\n"
+        "from augment.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"print(' '.join(m for m in {IMAGE_LIBRARIES!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+    return set(done.stdout.splitlines()[-1].split())
+
+
+def test_a_command_with_nothing_to_do_loads_no_image_library(
+    src: Path, tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    run = ["expand", str(src), str(out), "--recipe", str(small_recipe), "--times", "2", "-q"]
+    assert {"albumentations", "cv2", "numpy"} <= libraries_loaded(*run)  # work to do
+    assert libraries_loaded(*run) == set()  # a rerun proven unchanged
+    assert libraries_loaded("--help") == set()
+    assert libraries_loaded("expand", "--help") == set()
+    assert libraries_loaded("diff", str(out), str(out)) == set()
+    (src / "0" / "digit0_01.png").unlink()
+    assert "albumentations" in libraries_loaded(*run)  # a change: the full run again

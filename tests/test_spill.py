@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import augment.expand as expand_module
+import augment.build as build_module
 from augment import spill
 from augment.errors import OutputError
 from augment.executor import Executor, in_process
@@ -123,7 +123,7 @@ def test_a_run_with_its_records_on_disk_writes_the_same_files(
     (reused, stale and new outputs), one interrupted by Ctrl-C, and the run that resumes."""
     other = tmp_path / "other.yaml"
     other.write_text(small_recipe.read_text().replace("[-12, 12]", "[-20, 20]"))
-    monkeypatch.setattr(expand_module, "OUTPUTS_PER_SHARD", 8)
+    monkeypatch.setattr(build_module, "OUTPUTS_PER_SHARD", 8)
     steps: list[tuple[Path, Executor | None]] = [
         (small_recipe, None),
         (other, None),

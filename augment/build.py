@@ -1,0 +1,295 @@
+"""The full run of `expand`: plan every output, make the missing ones in worker processes,
+remove the stale ones, and write the records, `augment.json` and the state.
+
+`augment/expand.py` decides whether a run is needed at all (a rerun proven unchanged is
+not); this module, and with it albumentations, OpenCV, numpy and the worker pool, is only
+imported when one is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from augment import __version__
+from augment.defaults import default_workers
+from augment.digests import ImageHash
+from augment.duplicates import Grouping
+from augment.errors import OutputError
+from augment.executor import Executor, multiprocessing_pool
+from augment.expand import (
+    ExpandOptions,
+    ExpandSummary,
+    Laps,
+    hold_out,
+    holdout_entries,
+    lock_output,
+    summarize,
+)
+from augment.holdout import SPLITS
+from augment.ingest import Dataset, Rejected
+from augment.manifest import (
+    HEADER_FORMAT,
+    HEADER_NAME,
+    MANIFEST_NAME,
+    RecordFiles,
+    clear_journal,
+    write_header,
+)
+from augment.plan import Fingerprints, Plan, shard_tasks
+from augment.recipe import Recipe, load_recipe
+from augment.records import (
+    Previous,
+    Row,
+    add_written,
+    read_previous,
+    reuse_done,
+    write_interrupted,
+    write_records,
+)
+from augment.spill import SortedSpill
+from augment.state import RunState, save_state
+from augment.uptodate import remember_run
+from augment.worker import RunContext
+from augment.writer import output_error, remove_temp_files
+
+OUTPUTS_PER_SHARD = 32
+
+
+@dataclass(frozen=True)
+class LoadedRecipe:
+    recipe: Recipe
+    fingerprints: Fingerprints
+
+
+def load(options: ExpandOptions) -> LoadedRecipe:
+    """The recipe, built and checked (a mistake in it fails here, naming the transform),
+    with the fingerprints that name its outputs."""
+    recipe = load_recipe(options.recipe)
+    return LoadedRecipe(
+        recipe,
+        Fingerprints(
+            preprocess=recipe.preprocess_fingerprint(options.output_format, options.quality),
+            recipe=recipe.fingerprint(options.output_format, options.quality),
+        ),
+    )
+
+
+def build(
+    out: Path,
+    options: ExpandOptions,
+    dataset: Dataset,
+    state: RunState,
+    loaded: LoadedRecipe | None,
+    inputs: str | None,
+    foreign: bool,
+    locked: bool,
+    guard: contextlib.ExitStack,
+    lap: Laps,
+    executor: Executor | None,
+    progress: Callable[[int], None] | None,
+    on_plan: Callable[[int], None] | None,
+) -> ExpandSummary:
+    """Bring OUT up to date with a full run; `expand` has read the state and SRC, checked
+    OUT and, if `locked`, taken the lock. `inputs` the run's digest (None: not provable)."""
+    loaded = loaded or load(options)
+    recipe, fingerprints = loaded.recipe, loaded.fingerprints
+    recipe.check_classes(dataset.classes)
+    # A folder someone else filled (--force) has no earlier run: nothing is read from it.
+    previous_header, previous = read_previous(out)
+    guard.callback(previous.close)
+    grouping, holdout = hold_out(dataset, options, previous_header)
+    del previous_header  # an entry per original, not to be held through the run
+    dataset.originals = grouping.originals
+    plan = Plan(
+        dataset.originals,
+        holdout.split_of,
+        variants_per_class(dataset, options),
+        fingerprints,
+        options.seed,
+        options.output_format,
+        mix=recipe.mix,
+        mix_size=recipe.preprocess.size,
+        balance=options.balance,
+    )
+    if foreign:  # before the first write: --force never overwrites what is there
+        refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
+    if not locked:
+        lock_output(out, guard)
+    try:
+        remove_temp_files(out)
+    except OSError as exc:
+        raise output_error(out, exc, "create the output folder") from exc
+    # This run's records by path (the reused ones now, the others as shards finish), and
+    # the last run's that are not reused.
+    rows: SortedSpill[Row] = guard.enter_context(SortedSpill())
+    leftovers: SortedSpill[Previous] = guard.enter_context(SortedSpill())
+    reuse = reuse_done(out, plan, fingerprints.recipe, previous, state.outputs, rows, leftovers)
+    previous.close()
+    lap("plan")
+    if on_plan is not None:
+        on_plan(reuse.to_write)
+
+    ctx = RunContext(
+        src_root=dataset.root,
+        out=out,
+        recipe=recipe,
+        fingerprints=fingerprints,
+        output_format=options.output_format,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+    )
+    run = executor or multiprocessing_pool(options.workers or default_workers())
+    rejected = [*dataset.rejected, *plan.rejected]
+    written = 0
+    try:
+        if reuse.to_write:
+            for result in run(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
+                add_written(out, rows, result.records)
+                rejected.extend(result.rejected)
+                written += len(result.records)
+                if progress is not None:
+                    progress(len(result.records))
+    except KeyboardInterrupt:
+        pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
+        write_interrupted(out, rows, leftovers, pending, state)
+        raise
+    lap("execute")
+
+    rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
+    state.sources.keep_only({o.path for o in dataset.originals})
+    counts, removed = _write_outputs(
+        out,
+        dataset,
+        recipe,
+        options,
+        fingerprints,
+        holdout.split_of,
+        rows,
+        leftovers,
+        rejected,
+        grouping,
+        state,
+        inputs,
+        complete=written == reuse.to_write,
+    )
+    clear_journal(out)
+    lap("write")
+
+    summary = summarize(out, options, dataset, grouping, holdout, counts, rejected)
+    summary.written = written
+    summary.reused = reuse.reused
+    summary.removed = removed
+    summary.sources_read = state.sources.reads
+    summary.outputs_rehashed = reuse.rehashed
+    return summary
+
+
+def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """Output files per (split, class), as a table with both sorted: the header's `counts`
+    and the summary's."""
+    table: dict[str, dict[str, int]] = {}
+    for (split, label), n in sorted(counts.items()):
+        table.setdefault(split, {})[label] = n
+    return table
+
+
+def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:
+    """Train originals get N outputs: the original (variant 0) and N-1 variants, or N
+    variants with --no-originals."""
+    variants = range(1, options.times + 1) if options.no_originals else range(0, options.times)
+    return dict.fromkeys(dataset.classes, tuple(variants))
+
+
+def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
+    """--force never overwrites: stop before writing if a file augment would write exists."""
+    own = [HEADER_NAME, MANIFEST_NAME, *(f"{split}/metadata.csv" for split in SPLITS)]
+    clashes = [
+        p for p in itertools.chain(own, planned) if (out / p).exists() or (out / p).is_symlink()
+    ]
+    if clashes:
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        shown = ", ".join(clashes[:5]) + more
+        raise OutputError(
+            f"output {out} already holds {shown}, which augment would overwrite; "
+            "--force never overwrites files augment did not write: move them or choose "
+            "another folder"
+        )
+
+
+def _write_outputs(
+    out: Path,
+    dataset: Dataset,
+    recipe: Recipe,
+    options: ExpandOptions,
+    fingerprints: Fingerprints,
+    split_of: Mapping[str, str],
+    rows: SortedSpill[Row],
+    leftovers: SortedSpill[Previous],
+    rejected: Sequence[Rejected],
+    grouping: Grouping,
+    state: RunState,
+    inputs: str | None,
+    complete: bool,
+) -> tuple[dict[str, dict[str, int]], int]:
+    """metadata.csv, manifest.jsonl, augment.json and the state, from the run's rows (stale
+    outputs removed on the way). Returns the class counts and how many were removed."""
+    files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
+    try:
+        pairs, removed = write_records(out, rows, leftovers, files)
+    except BaseException:
+        files.discard()
+        raise
+    listed = {split for split, _ in pairs}
+    files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
+    counts = class_counts(pairs)
+    header = build_header(
+        dataset, recipe, options, fingerprints, split_of, counts, rejected, grouping.hashes
+    )
+    write_header(out, header)
+    # Both walk the rows (in path order, from disk past the budget): the digests go into the
+    # state, so they are taken first.
+    if inputs is not None:
+        stamps = ((path, row.stamp) for path, row in rows)
+        remember_run(out, state, inputs, stamps, grouping.found, complete)
+    save_state(out, state, ((path, row.stamp) for path, row in rows))
+    return counts, removed
+
+
+def build_header(
+    dataset: Dataset,
+    recipe: Recipe,
+    options: ExpandOptions,
+    fingerprints: Fingerprints,
+    split_of: Mapping[str, str],
+    counts: Mapping[str, Mapping[str, int]],
+    rejected: Sequence[Rejected],
+    hashes: Mapping[str, ImageHash],
+) -> dict[str, Any]:
+    """The run header, `augment.json`; its holdout, an entry per original, is an iterator
+    (write_header writes it an entry at a time)."""
+    return {
+        "format": HEADER_FORMAT,
+        "tool": {"name": "augment", "version": __version__},
+        "recipe": {
+            "name": recipe.name,
+            "fingerprint": fingerprints.recipe,
+            "preprocess_fingerprint": fingerprints.preprocess,
+            "spec": recipe.to_dict(),
+        },
+        "options": options.to_dict(),
+        "source": {
+            "kind": dataset.kind,
+            "originals": len(dataset.originals),
+            "classes": dataset.classes,
+        },
+        "counts": counts,
+        "holdout": holdout_entries(dataset.originals, split_of, hashes),
+        "rejected": [
+            {"path": r.path, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.path)
+        ],
+    }

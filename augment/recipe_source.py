@@ -1,0 +1,67 @@
+"""Which file a `--recipe` names, and what it says, found and read without albumentations.
+
+A bundled name (`default`) or a path to a YAML file. `augment/recipe.py` builds and checks
+the transforms from it; a rerun proven unchanged (augment/uptodate.py) only needs to know
+that the recipe says what it said last time, and must not pay for importing albumentations
+to learn it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from augment.errors import RecipeError
+
+
+def bundled_recipes_dir() -> Path:
+    try:
+        return Path(str(resources.files("augment.pipelines")))
+    except ModuleNotFoundError:  # running from a source tree that was not installed
+        return Path(__file__).resolve().parent.parent / "pipelines"
+
+
+def bundled_recipes() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(bundled_recipes_dir().glob("*.yaml"))}
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """The YAML file `name_or_path` names: a path to one, or a bundled recipe's name.
+    RecipeError, with the likely name, when there is none."""
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".yaml", ".yml") and path.exists():
+        return path
+    bundled = bundled_recipes()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise RecipeError(f"recipe file {name_or_path} does not exist")
+    hint = difflib.get_close_matches(name_or_path, list(bundled), n=1)
+    raise RecipeError(
+        f"unknown recipe {name_or_path!r}"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        + f"; bundled recipes: {', '.join(bundled)}; or give a path to a .yaml file"
+    )
+
+
+def read_recipe_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
+
+
+def recipe_statement(name_or_path: str) -> str | None:
+    """What the recipe says, as canonical JSON of its YAML: a comment or a layout change
+    leaves it alone. None when the recipe cannot be found, read or parsed; loading it
+    (augment/recipe.py) then says why."""
+    try:
+        path = find_recipe(name_or_path)
+        doc = yaml.safe_load(read_recipe_text(path))
+        return json.dumps([path.stem, doc], sort_keys=True, default=repr)
+    except (RecipeError, yaml.YAMLError, TypeError, ValueError):
+        return None
