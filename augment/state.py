@@ -33,9 +33,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ Stamp = tuple[int, int, int]  # size, mtime_ns, inode
 # Fields of Original that come from the file's bytes (the rest come from its listing).
 _LISTING_FIELDS = ("path", "label", "group")
 _CONTENT_FIELDS = tuple(f.name for f in fields(Original) if f.name not in _LISTING_FIELDS)
+_CONTENT = frozenset(_CONTENT_FIELDS)
+_content_values = operator.itemgetter(*_CONTENT_FIELDS)
 
 
 def stamp_of(path: Path) -> Stamp | None:
@@ -66,12 +69,19 @@ def stamp_of(path: Path) -> Stamp | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+# A source's entry as held in memory: its stamp's three fields, then the Original fields
+# named by _CONTENT_FIELDS, in that order. One flat tuple takes ~200 bytes a source where
+# the JSON-shaped {"stamp": [...], "original": {...}} took ~570, and the cache holds an
+# entry per source for the whole run (in every pool process forked from it, too).
+SourceEntry = tuple[Any, ...]
+
+
 @dataclass
 class SourceCache:
     """Original fields of sources by path, valid while the file's stamp is unchanged."""
 
     root: str
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    entries: dict[str, SourceEntry] = field(default_factory=dict)
     hits: int = 0
     reads: int = 0
     # Sources whose bytes had to be read (or tried: a rejected one counts too), because
@@ -84,14 +94,10 @@ class SourceCache:
         """The cached Original of a file whose stamp, just taken, is the remembered one;
         with the label and group its listing gives now."""
         entry = self.entries.get(rel)
-        if entry is None or stamp is None or stamp != tuple(entry["stamp"]):
-            return None
-        try:
-            original = Original(path=rel, label=label, group=group, **entry["original"])
-        except TypeError:  # written by a version with other fields: read the file again
+        if entry is None or stamp is None or stamp != entry[:3]:
             return None
         self.hits += 1
-        return original
+        return Original(path=rel, label=label, group=group, **_content(entry))
 
     def remember(self, rel: str, before: Stamp | None, path: Path, original: Original) -> None:
         """Record what `original` was read from, if the file held still and is not racy.
@@ -106,15 +112,21 @@ class SourceCache:
         if time.time_ns() - before[1] <= RACY_NS:
             self.entries.pop(rel, None)
             return
-        content = asdict(original)
-        self.entries[rel] = {
-            "stamp": list(before),
-            "original": {k: content[k] for k in _CONTENT_FIELDS},
-        }
+        self.entries[rel] = (*before, *(getattr(original, k) for k in _CONTENT_FIELDS))
 
     def keep_only(self, paths: set[str]) -> None:
         for rel in set(self.entries) - paths:
             del self.entries[rel]
+
+
+def _source_json(entry: SourceEntry) -> dict[str, Any]:
+    """A source entry as state.json holds it (the inverse of `_source_entries`)."""
+    return {"stamp": list(entry[:3]), "original": _content(entry)}
+
+
+def _content(entry: SourceEntry) -> dict[str, Any]:
+    """The Original fields of a source entry, by name."""
+    return dict(zip(_CONTENT_FIELDS, entry[3:], strict=True))
 
 
 OutputStamp = dict[str, Any]  # {"stamp": [size, mtime_ns, inode], "sha256": ...}
@@ -174,7 +186,7 @@ def load_state(out: Path, src_root: Path) -> RunState:
         isinstance(last_run.get(k), str) for k in ("inputs", "output")
     ):
         last_run = None
-    return RunState(SourceCache(root, _well_formed(sources, "original", dict)), outputs, last_run)
+    return RunState(SourceCache(root, _source_entries(sources)), outputs, last_run)
 
 
 _PARSE_WHOLE = 1 << 19  # bytes: a state this small (~3,000 outputs) is parsed at once
@@ -260,10 +272,15 @@ def _well_formed_entry(entry: Any, key: str, kind: type) -> bool:
     )
 
 
-def _well_formed(entries: dict[str, Any], key: str, kind: type) -> dict[str, dict[str, Any]]:
-    """The entries of a hand-edited or damaged state that can be used; the rest are dropped
-    (their files are simply read again)."""
-    return {path: entry for path, entry in entries.items() if _well_formed_entry(entry, key, kind)}
+def _source_entries(entries: dict[str, Any]) -> dict[str, SourceEntry]:
+    """The in-memory form of the source entries that can be used; the others (hand-edited,
+    damaged, or written by a version with other fields) are dropped: their files are
+    simply read again."""
+    usable = {}
+    for path, entry in entries.items():
+        if _well_formed_entry(entry, "original", dict) and entry["original"].keys() == _CONTENT:
+            usable[path] = (*entry["stamp"], *_content_values(entry["original"]))
+    return usable
 
 
 def save_state(
@@ -274,7 +291,8 @@ def save_state(
     file = ChangedFile(out / STATE_NAME)
     head = {"format": STATE_FORMAT, "root": state.sources.root}
     file.write(_ENCODE(head)[:-1].encode() + b',"sources":')
-    _write_object(file, sorted(state.sources.entries.items()))
+    sources = sorted(state.sources.entries.items())
+    _write_object(file, ((path, _source_json(entry)) for path, entry in sources))
     file.write(b',"outputs":')
     _write_object(file, ((path, entry) for path, entry in outputs if entry is not None))
     if state.last_run is not None:

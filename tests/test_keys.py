@@ -120,3 +120,29 @@ def test_damaged_state_is_ignored_entry_by_entry(
     assert not len(load_state(out, tmp_path).outputs)
     (out / STATE_NAME).write_text("{not json")
     assert not len(load_state(out, tmp_path).outputs)
+
+
+def test_source_entries_are_saved_back_as_they_were_read(tmp_path: Path) -> None:
+    """The cache holds source entries in a compact form of its own: a state read and saved
+    again has the same bytes, and an entry written with other fields (another version) is
+    dropped, so its file is read again."""
+    out = tmp_path / "out"
+    (out / ".augment").mkdir(parents=True)
+    content = {"sha256": "ab" * 32, "format": "PNG", "width": 3000, "height": 2000}
+    good = {"stamp": [1234, 1_700_000_000_123_456_789, 42], "original": content}
+    doc = {
+        "format": "augment-state/1",
+        "root": str(tmp_path.resolve()),
+        "sources": {
+            "a/x.png": good,
+            "a/y.png": {**good, "original": {**content, "mode": "RGB"}},
+            "a/z.png": {**good, "original": {"sha256": "cd" * 32}},
+        },
+        "outputs": {},
+    }
+    (out / STATE_NAME).write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    state = load_state(out, tmp_path)
+    assert set(state.sources.entries) == {"a/x.png"}
+    state_module.save_state(out, state, [])
+    expected = {**doc, "sources": {"a/x.png": good}}
+    assert (out / STATE_NAME).read_text() == json.dumps(expected, separators=(",", ":")) + "\n"
