@@ -21,7 +21,8 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-@dataclass(frozen=True)
+# slots: there is one per source, held for the whole run; __slots__ saves almost half.
+@dataclass(frozen=True, slots=True)
 class ImageHash:
     """The perceptual hash of an image and of its horizontal mirror."""
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
 
-@dataclass(frozen=True)
+# slots: there is one per source, held for the whole run; __slots__ saves a third of it.
+@dataclass(frozen=True, slots=True)
 class Original:
     """One source image, identified by its path relative to the dataset root."""
 
