@@ -43,8 +43,9 @@ from augment.manifest import STATE_DIR
 from augment.state import LOCK_NAME, STATE_NAME, OutputStamp, RunState, Stamp
 
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
-# The libraries whose versions change output bytes (or how a recipe reads): albumentations
-# and OpenCV make pixels, numpy draws the noise, Pillow and simplejpeg decode and encode.
+# The libraries whose versions can change output bytes: albumentations and OpenCV make
+# pixels, numpy draws the noise, Pillow and simplejpeg decode and encode, PyYAML reads the
+# recipe and pydantic fills in the transforms' arguments.
 _LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "pydantic")
 # What the state folder holds between runs; anything else (a journal, a temporary file
 # left by a killed write) comes from an interrupted run.
