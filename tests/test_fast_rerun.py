@@ -23,6 +23,7 @@ from PIL import Image
 import augment.duplicates as duplicates_module
 import augment.expand as expand_module
 import augment.recipe as recipe_module
+import augment.state as state_module
 import augment.uptodate as uptodate_module
 from augment.cli import main
 from augment.errors import OutputError
@@ -560,3 +561,27 @@ def test_a_command_with_nothing_to_do_loads_no_image_library(
     assert libraries_loaded("diff", str(out), str(out)) == set()
     (src / "0" / "digit0_01.png").unlink()
     assert "albumentations" in libraries_loaded(*run)  # a change: the full run again
+
+
+def test_a_large_state_is_read_only_up_to_the_outputs_entries_on_a_no_op_rerun(
+    src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outputs' entries come last in state.json and are parsed when first used: a rerun
+    proven unchanged never parses them. A state written with `last_run` after them (by an
+    earlier version) costs one full run, which writes them last again."""
+    monkeypatch.setattr(state_module, "_PARSE_WHOLE", 0)  # as a large state is read
+    out = tmp_path / "out"
+    first = expand(src, out, opts(small_recipe))
+    text = (out / STATE_NAME).read_text()
+    assert text.index('"last_run"') < text.index('"outputs"')
+    with monkeypatch.context() as patched:
+        patched.setattr(state_module, "_read_outputs", refuse)
+        assert expand(src, out, opts(small_recipe)).fast_path
+
+    doc = json.loads(text)
+    doc["last_run"] = doc.pop("last_run")  # moved after the outputs
+    (out / STATE_NAME).write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    again = expand(src, out, opts(small_recipe))
+    assert not again.fast_path and costs(again) == (0, first.total, 0, 0, 0)
+    assert (out / STATE_NAME).read_text() == text
+    assert expand(src, out, opts(small_recipe)).fast_path

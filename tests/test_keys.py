@@ -146,3 +146,29 @@ def test_source_entries_are_saved_back_as_they_were_read(tmp_path: Path) -> None
     state_module.save_state(out, state, [])
     expected = {**doc, "sources": {"a/x.png": good}}
     assert (out / STATE_NAME).read_text() == json.dumps(expected, separators=(",", ":")) + "\n"
+
+
+def test_a_large_state_cut_short_in_its_outputs_keeps_its_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large state is parsed up to its outputs' entries, which are read when first used:
+    if they turn out damaged, none of them is used (those files are hashed again), while the
+    sources, already read, still spare their files a read."""
+    monkeypatch.setattr(state_module, "_PARSE_WHOLE", 0)
+    out = tmp_path / "out"
+    (out / ".augment").mkdir(parents=True)
+    content = {"sha256": "ab" * 32, "format": "PNG", "width": 30, "height": 20}
+    doc = {
+        "format": "augment-state/1",
+        "root": str(tmp_path.resolve()),
+        "sources": {"a/x.png": {"stamp": [1, 2, 3], "original": content}},
+        "outputs": {f"train/a/{n}.png": {"stamp": [1, 2, 3], "sha256": "cd"} for n in range(9)},
+    }
+    text = json.dumps(doc, separators=(",", ":"))
+    for damaged in (text[: text.index("train/a/5")], text + "{", text[:-1] + ',"x":}'):
+        (out / STATE_NAME).write_text(damaged)
+        state = load_state(out, tmp_path)
+        assert set(state.sources.entries) == {"a/x.png"}
+        assert not len(state.outputs)
+    (out / STATE_NAME).write_text(text)
+    assert len(load_state(out, tmp_path).outputs) == 9
