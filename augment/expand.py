@@ -128,7 +128,7 @@ def _expand(
     lap = Laps(timings)
     if options.times < 1:
         raise OutputError("--times must be at least 1")
-    find_recipe(options.recipe)  # an unknown name or a missing file fails before any work
+    recipe_file = find_recipe(options.recipe)  # an unknown name or no such file: fails now
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
     # With no last run to compare with, the full run is certain: the recipe is built and
@@ -138,7 +138,7 @@ def _expand(
     dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
     lap("ingest")
     foreign = check_output_location(dataset, out, options.force)
-    statement = recipe_statement(options.recipe)
+    statement = recipe_statement(recipe_file)
     inputs = None
     if statement is not None:
         inputs = inputs_digest(statement, _output_options(options), dataset)

@@ -55,12 +55,11 @@ def read_recipe_text(path: Path) -> str:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
 
 
-def recipe_statement(name_or_path: str) -> str | None:
-    """What the recipe says, as canonical JSON of its YAML: a comment or a layout change
-    leaves it alone. None when the recipe cannot be found, read or parsed; loading it
+def recipe_statement(path: Path) -> str | None:
+    """What the recipe file says, as canonical JSON of its YAML: a comment or a layout
+    change leaves it alone. None when it cannot be read or parsed; loading it
     (augment/recipe.py) then says why."""
     try:
-        path = find_recipe(name_or_path)
         doc = yaml.safe_load(read_recipe_text(path))
         return json.dumps([path.stem, doc], sort_keys=True, default=repr)
     except (RecipeError, yaml.YAMLError, TypeError, ValueError):
