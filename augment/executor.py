@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.pool import Pool
 from typing import Protocol
 
+from augment import heap
 from augment.plan import SourceTask
 from augment.worker import RunContext, ShardResult, Worker
 
@@ -42,6 +43,7 @@ def one_cv2_thread() -> Iterator[None]:
 
 
 def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
+    heap.reuse_image_buffers()
     worker = Worker(ctx)
     with one_cv2_thread():
         for shard in shards:
@@ -66,6 +68,7 @@ def _init_worker(ctx: RunContext) -> None:
     # A worker that also took it would print a traceback from inside the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+    heap.reuse_image_buffers()  # inherited when forked; a spawned worker needs its own
     _worker = Worker(ctx)
 
 
@@ -92,25 +95,6 @@ def start_method() -> str:
     if sys.platform == "linux" and "fork" in methods:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
-
-
-def _return_free_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc only; elsewhere a no-op).
-
-    malloc keeps the memory this process freed resident: the near-duplicate hashing
-    threads' decode buffers and the planning's transient lists, ~10 MB, more with more
-    sources. Called before forking: a forked worker's RSS counts every resident page it
-    inherits, so without this that memory is counted once more in each worker.
-    """
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: musl has no malloc_trim
-        return
-    trim(0)
 
 
 class _SharedShards:
@@ -163,7 +147,7 @@ class _BackgroundPool:
             # preloading would only keep a second full copy of them in memory.
             context.set_forkserver_preload(["augment.worker"] if processes > 1 else [])
         if context.get_start_method() == "fork":
-            _return_free_heap()
+            heap.return_free_heap()
         try:
             pool = context.Pool(processes, initializer=_init_worker, initargs=(ctx,))
             # Pool() returns before its processes have imported anything; a shard handed to
@@ -276,6 +260,7 @@ def multiprocessing_pool(workers: int) -> Executor:
             yield from in_process(ctx, itertools.chain(head, pending))
             return
         shared = _SharedShards(itertools.chain(head, pending))
+        heap.reuse_image_buffers()
         pool = _BackgroundPool(workers - 1, ctx, shared)
         finished = False
         try:

@@ -1,0 +1,50 @@
+"""The C heap in a process doing pixel work: image-sized buffers are reused, not remapped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# One output's worth of image buffers (a 224 x 224 output: uint8 copies and float32 noise
+# of 150-600 kB), allocated and freed 50 times in a tuned process; prints the page faults
+# per round.
+_ROUNDS = """
+import resource
+import numpy as np
+from augment import heap
+
+heap.reuse_image_buffers()
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+def one_output():
+    buffers = [np.ones(600_000, np.uint8) for _ in range(10)]
+    del buffers
+
+one_output()
+before = faults()
+for _ in range(50):
+    one_output()
+print((faults() - before) / 50)
+"""
+
+
+def _faults_per_round() -> float:
+    # A process of its own: the tuning lasts for the rest of a process, this one included.
+    done = subprocess.run(
+        [sys.executable, "-c", _ROUNDS],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the tuning is glibc's mallopt")
+def test_image_buffers_freed_and_allocated_again_cost_no_page_faults() -> None:
+    # Each fault costs a few microseconds on a virtual machine; untuned, glibc hands the
+    # freed buffers back and faults them in again: ~1,400 faults a round (checked by hand).
+    assert _faults_per_round() < 5
