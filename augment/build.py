@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ from augment.duplicates import Grouping
 from augment.errors import OutputError
 from augment.executor import Executor, multiprocessing_pool
 from augment.expand import (
+    Checked,
     ExpandOptions,
     ExpandSummary,
-    Laps,
+    Reporting,
     hold_out,
     holdout_entries,
     lock_output,
@@ -52,7 +53,7 @@ from augment.records import (
     write_records,
 )
 from augment.spill import SortedSpill
-from augment.state import RunState, save_state
+from augment.state import save_state
 from augment.uptodate import remember_run
 from augment.worker import RunContext
 from augment.writer import output_error, remove_temp_files
@@ -80,22 +81,15 @@ def load(options: ExpandOptions) -> LoadedRecipe:
 
 
 def build(
-    out: Path,
-    options: ExpandOptions,
-    dataset: Dataset,
-    state: RunState,
+    checked: Checked,
     loaded: LoadedRecipe | None,
-    inputs: str | None,
-    foreign: bool,
-    locked: bool,
     guard: contextlib.ExitStack,
-    lap: Laps,
     executor: Executor | None,
-    progress: Callable[[int], None] | None,
-    on_plan: Callable[[int], None] | None,
+    reporting: Reporting,
 ) -> ExpandSummary:
     """Bring OUT up to date with a full run; `expand` has read the state and SRC, checked
-    OUT and, if `locked`, taken the lock. `inputs` the run's digest (None: not provable)."""
+    OUT and, if `checked.locked`, taken the lock."""
+    out, options, dataset, state = checked.out, checked.options, checked.dataset, checked.state
     loaded = loaded or load(options)
     recipe, fingerprints = loaded.recipe, loaded.fingerprints
     recipe.check_classes(dataset.classes)
@@ -116,9 +110,9 @@ def build(
         mix_size=recipe.preprocess.size,
         balance=options.balance,
     )
-    if foreign:  # before the first write: --force never overwrites what is there
+    if checked.foreign:  # before the first write: --force never overwrites what is there
         refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
-    if not locked:
+    if not checked.locked:
         lock_output(out, guard)
     try:
         remove_temp_files(out)
@@ -130,9 +124,9 @@ def build(
     leftovers: SortedSpill[Previous] = guard.enter_context(SortedSpill())
     reuse = reuse_done(out, plan, fingerprints.recipe, previous, state.outputs, rows, leftovers)
     previous.close()
-    lap("plan")
-    if on_plan is not None:
-        on_plan(reuse.to_write)
+    reporting.lap("plan")
+    if reporting.on_plan is not None:
+        reporting.on_plan(reuse.to_write)
 
     ctx = RunContext(
         src_root=dataset.root,
@@ -152,33 +146,28 @@ def build(
                 add_written(out, rows, result.records)
                 rejected.extend(result.rejected)
                 written += len(result.records)
-                if progress is not None:
-                    progress(len(result.records))
+                if reporting.progress is not None:
+                    reporting.progress(len(result.records))
     except KeyboardInterrupt:
         pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
         write_interrupted(out, rows, leftovers, pending, state)
         raise
-    lap("execute")
+    reporting.lap("execute")
 
     rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
     state.sources.keep_only({o.path for o in dataset.originals})
     counts, removed = _write_outputs(
-        out,
-        dataset,
-        recipe,
-        options,
-        fingerprints,
+        checked,
+        loaded,
         holdout.split_of,
         rows,
         leftovers,
         rejected,
         grouping,
-        state,
-        inputs,
         complete=written == reuse.to_write,
     )
     clear_journal(out)
-    lap("write")
+    reporting.lap("write")
 
     summary = summarize(out, options, dataset, grouping, holdout, counts, rejected)
     summary.written = written
@@ -222,22 +211,19 @@ def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
 
 
 def _write_outputs(
-    out: Path,
-    dataset: Dataset,
-    recipe: Recipe,
-    options: ExpandOptions,
-    fingerprints: Fingerprints,
+    checked: Checked,
+    loaded: LoadedRecipe,
     split_of: Mapping[str, str],
     rows: SortedSpill[Row],
     leftovers: SortedSpill[Previous],
     rejected: Sequence[Rejected],
     grouping: Grouping,
-    state: RunState,
-    inputs: str | None,
     complete: bool,
 ) -> tuple[dict[str, dict[str, int]], int]:
     """metadata.csv, manifest.jsonl, augment.json and the state, from the run's rows (stale
     outputs removed on the way). Returns the class counts and how many were removed."""
+    out, dataset, state = checked.out, checked.dataset, checked.state
+    recipe = loaded.recipe
     files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
     try:
         pairs, removed = write_records(out, rows, leftovers, files)
@@ -248,14 +234,21 @@ def _write_outputs(
     files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
     counts = class_counts(pairs)
     header = build_header(
-        dataset, recipe, options, fingerprints, split_of, counts, rejected, grouping.hashes
+        dataset,
+        recipe,
+        checked.options,
+        loaded.fingerprints,
+        split_of,
+        counts,
+        rejected,
+        grouping.hashes,
     )
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
-    if inputs is not None:
+    if checked.inputs is not None:
         stamps = ((path, row.stamp) for path, row in rows)
-        remember_run(out, state, inputs, stamps, grouping.found, complete)
+        remember_run(out, state, checked.inputs, stamps, grouping.found, complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
 

@@ -97,6 +97,28 @@ class ExpandSummary:
         return sum(sum(c.values()) for c in self.counts.values())
 
 
+@dataclass
+class Checked:
+    """What `expand` has established when a full run (augment/build.py) is needed."""
+
+    out: Path
+    options: ExpandOptions
+    dataset: Dataset
+    state: RunState
+    inputs: str | None  # the digest of the run's inputs; None: a rerun is never proven
+    foreign: bool  # OUT holds files augment did not write (--force)
+    locked: bool  # this run holds OUT's lock
+
+
+@dataclass
+class Reporting:
+    """Where a run reports what it is doing."""
+
+    lap: Laps
+    progress: Callable[[int], None] | None = None  # n more outputs done
+    on_plan: Callable[[int], None] | None = None  # the number of outputs to write, once
+
+
 def expand(
     src: Path,
     out: Path,
@@ -159,22 +181,9 @@ def _expand(
                 return summary
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
-    build = _full_run()
-    summary = build.build(
-        out,
-        options,
-        dataset,
-        state,
-        loaded,
-        inputs,
-        foreign,
-        locked,
-        guard,
-        lap,
-        executor,
-        progress,
-        on_plan,
-    )
+    checked = Checked(out, options, dataset, state, inputs, foreign, locked)
+    reporting = Reporting(lap, progress, on_plan)
+    summary = _full_run().build(checked, loaded, guard, executor, reporting)
     summary.seconds = time.perf_counter() - started
     summary.timings = timings
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,12 @@ def textures_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "src"
     shutil.copytree(TEXTURES, dst)
     return dst
+
+
+def augment_command(*args: str) -> list[str]:
+    """`augment ARGS` as a new process of this interpreter: the tool as a user runs it,
+    whichever environment the tests run in."""
+    return [sys.executable, "-m", "augment", *args]
 
 
 def file_tree(root: Path) -> dict[str, bytes]:

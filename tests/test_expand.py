@@ -8,7 +8,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from PIL import Image
 from augment.errors import OutputError
 from augment.executor import in_process
 from augment.expand import ExpandOptions, ExpandSummary, expand
-from tests.conftest import DIGITS, TEXTURES, file_tree
+from tests.conftest import DIGITS, TEXTURES, augment_command, file_tree
 
 
 def manifest(out: Path) -> list[dict]:
@@ -243,10 +242,7 @@ def test_rerun_is_a_no_op(tmp_path: Path, small_recipe: Path) -> None:
 def test_cli_end_to_end_real_process(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "augment",
+        augment_command(
             "expand",
             str(DIGITS),
             str(out),
@@ -254,11 +250,11 @@ def test_cli_end_to_end_real_process(tmp_path: Path) -> None:
             "3",
             "--recipe",
             "no-flip",
-            "--workers",
+            "-j",
             "2",
             "--seed",
             "5",
-        ],
+        ),
         capture_output=True,
         text=True,
         check=False,

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from augment.expand import ExpandOptions, expand
 from augment.writer import TEMP_MARK
-from tests.conftest import DIGITS, SMALL_RECIPE, file_tree
+from tests.conftest import DIGITS, SMALL_RECIPE, augment_command, file_tree
 
 
 def images(out: Path) -> set[str]:
@@ -29,10 +28,7 @@ def images(out: Path) -> set[str]:
 
 
 def command(out: Path, recipe: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "augment",
+    return augment_command(
         "expand",
         str(DIGITS),
         str(out),
@@ -40,10 +36,10 @@ def command(out: Path, recipe: Path) -> list[str]:
         "3",
         "--recipe",
         str(recipe),
-        "--workers",
+        "-j",
         "2",
         "--quiet",
-    ]
+    )
 
 
 def interrupt_after(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import resource
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from augment.cli import main
 from augment.expand import ExpandOptions, expand
 from augment.manifest import read_manifest
 from tests import faults
-from tests.conftest import DIGITS, ROOT, file_tree
+from tests.conftest import DIGITS, ROOT, augment_command, file_tree
 
 
 def run_cli(
@@ -32,7 +31,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`augment` in a real child process (its own limits and privileges)."""
     return subprocess.run(
-        [sys.executable, "-m", "augment", *args],
+        augment_command(*args),
         capture_output=True,
         text=True,
         cwd=ROOT,

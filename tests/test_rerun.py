@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from augment.errors import OutputError
 from augment.expand import ExpandOptions, expand
 from augment.recipe import load_recipe
 from augment.state import STATE_NAME, exclusive_run
-from tests.conftest import DIGITS, SMALL_RECIPE
+from tests.conftest import DIGITS, SMALL_RECIPE, augment_command
 
 
 def every_file(root: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -52,9 +51,7 @@ def options(recipe: Path, **kw: object) -> ExpandOptions:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "augment", *args], capture_output=True, text=True, check=False
-    )
+    return subprocess.run(augment_command(*args), capture_output=True, text=True, check=False)
 
 
 def test_noop_rerun_in_a_real_process_touches_nothing(
