@@ -1,11 +1,12 @@
 """How the C heap serves a process that does pixel work (glibc only; elsewhere no-ops).
 
 Every transform allocates an image-sized array and frees it moments later: an output of
-224 x 224 needs a dozen buffers of 150-600 kB. glibc serves blocks above its mmap threshold
-(128 kB at first, raised as large blocks are freed, but not reliably for this pattern) with
-fresh mappings and hands them back on free, so each output paid ~90 page faults: 20% of a
-run's time on a virtual machine. Fixing the threshold above image-sized buffers keeps them on
-the heap, where freed blocks are reused at once.
+224 x 224 needs a dozen buffers of 150-600 kB. glibc maps blocks above its mmap threshold
+afresh and unmaps them on free, and returns the top of the heap to the system once more than
+its trim threshold is free there. Both start at 128 kB and adapt to the blocks freed, which
+for this pattern does not reliably keep up: a run's later outputs paid ~90 page faults each,
+~15% of its time on a virtual machine. Fixed thresholds above image-sized buffers keep them
+on the heap, where a freed block is reused at once.
 """
 
 from __future__ import annotations
