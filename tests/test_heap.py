@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
@@ -43,7 +44,7 @@ def _faults_per_round() -> float:
     return float(done.stdout)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the tuning is glibc's mallopt")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the tuning is glibc's mallopt")
 def test_image_buffers_freed_and_allocated_again_cost_no_page_faults() -> None:
     # Each fault costs a few microseconds on a virtual machine; untuned, glibc hands the
     # freed buffers back and faults them in again: ~1,400 faults a round (checked by hand).
