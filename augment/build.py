@@ -139,13 +139,16 @@ def build(
     )
     run = executor or multiprocessing_pool(options.workers or default_workers())
     rejected = [*dataset.rejected, *plan.rejected]
-    written = 0
+    written = unmade = 0
+    retry = False
     try:
         if reuse.to_write:
             for result in run(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
                 add_written(out, rows, result.records)
                 rejected.extend(result.rejected)
                 written += len(result.records)
+                unmade += result.unmade
+                retry = retry or any(r.retry for r in result.rejected)
                 if reporting.progress is not None:
                     reporting.progress(len(result.records))
     except KeyboardInterrupt:
@@ -155,7 +158,10 @@ def build(
     reporting.lap("execute")
 
     rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
-    state.sources.keep_only({o.path for o in dataset.originals})
+    # Sources rejected for their bytes keep their entry: a rerun need not read them again.
+    state.sources.keep_only(
+        {o.path for o in dataset.originals} | {r.path for r in dataset.rejected}
+    )
     counts, removed = _write_outputs(
         checked,
         loaded,
@@ -164,7 +170,9 @@ def build(
         leftovers,
         rejected,
         grouping,
-        complete=written == reuse.to_write,
+        # Complete: every planned output made, or left out for good (a rejection the next
+        # run would reach again); a rejection whose cause may pass is tried again.
+        complete=written + unmade == reuse.to_write and not retry,
     )
     clear_journal(out)
     reporting.lap("write")

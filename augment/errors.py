@@ -26,3 +26,8 @@ class ManifestError(AugmentError):
 class UnreadableImage(Exception):
     """A source file is not a decodable image; the message says why, for the manifest.
     Not an AugmentError: the file is rejected and the run goes on."""
+
+
+class TooManyPixels(UnreadableImage):
+    """A source's header declares more pixels than --max-pixels allows: unlike the other
+    reasons, a verdict on the file and this run's option together."""

@@ -27,7 +27,12 @@ from augment.ingest import Dataset, Original, Rejected, ingest
 from augment.manifest import HEADER_NAME, STATE_DIR, read_header
 from augment.recipe_source import find_recipe, recipe_statement
 from augment.state import RunState, exclusive_run, load_state
-from augment.uptodate import inputs_digest, remembered_clusters, unchanged_since_last_run
+from augment.uptodate import (
+    inputs_digest,
+    remembered_clusters,
+    tool_stamp,
+    unchanged_since_last_run,
+)
 from augment.writer import output_error
 
 if TYPE_CHECKING:
@@ -153,6 +158,7 @@ def _expand(
     recipe_file = find_recipe(options.recipe)  # an unknown name or no such file: fails now
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
+    state.sources.tool = tool_stamp()
     # With no last run to compare with, the full run is certain: the recipe is built and
     # checked first, so that a mistake in it is reported before any source is read.
     loaded = _full_run().load(options) if state.last_run is None else None

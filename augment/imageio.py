@@ -41,7 +41,7 @@ import simplejpeg
 from PIL import Image, ImageOps
 
 from augment.defaults import DEFAULT_MAX_PIXELS
-from augment.errors import UnreadableImage
+from augment.errors import TooManyPixels, UnreadableImage
 
 OutputFormat = Literal["jpg", "png", "webp"]
 # The Pillow decoders those extensions stand for (a JPEG with several frames opens as MPO).
@@ -158,7 +158,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Im
     with img:
         width, height = img.size
         if width * height > max_pixels:
-            raise UnreadableImage(
+            raise TooManyPixels(
                 f"{width}x{height} pixels exceeds the limit of {max_pixels} pixels "
                 "(--max-pixels; a decompression-bomb guard)"
             )
@@ -175,7 +175,7 @@ def _open_within(data: bytes, max_pixels: int) -> Image.Image:
         except Image.DecompressionBombError:
             pillow_limit = Image.MAX_IMAGE_PIXELS
             if pillow_limit is None or max_pixels <= 2 * pillow_limit:
-                raise UnreadableImage(
+                raise TooManyPixels(
                     f"more pixels than the limit of {max_pixels} "
                     "(--max-pixels; a decompression-bomb guard)"
                 ) from None

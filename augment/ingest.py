@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from augment.digests import sha256_bytes
-from augment.errors import DatasetError, UnreadableImage
+from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 
 if TYPE_CHECKING:
     from augment.state import SourceCache
@@ -50,6 +50,9 @@ class Original:
 class Rejected:
     path: str
     reason: str
+    # The cause may pass (see worker.SourceProblem): the next run tries the file again.
+    # Not part of what a rejection is: the same file and reason are one rejection.
+    retry: bool = field(default=False, compare=False)
 
 
 @dataclass
@@ -320,6 +323,9 @@ def _read_original(
         else:
             before = (st.st_size, st.st_mtime_ns, st.st_ino)
         cached = cache.lookup(rel, before, label, group)
+        if isinstance(cached, Rejected):  # the same bytes, not an image: the same reason
+            reject(cached)
+            return None
         # The pixel limit is an option of this run, so a remembered source meets it too.
         if cached is not None and cached.width * cached.height <= max_pixels:
             return cached
@@ -343,8 +349,13 @@ def _read_original(
     try:
         with open_image(data, max_pixels) as img:
             fmt, (width, height) = img.format or "unknown", img.size
+    except TooManyPixels as exc:  # this run's limit: a run with another may take it
+        reject(Rejected(rel, str(exc)))
+        return None
     except UnreadableImage as exc:
         reject(Rejected(rel, str(exc)))
+        if cache is not None:
+            cache.remember_rejected(rel, before, path, str(exc))
         return None
     original = Original(
         path=rel,

@@ -6,7 +6,8 @@ git's index or DVC's state database, this file remembers a file's stamp (size, m
 inode) next to what its bytes were found to be:
 
 - `sources`: per source path, the stamp and the `Original` fields read from its bytes
-  (sha256, format, size in pixels), so an unchanged source is only `stat`-ed;
+  (sha256, format, size in pixels), or the reason its bytes are not an image, so an
+  unchanged source is only `stat`-ed;
 - `outputs`: per output path, the stamp and the sha256 it had when this tool wrote or last
   verified it, so an unchanged output is only `stat`-ed; a different size *or* mtime (or
   inode) means the file is read and hashed again, and made again if its bytes are wrong;
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from augment.errors import OutputError
-from augment.ingest import Original
+from augment.ingest import Original, Rejected
 from augment.manifest import STATE_DIR
 from augment.spill import SortedSpill
 from augment.writer import ChangedFile
@@ -61,6 +62,7 @@ _LISTING_FIELDS = ("path", "label", "group")
 _CONTENT_FIELDS = tuple(f.name for f in fields(Original) if f.name not in _LISTING_FIELDS)
 _CONTENT = frozenset(_CONTENT_FIELDS)
 _content_values = operator.itemgetter(*_CONTENT_FIELDS)
+_REJECTED_KEYS = {"stamp", "rejected", "tool"}
 
 
 def stamp_of(path: Path) -> Stamp | None:
@@ -72,10 +74,12 @@ def stamp_of(path: Path) -> Stamp | None:
 
 
 # A source's entry as held in memory: its stamp's three fields, then the Original fields
-# named by _CONTENT_FIELDS, in that order. One flat tuple takes ~200 bytes a source where
+# named by _CONTENT_FIELDS, in that order, or, for a file whose bytes are not an image,
+# the reason and the tool that found it. One flat tuple takes ~200 bytes a source where
 # the JSON-shaped {"stamp": [...], "original": {...}} took ~570, and the cache holds an
 # entry per source for the whole run (in every pool process forked from it, too).
 SourceEntry = tuple[Any, ...]
+_REJECTED_LEN = 5  # stamp, reason, tool
 
 
 @dataclass
@@ -84,6 +88,9 @@ class SourceCache:
 
     root: str
     entries: dict[str, SourceEntry] = field(default_factory=dict)
+    # What this run reads files with (uptodate.tool_stamp): a file rejected by another
+    # version of the tool or of its decoders is read again, as it may now be taken.
+    tool: str = ""
     hits: int = 0
     reads: int = 0
     # Sources whose bytes had to be read (or tried: a rejected one counts too), because
@@ -92,13 +99,20 @@ class SourceCache:
 
     stamp = staticmethod(stamp_of)
 
-    def lookup(self, rel: str, stamp: Stamp | None, label: str, group: str) -> Original | None:
-        """The cached Original of a file whose stamp, just taken, is the remembered one;
-        with the label and group its listing gives now."""
+    def lookup(
+        self, rel: str, stamp: Stamp | None, label: str, group: str
+    ) -> Original | Rejected | None:
+        """What a file whose stamp, just taken, is the remembered one was found to be: its
+        Original, with the label and group its listing gives now, or why it is no image."""
         entry = self.entries.get(rel)
         if entry is None or stamp is None or stamp != entry[:3]:
             return None
+        rejected = len(entry) == _REJECTED_LEN
+        if rejected and entry[4] != self.tool:
+            return None
         self.hits += 1
+        if rejected:
+            return Rejected(rel, entry[3])
         return Original(path=rel, label=label, group=group, **_content(entry))
 
     def remember(self, rel: str, before: Stamp | None, path: Path, original: Original) -> None:
@@ -107,6 +121,17 @@ class SourceCache:
         `before` is the stamp taken before the bytes were read: a file that changed while
         being read, or was modified too recently to be told apart by its mtime, is not kept.
         """
+        self._keep(rel, before, path, tuple(getattr(original, k) for k in _CONTENT_FIELDS))
+
+    def remember_rejected(self, rel: str, before: Stamp | None, path: Path, reason: str) -> None:
+        """Record that the bytes at `path` are not an image, and why, as `remember` does.
+
+        Only for a verdict on the bytes alone: the same bytes get it again on any run, so a
+        rerun need not read them (a file that could not be read at all is not one).
+        """
+        self._keep(rel, before, path, (reason, self.tool))
+
+    def _keep(self, rel: str, before: Stamp | None, path: Path, found: tuple[Any, ...]) -> None:
         self.reads += 1
         if before is None or stamp_of(path) != before:
             self.entries.pop(rel, None)
@@ -114,7 +139,7 @@ class SourceCache:
         if time.time_ns() - before[1] <= RACY_NS:
             self.entries.pop(rel, None)
             return
-        self.entries[rel] = (*before, *(getattr(original, k) for k in _CONTENT_FIELDS))
+        self.entries[rel] = (*before, *found)
 
     def keep_only(self, paths: set[str]) -> None:
         for rel in set(self.entries) - paths:
@@ -123,6 +148,8 @@ class SourceCache:
 
 def _source_json(entry: SourceEntry) -> dict[str, Any]:
     """A source entry as state.json holds it (the inverse of `_source_entries`)."""
+    if len(entry) == _REJECTED_LEN:
+        return {"stamp": list(entry[:3]), "rejected": entry[3], "tool": entry[4]}
     return {"stamp": list(entry[:3]), "original": _content(entry)}
 
 
@@ -343,6 +370,8 @@ def _source_entries(entries: dict[str, Any]) -> dict[str, SourceEntry]:
     for path, entry in entries.items():
         if _well_formed_entry(entry, "original", dict) and entry["original"].keys() == _CONTENT:
             usable[path] = (*entry["stamp"], *_content_values(entry["original"]))
+        elif _well_formed_entry(entry, "rejected", str) and entry.keys() == _REJECTED_KEYS:
+            usable[path] = (*entry["stamp"], entry["rejected"], entry["tool"])
     return usable
 
 

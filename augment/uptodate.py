@@ -13,11 +13,13 @@ run `expand` keeps two digests in `OUT/.augment/state.json`:
   a file or an empty folder that appeared must count as a change.
 
 A rerun may return at once when both digests are the same, when every source was vouched
-for by its remembered stamp (see augment/state.py: a new, touched, racy or rejected-for-its-
-bytes source is read, and then this proof does not hold), and when the state folder holds
-no journal or temporary file (an interrupted run). The header is then the one the last run
-wrote; `expand` also checks that it gives back the same holdout, so that the jobs, and
-hence every record, name and byte, are the last run's.
+for by its remembered stamp (see augment/state.py: a new, touched or racy source is read,
+and then this proof does not hold; one remembered as no image is not read), and when the
+state folder holds no journal or temporary file (an interrupted run). The header is then
+the one the last run wrote; `expand` also checks that it gives back the same holdout, so
+that the jobs, and hence every record, name and byte, are the last run's: its rejections
+too, since a run is only remembered as complete when every one of them is a verdict the
+same inputs give again (see `remember_run`).
 
 Any doubt means the full run, which is always correct, only slower. OUT's stamps are trusted
 as the outputs' stamps are: augment writes every file atomically under a new inode, so its
@@ -82,13 +84,26 @@ def library_stamps() -> list[list[Any]]:
     return stamps
 
 
+def tool_identity() -> list[Any]:
+    """What decides how a file is read and what is made of it: the tool's version and code,
+    the Python, and the files the pixel libraries are imported from."""
+    return [__version__, code_fingerprint(), sys.version, library_stamps()]
+
+
+@functools.cache
+def tool_stamp() -> str:
+    """A short digest of `tool_identity`: what a remembered verdict on a file was reached
+    with (see state.SourceCache.remember_rejected)."""
+    return _sha256(json.dumps(tool_identity()))[:16]
+
+
 def inputs_digest(recipe: str, options: Mapping[str, Any], dataset: Dataset) -> str:
     """What a run is made from, but the previous header. `recipe` what it says
     (`recipe_source.recipe_statement`); `dataset` as ingest read it (before duplicates merge
     groups); `options` every option that can change what is written."""
     doc = {
         "format": DIGEST_FORMAT,
-        "tool": [__version__, code_fingerprint(), sys.version, library_stamps()],
+        "tool": tool_identity(),
         "recipe": recipe,
         "options": options,
         "source": [str(dataset.root), dataset.kind],
@@ -150,8 +165,9 @@ def remember_run(
     complete: bool,
 ) -> None:
     """At the end of a run, store the digests the next run compares with, if OUT is
-    provably what this run made: the run is `complete` (every planned output was made, none
-    rejected by a worker, which the next run would try again), and each of its `outputs`
+    provably what this run made: the run is `complete` (every planned output was made or
+    left out for a rejection the same inputs give again, none for one whose cause may pass,
+    which the next run tries again), and each of its `outputs`
     (path order, with the entry state.json keeps) still has the stamp it was written or
     verified with (nothing changed it while the run went on). The run's duplicate
     `clusters` (paths) are kept with them: the next run, if unchanged, has the same."""

@@ -54,6 +54,7 @@ class RunContext:
 class ShardResult:
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    unmade: int = 0  # planned outputs left out for the rejections
 
 
 def shard_id(shard: list[SourceTask]) -> str:
@@ -79,12 +80,22 @@ class Rendered:
 _CANNOT_APPLY = "the recipe cannot be applied to this image"
 
 
-class SourceProblem(Exception):
+class _Unusable(Exception):
+    """`retry`: the cause may pass (the file could not be read, changed meanwhile, memory
+    ran out), so the next run tries again. Otherwise it is a verdict on the bytes and the
+    recipe, which a run made from the same inputs reaches again."""
+
+    def __init__(self, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.retry = retry
+
+
+class SourceProblem(_Unusable):
     """An original cannot be used: unreadable, undecodable, changed since ingest, or the
     recipe raises on its pixels. The source is rejected with this reason."""
 
 
-class PartnerProblem(Exception):
+class PartnerProblem(_Unusable):
     """A mixing partner cannot be used: only the mixed output that needed it is left out."""
 
 
@@ -136,6 +147,7 @@ class Worker:
             if item.soft_label is not None:
                 record["soft_label"] = item.soft_label
             result.records.append(record)
+        result.unmade += len(task.outputs) - (len(result.records) - first)
 
     def render(self, task: SourceTask) -> Iterator[Rendered | Rejected]:
         """The pixels of every output of a task, in job order; `augment preview` shows these
@@ -154,9 +166,9 @@ class Worker:
                     try:
                         yield self._mixed(job, job.mix, original, prepared)
                     except PartnerProblem as exc:
-                        yield Rejected(job.mix.partner.path, str(exc))
+                        yield Rejected(job.mix.partner.path, str(exc), exc.retry)
         except SourceProblem as exc:
-            yield Rejected(original.path, str(exc))
+            yield Rejected(original.path, str(exc), exc.retry)
 
     def prepare(self, original: Original) -> np.ndarray:
         """Read, check, decode and preprocess one original."""
@@ -164,9 +176,9 @@ class Worker:
         try:
             data = (ctx.src_root / original.path).read_bytes()
         except OSError as exc:
-            raise SourceProblem(f"cannot read: {exc.strerror or exc}") from exc
+            raise SourceProblem(f"cannot read: {exc.strerror or exc}", retry=True) from exc
         if sha256_bytes(data) != original.sha256:
-            raise SourceProblem("file changed while the run was going on")
+            raise SourceProblem("file changed while the run was going on", retry=True)
         try:
             decoded = decode(
                 data,
@@ -181,7 +193,9 @@ class Worker:
         try:
             return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
         except Exception as exc:
-            raise SourceProblem(f"{_CANNOT_APPLY}: preprocess: {exc}") from exc
+            raise SourceProblem(
+                f"{_CANNOT_APPLY}: preprocess: {exc}", retry=isinstance(exc, MemoryError)
+            ) from exc
 
     def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""
@@ -199,7 +213,9 @@ class Worker:
         try:  # as in `prepare`: a transform that does not fit this image rejects the source
             augmented = pipeline(image=prepared.copy())
         except Exception as exc:
-            raise SourceProblem(f"{_CANNOT_APPLY}: {exc}") from exc
+            raise SourceProblem(
+                f"{_CANNOT_APPLY}: {exc}", retry=isinstance(exc, MemoryError)
+            ) from exc
         pixels = np.ascontiguousarray(augmented["image"])
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise SourceProblem(
@@ -221,7 +237,7 @@ class Worker:
             self._partners[partner.sha256] = cached
         if isinstance(cached, SourceProblem):
             # The same reason its own task gives, so the summary lists it once.
-            raise PartnerProblem(str(cached))
+            raise PartnerProblem(str(cached), cached.retry)
         return cached
 
     def _mixed(
@@ -236,7 +252,7 @@ class Worker:
                 self._partner(mix.partner), mix.partner.label, mix.partner_seed
             )
         except SourceProblem as exc:
-            raise PartnerProblem(str(exc)) from exc
+            raise PartnerProblem(str(exc), exc.retry) from exc
         pixels, partner_pixels = _fit(pixels, size), _fit(partner_pixels, size)
         if mix.kind == "mixup":
             mixed = mixup(pixels, partner_pixels, mix.weight)
