@@ -51,7 +51,9 @@ from augment.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
 # output name changes with it and no downstream cache can serve a stale image.
-PIXEL_VERSION = 2  # 2: JPEG sources decoded at reduced scale when preprocessing shrinks them
+# 2: JPEG sources decoded at reduced scale when preprocessing shrinks them; 3: the `blur`
+# pad's background blurred at 32 pixels instead of 64.
+PIXEL_VERSION = 3
 
 RECIPE_KEYS = frozenset({"description", "preprocess", "augment", "mix"})
 POLICY_KEYS = ("only_classes", "except_classes")
