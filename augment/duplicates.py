@@ -18,6 +18,7 @@ conflict instead (and `augment audit` will flag it).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,13 +75,22 @@ class _UnionFind:
         return list(groups.values())
 
 
-def _hash_file(path: Path) -> ImageHash | None:
+def _hash_files(paths: Sequence[Path]) -> list[ImageHash | None]:
     from augment.similarity import phash_bytes  # see the note at `_similar`
 
-    try:
-        return phash_bytes(path.read_bytes())
-    except (OSError, UnreadableImage):
-        return None  # the worker rejects the file with the reason; nothing to group
+    hashes: list[ImageHash | None] = []
+    for path in paths:
+        try:
+            hashes.append(phash_bytes(path.read_bytes()))
+        except (OSError, UnreadableImage):
+            hashes.append(None)  # the worker rejects the file with the reason
+    return hashes
+
+
+# Files a hashing thread takes at a time: one future per file cost ~40 us each in the
+# thread pool's hand-offs, as much as hashing a small image (measured at 80x60: 0.21 ms a
+# file with two threads one file at a time, 0.10 ms sixteen at a time).
+_HASH_BATCH = 16
 
 
 def hash_originals(
@@ -97,10 +107,14 @@ def hash_originals(
     with ThreadPoolExecutor(max_workers=threads) as pool:
         # A few hundred at a time: `map` makes a future (~1 KB) per item up front, which
         # would make memory grow with the dataset.
-        step = 128 * threads
+        step = 8 * _HASH_BATCH * threads
         for start in range(0, len(todo), step):
             paths = todo[start : start + step]
-            hashed = pool.map(_hash_file, (root / p for p in paths))
+            batches = (
+                [root / p for p in paths[i : i + _HASH_BATCH]]
+                for i in range(0, len(paths), _HASH_BATCH)
+            )
+            hashed = itertools.chain.from_iterable(pool.map(_hash_files, batches))
             for path, value in zip(paths, hashed, strict=True):
                 if value is not None:
                     hashes[path] = value
