@@ -239,33 +239,6 @@ class Plan:
         return tuple(jobs)
 
 
-def plan_tasks(
-    originals: Sequence[Original],
-    split_of: Mapping[str, str],
-    variants_per_class: Mapping[str, Sequence[int]],
-    fingerprints: Fingerprints,
-    seed: int,
-    output_format: str,
-    *,
-    mix: Sequence[MixSpec] = (),
-    mix_size: tuple[int, int] | None = None,
-    balance: bool = False,
-) -> tuple[list[SourceTask], list[Rejected]]:
-    """Every task of a `Plan` at once (for a preview or a test: a run takes them lazily)."""
-    plan = Plan(
-        originals,
-        split_of,
-        variants_per_class,
-        fingerprints,
-        seed,
-        output_format,
-        mix=mix,
-        mix_size=mix_size,
-        balance=balance,
-    )
-    return list(plan.tasks()), plan.rejected
-
-
 def _drop_exact_duplicates(
     originals: Sequence[Original], split_of: Mapping[str, str], output_format: str
 ) -> tuple[list[Original], list[Rejected]]:

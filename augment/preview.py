@@ -24,7 +24,7 @@ from augment.duplicates import group_duplicates
 from augment.errors import DatasetError, OutputError
 from augment.holdout import SPLITS, assign_splits
 from augment.ingest import ingest
-from augment.plan import Fingerprints, SourceTask, plan_tasks
+from augment.plan import Fingerprints, Plan, SourceTask
 from augment.recipe import Recipe, load_recipe
 from augment.worker import Rendered, RunContext, Worker
 from augment.writer import write_atomic
@@ -95,7 +95,7 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
         recipe=recipe.fingerprint("png", 95),
     )
     variants = tuple(range(0, options.variants + 1))
-    tasks, _ = plan_tasks(
+    plan = Plan(
         originals,
         holdout.split_of,
         dict.fromkeys(dataset.classes, variants),
@@ -105,7 +105,7 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
         mix=recipe.mix,
         mix_size=recipe.preprocess.size,
     )
-    candidates = [t for t in tasks if t.split == options.split]
+    candidates = [t for t in plan.tasks() if t.split == options.split]
     if not candidates:
         raise DatasetError(f"no {options.split} originals in {src} to preview")
     ctx = RunContext(

@@ -23,7 +23,7 @@ from PIL import Image
 from augment.errors import AugmentError, DatasetError, RecipeError
 from augment.imageio import UnreadableImage, decode
 from augment.ingest import Original, ingest
-from augment.plan import Fingerprints, plan_tasks
+from augment.plan import Fingerprints, Plan
 from augment.recipe import parse_recipe
 from augment.worker import RunContext, Worker
 from tests import faults
@@ -120,7 +120,7 @@ def test_ingest_then_worker_never_crash_on_a_bad_file(image_dir: Path, data: byt
     recipe = parse_recipe("preprocess: {size: [16, 12]}\naugment: [HorizontalFlip]", "r", "r")
     fingerprints = Fingerprints("p", "r")
     split = {"cat/fuzzed.png": "train"}
-    tasks, _ = plan_tasks(accepted, split, {"cat": (0, 1)}, fingerprints, 0, "png")
+    tasks = list(Plan(accepted, split, {"cat": (0, 1)}, fingerprints, 0, "png").tasks())
     with tempfile.TemporaryDirectory() as out:
         ctx = RunContext(image_dir, Path(out), recipe, fingerprints, "png", 90, SMALL_LIMIT)
         result = Worker(ctx).run(tasks)
@@ -206,7 +206,7 @@ def _check_recipe(text: str, source: tuple[Path, Original]) -> None:
     src, original = source
     fingerprints = Fingerprints("p", recipe.fingerprint("png", 90))
     split = {original.path: "train"}
-    tasks, _ = plan_tasks([original], split, {"cat": (0, 1)}, fingerprints, 1, "png")
+    tasks = list(Plan([original], split, {"cat": (0, 1)}, fingerprints, 1, "png").tasks())
     with tempfile.TemporaryDirectory() as out:
         ctx = RunContext(src, Path(out), recipe, fingerprints, "png", 90, SMALL_LIMIT)
         try:
