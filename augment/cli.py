@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import click
 
 from augment import __version__
+from augment.commands.diff import diff_outputs, format_diff
+from augment.commands.report import class_count_table, class_width
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
     DEFAULT_MAX_PIXELS,
@@ -24,12 +26,10 @@ from augment.defaults import (
     REENCODE_MIN_PSNR,
     default_workers,
 )
-from augment.diff import diff_outputs, format_diff
 from augment.errors import AugmentError
 from augment.expand import ExpandOptions, ExpandSummary, expand
-from augment.holdout import parse_amount
-from augment.recipe_source import bundled_recipes
-from augment.report import class_count_table, class_width
+from augment.recipe.source import bundled_recipes
+from augment.stages.holdout import parse_amount
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -397,7 +397,7 @@ def preview(
     make for it with the same seed and holdout, captioned with the class (and the weights of
     mixed images). The pixels come from the very code expand runs.
     """
-    from augment.preview import PreviewOptions, write_preview
+    from augment.commands.preview import PreviewOptions, write_preview
 
     options = PreviewOptions(
         recipe=recipe,
@@ -425,7 +425,7 @@ def recipes() -> None:
 
     Example: augment recipes
     """
-    from augment.recipe import load_recipe
+    from augment.recipe.build import load_recipe
 
     for name in bundled_recipes():
         try:
@@ -505,7 +505,7 @@ def audit(
     folders of class folders for duplicates across splits and balance. Exit 0 clean,
     1 findings, 2 cannot run.
     """
-    from augment.audit import AuditOptions, audit_output, audit_splits, format_report
+    from augment.commands.audit import AuditOptions, audit_output, audit_splits, format_report
 
     options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
     if (out is None) == (not splits):
@@ -571,7 +571,7 @@ def prune_cache_cmd(cache: Path, out: Path, dry_run: bool) -> None:
     bottleneck_dir/<label>/<file name>_<module>.txt or <file name>.npy. Any other file in
     CACHE is left alone.
     """
-    from augment.cache import prune_cache
+    from augment.commands.prune_cache import prune_cache
 
     try:
         result = prune_cache(cache, out, dry_run=dry_run)

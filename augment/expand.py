@@ -19,24 +19,24 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, default_workers
-from augment.digests import ImageHash
-from augment.duplicates import Cluster, Grouping, group_duplicates
 from augment.errors import ManifestError, OutputError
-from augment.holdout import SPLITS, Holdout, assign_splits
-from augment.ingest import Dataset, Original, Rejected, ingest
-from augment.manifest import HEADER_NAME, STATE_DIR, read_header
-from augment.recipe_source import find_recipe, recipe_statement
-from augment.state import RunState, exclusive_run, load_state
-from augment.uptodate import (
+from augment.files import output_error
+from augment.imaging.digests import ImageHash
+from augment.recipe.source import find_recipe, recipe_statement
+from augment.rerun.state import RunState, exclusive_run, load_state
+from augment.rerun.uptodate import (
     inputs_digest,
     remembered_clusters,
     tool_stamp,
     unchanged_since_last_run,
 )
-from augment.writer import output_error
+from augment.stages.duplicates import Cluster, Grouping, group_duplicates
+from augment.stages.holdout import SPLITS, Holdout, assign_splits
+from augment.stages.ingest import Dataset, Original, Rejected, ingest
+from augment.stages.manifest import HEADER_NAME, STATE_DIR, read_header
 
 if TYPE_CHECKING:
-    from augment.executor import Executor
+    from augment.stages.executor import Executor
 
 
 @dataclass(frozen=True)
@@ -199,9 +199,9 @@ def _full_run() -> ModuleType:
     """augment/build.py, imported on first use: it brings albumentations, OpenCV, numpy and
     the worker pool, most of a command's start-up (~0.5 s), which a rerun proven unchanged
     does without."""
-    import augment.build
+    import augment.full_run
 
-    return augment.build
+    return augment.full_run
 
 
 def _output_options(options: ExpandOptions) -> dict[str, Any]:

@@ -60,15 +60,15 @@ from PIL import Image
 
 import augment
 from augment.defaults import default_workers
-from augment.digests import sha256_bytes
-from augment.executor import one_cv2_thread
 from augment.expand import ExpandOptions, expand
-from augment.heap import reuse_image_buffers
-from augment.imageio import decode, decode_with_pillow, encode
-from augment.preprocess import Preprocess, apply_preprocess
-from augment.recipe import Recipe, load_recipe, seed_pipeline
-from augment.transforms import FastGaussianNoise, SaltAndPepperNoise
-from augment.writer import write_atomic
+from augment.files import write_atomic
+from augment.imaging.codec import decode, decode_with_pillow, encode
+from augment.imaging.digests import sha256_bytes
+from augment.recipe.build import Recipe, load_recipe, seed_pipeline
+from augment.recipe.preprocess import Preprocess, apply_preprocess
+from augment.recipe.transforms import FastGaussianNoise, SaltAndPepperNoise
+from augment.rerun.heap import reuse_image_buffers
+from augment.stages.executor import one_cv2_thread
 
 
 def _augmentor() -> tuple[Any, str]:

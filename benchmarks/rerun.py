@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bench import SOURCE_QUALITY, SOURCE_SIZE, make_corpus  # benchmarks/, the script's folder
 
-from augment.executor import one_cv2_thread
 from augment.expand import ExpandOptions, expand
+from augment.stages.executor import one_cv2_thread
 
 
 def command(corpus: Path, out: Path, options: ExpandOptions) -> list[str]:

@@ -19,14 +19,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from augment.audit import audit_output
+from augment.commands.audit import audit_output
 from augment.defaults import DEFAULT_MAX_DISTANCE
-from augment.digests import ImageHash
 from augment.expand import ExpandOptions, expand
-from augment.imageio import decode, encode
-from augment.ingest import ingest
-from augment.manifest import Record, read_manifest
-from augment.similarity import block_psnr, phash_bytes, phash_rgb
+from augment.imaging.codec import decode, encode
+from augment.imaging.digests import ImageHash
+from augment.imaging.similarity import block_psnr, phash_bytes, phash_rgb
+from augment.stages.ingest import ingest
+from augment.stages.manifest import Record, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (4, 6, 8, 10)

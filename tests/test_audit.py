@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
 
-from augment.audit import audit_output, audit_splits
 from augment.cli import main
+from augment.commands.audit import audit_output, audit_splits
 from augment.errors import DatasetError, ManifestError
 from augment.expand import ExpandOptions, ExpandSummary, expand
 from tests.conftest import DIGITS, TEXTURES

@@ -24,9 +24,9 @@ from augment.cli import main
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError
 from augment.expand import ExpandOptions, expand
-from augment.imageio import UnreadableImage, decode
-from augment.ingest import ingest
-from augment.manifest import read_manifest
+from augment.imaging.codec import UnreadableImage, decode
+from augment.stages.ingest import ingest
+from augment.stages.manifest import read_manifest
 from tests import faults
 from tests.conftest import DIGITS, ROOT, TEXTURES, file_tree
 
@@ -433,7 +433,7 @@ def test_unreadable_folders_and_files_are_listed_not_lost(tmp_path: Path) -> Non
     try:
         preexec = faults.permission_bits_binding()
         script = (
-            "import json, sys; from pathlib import Path; from augment.ingest import ingest; "
+            "import json, sys; from pathlib import Path; from augment.stages.ingest import ingest; "
             "d = ingest(Path(sys.argv[1])); "
             "print(json.dumps({r.path: r.reason for r in d.rejected}))"
         )

@@ -12,8 +12,8 @@ import albumentations as A
 import pytest
 from PIL import Image
 
-from augment.recipe import load_recipe
-from augment.transforms import FastGaussianNoise
+from augment.recipe.build import load_recipe
+from augment.recipe.transforms import FastGaussianNoise
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from augment.cache import output_name_of, prune_cache
 from augment.cli import main
+from augment.commands.prune_cache import output_name_of, prune_cache
 from augment.errors import OutputError
 from augment.expand import ExpandOptions, expand
 from tests.conftest import DIGITS, SMALL_RECIPE

@@ -14,8 +14,8 @@ import simplejpeg
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
-from augment.imageio import UnreadableImage, decode, encode
-from augment.preprocess import Preprocess, apply_preprocess
+from augment.imaging.codec import UnreadableImage, decode, encode
+from augment.recipe.preprocess import Preprocess, apply_preprocess
 
 
 def pillow_rgb(data: bytes) -> np.ndarray:

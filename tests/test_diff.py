@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from augment.cli import main
-from augment.diff import diff_records
+from augment.commands.diff import diff_records
 from augment.expand import ExpandOptions, expand
 from tests.conftest import DIGITS, SMALL_RECIPE
 

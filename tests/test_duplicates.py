@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from augment.audit import audit_output
 from augment.cli import main
+from augment.commands.audit import audit_output
 from augment.defaults import DEFAULT_MAX_DISTANCE
-from augment.duplicates import group_duplicates
 from augment.expand import ExpandOptions, _known_hashes, expand
-from augment.holdout import assign_splits
-from augment.ingest import ingest
+from augment.stages.duplicates import group_duplicates
+from augment.stages.holdout import assign_splits
+from augment.stages.ingest import ingest
 from tests.conftest import TEXTURES
 
 RESIZED = "brick/brick_03_small.jpg"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import augment.build as build_module
-from augment import executor
-from augment.executor import _BackgroundPool, _SharedShards, in_process
+import augment.full_run as build_module
 from augment.expand import ExpandOptions, expand
-from augment.plan import SourceTask
-from augment.worker import RunContext, ShardResult
+from augment.stages import executor as executor
+from augment.stages.executor import _BackgroundPool, _SharedShards, in_process
+from augment.stages.plan import SourceTask
+from augment.stages.worker import RunContext, ShardResult
 from tests.conftest import DIGITS, file_tree
 
 

@@ -20,16 +20,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import augment.duplicates as duplicates_module
 import augment.expand as expand_module
-import augment.recipe as recipe_module
-import augment.state as state_module
-import augment.uptodate as uptodate_module
+import augment.recipe.build as recipe_module
+import augment.rerun.state as state_module
+import augment.rerun.uptodate as uptodate_module
+import augment.stages.duplicates as duplicates_module
 from augment.cli import main
 from augment.errors import OutputError
-from augment.executor import in_process
 from augment.expand import ExpandOptions, ExpandSummary, expand
-from augment.state import STATE_NAME, exclusive_run
+from augment.rerun.state import STATE_NAME, exclusive_run
+from augment.stages.executor import in_process
 from tests import faults
 from tests.conftest import DIGITS, SMALL_RECIPE, TEXTURES, file_tree
 from tests.test_duplicates import PAIRS, RESIZED, straddling_seed

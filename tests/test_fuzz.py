@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from augment.errors import AugmentError, DatasetError, RecipeError
-from augment.imageio import UnreadableImage, decode
-from augment.ingest import Original, ingest
-from augment.plan import Fingerprints, Plan
-from augment.recipe import parse_recipe
-from augment.worker import RunContext, Worker
+from augment.imaging.codec import UnreadableImage, decode
+from augment.recipe.build import parse_recipe
+from augment.stages.ingest import Original, ingest
+from augment.stages.plan import Fingerprints, Plan
+from augment.stages.worker import RunContext, Worker
 from tests import faults
 
 # AUGMENT_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py fuzzes longer, by hand.

@@ -14,7 +14,7 @@ import pytest
 _ROUNDS = """
 import resource
 import numpy as np
-from augment import heap
+from augment.rerun import heap as heap
 
 heap.reuse_image_buffers()
 

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from augment.errors import DatasetError
-from augment.holdout import assign_splits, parse_amount
-from augment.ingest import Original, ingest
+from augment.stages.holdout import assign_splits, parse_amount
+from augment.stages.ingest import Original, ingest
 from tests.conftest import DIGITS, TEXTURES
 
 

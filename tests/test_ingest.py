@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from augment.errors import DatasetError
-from augment.imageio import decode
-from augment.ingest import ingest
+from augment.imaging.codec import decode
+from augment.stages.ingest import ingest
 from tests.conftest import DIGITS, TEXTURES
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from augment.expand import ExpandOptions, expand
-from augment.writer import TEMP_MARK
+from augment.files import TEMP_MARK
 from tests.conftest import DIGITS, SMALL_RECIPE, augment_command, file_tree
 
 

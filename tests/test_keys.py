@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import augment.recipe as recipe_module
-import augment.state as state_module
-from augment.ingest import ingest
-from augment.plan import Fingerprints, job_seed, output_key
-from augment.recipe import parse_recipe
-from augment.state import RACY_NS, STATE_NAME, SourceCache, load_state
+import augment.recipe.build as recipe_module
+import augment.rerun.state as state_module
+from augment.recipe.build import parse_recipe
+from augment.rerun.state import RACY_NS, STATE_NAME, SourceCache, load_state
+from augment.stages.ingest import ingest
+from augment.stages.plan import Fingerprints, job_seed, output_key
 from tests.conftest import DIGITS, SMALL_RECIPE
 
 FP = Fingerprints(preprocess="p" * 16, recipe="r" * 16)

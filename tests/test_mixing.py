@@ -13,8 +13,9 @@ from PIL import Image
 
 from augment.errors import RecipeError
 from augment.expand import ExpandOptions, expand
-from augment.imageio import decode
-from augment.mixing import (
+from augment.imaging.codec import decode
+from augment.recipe.build import load_recipe, parse_recipe
+from augment.recipe.mixing import (
     MixSpec,
     choose_mix,
     cutmix,
@@ -25,8 +26,7 @@ from augment.mixing import (
     mixup_weight,
     soft_label,
 )
-from augment.preprocess import apply_preprocess
-from augment.recipe import load_recipe, parse_recipe
+from augment.recipe.preprocess import apply_preprocess
 from tests.conftest import DIGITS, TEXTURES, file_tree
 
 # No per-image transforms: every variant is exactly the mix of two preprocessed originals,

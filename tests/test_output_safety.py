@@ -21,7 +21,7 @@ from PIL import Image
 
 from augment.cli import main
 from augment.expand import ExpandOptions, expand
-from augment.manifest import read_manifest
+from augment.stages.manifest import read_manifest
 from tests import faults
 from tests.conftest import DIGITS, ROOT, augment_command, file_tree
 

@@ -14,7 +14,7 @@ from PIL import Image
 from augment.cli import main
 from augment.errors import RecipeError
 from augment.expand import ExpandOptions, expand
-from augment.recipe import parse_recipe
+from augment.recipe.build import parse_recipe
 from tests.conftest import DIGITS
 
 POLICY = """\

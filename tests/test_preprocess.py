@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from augment.preprocess import FIT_MODES, PAD_MODES, Preprocess, apply_preprocess
+from augment.recipe.preprocess import FIT_MODES, PAD_MODES, Preprocess, apply_preprocess
 
 LANDSCAPE = data.chelsea()  # 300 x 451
 SQUARE = data.astronaut()  # 512 x 512

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augment.cli import main
+from augment.commands.preview import CAPTION, HEADER, PAD, PreviewOptions, preview
 from augment.expand import ExpandOptions, expand
-from augment.preview import CAPTION, HEADER, PAD, PreviewOptions, preview
 from tests.conftest import SMALL_RECIPE, TEXTURES
 
 MIXING_RECIPE = SMALL_RECIPE + "mix:\n  - MixUp: {p: 0.3, alpha: 0.4}\n  - CutMix: {p: 0.3}\n"

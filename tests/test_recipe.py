@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from augment.errors import RecipeError
-from augment.recipe import load_recipe, parse_recipe
-from augment.recipe_source import bundled_recipes
+from augment.recipe.build import load_recipe, parse_recipe
+from augment.recipe.source import bundled_recipes
 
 BASE = """\
 description: test

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from augment.diff import diff_outputs
+from augment.commands.diff import diff_outputs
 from augment.errors import OutputError
 from augment.expand import ExpandOptions, expand
-from augment.recipe import load_recipe
-from augment.state import STATE_NAME, exclusive_run
+from augment.recipe.build import load_recipe
+from augment.rerun.state import STATE_NAME, exclusive_run
 from tests.conftest import DIGITS, SMALL_RECIPE, augment_command
 
 

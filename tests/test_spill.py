@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-import augment.build as build_module
-from augment import spill
+import augment.full_run as build_module
 from augment.errors import OutputError
-from augment.executor import Executor, in_process
 from augment.expand import ExpandOptions, expand
-from augment.plan import SourceTask
-from augment.spill import SortedSpill, merge_groups
-from augment.state import STATE_NAME
-from augment.worker import RunContext, ShardResult
-from augment.writer import ChangedFile
+from augment.files import ChangedFile
+from augment.rerun import spill as spill
+from augment.rerun.spill import SortedSpill, merge_groups
+from augment.rerun.state import STATE_NAME
+from augment.stages.executor import Executor, in_process
+from augment.stages.plan import SourceTask
+from augment.stages.worker import RunContext, ShardResult
 from tests.conftest import DIGITS, file_tree
 
 

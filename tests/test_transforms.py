@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from augment.transforms import (
+from augment.recipe.transforms import (
     OWN_TRANSFORMS,
     FastGaussianNoise,
     SaltAndPepperNoise,

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from augment.digests import sha256_bytes
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
+from augment.imaging.digests import sha256_bytes
 
 if TYPE_CHECKING:
-    from augment.state import SourceCache
+    from augment.rerun.state import SourceCache
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -344,7 +344,7 @@ def _read_original(
         return None
     # Imported here, on the first source that must be read: a rerun that changes nothing
     # does not load Pillow and numpy (see augment/defaults.py).
-    from augment.imageio import open_image
+    from augment.imaging.codec import open_image
 
     try:
         with open_image(data, max_pixels) as img:

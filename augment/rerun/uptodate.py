@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
-from augment.ingest import Dataset
-from augment.manifest import STATE_DIR
-from augment.state import LOCK_NAME, STATE_NAME, OutputStamp, RunState, Stamp
+from augment.rerun.state import LOCK_NAME, STATE_NAME, OutputStamp, RunState, Stamp
+from augment.stages.ingest import Dataset
+from augment.stages.manifest import STATE_DIR
 
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
 # The libraries whose versions can change output bytes: albumentations and OpenCV make
@@ -58,7 +58,7 @@ _SETTLED_STATE = frozenset({Path(STATE_NAME).name, Path(LOCK_NAME).name})
 def code_fingerprint() -> str:
     """The tool's own modules: a development checkout or an upgrade that kept the version
     number makes the next run a full one."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")

@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augment.digests import ImageHash
 from augment.errors import UnreadableImage
-from augment.ingest import Original
+from augment.imaging.digests import ImageHash
+from augment.stages.ingest import Original
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class _UnionFind:
 
 
 def _hash_files(paths: Sequence[Path]) -> list[ImageHash | None]:
-    from augment.similarity import phash_bytes  # see the note at `_similar`
+    from augment.imaging.similarity import phash_bytes  # see the note at `_similar`
 
     hashes: list[ImageHash | None] = []
     for path in paths:
@@ -202,7 +202,7 @@ def _similar(
     # given them and should start without loading either (see augment/defaults.py).
     import numpy as np
 
-    from augment.similarity import hamming_pairs
+    from augment.imaging.similarity import hamming_pairs
 
     similar = _UnionFind(len(originals))
     by_sha: dict[str, int] = {}

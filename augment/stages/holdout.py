@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from augment.errors import DatasetError
-from augment.ingest import Original
+from augment.stages.ingest import Original
 
 SPLITS = ("train", "validation", "test")
 HELD_OUT = ("validation", "test")

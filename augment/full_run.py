@@ -17,10 +17,7 @@ from typing import Any
 
 from augment import __version__
 from augment.defaults import default_workers
-from augment.digests import ImageHash
-from augment.duplicates import Grouping
 from augment.errors import OutputError
-from augment.executor import Executor, multiprocessing_pool
 from augment.expand import (
     Checked,
     ExpandOptions,
@@ -31,9 +28,17 @@ from augment.expand import (
     lock_output,
     summarize,
 )
-from augment.holdout import SPLITS
-from augment.ingest import Dataset, Rejected
-from augment.manifest import (
+from augment.files import output_error, remove_temp_files
+from augment.imaging.digests import ImageHash
+from augment.recipe.build import Recipe, load_recipe
+from augment.rerun.spill import SortedSpill
+from augment.rerun.state import save_state
+from augment.rerun.uptodate import remember_run
+from augment.stages.duplicates import Grouping
+from augment.stages.executor import Executor, multiprocessing_pool
+from augment.stages.holdout import SPLITS
+from augment.stages.ingest import Dataset, Rejected
+from augment.stages.manifest import (
     HEADER_FORMAT,
     HEADER_NAME,
     MANIFEST_NAME,
@@ -41,9 +46,8 @@ from augment.manifest import (
     clear_journal,
     write_header,
 )
-from augment.plan import Fingerprints, Plan, shard_tasks
-from augment.recipe import Recipe, load_recipe
-from augment.records import (
+from augment.stages.plan import Fingerprints, Plan, shard_tasks
+from augment.stages.reconcile import (
     Previous,
     Row,
     add_written,
@@ -52,11 +56,7 @@ from augment.records import (
     write_interrupted,
     write_records,
 )
-from augment.spill import SortedSpill
-from augment.state import save_state
-from augment.uptodate import remember_run
-from augment.worker import RunContext
-from augment.writer import output_error, remove_temp_files
+from augment.stages.worker import RunContext
 
 OUTPUTS_PER_SHARD = 32
 

@@ -44,10 +44,10 @@ import simplejpeg
 import yaml
 
 from augment.errors import RecipeError
-from augment.mixing import MIX_KINDS, MixSpec
-from augment.preprocess import Preprocess
-from augment.recipe_source import find_recipe, read_recipe_text
-from augment.transforms import OWN_TRANSFORMS
+from augment.recipe.mixing import MIX_KINDS, MixSpec
+from augment.recipe.preprocess import Preprocess
+from augment.recipe.source import find_recipe, read_recipe_text
+from augment.recipe.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
 # output name changes with it and no downstream cache can serve a stale image.

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from augment.manifest import MANIFEST_NAME, Record, read_jsonl
+from augment.stages.manifest import MANIFEST_NAME, Record, read_jsonl
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.pool import Pool
 from typing import Protocol
 
-from augment import heap
-from augment.plan import SourceTask
-from augment.worker import RunContext, ShardResult, Worker
+from augment.rerun import heap as heap
+from augment.stages.plan import SourceTask
+from augment.stages.worker import RunContext, ShardResult, Worker
 
 
 class Executor(Protocol):
@@ -167,7 +167,7 @@ class _BackgroundPool:
         if context.get_start_method() == "forkserver":
             # With several workers the imports are paid once, in the server; with one,
             # preloading would only keep a second full copy of them in memory.
-            context.set_forkserver_preload(["augment.worker"] if processes > 1 else [])
+            context.set_forkserver_preload(["augment.stages.worker"] if processes > 1 else [])
         try:
             with _shared_with_forked_workers(context.get_start_method() == "fork"):
                 pool = context.Pool(processes, initializer=_init_worker, initargs=(ctx,))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from augment.ingest import Original
+from augment.stages.ingest import Original
 
 
 def balanced_variants(

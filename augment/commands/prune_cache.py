@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from augment.defaults import FORMAT_CHOICES
 from augment.errors import OutputError
-from augment.manifest import read_manifest
-from augment.plan import KEY_LENGTH
+from augment.stages.manifest import read_manifest
+from augment.stages.plan import KEY_LENGTH
 
 _EXTENSIONS = "|".join(re.escape(f) for f in FORMAT_CHOICES if f != "same")
 ENTRY_NAME = re.compile(rf"^(?P<output>.+__[0-9a-f]{{{KEY_LENGTH}}}\.(?:{_EXTENSIONS}))")

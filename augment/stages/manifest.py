@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from augment.errors import ManifestError
-from augment.writer import ChangedFile, temp_path_for, write_text_atomic
+from augment.files import ChangedFile, temp_path_for, write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 HEADER_NAME = "augment.json"

@@ -20,14 +20,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
-from augment.duplicates import group_duplicates
 from augment.errors import DatasetError, OutputError
-from augment.holdout import SPLITS, assign_splits
-from augment.ingest import ingest
-from augment.plan import Fingerprints, Plan, SourceTask
-from augment.recipe import Recipe, load_recipe
-from augment.worker import Rendered, RunContext, Worker
-from augment.writer import write_atomic
+from augment.files import write_atomic
+from augment.recipe.build import Recipe, load_recipe
+from augment.stages.duplicates import group_duplicates
+from augment.stages.holdout import SPLITS, assign_splits
+from augment.stages.ingest import ingest
+from augment.stages.plan import Fingerprints, Plan, SourceTask
+from augment.stages.worker import Rendered, RunContext, Worker
 
 # Layout, in pixels: a cell is a `cell` x `cell` square with a caption strip under it.
 PAD = 6

@@ -22,7 +22,7 @@ def bundled_recipes_dir() -> Path:
     try:
         return Path(str(resources.files("augment.pipelines")))
     except ModuleNotFoundError:  # running from a source tree that was not installed
-        return Path(__file__).resolve().parent.parent / "pipelines"
+        return Path(__file__).resolve().parents[2] / "pipelines"
 
 
 def bundled_recipes() -> dict[str, Path]:

@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from augment.digests import sha256_file
 from augment.errors import ManifestError
-from augment.holdout import SPLITS
-from augment.manifest import (
+from augment.files import output_error, remove_temp_files
+from augment.imaging.digests import sha256_file
+from augment.rerun.spill import SortedSpill, merge_groups
+from augment.rerun.state import OutputStamp, RunState, output_is_current, output_stamp, save_state
+from augment.stages.holdout import SPLITS
+from augment.stages.manifest import (
     HEADER_NAME,
     MANIFEST_NAME,
     Record,
@@ -35,10 +38,7 @@ from augment.manifest import (
     iter_jsonl,
     read_header,
 )
-from augment.plan import Plan
-from augment.spill import SortedSpill, merge_groups
-from augment.state import OutputStamp, RunState, output_is_current, output_stamp, save_state
-from augment.writer import output_error, remove_temp_files
+from augment.stages.plan import Plan
 
 
 class Row(NamedTuple):

@@ -20,16 +20,16 @@ import cv2
 import numpy as np
 
 from augment.defaults import DEFAULT_MAX_PIXELS
-from augment.digests import sha256_bytes
 from augment.errors import UnreadableImage
-from augment.imageio import decode, encode
-from augment.ingest import Original, Rejected
-from augment.manifest import Record, write_journal
-from augment.mixing import MIX_NAMES, cutmix, mixup
-from augment.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
-from augment.preprocess import apply_preprocess
-from augment.recipe import Recipe, seed_pipeline
-from augment.writer import write_atomic
+from augment.files import write_atomic
+from augment.imaging.codec import decode, encode
+from augment.imaging.digests import sha256_bytes
+from augment.recipe.build import Recipe, seed_pipeline
+from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
+from augment.recipe.preprocess import apply_preprocess
+from augment.stages.ingest import Original, Rejected
+from augment.stages.manifest import Record, write_journal
+from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 
 # Applied parameters bigger than this (noise maps, masks) are left out of the manifest:
 # the seed reproduces them, and they would make the manifest larger than the images.

@@ -36,24 +36,24 @@ from typing import Any
 
 import numpy as np
 
+from augment.commands.report import class_count_table
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
     IMAGE_EXTENSIONS,
     REENCODE_MIN_PSNR,
     default_workers,
 )
-from augment.digests import ImageHash, sha256_file
 from augment.errors import DatasetError, ManifestError, UnreadableImage
-from augment.holdout import SPLITS
-from augment.imageio import decode
-from augment.manifest import HEADER_NAME, MANIFEST_NAME, Record, read_header, read_manifest
-from augment.report import class_count_table
-from augment.similarity import (
+from augment.imaging.codec import decode
+from augment.imaging.digests import ImageHash, sha256_file
+from augment.imaging.similarity import (
     block_psnr,
     hamming_pairs,
     phash_rgb,
     pixel_digest,
 )
+from augment.stages.holdout import SPLITS
+from augment.stages.manifest import HEADER_NAME, MANIFEST_NAME, Record, read_header, read_manifest
 
 CHECKS: dict[str, str] = {
     "lineage": "train files come only from train originals",

@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from augment.balance import balanced_variants
-from augment.imageio import same_format
-from augment.ingest import Original, Rejected
-from augment.mixing import (
+from augment.imaging.codec import same_format
+from augment.recipe.mixing import (
     Box,
     MixKind,
     MixSpec,
@@ -39,6 +37,8 @@ from augment.mixing import (
     mixup_weight,
     soft_label,
 )
+from augment.stages.balance import balanced_variants
+from augment.stages.ingest import Original, Rejected
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')

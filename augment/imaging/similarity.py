@@ -28,8 +28,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from augment.digests import ImageHash, sha256_bytes
-from augment.imageio import decode
+from augment.imaging.codec import decode
+from augment.imaging.digests import ImageHash, sha256_bytes
 
 HASH_BITS = 64
 _REENCODE_BLOCK = 4

@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from augment.errors import OutputError
-from augment.ingest import Original, Rejected
-from augment.manifest import STATE_DIR
-from augment.spill import SortedSpill
-from augment.writer import ChangedFile
+from augment.files import ChangedFile
+from augment.rerun.spill import SortedSpill
+from augment.stages.ingest import Original, Rejected
+from augment.stages.manifest import STATE_DIR
 
 STATE_NAME = f"{STATE_DIR}/state.json"
 STATE_FORMAT = "augment-state/1"
