@@ -27,7 +27,8 @@ from augment.defaults import (
     default_workers,
 )
 from augment.errors import AugmentError
-from augment.expand import ExpandOptions, ExpandSummary, expand
+from augment.expand import expand
+from augment.model import ExpandOptions, ExpandSummary
 from augment.recipe.source import bundled_recipes
 from augment.stages.holdout import parse_amount
 

@@ -1,9 +1,10 @@
 """`expand`: ingest → hold out → plan → execute → write → manifest, as one library call.
 
-The CLI is a thin layer over `expand()`; tests and other programs call it directly. This
-module reads the state and the source and decides whether anything is to be done: a rerun
-proven unchanged (augment/uptodate.py) returns from here, and only a run with work to do
-imports augment/build.py, where the planning, the worker pool and the writing are.
+This module does what every run does: it reads the recipe (once: the digest and the
+transforms come from the same text), the rerun state and the source, checks OUT and takes
+its lock. A rerun proven unchanged (augment/rerun/uptodate.py) returns from here; any other
+run goes on in augment/full_run.py, imported only then: it brings albumentations, OpenCV,
+numpy and the worker pool, most of a command's start-up, which such a rerun does without.
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, default_workers
 from augment.errors import ManifestError, OutputError
 from augment.files import output_error
-from augment.imaging.digests import ImageHash
-from augment.recipe.source import find_recipe, recipe_statement
+from augment.layout import HEADER_NAME, STATE_DIR
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.recipe.source import read_recipe
 from augment.rerun.state import RunState, exclusive_run, load_state
 from augment.rerun.uptodate import (
     inputs_digest,
@@ -30,103 +29,18 @@ from augment.rerun.uptodate import (
     tool_stamp,
     unchanged_since_last_run,
 )
-from augment.stages.duplicates import Cluster, Grouping, group_duplicates
-from augment.stages.holdout import SPLITS, Holdout, assign_splits
-from augment.stages.ingest import Dataset, Original, Rejected, ingest
-from augment.stages.manifest import HEADER_NAME, STATE_DIR, read_header
+from augment.stages.holdout import hold_out, holdout_entries
+from augment.stages.ingest import ingest
+from augment.stages.manifest import read_header
+from augment.summary import Laps, summarize
 
 if TYPE_CHECKING:
     from augment.stages.executor import Executor
 
 
-@dataclass(frozen=True)
-class ExpandOptions:
-    times: int = 5
-    no_originals: bool = False
-    recipe: str = "default"
-    val: float | int = 0.1
-    test: float | int = 0.1
-    group_by: str | None = None
-    seed: int = 0
-    workers: int | None = None  # None: all cores
-    output_format: str = "same"
-    quality: int = 95
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    balance: bool = False  # minority classes get more variants: every class ends train equal
-    # Use a non-empty OUT that is not an augment output. Files already there are never
-    # deleted or overwritten: the run stops first if one has a name augment would write.
-    force: bool = False
-    # Originals whose pHashes are this many bits apart or fewer are held out together; -1 off.
-    near_duplicates: int = DEFAULT_MAX_DISTANCE
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options that decide the output (not `workers`: it never changes a byte)."""
-        return {
-            "times": self.times,
-            "no_originals": self.no_originals,
-            "seed": self.seed,
-            "val": self.val,
-            "test": self.test,
-            "group_by": self.group_by,
-            "format": self.output_format,
-            "quality": self.quality,
-            "balance": self.balance,
-            "near_duplicates": self.near_duplicates,
-        }
-
-
-@dataclass
-class ExpandSummary:
-    out: Path
-    counts: dict[str, dict[str, int]]  # split -> class -> output files
-    originals: dict[str, int]  # split -> originals
-    written: int
-    reused: int
-    removed: int
-    rejected: list[Rejected] = field(default_factory=list)
-    too_small: list[str] = field(default_factory=list)
-    duplicates: list[Cluster] = field(default_factory=list)  # held out together
-    duplicate_conflicts: list[Cluster] = field(default_factory=list)  # split by an earlier run
-    seconds: float = 0.0
-    train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
-    balanced: bool = False
-    # What a rerun cost, to measure that a no-op rerun is cheap (see README, "Reruns"):
-    sources_read: int = 0  # sources read and hashed (the others: unchanged stamp, not read)
-    outputs_rehashed: int = 0  # existing outputs read to verify them (stamp had changed)
-    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
-    # Proven to change nothing, so nothing was planned, read or written (augment/uptodate.py).
-    fast_path: bool = False
-
-    @property
-    def total(self) -> int:
-        return sum(sum(c.values()) for c in self.counts.values())
-
-
-@dataclass
-class Checked:
-    """What `expand` has established when a full run (augment/build.py) is needed."""
-
-    out: Path
-    options: ExpandOptions
-    dataset: Dataset
-    state: RunState
-    inputs: str | None  # the digest of the run's inputs; None: a rerun is never proven
-    foreign: bool  # OUT holds files augment did not write (--force)
-    locked: bool  # this run holds OUT's lock
-
-
-@dataclass
-class Reporting:
-    """Where a run reports what it is doing."""
-
-    lap: Laps
-    progress: Callable[[int], None] | None = None  # n more outputs done
-    on_plan: Callable[[int], None] | None = None  # the number of outputs to write, once
-
-
 def expand(
-    src: Path,
-    out: Path,
+    src: str | Path,
+    out: str | Path,
     options: ExpandOptions,
     executor: Executor | None = None,
     progress: Callable[[int], None] | None = None,
@@ -137,8 +51,14 @@ def expand(
     `progress(n)` is called as n more outputs are done; `on_plan(total)` once the number of
     outputs still to write is known.
     """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    lap = Laps(timings)
     with contextlib.ExitStack() as guard:
-        return _expand(src, out, options, executor, progress, on_plan, guard)
+        summary = _expand(Path(src), Path(out), options, executor, progress, on_plan, guard, lap)
+    summary.seconds = time.perf_counter() - started
+    summary.timings = timings
+    return summary
 
 
 def _expand(
@@ -149,56 +69,51 @@ def _expand(
     progress: Callable[[int], None] | None,
     on_plan: Callable[[int], None] | None,
     guard: contextlib.ExitStack,
+    lap: Laps,
 ) -> ExpandSummary:
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    lap = Laps(timings)
     if options.times < 1:
         raise OutputError("--times must be at least 1")
-    recipe_file = find_recipe(options.recipe)  # an unknown name or no such file: fails now
+    recipe_file = read_recipe(options.recipe)  # an unknown name or no such file: fails now
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
     state.sources.tool = tool_stamp()
     # With no last run to compare with, the full run is certain: the recipe is built and
     # checked first, so that a mistake in it is reported before any source is read.
-    loaded = _full_run().load(options) if state.last_run is None else None
+    recipe = _full_run().load(recipe_file, options) if state.last_run is None else None
     lap("recipe")
     dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
     lap("ingest")
+    if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
+        recipe.recipe.check_classes(dataset.classes)
     foreign = check_output_location(dataset, out, options.force)
-    statement = recipe_statement(recipe_file)
+    statement = recipe_file.statement
     inputs = None
     if statement is not None:
         inputs = inputs_digest(statement, _output_options(options), dataset)
-    locked = False
-    if state.last_run is not None and inputs is not None and not foreign:
-        # Locked before OUT is compared with the last run: no other run may change it
-        # meanwhile. An earlier run made the state folder, so this creates nothing.
-        lock_output(out, guard)
-        locked = True
-        if unchanged_since_last_run(out, state, inputs):
-            summary = _unchanged_run(out, state, dataset, options)
-            if summary is not None:
-                if on_plan is not None:
-                    on_plan(0)
-                lap("check")
-                summary.seconds = time.perf_counter() - started
-                summary.timings = timings
-                return summary
+    # Before OUT is compared with the last run or written: no other run may change it
+    # meanwhile. The lock is on OUT itself, so taking it adds nothing to a foreign folder.
+    lock_output(out, guard)
+    proven = (
+        state.last_run is not None
+        and inputs is not None
+        and not foreign
+        and unchanged_since_last_run(out, state, inputs)
+    )
+    summary = _unchanged_run(out, state, dataset, options) if proven else None
+    if summary is not None:
+        if on_plan is not None:
+            on_plan(0)
+        lap("check")
+        return summary
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
-    checked = Checked(out, options, dataset, state, inputs, foreign, locked)
-    reporting = Reporting(lap, progress, on_plan)
-    summary = _full_run().build(checked, loaded, guard, executor, reporting)
-    summary.seconds = time.perf_counter() - started
-    summary.timings = timings
-    return summary
+    full_run = _full_run()
+    setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
+    return full_run.run(setup, recipe, guard, executor, full_run.Progress(lap, progress, on_plan))
 
 
 def _full_run() -> ModuleType:
-    """augment/build.py, imported on first use: it brings albumentations, OpenCV, numpy and
-    the worker pool, most of a command's start-up (~0.5 s), which a rerun proven unchanged
-    does without."""
+    """augment/full_run.py, imported on first use (see the module's docstring)."""
     import augment.full_run
 
     return augment.full_run
@@ -210,40 +125,12 @@ def _output_options(options: ExpandOptions) -> dict[str, Any]:
 
 
 def lock_output(out: Path, guard: contextlib.ExitStack) -> None:
+    """One run at a time writes into OUT (made here if it is new)."""
     try:
-        # The state folder marks OUT as an augment output before any image is written, so
-        # a first run that stops at any moment (killed, disk full) can be resumed without
-        # --force.
-        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        guard.enter_context(exclusive_run(out))  # one run at a time writes into OUT
+        out.mkdir(parents=True, exist_ok=True)
+        guard.enter_context(exclusive_run(out))
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
-
-
-def hold_out(
-    dataset: Dataset,
-    options: ExpandOptions,
-    previous_header: Mapping[str, Any],
-    found: Sequence[Sequence[str]] | None = None,
-) -> tuple[Grouping, Holdout]:
-    """Duplicates kept together, then the holdout; sticky to the previous header's splits.
-    `found`: the duplicate clusters, when known (see group_duplicates)."""
-    previous_splits = {
-        h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
-    }
-    grouping = group_duplicates(
-        dataset.root,
-        dataset.originals,
-        options.near_duplicates,
-        _known_hashes(previous_header),
-        previous_splits,
-        threads=options.workers or default_workers(),
-        found=found,
-    )
-    holdout = assign_splits(
-        grouping.originals, options.val, options.test, options.seed, previous_splits
-    )
-    return grouping, holdout
 
 
 def _unchanged_run(
@@ -283,69 +170,6 @@ def _unchanged_run(
     return summary
 
 
-def holdout_entries(
-    originals: Iterable[Original], split_of: Mapping[str, str], hashes: Mapping[str, ImageHash]
-) -> Iterator[dict[str, str]]:
-    """The header's `holdout`: an entry per original, made one at a time."""
-    for o in originals:
-        entry = {
-            "path": o.path,
-            "sha256": o.sha256,
-            "label": o.label,
-            "group": o.group,
-            "split": split_of[o.path],
-        }
-        if o.path in hashes:
-            entry["phash"] = hashes[o.path].to_hex()
-        yield entry
-
-
-def summarize(
-    out: Path,
-    options: ExpandOptions,
-    dataset: Dataset,
-    grouping: Grouping,
-    holdout: Holdout,
-    counts: Mapping[str, dict[str, int]],
-    rejected: Sequence[Rejected],
-) -> ExpandSummary:
-    """What a run made, before its costs (written, reused, timings) are filled in."""
-    failed = {r.path for r in rejected}
-    originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
-    train_originals = Counter(
-        o.label
-        for o in dataset.originals
-        if holdout.split_of[o.path] == "train" and o.path not in failed
-    )
-    return ExpandSummary(
-        out=out,
-        counts={s: counts[s] for s in SPLITS if s in counts},
-        originals={s: originals[s] for s in SPLITS},
-        written=0,
-        reused=0,
-        removed=0,
-        rejected=sorted(rejected, key=lambda r: r.path),
-        too_small=holdout.too_small,
-        duplicates=grouping.clusters,
-        duplicate_conflicts=grouping.conflicts,
-        train_originals=dict(sorted(train_originals.items())),
-        balanced=options.balance,
-    )
-
-
-class Laps:
-    """Records the seconds each phase took, for ExpandSummary.timings."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-        self.last = time.perf_counter()
-
-    def __call__(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.timings[phase] = now - self.last
-        self.last = now
-
-
 def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> bool:
     """Refuse an OUT that overlaps SRC, or a non-empty OUT that is not an augment output
     (unless `force`). Returns whether OUT holds files augment did not write (forced)."""
@@ -373,15 +197,3 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
 
 def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
-
-
-def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
-    """sha256 -> perceptual hash of the originals an earlier run hashed (saves a decode)."""
-    known: dict[str, ImageHash] = {}
-    for h in header.get("holdout", []):
-        if isinstance(h, dict) and isinstance(h.get("sha256"), str):
-            try:
-                known[h["sha256"]] = ImageHash.from_hex(h["phash"])
-            except (KeyError, TypeError, ValueError):
-                continue  # an older header without hashes: hash again
-    return known

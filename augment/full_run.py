@@ -1,5 +1,5 @@
-"""The full run of `expand`: plan every output, make the missing ones in worker processes,
-remove the stale ones, and write the records, `augment.json` and the state.
+"""The full run of `expand`: hold out, plan every output, make the missing ones in worker
+processes, remove the stale ones, and write the records, `augment.json` and the state.
 
 `augment/expand.py` decides whether a run is needed at all (a rerun proven unchanged is
 not); this module, and with it albumentations, OpenCV, numpy and the worker pool, is only
@@ -10,38 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from augment import __version__
 from augment.defaults import default_workers
 from augment.errors import OutputError
-from augment.expand import (
-    Checked,
-    ExpandOptions,
-    ExpandSummary,
-    Reporting,
-    hold_out,
-    holdout_entries,
-    lock_output,
-    summarize,
-)
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import ImageHash
-from augment.recipe.build import Recipe, load_recipe
+from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.recipe.build import Recipe, build_recipe
+from augment.recipe.source import RecipeFile
 from augment.rerun.spill import SortedSpill
-from augment.rerun.state import save_state
+from augment.rerun.state import RunState, save_state
 from augment.rerun.uptodate import remember_run
 from augment.stages.duplicates import Grouping
 from augment.stages.executor import Executor, multiprocessing_pool
-from augment.stages.holdout import SPLITS
-from augment.stages.ingest import Dataset, Rejected
+from augment.stages.holdout import SPLITS, Holdout, hold_out, holdout_entries
 from augment.stages.manifest import (
     HEADER_FORMAT,
-    HEADER_NAME,
-    MANIFEST_NAME,
     RecordFiles,
     clear_journal,
     write_header,
@@ -49,6 +39,7 @@ from augment.stages.manifest import (
 from augment.stages.plan import Fingerprints, Plan, shard_tasks
 from augment.stages.reconcile import (
     Previous,
+    Reuse,
     Row,
     add_written,
     read_previous,
@@ -57,8 +48,32 @@ from augment.stages.reconcile import (
     write_records,
 )
 from augment.stages.worker import RunContext
+from augment.summary import Laps, summarize
 
 OUTPUTS_PER_SHARD = 32
+
+
+@dataclass
+class RunSetup:
+    """What `expand` has established before a full run: OUT checked and locked, the state
+    and the source read."""
+
+    out: Path
+    options: ExpandOptions
+    dataset: Dataset
+    state: RunState
+    inputs: str | None  # the digest of the run's inputs; None: a rerun is never proven
+    foreign: bool  # OUT holds files augment did not write (--force)
+    recipe_file: RecipeFile  # as read once for this run
+
+
+@dataclass
+class Progress:
+    """Where a run reports what it is doing."""
+
+    lap: Laps
+    progress: Callable[[int], None] | None = None  # n more outputs done
+    on_plan: Callable[[int], None] | None = None  # the number of outputs to write, once
 
 
 @dataclass(frozen=True)
@@ -67,10 +82,20 @@ class LoadedRecipe:
     fingerprints: Fingerprints
 
 
-def load(options: ExpandOptions) -> LoadedRecipe:
+@dataclass
+class _Made:
+    """What the workers made of the jobs still to do."""
+
+    written: int = 0
+    unmade: int = 0  # left out for good (a rejection the same inputs give again)
+    retry: bool = False  # a rejection whose cause may pass: the next run tries again
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     """The recipe, built and checked (a mistake in it fails here, naming the transform),
     with the fingerprints that name its outputs."""
-    recipe = load_recipe(options.recipe)
+    recipe = build_recipe(recipe_file)
     return LoadedRecipe(
         recipe,
         Fingerprints(
@@ -80,110 +105,133 @@ def load(options: ExpandOptions) -> LoadedRecipe:
     )
 
 
-def build(
-    checked: Checked,
+def run(
+    setup: RunSetup,
     loaded: LoadedRecipe | None,
     guard: contextlib.ExitStack,
     executor: Executor | None,
-    reporting: Reporting,
+    progress: Progress,
 ) -> ExpandSummary:
-    """Bring OUT up to date with a full run; `expand` has read the state and SRC, checked
-    OUT and, if `checked.locked`, taken the lock."""
-    out, options, dataset, state = checked.out, checked.options, checked.dataset, checked.state
-    loaded = loaded or load(options)
-    recipe, fingerprints = loaded.recipe, loaded.fingerprints
-    recipe.check_classes(dataset.classes)
+    """Bring OUT up to date: hold out → plan → reconcile with what is there → execute →
+    write the records, the header and the state."""
+    out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
+    loaded = loaded or load(setup.recipe_file, options)
+    loaded.recipe.check_classes(dataset.classes)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     previous_header, previous = read_previous(out)
     guard.callback(previous.close)
     grouping, holdout = hold_out(dataset, options, previous_header)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
-    plan = Plan(
-        dataset.originals,
-        holdout.split_of,
-        variants_per_class(dataset, options),
-        fingerprints,
-        options.seed,
-        options.output_format,
-        mix=recipe.mix,
-        mix_size=recipe.preprocess.size,
-        balance=options.balance,
-    )
-    if checked.foreign:  # before the first write: --force never overwrites what is there
-        refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
-    if not checked.locked:
-        lock_output(out, guard)
-    try:
-        remove_temp_files(out)
-    except OSError as exc:
-        raise output_error(out, exc, "create the output folder") from exc
+    plan = _plan(dataset, holdout, loaded, options)
+    _prepare_output(setup, plan)
     # This run's records by path (the reused ones now, the others as shards finish), and
     # the last run's that are not reused.
     rows: SortedSpill[Row] = guard.enter_context(SortedSpill())
     leftovers: SortedSpill[Previous] = guard.enter_context(SortedSpill())
-    reuse = reuse_done(out, plan, fingerprints.recipe, previous, state.outputs, rows, leftovers)
-    previous.close()
-    reporting.lap("plan")
-    if reporting.on_plan is not None:
-        reporting.on_plan(reuse.to_write)
-
-    ctx = RunContext(
-        src_root=dataset.root,
-        out=out,
-        recipe=recipe,
-        fingerprints=fingerprints,
-        output_format=options.output_format,
-        quality=options.quality,
-        max_pixels=options.max_pixels,
+    reuse = reuse_done(
+        out, plan, loaded.fingerprints.recipe, previous, state.outputs, rows, leftovers
     )
-    run = executor or multiprocessing_pool(options.workers or default_workers())
-    rejected = [*dataset.rejected, *plan.rejected]
-    written = unmade = 0
-    retry = False
-    try:
-        if reuse.to_write:
-            for result in run(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
-                add_written(out, rows, result.records)
-                rejected.extend(result.rejected)
-                written += len(result.records)
-                unmade += result.unmade
-                retry = retry or any(r.retry for r in result.rejected)
-                if reporting.progress is not None:
-                    reporting.progress(len(result.records))
-    except KeyboardInterrupt:
-        pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
-        write_interrupted(out, rows, leftovers, pending, state)
-        raise
-    reporting.lap("execute")
+    previous.close()
+    progress.lap("plan")
+    if progress.on_plan is not None:
+        progress.on_plan(reuse.to_write)
+    made = _execute(setup, loaded, plan, reuse, rows, leftovers, executor, progress)
+    progress.lap("execute")
 
-    rejected = list(dict.fromkeys(rejected))  # a bad mixing partner is reported once
+    # A bad mixing partner is reported once.
+    rejected = list(dict.fromkeys([*dataset.rejected, *plan.rejected, *made.rejected]))
     # Sources rejected for their bytes keep their entry: a rerun need not read them again.
     state.sources.keep_only(
         {o.path for o in dataset.originals} | {r.path for r in dataset.rejected}
     )
+    # Complete: every planned output made, or left out for good; a rejection whose cause
+    # may pass is tried again.
+    complete = made.written + made.unmade == reuse.to_write and not made.retry
     counts, removed = _write_outputs(
-        checked,
-        loaded,
-        holdout.split_of,
-        rows,
-        leftovers,
-        rejected,
-        grouping,
-        # Complete: every planned output made, or left out for good (a rejection the next
-        # run would reach again); a rejection whose cause may pass is tried again.
-        complete=written + unmade == reuse.to_write and not retry,
+        setup, loaded, holdout.split_of, rows, leftovers, rejected, grouping, complete
     )
     clear_journal(out)
-    reporting.lap("write")
+    progress.lap("write")
 
     summary = summarize(out, options, dataset, grouping, holdout, counts, rejected)
-    summary.written = written
+    summary.written = made.written
     summary.reused = reuse.reused
     summary.removed = removed
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
     return summary
+
+
+def _plan(dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: ExpandOptions) -> Plan:
+    return Plan(
+        dataset.originals,
+        holdout.split_of,
+        variants_per_class(dataset, options),
+        loaded.fingerprints,
+        options.seed,
+        options.output_format,
+        mix=loaded.recipe.mix,
+        mix_size=loaded.recipe.preprocess.size,
+        balance=options.balance,
+    )
+
+
+def _prepare_output(setup: RunSetup, plan: Plan) -> None:
+    """Before the first write: --force never overwrites what is there; the state folder
+    marks OUT as an augment output before any image is written, so a first run that stops
+    at any moment (killed, disk full) can be resumed without --force; what an interrupted
+    write left is removed."""
+    out = setup.out
+    if setup.foreign:
+        refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
+    try:
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        remove_temp_files(out)
+    except OSError as exc:
+        raise output_error(out, exc, "create the output folder") from exc
+
+
+def _execute(
+    setup: RunSetup,
+    loaded: LoadedRecipe,
+    plan: Plan,
+    reuse: Reuse,
+    rows: SortedSpill[Row],
+    leftovers: SortedSpill[Previous],
+    executor: Executor | None,
+    progress: Progress,
+) -> _Made:
+    """Make the outputs still to do; on Ctrl-C, journal what was made so that the next run
+    resumes from it."""
+    out, options = setup.out, setup.options
+    made = _Made()
+    if not reuse.to_write:
+        return made
+    ctx = RunContext(
+        src_root=setup.dataset.root,
+        out=out,
+        recipe=loaded.recipe,
+        fingerprints=loaded.fingerprints,
+        output_format=options.output_format,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+    )
+    pool = executor or multiprocessing_pool(options.workers or default_workers())
+    try:
+        for result in pool(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
+            add_written(out, rows, result.records)
+            made.rejected.extend(result.rejected)
+            made.written += len(result.records)
+            made.unmade += result.unmade
+            made.retry = made.retry or any(r.retry for r in result.rejected)
+            if progress.progress is not None:
+                progress.progress(len(result.records))
+    except KeyboardInterrupt:
+        pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
+        write_interrupted(out, rows, leftovers, pending, setup.state)
+        raise
+    return made
 
 
 def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
@@ -219,7 +267,7 @@ def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
 
 
 def _write_outputs(
-    checked: Checked,
+    setup: RunSetup,
     loaded: LoadedRecipe,
     split_of: Mapping[str, str],
     rows: SortedSpill[Row],
@@ -230,7 +278,7 @@ def _write_outputs(
 ) -> tuple[dict[str, dict[str, int]], int]:
     """metadata.csv, manifest.jsonl, augment.json and the state, from the run's rows (stale
     outputs removed on the way). Returns the class counts and how many were removed."""
-    out, dataset, state = checked.out, checked.dataset, checked.state
+    out, dataset, state = setup.out, setup.dataset, setup.state
     recipe = loaded.recipe
     files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
     try:
@@ -244,7 +292,7 @@ def _write_outputs(
     header = build_header(
         dataset,
         recipe,
-        checked.options,
+        setup.options,
         loaded.fingerprints,
         split_of,
         counts,
@@ -254,9 +302,9 @@ def _write_outputs(
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
-    if checked.inputs is not None:
+    if setup.inputs is not None:
         stamps = ((path, row.stamp) for path, row in rows)
-        remember_run(out, state, checked.inputs, stamps, grouping.found, complete)
+        remember_run(out, state, setup.inputs, stamps, grouping.found, complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
 

@@ -60,10 +60,11 @@ from PIL import Image
 
 import augment
 from augment.defaults import default_workers
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
 from augment.files import write_atomic
 from augment.imaging.codec import decode, decode_with_pillow, encode
 from augment.imaging.digests import sha256_bytes
+from augment.model import ExpandOptions
 from augment.recipe.build import Recipe, load_recipe, seed_pipeline
 from augment.recipe.preprocess import Preprocess, apply_preprocess
 from augment.recipe.transforms import FastGaussianNoise, SaltAndPepperNoise

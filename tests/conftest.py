@@ -14,7 +14,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from augment.expand import ExpandOptions, ExpandSummary, expand
+from augment.expand import expand
+from augment.model import ExpandOptions, ExpandSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"

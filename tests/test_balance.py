@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from augment.cli import format_summary
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
+from augment.model import ExpandOptions, Original
 from augment.stages.balance import balanced_variants, spread
-from augment.stages.ingest import Original
 from tests.conftest import TEXTURES
 
 

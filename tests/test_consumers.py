@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from augment.expand import ExpandOptions, ExpandSummary, expand
+from augment.expand import expand
+from augment.model import ExpandOptions, ExpandSummary
 from tests.conftest import TEXTURES
 
 

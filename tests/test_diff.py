@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from augment.cli import main
 from augment.commands.diff import diff_records
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
+from augment.model import ExpandOptions
 from tests.conftest import DIGITS, SMALL_RECIPE
 
 

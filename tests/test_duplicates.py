@@ -15,9 +15,10 @@ from PIL import Image, ImageOps
 from augment.cli import main
 from augment.commands.audit import audit_output
 from augment.defaults import DEFAULT_MAX_DISTANCE
-from augment.expand import ExpandOptions, _known_hashes, expand
+from augment.expand import expand
+from augment.model import ExpandOptions
 from augment.stages.duplicates import group_duplicates
-from augment.stages.holdout import assign_splits
+from augment.stages.holdout import _known_hashes, assign_splits
 from augment.stages.ingest import ingest
 from tests.conftest import TEXTURES
 

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from augment.errors import OutputError
-from augment.expand import ExpandOptions, ExpandSummary, expand
+from augment.expand import expand
+from augment.model import ExpandOptions, ExpandSummary
 from augment.stages.executor import in_process
 from tests.conftest import DIGITS, TEXTURES, augment_command, file_tree
 

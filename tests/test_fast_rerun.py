@@ -25,10 +25,13 @@ import augment.recipe.build as recipe_module
 import augment.rerun.state as state_module
 import augment.rerun.uptodate as uptodate_module
 import augment.stages.duplicates as duplicates_module
+import augment.stages.holdout as holdout_module
 from augment.cli import main
 from augment.errors import OutputError
-from augment.expand import ExpandOptions, ExpandSummary, expand
-from augment.rerun.state import STATE_NAME, exclusive_run
+from augment.expand import expand
+from augment.layout import STATE_NAME
+from augment.model import ExpandOptions, ExpandSummary
+from augment.rerun.state import exclusive_run
 from augment.stages.executor import in_process
 from tests import faults
 from tests.conftest import DIGITS, SMALL_RECIPE, TEXTURES, file_tree
@@ -295,7 +298,7 @@ def test_a_change_takes_the_full_run_which_ends_as_a_clean_run(
     assert not again.fast_path
     assert file_tree(out) == clean_run(src, opts(small_recipe), tmp_path)
     assert not (out / ".augment" / "journal").exists()
-    assert set(os.listdir(out / ".augment")) == {"state.json", "lock"}
+    assert set(os.listdir(out / ".augment")) == {"state.json"}
     assert expand(src, out, opts(small_recipe)).fast_path  # and the next rerun is fast again
 
 
@@ -529,12 +532,12 @@ def test_a_header_that_would_not_hold_out_the_same_takes_the_full_run(
     holdout not sticky (a future bug), the full run, not the fast path, would decide."""
     out = tmp_path / "out"
     first = expand(src, out, opts(small_recipe, val=0.3))
-    sticky = expand_module.assign_splits
+    sticky = holdout_module.assign_splits
 
     def forgetful(originals: Any, val: Any, test: Any, seed: int, previous: Any = None) -> Any:
         return sticky(originals, val, test, seed + 1)
 
-    monkeypatch.setattr(expand_module, "assign_splits", forgetful)
+    monkeypatch.setattr(holdout_module, "assign_splits", forgetful)
     again = expand(src, out, opts(small_recipe, val=0.3))
     assert not again.fast_path and again.originals == first.originals
     assert again.written > 0  # other originals were held out: what the full run does

@@ -22,8 +22,9 @@ from PIL import Image
 
 from augment.errors import AugmentError, DatasetError, RecipeError
 from augment.imaging.codec import UnreadableImage, decode
+from augment.model import Original
 from augment.recipe.build import parse_recipe
-from augment.stages.ingest import Original, ingest
+from augment.stages.ingest import ingest
 from augment.stages.plan import Fingerprints, Plan
 from augment.stages.worker import RunContext, Worker
 from tests import faults

@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 
 from augment.errors import DatasetError
+from augment.model import Original
 from augment.stages.holdout import assign_splits, parse_amount
-from augment.stages.ingest import Original, ingest
+from augment.stages.ingest import ingest
 from tests.conftest import DIGITS, TEXTURES
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
 from augment.files import TEMP_MARK
+from augment.model import ExpandOptions
 from tests.conftest import DIGITS, SMALL_RECIPE, augment_command, file_tree
 
 

@@ -12,8 +12,9 @@ import pytest
 
 import augment.recipe.build as recipe_module
 import augment.rerun.state as state_module
+from augment.layout import STATE_NAME
 from augment.recipe.build import parse_recipe
-from augment.rerun.state import RACY_NS, STATE_NAME, SourceCache, load_state
+from augment.rerun.state import RACY_NS, SourceCache, load_state
 from augment.stages.ingest import ingest
 from augment.stages.plan import Fingerprints, job_seed, output_key
 from tests.conftest import DIGITS, SMALL_RECIPE

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from augment.errors import RecipeError
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
 from augment.imaging.codec import decode
+from augment.model import ExpandOptions
 from augment.recipe.build import load_recipe, parse_recipe
 from augment.recipe.mixing import (
     MixSpec,

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augment.cli import main
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
+from augment.model import ExpandOptions
 from augment.stages.manifest import read_manifest
 from tests import faults
 from tests.conftest import DIGITS, ROOT, augment_command, file_tree

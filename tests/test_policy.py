@@ -13,7 +13,8 @@ from PIL import Image
 
 from augment.cli import main
 from augment.errors import RecipeError
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
+from augment.model import ExpandOptions
 from augment.recipe.build import parse_recipe
 from tests.conftest import DIGITS
 

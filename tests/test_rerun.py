@@ -14,9 +14,11 @@ from PIL import Image
 
 from augment.commands.diff import diff_outputs
 from augment.errors import OutputError
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
+from augment.layout import STATE_NAME
+from augment.model import ExpandOptions
 from augment.recipe.build import load_recipe
-from augment.rerun.state import STATE_NAME, exclusive_run
+from augment.rerun.state import exclusive_run
 from tests.conftest import DIGITS, SMALL_RECIPE, augment_command
 
 

@@ -14,11 +14,12 @@ import pytest
 
 import augment.full_run as build_module
 from augment.errors import OutputError
-from augment.expand import ExpandOptions, expand
+from augment.expand import expand
 from augment.files import ChangedFile
+from augment.layout import STATE_NAME
+from augment.model import ExpandOptions
 from augment.rerun import spill as spill
 from augment.rerun.spill import SortedSpill, merge_groups
-from augment.rerun.state import STATE_NAME
 from augment.stages.executor import Executor, in_process
 from augment.stages.plan import SourceTask
 from augment.stages.worker import RunContext, ShardResult

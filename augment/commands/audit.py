@@ -52,8 +52,9 @@ from augment.imaging.similarity import (
     phash_rgb,
     pixel_digest,
 )
+from augment.layout import HEADER_NAME, MANIFEST_NAME
 from augment.stages.holdout import SPLITS
-from augment.stages.manifest import HEADER_NAME, MANIFEST_NAME, Record, read_header, read_manifest
+from augment.stages.manifest import Record, read_header, read_manifest
 
 CHECKS: dict[str, str] = {
     "lineage": "train files come only from train originals",

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from augment.stages.manifest import MANIFEST_NAME, Record, read_jsonl
+from augment.layout import MANIFEST_NAME
+from augment.stages.manifest import Record, read_jsonl
 
 
 @dataclass(frozen=True)

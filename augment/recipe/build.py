@@ -34,6 +34,7 @@ import random
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import albumentations as A
@@ -46,7 +47,7 @@ import yaml
 from augment.errors import RecipeError
 from augment.recipe.mixing import MIX_KINDS, MixSpec
 from augment.recipe.preprocess import Preprocess
-from augment.recipe.source import find_recipe, read_recipe_text
+from augment.recipe.source import RecipeFile, read_recipe
 from augment.recipe.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
@@ -222,13 +223,20 @@ def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
 
 def load_recipe(name_or_path: str) -> Recipe:
     """Load a bundled recipe by name (`default`) or a YAML file by path."""
-    path = find_recipe(name_or_path)
-    return parse_recipe(read_recipe_text(path), name=path.stem, where=str(path))
+    return build_recipe(read_recipe(name_or_path))
 
 
 def parse_recipe(text: str, name: str, where: str) -> Recipe:
+    """A recipe from its YAML text; `where` names it in error messages."""
+    return build_recipe(RecipeFile(Path(where), text), name)
+
+
+def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
+    """The recipe `file` holds, built and checked: a mistake fails here, naming the entry."""
+    where = str(file.path)
+    name = file.name if name is None else name
     try:
-        doc = yaml.safe_load(text)
+        doc = file.document
     except yaml.YAMLError as exc:
         raise RecipeError(f"{where}: not valid YAML: {exc}") from exc
     if doc is None:

@@ -9,9 +9,12 @@ to learn it.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,19 +51,40 @@ def find_recipe(name_or_path: str) -> Path:
     )
 
 
-def read_recipe_text(path: Path) -> str:
+@dataclass(frozen=True)
+class RecipeFile:
+    """A recipe file as one run sees it: found and read once, so that what the rerun digest
+    records and what the pixels are made from are the same text, even if the file is saved
+    again while the run goes on."""
+
+    path: Path
+    text: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @functools.cached_property
+    def document(self) -> Any:
+        """The parsed YAML; yaml.YAMLError when it is not YAML."""
+        return yaml.safe_load(self.text)
+
+    @property
+    def statement(self) -> str | None:
+        """What the recipe says, as canonical JSON of its YAML: a comment or a layout change
+        leaves it alone. None when it cannot be parsed; building it (augment/recipe/build.py)
+        then says why."""
+        try:
+            return json.dumps([self.name, self.document], sort_keys=True, default=repr)
+        except (yaml.YAMLError, TypeError, ValueError):
+            return None
+
+
+def read_recipe(name_or_path: str) -> RecipeFile:
+    """The recipe `name_or_path` names, read (RecipeError when there is none, or it cannot be
+    read)."""
+    path = find_recipe(name_or_path)
     try:
-        return path.read_text(encoding="utf-8")
+        return RecipeFile(path, path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
-
-
-def recipe_statement(path: Path) -> str | None:
-    """What the recipe file says, as canonical JSON of its YAML: a comment or a layout
-    change leaves it alone. None when it cannot be read or parsed; loading it
-    (augment/recipe.py) then says why."""
-    try:
-        doc = yaml.safe_load(read_recipe_text(path))
-        return json.dumps([path.stem, doc], sort_keys=True, default=repr)
-    except (RecipeError, yaml.YAMLError, TypeError, ValueError):
-        return None

@@ -37,29 +37,28 @@ import functools
 import itertools
 import json
 import operator
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from augment.errors import OutputError
 from augment.files import ChangedFile
+from augment.layout import STATE_NAME
+from augment.model import Original, Rejected
 from augment.rerun.spill import SortedSpill
-from augment.stages.ingest import Original, Rejected
-from augment.stages.manifest import STATE_DIR
 
-STATE_NAME = f"{STATE_DIR}/state.json"
 STATE_FORMAT = "augment-state/1"
-LOCK_NAME = f"{STATE_DIR}/lock"
 RACY_NS = 2_000_000_000  # coarser than any common file system's mtime granularity
 
 Stamp = tuple[int, int, int]  # size, mtime_ns, inode
 
-# Fields of Original that come from the file's bytes (the rest come from its listing).
-_LISTING_FIELDS = ("path", "label", "group")
-_CONTENT_FIELDS = tuple(f.name for f in fields(Original) if f.name not in _LISTING_FIELDS)
+# Fields of Original that come from the file's bytes (the rest come from its listing, or,
+# for an annotation, from files the state does not stamp).
+_CONTENT_FIELDS = ("sha256", "format", "width", "height")
 _CONTENT = frozenset(_CONTENT_FIELDS)
 _content_values = operator.itemgetter(*_CONTENT_FIELDS)
 _REJECTED_KEYS = {"stamp", "rejected", "tool"}
@@ -415,25 +414,25 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 @contextlib.contextmanager
 def exclusive_run(out: Path) -> Iterator[None]:
-    """Hold `OUT/.augment/lock` for the run, so that a second `expand` into the same OUT
-    fails at once instead of interleaving its writes and removals with this one's. The
-    lock is the kernel's (flock): it goes away with the process, even after `kill -9`.
-    Where flock does not exist (Windows), runs are not guarded."""
+    """Hold a lock on the folder OUT for the run, so that a second `expand` into the same OUT
+    fails at once instead of interleaving its writes and removals with this one's. The lock
+    is the kernel's (flock): it goes away with the process, even after `kill -9`. It is taken
+    on OUT itself, not on a file in it, so that a run refused before its first write (a
+    --force run that would overwrite) leaves nothing behind. Where flock does not exist
+    (Windows), runs are not guarded."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    path = out / LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    handle = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputError(
                 f"{out} is being written by another augment run; wait for it to end"
             ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # releases the lock

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
-from augment.rerun.state import LOCK_NAME, STATE_NAME, OutputStamp, RunState, Stamp
-from augment.stages.ingest import Dataset
-from augment.stages.manifest import STATE_DIR
+from augment.layout import LEGACY_LOCK_NAME, STATE_DIR, STATE_NAME
+from augment.model import Dataset
+from augment.rerun.state import OutputStamp, RunState, Stamp
 
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
 # The libraries whose versions can change output bytes: albumentations and OpenCV make
@@ -51,7 +51,7 @@ DIGEST_FORMAT = 2  # bump when what the digests cover changes
 _LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "pydantic")
 # What the state folder holds between runs; anything else (a journal, a temporary file
 # left by a killed write) comes from an interrupted run.
-_SETTLED_STATE = frozenset({Path(STATE_NAME).name, Path(LOCK_NAME).name})
+_SETTLED_STATE = frozenset({Path(STATE_NAME).name, Path(LEGACY_LOCK_NAME).name})
 
 
 @functools.cache

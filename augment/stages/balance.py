@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from augment.stages.ingest import Original
+from augment.model import Original
 
 
 def balanced_variants(

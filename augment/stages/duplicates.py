@@ -21,22 +21,12 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from augment.errors import UnreadableImage
 from augment.imaging.digests import ImageHash
-from augment.stages.ingest import Original
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """Originals that are copies of one picture (paths relative to SRC, sorted)."""
-
-    paths: tuple[str, ...]
-    labels: tuple[str, ...] = ()  # more than one: the same picture filed under two classes
-    # For a conflict: the split an earlier run gave each member that had one.
-    previous_splits: dict[str, str] = field(default_factory=dict)
+from augment.model import Cluster, Original
 
 
 @dataclass

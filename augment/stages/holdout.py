@@ -20,11 +20,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from augment.defaults import default_workers
 from augment.errors import DatasetError
-from augment.stages.ingest import Original
+from augment.imaging.digests import ImageHash
+from augment.model import Dataset, ExpandOptions, Original
+from augment.stages.duplicates import Grouping, group_duplicates
 
 SPLITS = ("train", "validation", "test")
 HELD_OUT = ("validation", "test")
@@ -129,3 +133,58 @@ def assign_splits(
             for o in members[g]:
                 split_of[o.path] = target
     return Holdout(split_of=split_of, too_small=too_small)
+
+
+def hold_out(
+    dataset: Dataset,
+    options: ExpandOptions,
+    previous_header: Mapping[str, Any],
+    found: Sequence[Sequence[str]] | None = None,
+) -> tuple[Grouping, Holdout]:
+    """Duplicates kept together, then the holdout; sticky to the previous header's splits.
+    `found`: the duplicate clusters, when known (see group_duplicates)."""
+    previous_splits = {
+        h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
+    }
+    grouping = group_duplicates(
+        dataset.root,
+        dataset.originals,
+        options.near_duplicates,
+        _known_hashes(previous_header),
+        previous_splits,
+        threads=options.workers or default_workers(),
+        found=found,
+    )
+    holdout = assign_splits(
+        grouping.originals, options.val, options.test, options.seed, previous_splits
+    )
+    return grouping, holdout
+
+
+def holdout_entries(
+    originals: Iterable[Original], split_of: Mapping[str, str], hashes: Mapping[str, ImageHash]
+) -> Iterator[dict[str, str]]:
+    """The header's `holdout`: an entry per original, made one at a time."""
+    for o in originals:
+        entry = {
+            "path": o.path,
+            "sha256": o.sha256,
+            "label": o.label,
+            "group": o.group,
+            "split": split_of[o.path],
+        }
+        if o.path in hashes:
+            entry["phash"] = hashes[o.path].to_hex()
+        yield entry
+
+
+def _known_hashes(header: Mapping[str, Any]) -> dict[str, ImageHash]:
+    """sha256 -> perceptual hash of the originals an earlier run hashed (saves a decode)."""
+    known: dict[str, ImageHash] = {}
+    for h in header.get("holdout", []):
+        if isinstance(h, dict) and isinstance(h.get("sha256"), str):
+            try:
+                known[h["sha256"]] = ImageHash.from_hex(h["phash"])
+            except (KeyError, TypeError, ValueError):
+                continue  # an older header without hashes: hash again
+    return known

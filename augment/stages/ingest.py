@@ -18,53 +18,18 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
+from augment.model import Dataset, Original, Rejected
 
 if TYPE_CHECKING:
     from augment.rerun.state import SourceCache
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
-
-
-# slots: there is one per source, held for the whole run; __slots__ saves a third of it.
-@dataclass(frozen=True, slots=True)
-class Original:
-    """One source image, identified by its path relative to the dataset root."""
-
-    path: str  # POSIX, relative to Dataset.root
-    label: str
-    group: str  # originals sharing a group are held out together
-    sha256: str
-    format: str  # what the bytes really are, per Pillow ("JPEG", "PNG", ...)
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class Rejected:
-    path: str
-    reason: str
-    # The cause may pass (see worker.SourceProblem): the next run tries the file again.
-    # Not part of what a rejection is: the same file and reason are one rejection.
-    retry: bool = field(default=False, compare=False)
-
-
-@dataclass
-class Dataset:
-    root: Path
-    kind: str  # "folders" | "labels"
-    originals: list[Original] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted({o.label for o in self.originals})
 
 
 def ingest(

@@ -18,11 +18,8 @@ from typing import Any
 
 from augment.errors import ManifestError
 from augment.files import ChangedFile, temp_path_for, write_text_atomic
+from augment.layout import HEADER_NAME, JOURNAL_DIR, MANIFEST_NAME, STATE_DIR
 
-MANIFEST_NAME = "manifest.jsonl"
-HEADER_NAME = "augment.json"
-STATE_DIR = ".augment"
-JOURNAL_DIR = f"{STATE_DIR}/journal"
 HEADER_FORMAT = "augment-output/1"
 
 Record = dict[str, Any]

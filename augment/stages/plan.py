@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from augment.imaging.codec import same_format
+from augment.model import Original, Rejected
 from augment.recipe.mixing import (
     Box,
     MixKind,
@@ -38,7 +39,6 @@ from augment.recipe.mixing import (
     soft_label,
 )
 from augment.stages.balance import balanced_variants
-from augment.stages.ingest import Original, Rejected
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')

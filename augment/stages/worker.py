@@ -24,10 +24,10 @@ from augment.errors import UnreadableImage
 from augment.files import write_atomic
 from augment.imaging.codec import decode, encode
 from augment.imaging.digests import sha256_bytes
+from augment.model import Original, Rejected
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
 from augment.recipe.preprocess import apply_preprocess
-from augment.stages.ingest import Original, Rejected
 from augment.stages.manifest import Record, write_journal
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 

@@ -1,0 +1,11 @@
+"""Where things live in OUT: the names every stage, the rerun machinery and the other
+commands agree on. Values only, so reading them costs no import."""
+
+MANIFEST_NAME = "manifest.jsonl"  # one record per output file
+HEADER_NAME = "augment.json"  # the run header
+METADATA_NAME = "metadata.csv"  # per split, Hugging Face imagefolder's
+STATE_DIR = ".augment"  # this machine's rerun state; never read by a consumer
+JOURNAL_DIR = f"{STATE_DIR}/journal"  # records of a run still under way
+STATE_NAME = f"{STATE_DIR}/state.json"
+# Earlier versions locked this file; it may stay in an OUT they wrote, and means nothing.
+LEGACY_LOCK_NAME = f"{STATE_DIR}/lock"

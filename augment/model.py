@@ -1,0 +1,152 @@
+"""The values every stage passes on: what a source is (`Original`, `Rejected`, `Dataset`),
+what a run is asked for (`ExpandOptions`) and what it made (`ExpandSummary`).
+
+They live apart from the stages that make them so that no stage imports another for its
+types, and no image library is needed to hold them.
+
+Annotated sets (detection, segmentation) fit the same shapes: a `Dataset` says its `task`,
+and an `Original` carries its `annotation`, the objects labelled on it. Classification sets
+have none: their label is the `Original.label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
+
+TASKS = ("classification", "detection", "segmentation")
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledObject:
+    """One object on an annotated source: its class and its box in pixels, with its outline
+    where the annotation has one (a polygon as x, y pairs; segmentation sets)."""
+
+    label: str
+    box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
+    polygon: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """What an annotated source carries beside its pixels. `sha256` is of the annotation's
+    content for this image alone (not of a whole COCO file), so editing one image's labels
+    renames only that image's outputs."""
+
+    file: str  # the annotation file (label file, XML, JSON, mask), relative to the root
+    sha256: str
+    objects: tuple[LabeledObject, ...] = ()
+    mask: str | None = None  # a semantic mask's path, relative to the root
+
+
+# slots: there is one per source, held for the whole run; __slots__ saves a third of it.
+@dataclass(frozen=True, slots=True)
+class Original:
+    """One source image, identified by its path relative to the dataset root."""
+
+    path: str  # POSIX, relative to Dataset.root
+    label: str
+    group: str  # originals sharing a group are held out together
+    sha256: str
+    format: str  # what the bytes really are, per Pillow ("JPEG", "PNG", ...)
+    width: int
+    height: int
+    annotation: Annotation | None = None  # annotated sets only
+
+
+@dataclass(frozen=True)
+class Rejected:
+    path: str
+    reason: str
+    # The cause may pass (see worker.SourceProblem): the next run tries the file again.
+    # Not part of what a rejection is: the same file and reason are one rejection.
+    retry: bool = field(default=False, compare=False)
+
+
+@dataclass
+class Dataset:
+    root: Path
+    kind: str  # "folders" | "labels"
+    task: str = "classification"  # one of TASKS
+    originals: list[Original] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({o.label for o in self.originals})
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Originals that are copies of one picture (paths relative to SRC, sorted)."""
+
+    paths: tuple[str, ...]
+    labels: tuple[str, ...] = ()  # more than one: the same picture filed under two classes
+    # For a conflict: the split an earlier run gave each member that had one.
+    previous_splits: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExpandOptions:
+    times: int = 5
+    no_originals: bool = False
+    recipe: str = "default"
+    val: float | int = 0.1
+    test: float | int = 0.1
+    group_by: str | None = None
+    seed: int = 0
+    workers: int | None = None  # None: all cores
+    output_format: str = "same"
+    quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    balance: bool = False  # minority classes get more variants: every class ends train equal
+    # Use a non-empty OUT that is not an augment output. Files already there are never
+    # deleted or overwritten: the run stops first if one has a name augment would write.
+    force: bool = False
+    # Originals whose pHashes are this many bits apart or fewer are held out together; -1 off.
+    near_duplicates: int = DEFAULT_MAX_DISTANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that decide the output (not `workers`: it never changes a byte)."""
+        return {
+            "times": self.times,
+            "no_originals": self.no_originals,
+            "seed": self.seed,
+            "val": self.val,
+            "test": self.test,
+            "group_by": self.group_by,
+            "format": self.output_format,
+            "quality": self.quality,
+            "balance": self.balance,
+            "near_duplicates": self.near_duplicates,
+        }
+
+
+@dataclass
+class ExpandSummary:
+    out: Path
+    counts: dict[str, dict[str, int]]  # split -> class -> output files
+    originals: dict[str, int]  # split -> originals
+    written: int
+    reused: int
+    removed: int
+    rejected: list[Rejected] = field(default_factory=list)
+    too_small: list[str] = field(default_factory=list)
+    duplicates: list[Cluster] = field(default_factory=list)  # held out together
+    duplicate_conflicts: list[Cluster] = field(default_factory=list)  # split by an earlier run
+    seconds: float = 0.0
+    train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
+    balanced: bool = False
+    # What a rerun cost, to measure that a no-op rerun is cheap (see README, "Reruns"):
+    sources_read: int = 0  # sources read and hashed (the others: unchanged stamp, not read)
+    outputs_rehashed: int = 0  # existing outputs read to verify them (stamp had changed)
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+    # Proven to change nothing, so nothing was planned, read or written (augment/uptodate.py).
+    fast_path: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())

@@ -1,0 +1,59 @@
+"""What a run made, as `expand` reports it: the same for a full run and a rerun proven
+unchanged."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.stages.duplicates import Grouping
+from augment.stages.holdout import SPLITS, Holdout
+
+
+def summarize(
+    out: Path,
+    options: ExpandOptions,
+    dataset: Dataset,
+    grouping: Grouping,
+    holdout: Holdout,
+    counts: Mapping[str, dict[str, int]],
+    rejected: Sequence[Rejected],
+) -> ExpandSummary:
+    """What a run made, before its costs (written, reused, timings) are filled in."""
+    failed = {r.path for r in rejected}
+    originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
+    train_originals = Counter(
+        o.label
+        for o in dataset.originals
+        if holdout.split_of[o.path] == "train" and o.path not in failed
+    )
+    return ExpandSummary(
+        out=out,
+        counts={s: counts[s] for s in SPLITS if s in counts},
+        originals={s: originals[s] for s in SPLITS},
+        written=0,
+        reused=0,
+        removed=0,
+        rejected=sorted(rejected, key=lambda r: r.path),
+        too_small=holdout.too_small,
+        duplicates=grouping.clusters,
+        duplicate_conflicts=grouping.conflicts,
+        train_originals=dict(sorted(train_originals.items())),
+        balanced=options.balance,
+    )
+
+
+class Laps:
+    """Records the seconds each phase took, for ExpandSummary.timings."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = now - self.last
+        self.last = now
