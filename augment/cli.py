@@ -30,6 +30,7 @@ from augment.errors import AugmentError
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
 from augment.recipe.source import bundled_recipes
+from augment.rerun import heap
 from augment.stages.holdout import parse_amount
 
 if TYPE_CHECKING:
@@ -263,6 +264,9 @@ def expand_cmd(
         if bar is not None:
             bar.update(n)
 
+    # This process is the tool's own: its pixel work keeps image buffers on the heap (a
+    # program calling expand() keeps its allocator as it was).
+    heap.reuse_image_buffers()
     try:
         summary = expand(src, out, options, progress=progress, on_plan=on_plan)
     except AugmentError as exc:

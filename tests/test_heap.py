@@ -8,15 +8,27 @@ import sys
 
 import pytest
 
+from tests.conftest import TEXTURES
+
 # One output's worth of image buffers (a 224 x 224 output: uint8 copies and float32 noise
 # of 150-600 kB), allocated and freed 50 times in a tuned process; prints the page faults
 # per round.
 _ROUNDS = """
 import resource
+import sys
 import numpy as np
 from augment.rerun import heap as heap
 
-heap.reuse_image_buffers()
+if sys.argv[1] == "tuned":
+    heap.reuse_image_buffers()
+else:  # a program that calls the library, as the user's own process
+    import tempfile
+    from pathlib import Path
+    from augment.expand import expand
+    from augment.model import ExpandOptions
+
+    out = Path(tempfile.mkdtemp()) / "out"
+    expand(sys.argv[2], out, ExpandOptions(times=3, workers=1))
 
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -33,10 +45,10 @@ print((faults() - before) / 50)
 """
 
 
-def _faults_per_round() -> float:
+def _faults_per_round(*args: str) -> float:
     # A process of its own: the tuning lasts for the rest of a process, this one included.
     done = subprocess.run(
-        [sys.executable, "-c", _ROUNDS],
+        [sys.executable, "-c", _ROUNDS, *args],
         check=True,
         capture_output=True,
         text=True,
@@ -48,4 +60,11 @@ def _faults_per_round() -> float:
 def test_image_buffers_freed_and_allocated_again_cost_no_page_faults() -> None:
     # Each fault costs a few microseconds on a virtual machine; untuned, glibc hands the
     # freed buffers back and faults them in again: ~1,400 faults a round (checked by hand).
-    assert _faults_per_round() < 5
+    assert _faults_per_round("tuned") < 5
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the tuning is glibc's mallopt")
+def test_a_library_caller_keeps_its_allocator_as_it_was() -> None:
+    # expand() in the caller's own process (one worker: the pixel work runs there too) must
+    # not tune the caller's heap: the same rounds then fault as in any untuned process.
+    assert _faults_per_round("library", str(TEXTURES)) > 100

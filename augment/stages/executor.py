@@ -44,7 +44,8 @@ def one_cv2_thread() -> Iterator[None]:
 
 
 def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
-    heap.reuse_image_buffers()
+    # The heap is tuned only in processes the tool owns (its workers, the command's own):
+    # a program that calls expand() keeps its allocator as it was.
     worker = Worker(ctx)
     with one_cv2_thread():
         for shard in shards:
@@ -281,7 +282,6 @@ def multiprocessing_pool(workers: int) -> Executor:
             yield from in_process(ctx, itertools.chain(head, pending))
             return
         shared = _SharedShards(itertools.chain(head, pending))
-        heap.reuse_image_buffers()
         pool = _BackgroundPool(workers - 1, ctx, shared)
         finished = False
         try:
