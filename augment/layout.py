@@ -6,6 +6,7 @@ HEADER_NAME = "augment.json"  # the run header
 METADATA_NAME = "metadata.csv"  # per split, Hugging Face imagefolder's
 STATE_DIR = ".augment"  # this machine's rerun state; never read by a consumer
 JOURNAL_DIR = f"{STATE_DIR}/journal"  # records of a run still under way
-STATE_NAME = f"{STATE_DIR}/state.json"
+STATE_NAME = f"{STATE_DIR}/state.json"  # sources' stamps, the last run's digests
+OUTPUTS_STATE_NAME = f"{STATE_DIR}/outputs.jsonl"  # outputs' stamps, a line each
 # Earlier versions locked this file; it may stay in an OUT they wrote, and means nothing.
 LEGACY_LOCK_NAME = f"{STATE_DIR}/lock"

@@ -29,7 +29,7 @@ import augment.stages.holdout as holdout_module
 from augment.cli import main
 from augment.errors import OutputError
 from augment.expand import expand
-from augment.layout import STATE_NAME
+from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun.state import exclusive_run
 from augment.stages.executor import in_process
@@ -298,7 +298,7 @@ def test_a_change_takes_the_full_run_which_ends_as_a_clean_run(
     assert not again.fast_path
     assert file_tree(out) == clean_run(src, opts(small_recipe), tmp_path)
     assert not (out / ".augment" / "journal").exists()
-    assert set(os.listdir(out / ".augment")) == {"state.json"}
+    assert set(os.listdir(out / ".augment")) == {"state.json", "outputs.jsonl"}
     assert expand(src, out, opts(small_recipe)).fast_path  # and the next rerun is fast again
 
 
@@ -636,25 +636,26 @@ def test_a_command_with_nothing_to_do_loads_no_image_library(
     assert "albumentations" in libraries_loaded(*run)  # a change: the full run again
 
 
-def test_a_large_state_is_read_only_up_to_the_outputs_entries_on_a_no_op_rerun(
+def test_the_outputs_entries_are_not_read_on_a_no_op_rerun(
     src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The outputs' entries come last in state.json and are parsed when first used: a rerun
-    proven unchanged never parses them. A state written with `last_run` after them (by an
-    earlier version) costs one full run, which writes them last again."""
-    monkeypatch.setattr(state_module, "_PARSE_WHOLE", 0)  # as a large state is read
+    """The outputs' entries have a file of their own, read when first used: a rerun proven
+    unchanged never reads it. A state in the earlier format (the outputs' entries inside
+    state.json) costs one full run that remakes nothing, and writes the two files."""
     out = tmp_path / "out"
     first = expand(src, out, opts(small_recipe))
-    text = (out / STATE_NAME).read_text()
-    assert text.index('"last_run"') < text.index('"outputs"')
     with monkeypatch.context() as patched:
         patched.setattr(state_module, "_read_outputs", refuse)
         assert expand(src, out, opts(small_recipe)).fast_path
 
+    text = (out / STATE_NAME).read_text()
     doc = json.loads(text)
-    doc["last_run"] = doc.pop("last_run")  # moved after the outputs
+    outputs = [json.loads(line) for line in (out / OUTPUTS_STATE_NAME).read_text().splitlines()]
+    doc["format"] = "augment-state/1"
+    doc["outputs"] = {entry.pop("path"): entry for entry in outputs}
     (out / STATE_NAME).write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    (out / OUTPUTS_STATE_NAME).unlink()
     again = expand(src, out, opts(small_recipe))
-    assert not again.fast_path and costs(again) == (0, first.total, 0, 0, 0)
+    assert not again.fast_path and again.written == 0 and again.outputs_rehashed == first.total
     assert (out / STATE_NAME).read_text() == text
     assert expand(src, out, opts(small_recipe)).fast_path

@@ -12,9 +12,9 @@ import pytest
 
 import augment.recipe.build as recipe_module
 import augment.rerun.state as state_module
-from augment.layout import STATE_NAME
+from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.recipe.build import parse_recipe
-from augment.rerun.state import RACY_NS, SourceCache, load_state
+from augment.rerun.state import RACY_NS, STATE_FORMAT, SourceCache, load_state
 from augment.stages.ingest import ingest
 from augment.stages.plan import Fingerprints, job_seed, output_key
 from tests.conftest import DIGITS, SMALL_RECIPE
@@ -92,33 +92,32 @@ def test_source_cache_trusts_only_settled_unchanged_files(tmp_path: Path) -> Non
     }["a/old.png"]
 
 
-@pytest.mark.parametrize("whole", [True, False], ids=["parsed-at-once", "entry-by-entry"])
-def test_damaged_state_is_ignored_entry_by_entry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole: bool
-) -> None:
-    if not whole:  # as a large state is read
-        monkeypatch.setattr(state_module, "_PARSE_WHOLE", 0)
+def _write_state(out: Path, doc: dict[str, object], outputs: list[str]) -> None:
+    (out / STATE_NAME).write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    (out / OUTPUTS_STATE_NAME).write_text("".join(line + "\n" for line in outputs))
+
+
+def test_damaged_state_is_ignored_entry_by_entry(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / ".augment").mkdir(parents=True)
     good = {"stamp": [1, 2, 3], "sha256": "ab"}
     doc = {
-        "format": "augment-state/1",
+        "format": STATE_FORMAT,
         "root": str(tmp_path.resolve()),
         "sources": {"a/x.png": {"stamp": "oops"}, "a/y.png": [1]},
-        "outputs": {"train/a/x.png": good, "train/a/y.png": {"sha256": 5}},
     }
-    (out / STATE_NAME).write_text(json.dumps(doc, indent=1))  # as someone may have saved it
+    outputs = [
+        json.dumps({"path": "train/a/x.png", **good}),
+        json.dumps({"path": "train/a/y.png", "sha256": 5}),
+    ]
+    _write_state(out, doc, outputs)
     state = load_state(out, tmp_path)
     usable = {path: entry for path, entry in state.outputs if entry is not None}
     assert state.sources.entries == {} and usable == {"train/a/x.png": good}
-    # A repeated path: the last entry counts, as in any JSON reader.
-    text = json.dumps({**doc, "outputs": {"train/a/x.png": {"sha256": 5}}})
-    (out / STATE_NAME).write_text(
-        text.replace('{"train', '{"train/a/x.png": ' + json.dumps(good) + ', "train')
-    )
-    assert dict(load_state(out, tmp_path).outputs) == {"train/a/x.png": None}
-    (out / STATE_NAME).write_text(json.dumps({**doc, "outputs": []}))
-    assert not len(load_state(out, tmp_path).outputs)
+    # A line without a path, or not an object, drops the outputs' entries: hashed again.
+    for bad in ('{"stamp": [1, 2, 3], "sha256": "ab"}', "[1, 2]", "{not json"):
+        _write_state(out, doc, [*outputs, bad])
+        assert not len(load_state(out, tmp_path).outputs)
     (out / STATE_NAME).write_text("{not json")
     assert not len(load_state(out, tmp_path).outputs)
 
@@ -132,16 +131,15 @@ def test_source_entries_are_saved_back_as_they_were_read(tmp_path: Path) -> None
     content = {"sha256": "ab" * 32, "format": "PNG", "width": 3000, "height": 2000}
     good = {"stamp": [1234, 1_700_000_000_123_456_789, 42], "original": content}
     doc = {
-        "format": "augment-state/1",
+        "format": STATE_FORMAT,
         "root": str(tmp_path.resolve()),
         "sources": {
             "a/x.png": good,
             "a/y.png": {**good, "original": {**content, "mode": "RGB"}},
             "a/z.png": {**good, "original": {"sha256": "cd" * 32}},
         },
-        "outputs": {},
     }
-    (out / STATE_NAME).write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    _write_state(out, doc, [])
     state = load_state(out, tmp_path)
     assert set(state.sources.entries) == {"a/x.png"}
     state_module.save_state(out, state, [])
@@ -149,27 +147,26 @@ def test_source_entries_are_saved_back_as_they_were_read(tmp_path: Path) -> None
     assert (out / STATE_NAME).read_text() == json.dumps(expected, separators=(",", ":")) + "\n"
 
 
-def test_a_large_state_cut_short_in_its_outputs_keeps_its_sources(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A large state is parsed up to its outputs' entries, which are read when first used:
-    if they turn out damaged, none of them is used (those files are hashed again), while the
-    sources, already read, still spare their files a read."""
-    monkeypatch.setattr(state_module, "_PARSE_WHOLE", 0)
+def test_a_state_with_damaged_outputs_keeps_its_sources(tmp_path: Path) -> None:
+    """The outputs' entries are read when first used: if they turn out damaged, none of them
+    is used (those files are hashed again), while the sources still spare their files a
+    read."""
     out = tmp_path / "out"
     (out / ".augment").mkdir(parents=True)
     content = {"sha256": "ab" * 32, "format": "PNG", "width": 30, "height": 20}
     doc = {
-        "format": "augment-state/1",
+        "format": STATE_FORMAT,
         "root": str(tmp_path.resolve()),
         "sources": {"a/x.png": {"stamp": [1, 2, 3], "original": content}},
-        "outputs": {f"train/a/{n}.png": {"stamp": [1, 2, 3], "sha256": "cd"} for n in range(9)},
     }
-    text = json.dumps(doc, separators=(",", ":"))
-    for damaged in (text[: text.index("train/a/5")], text + "{", text[:-1] + ',"x":}'):
-        (out / STATE_NAME).write_text(damaged)
+    lines = [
+        json.dumps({"path": f"train/a/{n}.png", "stamp": [1, 2, 3], "sha256": "cd"})
+        for n in range(9)
+    ]
+    for damaged in ([*lines[:5], lines[5][:20]], [*lines, "{"]):
+        _write_state(out, doc, damaged)
         state = load_state(out, tmp_path)
         assert set(state.sources.entries) == {"a/x.png"}
         assert not len(state.outputs)
-    (out / STATE_NAME).write_text(text)
+    _write_state(out, doc, lines)
     assert len(load_state(out, tmp_path).outputs) == 9

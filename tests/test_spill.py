@@ -16,7 +16,7 @@ import augment.full_run as build_module
 from augment.errors import OutputError
 from augment.expand import expand
 from augment.files import ChangedFile
-from augment.layout import STATE_NAME
+from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import ExpandOptions
 from augment.rerun import spill as spill
 from augment.rerun.spill import SortedSpill, merge_groups
@@ -96,11 +96,16 @@ def test_changed_file_makes_a_new_file_and_reports_a_failed_write(tmp_path: Path
 
 def state_without_stamps(out: Path) -> dict[str, object]:
     """The state's content but the stamps (inode and mtime differ between two folders);
-    checks on the way that the file is the one compact JSON document it must be."""
+    checks on the way that the files are the compact JSON they must be."""
     text = (out / STATE_NAME).read_text()
     doc = json.loads(text)
     assert text == json.dumps(doc, separators=(",", ":")) + "\n"
-    for entry in [*doc["sources"].values(), *doc["outputs"].values()]:
+    lines = (out / OUTPUTS_STATE_NAME).read_text().splitlines()
+    outputs = [json.loads(line) for line in lines]
+    assert lines == [json.dumps(entry, separators=(",", ":")) for entry in outputs]
+    assert [entry["path"] for entry in outputs] == sorted(entry["path"] for entry in outputs)
+    doc["outputs"] = outputs
+    for entry in [*doc["sources"].values(), *outputs]:
         entry.pop("stamp")
     doc.get("last_run", {}).pop("output", None)  # a digest of OUT's stamps
     return doc

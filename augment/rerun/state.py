@@ -1,26 +1,30 @@
-"""Per-machine run state in `OUT/.augment/state.json`: what a rerun may trust without reading.
+"""Per-machine run state in `OUT/.augment/`: what a rerun may trust without reading.
 
 A rerun of an unchanged dataset must cost a small fraction of the first run, and most of
 that cost would be reading and hashing every source and every output again. Like `make`,
 git's index or DVC's state database, this file remembers a file's stamp (size, mtime_ns,
 inode) next to what its bytes were found to be:
 
+In `state.json`, one JSON document:
+
 - `sources`: per source path, the stamp and the `Original` fields read from its bytes
   (sha256, format, size in pixels), or the reason its bytes are not an image, so an
   unchanged source is only `stat`-ed;
-- `outputs`: per output path, the stamp and the sha256 it had when this tool wrote or last
-  verified it, so an unchanged output is only `stat`-ed; a different size *or* mtime (or
-  inode) means the file is read and hashed again, and made again if its bytes are wrong;
 - `last_run`: digests of what the last complete run was made from and of OUT as it left
   it, so a rerun that matches both returns at once, and the duplicate clusters that run
-  found (see augment/uptodate.py).
+  found (see augment/rerun/uptodate.py).
+
+In `outputs.jsonl`, a line per output file: its path, the stamp and the sha256 it had when
+this tool wrote or last verified it, so an unchanged output is only `stat`-ed; a different
+size *or* mtime (or inode) means the file is read and hashed again, and made again if its
+bytes are wrong.
 
 Stamps are per machine, so they live here and never in `manifest.jsonl`, whose bytes must
-be the same on every machine. The file is rewritten only when its content changes, so a
-no-op rerun leaves it untouched as well. A missing or unreadable state only costs a rehash.
-There is an output entry per output file: they are read one at a time into a `SortedSpill`
-and written from the run's records in path order, never held as one dict. They come last
-in the file and are read when first used, so a rerun proven unchanged stops before them.
+be the same on every machine. Each file is rewritten only when its content changes, so a
+no-op rerun leaves them untouched as well. A missing or unreadable state only costs a
+rehash. The outputs' entries are read a line at a time into a `SortedSpill` and written
+from the run's records in path order, never held as one dict; they are read when first
+used, so a rerun proven unchanged never opens their file.
 
 An output is stamped right after this tool wrote it: only a change made within the same
 mtime tick, at the same size and inode, could slip past, and nothing but this tool writes
@@ -41,17 +45,16 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from augment.errors import OutputError
 from augment.files import ChangedFile
-from augment.layout import STATE_NAME
+from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import Original, Rejected
 from augment.rerun.spill import SortedSpill
 
-STATE_FORMAT = "augment-state/1"
+STATE_FORMAT = "augment-state/2"  # 1 kept the outputs' entries inside state.json
 RACY_NS = 2_000_000_000  # coarser than any common file system's mtime granularity
 
 Stamp = tuple[int, int, int]  # size, mtime_ns, inode
@@ -181,7 +184,7 @@ class RunState:
     sources: SourceCache
     last_run: dict[str, Any] | None = None  # see augment/uptodate.py
     # Reads the outputs' entries into a spill, on first use of `outputs`: a rerun proven
-    # unchanged never needs them, and they are most of the file (0.17 s at 10,000).
+    # unchanged never needs them, so they have a file of their own that it never opens.
     read_outputs: Callable[[SortedSpill[OutputStamp | None]], None] | None = None
     _outputs: SortedSpill[OutputStamp | None] | None = None
 
@@ -209,147 +212,34 @@ def load_state(out: Path, src_root: Path) -> RunState:
     out damaged, none is used (those files are hashed again)."""
     root = str(src_root.resolve())
     try:
-        text = (out / STATE_NAME).read_text(encoding="utf-8")
-        doc, outputs = _parse_state(text)
+        doc = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):  # json.JSONDecodeError included
         return RunState(SourceCache(root))
-    sources = doc.get("sources") if doc.get("root") == root else {}
-    if doc.get("format") != STATE_FORMAT or not isinstance(sources, dict) or outputs is None:
+    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or doc.get("root") != root:
         return RunState(SourceCache(root))
-    last_run = doc.get("last_run") if doc.get("root") == root else None
+    sources = doc.get("sources")
+    last_run = doc.get("last_run")
     if not isinstance(last_run, dict) or not all(
         isinstance(last_run.get(k), str) for k in ("inputs", "output")
     ):
         last_run = None
-
-    def read_outputs(spill: SortedSpill[OutputStamp | None]) -> None:
-        def output(path: str, entry: Any) -> None:
-            spill.add(path, entry if _well_formed_entry(entry, "sha256", str) else None, 450)
-
-        try:
-            outputs(output, spill.close)
-        except ValueError:
-            spill.close()
-
-    return RunState(SourceCache(root, _source_entries(sources)), last_run, read_outputs)
+    entries = _source_entries(sources) if isinstance(sources, dict) else {}
+    return RunState(SourceCache(root, entries), last_run, functools.partial(_read_outputs, out))
 
 
-_PARSE_WHOLE = 1 << 19  # bytes: a state this small (~3,000 outputs) is parsed at once
-
-# Hands each output entry to `output(path, entry)`; `restart()` drops those handed so far.
-OutputsReader = Callable[[Callable[[str, Any], None], Callable[[], None]], None]
-
-
-class _OutputsFound(Exception):
-    """The streaming parse reached the outputs' object, at `pos`: the rest waits."""
-
-    def __init__(self, pos: int) -> None:
-        self.pos = pos
-
-
-def _parse_state(text: str) -> tuple[dict[str, Any], OutputsReader | None]:
-    """The state document but its outputs' entries, and what reads those (None when it has
-    no object of them). A small state is parsed at once, which is quicker. A large one is
-    parsed up to the outputs' object, which the writer puts last; the reader parses it
-    entry by entry, never holding them all, then checks that the document ends well (a
-    repeated key: the last one counts, as in json.loads). A member after the outputs, as
-    an earlier version wrote `last_run`, is only read by the reader, so not used."""
-    if len(text) <= _PARSE_WHOLE:
-        doc = json.loads(text)
-        if not isinstance(doc, dict):
-            raise ValueError("not an object")
-        entries = doc.pop("outputs", None)
-        if not isinstance(entries, dict):
-            return doc, None
-
-        def hand_over(output: Callable[[str, Any], None], restart: Callable[[], None]) -> None:
-            for path, entry in entries.items():
-                output(path, entry)
-
-        return doc, hand_over
-    doc: dict[str, Any] = {}
-
-    def member(key: str, pos: int) -> int:
-        if key == "outputs":
-            raise _OutputsFound(pos)
-        doc[key], end = _DECODER.raw_decode(text, pos)
-        return end
-
+def _read_outputs(out: Path, spill: SortedSpill[OutputStamp | None]) -> None:
+    """The outputs' entries, a JSON object a line, into `spill`. A line that is not one
+    (a damaged file) drops them all: those files are hashed again."""
     try:
-        end = _scan_object(text, 0, member)
-    except _OutputsFound as found:
-        return doc, functools.partial(_read_outputs, text, found.pos)
-    if text[end:].strip(_WHITESPACE):
-        raise ValueError("extra data")
-    return doc, None
-
-
-def _read_outputs(
-    text: str, pos: int, output: Callable[[str, Any], None], restart: Callable[[], None]
-) -> None:
-    """Parse the outputs' object at `text[pos]` into `output`, then the rest of the state."""
-
-    def entry(path: str, pos: int) -> int:
-        value, end = _DECODER.raw_decode(text, pos)
-        output(path, value)
-        return end
-
-    def member(key: str, pos: int) -> int:
-        if key == "outputs":
-            restart()
-            return _scan_object(text, pos, entry)
-        return _DECODER.raw_decode(text, pos)[1]
-
-    pos = _skip(text, _scan_object(text, pos, entry))
-    if text.startswith(",", pos):
-        pos = _scan_members(text, _skip(text, pos + 1), member)
-    elif text.startswith("}", pos):
-        pos += 1
-    else:
-        raise ValueError("no ','")
-    if text[pos:].strip(_WHITESPACE):
-        raise ValueError("extra data")
-
-
-_DECODER = json.JSONDecoder()
-_WHITESPACE = " \t\n\r"
-
-
-def _scan_object(text: str, pos: int, member: Callable[[str, int], int]) -> int:
-    """Parse the JSON object at `text[pos]` (after any whitespace) one member at a time:
-    `member(key, position of its value)` parses the value and returns where it ends.
-    Returns the position after the object; raises ValueError where it is not one."""
-    pos = _skip(text, pos)
-    if not text.startswith("{", pos):
-        raise ValueError("not an object")
-    pos = _skip(text, pos + 1)
-    if text.startswith("}", pos):
-        return pos + 1
-    return _scan_members(text, pos, member)
-
-
-def _scan_members(text: str, pos: int, member: Callable[[str, int], int]) -> int:
-    """The members of an object from the key at `text[pos]` to the object's end (see
-    `_scan_object`); returns the position after it."""
-    while True:
-        if not text.startswith('"', pos):
-            raise ValueError("not a key")
-        key, pos = scanstring(text, pos + 1)
-        pos = _skip(text, pos)
-        if not text.startswith(":", pos):
-            raise ValueError("no ':'")
-        pos = _skip(text, member(key, _skip(text, pos + 1)))
-        if text.startswith("}", pos):
-            return pos + 1
-        if not text.startswith(",", pos):
-            raise ValueError("no ','")
-        pos = _skip(text, pos + 1)
-
-
-def _skip(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in _WHITESPACE:
-        pos += 1
-    return pos
+        with (out / OUTPUTS_STATE_NAME).open(encoding="utf-8") as lines:
+            for line in lines:
+                entry = json.loads(line)
+                path = entry.pop("path", None) if isinstance(entry, dict) else None
+                if not isinstance(path, str):
+                    raise ValueError("no path")
+                spill.add(path, entry if _well_formed_entry(entry, "sha256", str) else None, 450)
+    except (OSError, UnicodeDecodeError, ValueError):
+        spill.close()
 
 
 def _well_formed_entry(entry: Any, key: str, kind: type) -> bool:
@@ -377,27 +267,28 @@ def _source_entries(entries: dict[str, Any]) -> dict[str, SourceEntry]:
 def save_state(
     out: Path, state: RunState, outputs: Iterable[tuple[str, OutputStamp | None]]
 ) -> None:
-    """Write the state with `outputs` (path order; None entries left out) as its output
-    entries, as one compact JSON document, only if its bytes change."""
+    """Write the state, and `outputs` (path order; None entries left out) as the outputs'
+    entries beside it, each file only if its bytes change."""
     file = ChangedFile(out / STATE_NAME)
     head = {"format": STATE_FORMAT, "root": state.sources.root}
+    if state.last_run is not None:
+        head["last_run"] = state.last_run
     file.write(_ENCODE(head)[:-1].encode() + b',"sources":')
     sources = sorted(state.sources.entries.items())
     _write_object(file, ((path, _source_json(entry)) for path, entry in sources))
-    if state.last_run is not None:
-        file.write(b',"last_run":' + _ENCODE(state.last_run).encode())
-    # Last: a rerun proven unchanged stops reading before them (see _parse_state).
-    file.write(b',"outputs":')
-    _write_object(file, ((path, entry) for path, entry in outputs if entry is not None))
     file.write(b"}\n")
     file.commit()
+    lines = ChangedFile(out / OUTPUTS_STATE_NAME)
+    for chunk in _chunks((p, e) for p, e in outputs if e is not None):
+        lines.write("".join(_ENCODE({"path": p, **e}) + "\n" for p, e in chunk).encode())
+    lines.commit()
 
 
 def _write_object(file: ChangedFile, items: Iterable[tuple[str, Any]]) -> None:
     """A JSON object of `items` as compact json.dumps writes it, encoded a thousand members
     at a time by json's C encoder rather than held whole."""
     separator = b"{"
-    for chunk in _chunks(items, 1000):
+    for chunk in _chunks(items):
         file.write(separator + _ENCODE(dict(chunk))[1:-1].encode())
         separator = b","
     file.write(b"{}" if separator == b"{" else b"}")
@@ -406,7 +297,7 @@ def _write_object(file: ChangedFile, items: Iterable[tuple[str, Any]]) -> None:
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _chunks(items: Iterable[Any], size: int = 1000) -> Iterator[list[Any]]:
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):
         yield chunk

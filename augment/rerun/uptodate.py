@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
-from augment.layout import LEGACY_LOCK_NAME, STATE_DIR, STATE_NAME
+from augment.layout import LEGACY_LOCK_NAME, OUTPUTS_STATE_NAME, STATE_DIR, STATE_NAME
 from augment.model import Dataset
 from augment.rerun.state import OutputStamp, RunState, Stamp
 
@@ -51,7 +51,9 @@ DIGEST_FORMAT = 2  # bump when what the digests cover changes
 _LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "pydantic")
 # What the state folder holds between runs; anything else (a journal, a temporary file
 # left by a killed write) comes from an interrupted run.
-_SETTLED_STATE = frozenset({Path(STATE_NAME).name, Path(LEGACY_LOCK_NAME).name})
+_SETTLED_STATE = frozenset(
+    Path(name).name for name in (STATE_NAME, OUTPUTS_STATE_NAME, LEGACY_LOCK_NAME)
+)
 
 
 @functools.cache
