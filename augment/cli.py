@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -50,7 +50,7 @@ class UserError(click.ClickException):
 
     def __init__(self, error: AugmentError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 class _Amount(click.ParamType):
@@ -248,7 +248,7 @@ def expand_cmd(
         near_duplicates=near_duplicates,
     )
     show_bar = not quiet and sys.stderr.isatty()
-    bar: tqdm[None] | None = None
+    bar: tqdm[Any] | None = None
 
     def on_plan(total: int) -> None:
         nonlocal bar
@@ -315,14 +315,15 @@ def format_summary(summary: ExpandSummary) -> str:
     )
     if summary.duplicates:
         lines.append(f"duplicate originals kept in one split ({len(summary.duplicates)} clusters):")
-        for c in summary.duplicates:
-            classes = f" (filed under classes {', '.join(c.labels)})" if len(c.labels) > 1 else ""
-            lines.append(f"  {', '.join(c.paths)}{classes}")
-    for c in summary.duplicate_conflicts:
-        placed = ", ".join(f"{p} ({s})" for p, s in sorted(c.previous_splits.items()))
+        for cluster in summary.duplicates:
+            names = cluster.labels
+            filed = f" (filed under classes {', '.join(names)})" if len(names) > 1 else ""
+            lines.append(f"  {', '.join(cluster.paths)}{filed}")
+    for conflict in summary.duplicate_conflicts:
+        placed = ", ".join(f"{p} ({s})" for p, s in sorted(conflict.previous_splits.items()))
         lines.append(
-            f"warning: duplicate originals {', '.join(c.paths)} were split apart by an earlier "
-            f"run and stay where they are: {placed}; `augment audit` reports the leak"
+            f"warning: duplicate originals {', '.join(conflict.paths)} were split apart by an "
+            f"earlier run and stay where they are: {placed}; `augment audit` reports the leak"
         )
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")

@@ -159,7 +159,7 @@ class Recipe:
         return _digest(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "preprocess": {**self.preprocess.to_dict(), "background": list(self.background)},
@@ -489,7 +489,7 @@ def _albumentations_names() -> list[str]:
 
 
 def _construct(cls: type, args: dict[str, Any], at: str) -> Any:
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is a class
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         valid = [n for n in params if n != "self"]
         for arg in args:

@@ -270,7 +270,7 @@ def save_state(
     """Write the state, and `outputs` (path order; None entries left out) as the outputs'
     entries beside it, each file only if its bytes change."""
     file = ChangedFile(out / STATE_NAME)
-    head = {"format": STATE_FORMAT, "root": state.sources.root}
+    head: dict[str, Any] = {"format": STATE_FORMAT, "root": state.sources.root}
     if state.last_run is not None:
         head["last_run"] = state.last_run
     file.write(_ENCODE(head)[:-1].encode() + b',"sources":')

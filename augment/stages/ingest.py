@@ -17,7 +17,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +51,7 @@ def ingest(
             raise DatasetError(f"source {src} is a file but not a labels file (.csv or .jsonl)")
         root = src.parent.resolve()
         dataset = Dataset(root=root, kind="labels")
-        entries = _read_labels_file(src, dataset)
+        entries: Iterable[tuple[str, str, str | None]] = _read_labels_file(src, dataset)
     else:
         root = src.resolve()
         dataset = Dataset(root=root, kind="folders")

@@ -255,9 +255,9 @@ def write_interrupted(
             for path, (new, journaled, old, planned) in merge_groups(
                 rows, journal, leftovers, todo
             ):
-                row = _listed(out, path, new, journaled, old, bool(planned))
-                if row is not None:
-                    files.add(row.line, path, row.label, row.soft_label)
+                kept = _listed(out, path, new, journaled, old, bool(planned))
+                if kept is not None:
+                    files.add(kept.line, path, kept.label, kept.soft_label)
                     listed = True
                 elif planned:  # of a shard cut short: it goes, and is redone
                     (out / path).unlink(missing_ok=True)

@@ -125,9 +125,9 @@ class Worker:
                 if item.path == original.path:
                     # All of a source's outputs or none: what was already written for it
                     # goes, so no output is left without its siblings or its record.
-                    for record in result.records[first:]:
+                    for made in result.records[first:]:
                         with contextlib.suppress(OSError):
-                            (ctx.out / record["path"]).unlink()
+                            (ctx.out / made["path"]).unlink()
                     del result.records[first:]
                 continue
             encoded = encode(item.pixels, fmt, ctx.quality)  # type: ignore[arg-type]
