@@ -102,10 +102,22 @@ class SourceCache:
     stamp = staticmethod(stamp_of)
 
     def lookup(
-        self, rel: str, stamp: Stamp | None, label: str, group: str
+        self, rel: str, stamp: Stamp | None, label: str, group: str, max_pixels: int
     ) -> Original | Rejected | None:
         """What a file whose stamp, just taken, is the remembered one was found to be: its
-        Original, with the label and group its listing gives now, or why it is no image."""
+        Original, with the label and group its listing gives now, or why it is no image.
+        None, counted as a miss, when the file must be read."""
+        found = self._remembered(rel, stamp, label, group)
+        # The pixel limit is an option of this run, so a remembered source meets it too.
+        if isinstance(found, Original) and found.width * found.height > max_pixels:
+            found = None
+        if found is None:
+            self.misses += 1
+        return found
+
+    def _remembered(
+        self, rel: str, stamp: Stamp | None, label: str, group: str
+    ) -> Original | Rejected | None:
         entry = self.entries.get(rel)
         if entry is None or stamp is None or stamp != entry[:3]:
             return None

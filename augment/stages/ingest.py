@@ -27,7 +27,7 @@ from augment.imaging.digests import sha256_bytes
 from augment.model import Dataset, Original, Rejected
 
 if TYPE_CHECKING:
-    from augment.rerun.state import SourceCache
+    from augment.rerun.state import SourceCache, Stamp
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -250,9 +250,37 @@ def _read_original(
     dataset: Dataset,
     cache: SourceCache | None = None,
 ) -> Original | None:
+    """The listed file `rel` as an Original, or None with the reason in `dataset.rejected`.
+    With a `cache`, a file whose stamp vouches for it is not read."""
     # Joined as a string, and a Path made only for a source that is read: pathlib's costs
     # a no-op rerun ~10 us a source.
     full = os.path.join(root, rel)
+    found = _locate(root, rel, full, dataset)
+    if found is None:
+        return None
+    group = group or group_of(rel, pattern)
+    before: Stamp | None = None
+    if cache is not None:
+        # Taken before reading (see SourceCache.remember); a link's is its target's.
+        st, linked = found
+        if st is None or linked:
+            before = cache.stamp(Path(full))
+        else:
+            before = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = cache.lookup(rel, before, label, group, max_pixels)
+        if isinstance(cached, Rejected):  # the same bytes, not an image: the same reason
+            dataset.rejected.append(cached)
+            return None
+        if cached is not None:
+            return cached
+    return _read_bytes(rel, label, group, Path(full), max_pixels, dataset, cache, before)
+
+
+def _locate(
+    root: Path, rel: str, full: str, dataset: Dataset
+) -> tuple[os.stat_result | None, bool] | None:
+    """The file's lstat (None: reading it will say why) and whether it is a link, or None,
+    with the reason rejected, for a file that is no image by name or lies outside SRC."""
     reject = dataset.rejected.append
     if os.path.splitext(rel)[1].lower() not in IMAGE_EXTENSIONS:
         reject(
@@ -263,7 +291,7 @@ def _read_original(
         # One lstat per source: on a rerun it is also the stamp that vouches for the file.
         st: os.stat_result | None = os.lstat(full)
     except OSError:
-        st = None  # reading it will say why
+        st = None
     linked = st is not None and stat.S_ISLNK(st.st_mode)
     try:
         # Resolving catches a linked file and, in a labels file, a path through a linked
@@ -280,22 +308,21 @@ def _read_original(
     if not inside:
         reject(Rejected(rel, "symbolic link pointing outside the source folder"))
         return None
-    group = group or group_of(rel, pattern)
-    if cache is not None:
-        # Taken before reading (see SourceCache.remember); a link's is its target's.
-        if st is None or linked:
-            before = cache.stamp(Path(full))
-        else:
-            before = (st.st_size, st.st_mtime_ns, st.st_ino)
-        cached = cache.lookup(rel, before, label, group)
-        if isinstance(cached, Rejected):  # the same bytes, not an image: the same reason
-            reject(cached)
-            return None
-        # The pixel limit is an option of this run, so a remembered source meets it too.
-        if cached is not None and cached.width * cached.height <= max_pixels:
-            return cached
-        cache.misses += 1
-    path = Path(full)
+    return st, linked
+
+
+def _read_bytes(
+    rel: str,
+    label: str,
+    group: str,
+    path: Path,
+    max_pixels: int,
+    dataset: Dataset,
+    cache: SourceCache | None,
+    before: Stamp | None,
+) -> Original | None:
+    """Read the file and its image header: its sha256, real format and size."""
+    reject = dataset.rejected.append
     try:
         data = path.read_bytes()
     except FileNotFoundError:
