@@ -1,11 +1,11 @@
 """Shared fixtures: the real sample data, small recipes, and one expanded output reused by
-the read-only tests (expanding is the slow part)."""
+the read-only tests (expanding is the slow part). Shared constants and helpers are in
+tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,25 +17,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "sample_data"
-TEXTURES = SAMPLE / "textures"
-DIGITS = SAMPLE / "digits"
-
-# The default recipe's transforms at a small size, so end-to-end tests stay quick.
-SMALL_RECIPE = """\
-description: default transforms at 64x48, for tests
-preprocess:
-  size: [64, 48]
-  fit: pad
-  pad_mode: blur
-augment:
-  - HorizontalFlip: {p: 0.5}
-  - Affine: {rotate: [-12, 12], scale: [0.9, 1.1], border_mode: reflect, p: 0.7}
-  - RandomBrightnessContrast: {p: 0.6}
-  - FastGaussianNoise: {sigma: [4, 12], p: 0.3}
-  - CoarseDropout: {num_holes_range: [1, 3], p: 0.3}
-"""
+# For test modules not moved yet: test_keys, test_spill, test_fast_rerun and
+# test_recipe_read_once import DIGITS, SMALL_RECIPE, TEXTURES and file_tree from
+# tests.conftest. Drop file_tree here once they import from tests.helpers.
+from tests.helpers import (
+    DIGITS,
+    SMALL_RECIPE,
+    TEXTURES,
+    file_tree,  # noqa: F401
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,19 +43,12 @@ def textures_copy(tmp_path: Path) -> Path:
     return dst
 
 
-def augment_command(*args: str) -> list[str]:
-    """`augment ARGS` as a new process of this interpreter: the tool as a user runs it,
-    whichever environment the tests run in."""
-    return [sys.executable, "-m", "augment", *args]
-
-
-def file_tree(root: Path) -> dict[str, bytes]:
-    """Every file under root (hidden state excluded) with its bytes."""
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    }
+@pytest.fixture()
+def digits_copy(tmp_path: Path) -> Path:
+    """A private copy of the digits set; copy2 keeps the files' (old) mtimes."""
+    dst = tmp_path / "src"
+    shutil.copytree(DIGITS, dst)
+    return dst
 
 
 @pytest.fixture(scope="session")

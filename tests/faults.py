@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TEXTURES
+from tests.helpers import TEXTURES
 
 
 def photo(name: str = "grass/grass_01.jpg") -> bytes:

@@ -16,7 +16,7 @@ from augment.commands.audit import audit_output, audit_splits
 from augment.errors import DatasetError, ManifestError
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
-from tests.conftest import DIGITS, TEXTURES
+from tests.helpers import DIGITS, TEXTURES
 
 
 def records(out: Path) -> list[dict]:

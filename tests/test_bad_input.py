@@ -29,7 +29,7 @@ from augment.model import ExpandOptions
 from augment.stages.ingest import ingest
 from augment.stages.manifest import read_manifest
 from tests import faults
-from tests.conftest import DIGITS, ROOT, TEXTURES, file_tree
+from tests.helpers import DIGITS, ROOT, TEXTURES, file_tree
 
 # No resize: each output keeps its source's size, so shapes and colours can be checked.
 # A magenta background shows that transparency is composited onto the recipe's colour.

@@ -13,7 +13,7 @@ from augment.cli import format_summary
 from augment.expand import expand
 from augment.model import ExpandOptions, Original
 from augment.stages.balance import balanced_variants, spread
-from tests.conftest import TEXTURES
+from tests.helpers import TEXTURES
 
 
 def originals(sizes: dict[str, int]) -> dict[str, list[Original]]:

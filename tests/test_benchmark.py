@@ -14,8 +14,7 @@ from PIL import Image
 
 from augment.recipe.build import load_recipe
 from augment.recipe.transforms import FastGaussianNoise
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")

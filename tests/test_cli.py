@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from augment.cli import main
-from tests.conftest import DIGITS
+from tests.helpers import DIGITS
 
 
 def commands() -> list[str]:

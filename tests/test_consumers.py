@@ -10,7 +10,7 @@ import numpy as np
 
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
-from tests.conftest import TEXTURES
+from tests.helpers import TEXTURES
 
 
 def test_hugging_face_imagefolder_loads_the_output(expanded: tuple[Path, ExpandSummary]) -> None:

@@ -15,7 +15,7 @@ from augment.cli import main
 from augment.commands.diff import diff_records
 from augment.expand import expand
 from augment.model import ExpandOptions
-from tests.conftest import DIGITS, SMALL_RECIPE
+from tests.helpers import DIGITS, SMALL_RECIPE
 
 
 def record(path: str, sha: str, source: str = "a/x.png", variant: int = 1, **kw: object) -> dict:

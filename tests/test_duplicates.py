@@ -18,13 +18,9 @@ from augment.defaults import DEFAULT_MAX_DISTANCE
 from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.stages.duplicates import group_duplicates
-from augment.stages.holdout import _known_hashes, assign_splits
+from augment.stages.holdout import _known_hashes
 from augment.stages.ingest import ingest
-from tests.conftest import TEXTURES
-
-RESIZED = "brick/brick_03_small.jpg"
-MIRRORED = "grass/grass_07_mirror.png"
-PAIRS = [("brick/brick_03.jpg", RESIZED), ("grass/grass_07.jpg", MIRRORED)]
+from tests.helpers import MIRRORED, PAIRS, RESIZED, TEXTURES, straddling_seed
 
 
 @pytest.fixture()
@@ -37,16 +33,6 @@ def src(tmp_path: Path) -> Path:
     with Image.open(root / "grass" / "grass_07.jpg") as img:
         ImageOps.mirror(img).save(root / MIRRORED)
     return root
-
-
-def straddling_seed(src: Path) -> int:
-    """A seed under which plain holdout (no grouping) puts the resized pair in two splits."""
-    originals = ingest(src).originals
-    for seed in range(200):
-        split_of = assign_splits(originals, 0.2, 0.1, seed).split_of
-        if split_of[PAIRS[0][0]] != split_of[PAIRS[0][1]]:
-            return seed
-    raise AssertionError("no seed splits the pair")  # pragma: no cover
 
 
 def options(

@@ -18,7 +18,7 @@ from augment.stages import executor as executor
 from augment.stages.executor import _BackgroundPool, _SharedShards, in_process
 from augment.stages.plan import SourceTask
 from augment.stages.worker import RunContext, ShardResult
-from tests.conftest import DIGITS, file_tree
+from tests.helpers import DIGITS, file_tree
 
 
 def pool_only(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:

@@ -19,7 +19,7 @@ from augment.errors import OutputError
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
 from augment.stages.executor import in_process
-from tests.conftest import DIGITS, TEXTURES, augment_command, file_tree
+from tests.helpers import DIGITS, TEXTURES, augment_command, file_tree
 
 
 def manifest(out: Path) -> list[dict]:

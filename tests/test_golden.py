@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, augment_command
+from tests.helpers import ROOT, augment_command
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "sample_outputs.json").read_text())
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import TEXTURES
+from tests.helpers import TEXTURES
 
 # One output's worth of image buffers (a 224 x 224 output: uint8 copies and float32 noise
 # of 150-600 kB), allocated and freed 50 times in a tuned process; prints the page faults

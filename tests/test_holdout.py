@@ -10,7 +10,7 @@ from augment.errors import DatasetError
 from augment.model import Original
 from augment.stages.holdout import assign_splits, parse_amount
 from augment.stages.ingest import ingest
-from tests.conftest import DIGITS, TEXTURES
+from tests.helpers import DIGITS, TEXTURES
 
 
 def originals(counts: dict[str, int], group_size: int = 1) -> list[Original]:

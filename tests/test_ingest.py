@@ -12,7 +12,7 @@ from PIL import Image
 from augment.errors import DatasetError
 from augment.imaging.codec import decode
 from augment.stages.ingest import ingest
-from tests.conftest import DIGITS, TEXTURES
+from tests.helpers import DIGITS, TEXTURES
 
 
 def test_class_folders() -> None:

@@ -17,7 +17,7 @@ import pytest
 from augment.expand import expand
 from augment.files import TEMP_MARK
 from augment.model import ExpandOptions
-from tests.conftest import DIGITS, SMALL_RECIPE, augment_command, file_tree
+from tests.helpers import DIGITS, SMALL_RECIPE, augment_command, file_tree
 
 
 def images(out: Path) -> set[str]:

@@ -28,7 +28,7 @@ from augment.recipe.mixing import (
     soft_label,
 )
 from augment.recipe.preprocess import apply_preprocess
-from tests.conftest import DIGITS, TEXTURES, file_tree
+from tests.helpers import DIGITS, TEXTURES, file_tree
 
 # No per-image transforms: every variant is exactly the mix of two preprocessed originals,
 # so the test can rebuild it from the sources alone.

@@ -24,7 +24,7 @@ from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.stages.manifest import read_manifest
 from tests import faults
-from tests.conftest import DIGITS, ROOT, augment_command, file_tree
+from tests.helpers import DIGITS, ROOT, augment_command, file_tree
 
 
 def run_cli(

@@ -16,7 +16,7 @@ from augment.errors import RecipeError
 from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.recipe.build import parse_recipe
-from tests.conftest import DIGITS
+from tests.helpers import DIGITS
 
 POLICY = """\
 description: flips with a per-class policy, for tests

@@ -1,0 +1,71 @@
+"""What the test modules share: the sample data's paths, a small recipe, and helpers to run
+the tool and to compare output trees. Test modules import from here, never from each other;
+fixtures live in conftest.py. The fault-file makers live beside this in tests/faults.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from augment.stages.holdout import assign_splits
+from augment.stages.ingest import ingest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+TEXTURES = SAMPLE / "textures"
+DIGITS = SAMPLE / "digits"
+
+# The default recipe's transforms at a small size, so end-to-end tests stay quick.
+SMALL_RECIPE = """\
+description: default transforms at 64x48, for tests
+preprocess:
+  size: [64, 48]
+  fit: pad
+  pad_mode: blur
+augment:
+  - HorizontalFlip: {p: 0.5}
+  - Affine: {rotate: [-12, 12], scale: [0.9, 1.1], border_mode: reflect, p: 0.7}
+  - RandomBrightnessContrast: {p: 0.6}
+  - FastGaussianNoise: {sigma: [4, 12], p: 0.3}
+  - CoarseDropout: {num_holes_range: [1, 3], p: 0.3}
+"""
+
+# Near-duplicate pairs made from the textures set (see tests/stages/test_duplicates.py):
+# a half-size re-encoded copy and a mirrored copy of two photos.
+RESIZED = "brick/brick_03_small.jpg"
+MIRRORED = "grass/grass_07_mirror.png"
+PAIRS = [("brick/brick_03.jpg", RESIZED), ("grass/grass_07.jpg", MIRRORED)]
+
+
+def augment_command(*args: str) -> list[str]:
+    """`augment ARGS` as a new process of this interpreter: the tool as a user runs it,
+    whichever environment the tests run in."""
+    return [sys.executable, "-m", "augment", *args]
+
+
+def file_tree(root: Path) -> dict[str, bytes]:
+    """Every file under root (hidden state excluded) with its bytes."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def every_file(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under root, hidden state included: (mtime_ns, inode, bytes)."""
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def straddling_seed(src: Path) -> int:
+    """A seed under which plain holdout (no grouping) puts the resized pair in two splits."""
+    originals = ingest(src).originals
+    for seed in range(200):
+        split_of = assign_splits(originals, 0.2, 0.1, seed).split_of
+        if split_of[PAIRS[0][0]] != split_of[PAIRS[0][1]]:
+            return seed
+    raise AssertionError("no seed splits the pair")  # pragma: no cover
