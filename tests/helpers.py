@@ -4,9 +4,11 @@ fixtures live in conftest.py. The fault-file makers live beside this in tests/fa
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+from augment.model import ExpandOptions
 from augment.stages.holdout import assign_splits
 from augment.stages.ingest import ingest
 
@@ -50,6 +52,17 @@ def file_tree(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     }
+
+
+def small_run(recipe: Path, **changes: object) -> ExpandOptions:
+    """The run the rerun tests repeat: 3 variants per original, in one worker process."""
+    return ExpandOptions(**{"times": 3, "recipe": str(recipe), "workers": 1, **changes})  # type: ignore[arg-type]
+
+
+def manifest_by_path(out: Path) -> dict[str, dict]:
+    """OUT's manifest records, by output path."""
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    return {r["path"]: r for r in map(json.loads, lines)}
 
 
 def every_file(root: Path) -> dict[str, tuple[int, int, bytes]]:
