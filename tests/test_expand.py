@@ -18,7 +18,6 @@ from PIL import Image
 from augment.errors import OutputError
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
-from augment.stages.executor import in_process
 from tests.helpers import DIGITS, TEXTURES, augment_command, file_tree
 
 
@@ -133,13 +132,6 @@ def test_worker_count_gives_byte_identical_output(tmp_path: Path, small_recipe: 
     assert "manifest.jsonl" in trees[0] and "augment.json" in trees[0]
 
 
-def test_in_process_executor_matches_pool(tmp_path: Path, small_recipe: Path) -> None:
-    options = ExpandOptions(times=2, recipe=str(small_recipe), workers=2)
-    expand(DIGITS, tmp_path / "pool", options)
-    expand(DIGITS, tmp_path / "inproc", options, executor=in_process)
-    assert file_tree(tmp_path / "pool") == file_tree(tmp_path / "inproc")
-
-
 def test_seed_changes_variants_not_originals(tmp_path: Path, small_recipe: Path) -> None:
     a = expand(
         DIGITS,
@@ -228,16 +220,6 @@ def test_foreign_non_empty_out_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="not an augment output"):
         expand(TEXTURES, out, ExpandOptions(times=2, workers=1))
     assert (out / "thesis.tex").read_text() == "precious"
-
-
-def test_rerun_is_a_no_op(tmp_path: Path, small_recipe: Path) -> None:
-    out = tmp_path / "out"
-    options = ExpandOptions(times=3, recipe=str(small_recipe), workers=1)
-    expand(DIGITS, out, options)
-    stats = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*.png")}
-    again = expand(DIGITS, out, options)
-    assert again.written == 0 and again.reused == len(stats)
-    assert stats == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*.png")}
 
 
 def test_cli_end_to_end_real_process(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from skimage import data as skdata
 
 from augment.imaging.codec import UnreadableImage, decode, encode
 from augment.recipe.preprocess import Preprocess, apply_preprocess
+from tests.helpers import TEXTURES
 
 
 def pillow_rgb(data: bytes) -> np.ndarray:
@@ -139,3 +140,24 @@ def test_reduced_decode_keeps_exif_orientation() -> None:
     spec = Preprocess(width=112, height=112, fit="pad")
     pixels = decode(buf.getvalue(), needed=spec.needed_source_size).pixels
     assert np.array_equal(pixels, pillow_rgb(buf.getvalue()))  # upright, via Pillow
+
+
+def test_grayscale_rgba_and_16_bit_sources_decode_to_rgb_uint8() -> None:
+    gray = Image.open(TEXTURES / "brick" / "brick_01.jpg")
+    assert gray.mode == "L"
+    buf = io.BytesIO()
+    gray.save(buf, "PNG")
+    pixels = decode(buf.getvalue()).pixels
+    assert pixels.shape[2] == 3 and np.array_equal(pixels[..., 0], pixels[..., 2])
+    # RGBA: transparent pixels take the background colour.
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:2, :, 3] = 255
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    pixels = decode(buf.getvalue(), background=(0, 0, 255)).pixels
+    assert tuple(pixels[0, 0]) == (200, 0, 0) and tuple(pixels[3, 3]) == (0, 0, 255)
+    # 16-bit: scaled by the full range.
+    buf = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 0xFFFF, np.uint16)).save(buf, "PNG")
+    assert decode(buf.getvalue()).pixels.max() == 255

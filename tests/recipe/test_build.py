@@ -68,11 +68,6 @@ def test_bad_preprocess_and_unknown_keys() -> None:
         parse_recipe("augment: [", "r", "r.yaml")
 
 
-def test_unknown_recipe_name() -> None:
-    with pytest.raises(RecipeError, match="did you mean 'default'"):
-        load_recipe("defualt")
-
-
 def test_fingerprint_ignores_cosmetic_changes() -> None:
     a = parse_recipe(BASE, "a", "a.yaml")
     cosmetic = "# a comment\n" + BASE.replace("{p: 0.5}", "{p: 0.5, }").replace(

@@ -1,16 +1,14 @@
-"""Reading sources: class folders, labels files, and the decoding rule for odd modes."""
+"""Reading sources: class folders and labels files (decoding odd modes and EXIF orientation:
+tests/imaging/test_codec.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from augment.errors import DatasetError
-from augment.imaging.codec import decode
 from augment.stages.ingest import ingest
 from tests.helpers import DIGITS, TEXTURES
 
@@ -73,42 +71,6 @@ def test_stray_files_are_reported_not_fatal(tmp_path: Path) -> None:
     assert [o.path for o in dataset.originals] == ["cat/a.png"]
     reasons = {r.path: r.reason for r in dataset.rejected}
     assert set(reasons) == {"cat/notes.txt", "README.png"}  # hidden files are skipped quietly
-
-
-def test_exif_orientation_is_applied() -> None:
-    photo = np.asarray(Image.open(TEXTURES / "histology" / "histology_01.jpg").convert("RGB"))
-    img = Image.fromarray(photo)
-    exif = img.getexif()
-    exif[0x0112] = 6  # "rotate 90 CW to view"
-    import io
-
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=exif, quality=95)
-    decoded = decode(buf.getvalue()).pixels
-    assert decoded.shape == (photo.shape[1], photo.shape[0], 3)
-
-
-def test_mode_rules() -> None:
-    import io
-
-    gray = Image.open(TEXTURES / "brick" / "brick_01.jpg")
-    assert gray.mode == "L"
-    buf = io.BytesIO()
-    gray.save(buf, "PNG")
-    pixels = decode(buf.getvalue()).pixels
-    assert pixels.shape[2] == 3 and np.array_equal(pixels[..., 0], pixels[..., 2])
-    # RGBA: transparent pixels take the background colour.
-    rgba = np.zeros((4, 4, 4), np.uint8)
-    rgba[..., 0] = 200
-    rgba[:2, :, 3] = 255
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
-    pixels = decode(buf.getvalue(), background=(0, 0, 255)).pixels
-    assert tuple(pixels[0, 0]) == (200, 0, 0) and tuple(pixels[3, 3]) == (0, 0, 255)
-    # 16-bit: scaled by the full range.
-    buf = io.BytesIO()
-    Image.fromarray(np.full((4, 4), 0xFFFF, np.uint16)).save(buf, "PNG")
-    assert decode(buf.getvalue()).pixels.max() == 255
 
 
 def test_missing_source_and_empty_folder(tmp_path: Path) -> None:
