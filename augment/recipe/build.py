@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import inspect
 import json
 import random
 import sys
@@ -45,10 +44,25 @@ import simplejpeg
 import yaml
 
 from augment.errors import RecipeError
+from augment.recipe.arguments import (
+    COMPOSITIONS,
+    colour,
+    construct,
+    convert_args,
+    number,
+    transform_class,
+)
 from augment.recipe.mixing import MIX_KINDS, MixSpec
+from augment.recipe.policy import (
+    POLICY_KEYS,
+    attach_policies,
+    collect_policy,
+    for_class,
+    pop_policy,
+    removed,
+)
 from augment.recipe.preprocess import Preprocess
 from augment.recipe.source import RecipeFile, read_recipe
-from augment.recipe.transforms import OWN_TRANSFORMS
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
 # output name changes with it and no downstream cache can serve a stale image.
@@ -57,27 +71,7 @@ from augment.recipe.transforms import OWN_TRANSFORMS
 PIXEL_VERSION = 3
 
 RECIPE_KEYS = frozenset({"description", "preprocess", "augment", "mix"})
-POLICY_KEYS = ("only_classes", "except_classes")
 _MIX_ARGS = ("p", "alpha", "other_class", *POLICY_KEYS)
-
-_BORDER_MODES = {
-    "constant": cv2.BORDER_CONSTANT,
-    "reflect": cv2.BORDER_REFLECT_101,
-    "reflect_101": cv2.BORDER_REFLECT_101,
-    "reflect101": cv2.BORDER_REFLECT_101,
-    "symmetric": cv2.BORDER_REFLECT,
-    "edge": cv2.BORDER_REPLICATE,
-    "replicate": cv2.BORDER_REPLICATE,
-    "wrap": cv2.BORDER_WRAP,
-}
-_INTERPOLATIONS = {
-    "nearest": cv2.INTER_NEAREST,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "area": cv2.INTER_AREA,
-    "lanczos": cv2.INTER_LANCZOS4,
-}
-_COMPOSITIONS = {"OneOf": A.OneOf, "SomeOf": A.SomeOf, "Sequential": A.Sequential}
 
 
 @dataclass(frozen=True)
@@ -96,7 +90,7 @@ class Recipe:
     def build_pipeline(self, label: str | None = None) -> A.Compose:
         """A fresh Compose for images of class `label` (None: every transform); callers seed
         it per job with `seed_pipeline`."""
-        spec = _for_class(self.augment, label, root=True)
+        spec = for_class(self.augment, label, root=True)
         assert spec is not None
         pipeline = A.from_dict({"transform": spec})
         assert isinstance(pipeline, A.Compose)
@@ -105,12 +99,12 @@ class Recipe:
 
     def removed_for(self, label: str) -> list[str]:
         """Names of the transforms the policy removes for class `label`, in recipe order."""
-        return _removed(self.augment, label)
+        return removed(self.augment, label)
 
     def policy_classes(self) -> dict[str, list[str]]:
         """Where each policy names classes: a readable place -> the class names it lists."""
         named: dict[str, list[str]] = {}
-        _collect_policy(self.augment, "augment", named)
+        collect_policy(self.augment, "augment", named)
         for i, spec in enumerate(self.mix, start=1):
             listed = [*(spec.only_classes or ()), *spec.except_classes]
             if listed:
@@ -173,47 +167,6 @@ class Recipe:
 _MIX_NAME = {kind: name for name, kind in MIX_KINDS.items()}
 
 
-def _policy_allows(entry: Mapping[str, Any], label: str | None) -> bool:
-    if label is None:
-        return True
-    only = entry.get("only_classes")
-    if only is not None and label not in only:
-        return False
-    return label not in entry.get("except_classes", ())
-
-
-def _for_class(entry: dict[str, Any], label: str | None, root: bool = False) -> dict | None:
-    """The serialised transform as class `label` may use it: forbidden entries dropped,
-    policy keys stripped. A composition left with no transforms is dropped as well."""
-    if not root and not _policy_allows(entry, label):
-        return None
-    out = {k: v for k, v in entry.items() if k not in POLICY_KEYS}
-    if "transforms" in entry:
-        children = [_for_class(c, label) for c in entry["transforms"]]
-        out["transforms"] = [c for c in children if c is not None]
-        if not out["transforms"] and not root:
-            return None
-    return out
-
-
-def _removed(entry: dict[str, Any], label: str) -> list[str]:
-    if not _policy_allows(entry, label):
-        return [_short_name(entry)]
-    return [name for c in entry.get("transforms", ()) for name in _removed(c, label)]
-
-
-def _collect_policy(entry: dict[str, Any], where: str, named: dict[str, list[str]]) -> None:
-    listed = [*(entry.get("only_classes") or ()), *entry.get("except_classes", ())]
-    if listed:
-        named[f"{where} ({_short_name(entry)})"] = listed
-    for i, child in enumerate(entry.get("transforms", ()), start=1):
-        _collect_policy(child, f"augment entry {i}" if where == "augment" else where, named)
-
-
-def _short_name(entry: Mapping[str, Any]) -> str:
-    return str(entry.get("__class_fullname__", "?")).rsplit(".", 1)[-1]
-
-
 def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
     # One generator pair shared by every transform. Compose(seed=...) instead gives each
     # transform its own generator with the same seed, so their draws (e.g. "apply with
@@ -257,7 +210,7 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
     if not isinstance(pre, dict):
         raise RecipeError(f"{where}: preprocess must be a mapping")
     pre = dict(pre)
-    background = _colour(pre.pop("background", (255, 255, 255)), f"{where}: preprocess.background")
+    background = colour(pre.pop("background", (255, 255, 255)), f"{where}: preprocess.background")
     try:
         preprocess = Preprocess.from_dict(pre)
     except (ValueError, TypeError) as exc:
@@ -276,7 +229,7 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
     except Exception as exc:  # albumentations raises assorted types here; all mean "bad recipe"
         raise RecipeError(f"{where}: augment: {exc}") from exc
     augment = json.loads(json.dumps(augment, default=_jsonable))
-    _attach_policies(compose, augment, policies)
+    attach_policies(compose, augment, policies)
     mix = _build_mix(doc.get("mix"), where)
     if mix and preprocess.size is None:
         raise RecipeError(
@@ -290,42 +243,6 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
         augment=augment,
         mix=mix,
     )
-
-
-def _attach_policies(
-    built: A.BaseCompose | A.BasicTransform,
-    serialised: dict[str, Any],
-    policies: Mapping[int, dict[str, list[str]]],
-) -> None:
-    """Put each entry's class policy into its serialised form (the built tree and its dict
-    have the same shape), so the policy is part of the recipe's data and fingerprint."""
-    serialised.update(policies.get(id(built), {}))
-    if isinstance(built, A.BaseCompose):
-        for child, child_dict in zip(built.transforms, serialised["transforms"], strict=True):
-            _attach_policies(child, child_dict, policies)
-
-
-def _pop_policy(args: dict[str, Any], at: str) -> dict[str, list[str]]:
-    """Take `only_classes` / `except_classes` out of an entry's arguments, validated."""
-    policy: dict[str, list[str]] = {}
-    for key in POLICY_KEYS:
-        if key not in args:
-            continue
-        value = args.pop(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            raise RecipeError(f"{at}: {key} must be a non-empty list of class names")
-        names = []
-        for item in value:
-            # YAML reads `[6, 9]` as numbers; class folder names are text.
-            if isinstance(item, bool) or not isinstance(item, (str, int)):
-                raise RecipeError(f"{at}: {key}: {item!r} is not a class name")
-            names.append(str(item))
-        policy[key] = sorted(set(names))
-    if len(policy) == 2:
-        raise RecipeError(f"{at}: give only_classes or except_classes, not both")
-    return policy
 
 
 def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
@@ -360,9 +277,9 @@ def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     + f"; valid arguments: {', '.join(_MIX_ARGS)}"
                 )
-        policy = _pop_policy(args, at)
-        p = _number(args.get("p", 0.5), f"{at}: p")
-        alpha = _number(args.get("alpha", 1.0), f"{at}: alpha")
+        policy = pop_policy(args, at)
+        p = number(args.get("p", 0.5), f"{at}: p")
+        alpha = number(args.get("alpha", 1.0), f"{at}: alpha")
         if not 0 <= p <= 1:
             raise RecipeError(f"{at}: p must be between 0 and 1, got {p}")
         if alpha <= 0:
@@ -388,24 +305,6 @@ def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
             "variant, so they must add up to 1 or less"
         )
     return tuple(entries)
-
-
-def _number(value: object, at: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecipeError(f"{at} must be a number, got {value!r}")
-    return float(value)
-
-
-def _colour(value: object, where: str) -> tuple[int, int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value] * 3
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
-    ):
-        return (int(value[0]), int(value[1]), int(value[2]))
-    raise RecipeError(f"{where} must be an RGB colour like [255, 255, 255], got {value!r}")
 
 
 def _build_augment(
@@ -435,7 +334,7 @@ def _build_entry(
         raise RecipeError(f"{at}: expected `Name: {{args}}`, got {entry!r}")
     if "__class_fullname__" in entry:
         entry = dict(entry)
-        policy = _pop_policy(entry, at)
+        policy = pop_policy(entry, at)
         try:
             loaded = A.from_dict({"transform": entry})
         except Exception as exc:
@@ -452,80 +351,19 @@ def _build_entry(
     if not isinstance(args, dict):
         raise RecipeError(f"{at}: arguments must be a mapping, got {args!r}")
     args = dict(args)
-    policy = _pop_policy(args, at)
-    if name in _COMPOSITIONS:
+    policy = pop_policy(args, at)
+    if name in COMPOSITIONS:
         children = args.pop("transforms", None)
         if not isinstance(children, list) or not children:
             raise RecipeError(f"{at}: needs a non-empty `transforms` list")
         built = [_build_entry(c, where, index, policies) for c in children]
-        made = _construct(_COMPOSITIONS[name], {**args, "transforms": built}, at)
+        made = construct(COMPOSITIONS[name], {**args, "transforms": built}, at)
     else:
-        cls = _transform_class(str(name), at)
-        made = _construct(cls, _convert_args(args, at), at)
+        cls = transform_class(str(name), at)
+        made = construct(cls, convert_args(args, at), at)
     if policy:
         policies[id(made)] = policy
     return made
-
-
-def _transform_class(name: str, at: str) -> type[A.BasicTransform]:
-    if name in OWN_TRANSFORMS:
-        return OWN_TRANSFORMS[name]
-    cls = getattr(A, name, None)
-    if isinstance(cls, type) and issubclass(cls, A.BasicTransform):
-        return cls
-    known = [*OWN_TRANSFORMS, *_albumentations_names(), *_COMPOSITIONS]
-    hint = difflib.get_close_matches(name, known, n=1)
-    raise RecipeError(
-        f"{at}: unknown transform {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    )
-
-
-def _albumentations_names() -> list[str]:
-    return [
-        n
-        for n in dir(A)
-        if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)
-    ]
-
-
-def _construct(cls: type, args: dict[str, Any], at: str) -> Any:
-    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is a class
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        valid = [n for n in params if n != "self"]
-        for arg in args:
-            if arg not in params:
-                hint = difflib.get_close_matches(arg, valid, n=1)
-                raise RecipeError(
-                    f"{at}: unknown argument {arg!r}"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                    + f"; valid arguments: {', '.join(valid)}"
-                )
-    try:
-        return cls(**args)
-    except Exception as exc:  # pydantic ValidationError, ValueError, TypeError: all "bad argument"
-        raise RecipeError(f"{at}: {exc}") from exc
-
-
-def _convert_args(args: dict[str, Any], at: str) -> dict[str, Any]:
-    """Accept readable names where albumentations wants OpenCV constants."""
-    out = dict(args)
-    for key in ("border_mode",):
-        if isinstance(out.get(key), str):
-            mode = out[key].lower()
-            if mode not in _BORDER_MODES:
-                raise RecipeError(
-                    f"{at}: {key} {out[key]!r} is not one of {', '.join(_BORDER_MODES)}"
-                )
-            out[key] = _BORDER_MODES[mode]
-    for key in ("interpolation", "mask_interpolation"):
-        if isinstance(out.get(key), str):
-            mode = out[key].lower()
-            if mode not in _INTERPOLATIONS:
-                raise RecipeError(
-                    f"{at}: {key} {out[key]!r} is not one of {', '.join(_INTERPOLATIONS)}"
-                )
-            out[key] = _INTERPOLATIONS[mode]
-    return out
 
 
 def _pixel_library_versions() -> dict[str, str]:

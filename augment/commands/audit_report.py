@@ -1,0 +1,112 @@
+"""What `augment audit` reports and looks at: its checks, options, findings and report, and
+the image files of a split folder. Shared by the checks (`audit_manifest`,
+`audit_duplicates`) and the command (`audit`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augment.defaults import DEFAULT_MAX_DISTANCE, IMAGE_EXTENSIONS, REENCODE_MIN_PSNR
+from augment.errors import DatasetError
+
+CHECKS: dict[str, str] = {
+    "lineage": "train files come only from train originals",
+    "exact-duplicates": "no image in two splits (same decoded pixels)",
+    "near-duplicates": "no near-duplicate image in two splits (perceptual hash)",
+    "integrity": "files, hashes, manifest and augment.json agree",
+    "balance": "every class present in every split",
+}
+FOLDER_CHECKS = ("exact-duplicates", "near-duplicates", "balance")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    max_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits
+    min_psnr: float = REENCODE_MIN_PSNR  # dB over 4x4 block means: "re-encoded" duplicates
+    workers: int | None = None  # decoding threads; None: all cores
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    kind: str
+    message: str
+    paths: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "kind": self.kind,
+            "message": self.message,
+            "paths": list(self.paths),
+        }
+
+
+@dataclass
+class AuditReport:
+    target: str
+    mode: str  # "manifest" | "folders"
+    checks: tuple[str, ...]
+    options: AuditOptions
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> files
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def findings_of(self, check: str) -> list[Finding]:
+        return [f for f in self.findings if f.check == check]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "mode": self.mode,
+            "clean": self.clean,
+            "settings": {
+                "max_distance": self.options.max_distance,
+                "min_psnr": self.options.min_psnr,
+            },
+            "checks": [
+                {
+                    "name": name,
+                    "description": CHECKS[name],
+                    "passed": not self.findings_of(name),
+                    "findings": [f.to_dict() for f in self.findings_of(name)],
+                }
+                for name in self.checks
+            ],
+            "sizes": {split: sum(counts.values()) for split, counts in self.counts.items()},
+            "counts": self.counts,
+        }
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    name: str  # as reported: relative to OUT, or "<split>:<path in its folder>"
+    split: str
+    label: str  # the class folder ("" when the file sits directly in the split folder)
+    file: Path
+
+
+def _unreadable(exc: OSError) -> None:
+    # A folder the audit cannot list would silently shrink a split: refuse to run instead.
+    raise DatasetError(f"cannot read folder {exc.filename}: {exc.strerror}")
+
+
+def image_files(folder: Path, split: str, prefix: str) -> list[ImageFile]:
+    """Image files under a split folder (hidden files and folders skipped), sorted."""
+    found: list[ImageFile] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(folder)
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            rel = (rel_dir / name).as_posix()
+            label = rel_dir.parts[0] if rel_dir.parts else ""
+            found.append(ImageFile(f"{prefix}{rel}", split, label, Path(dirpath) / name))
+    return found

@@ -1,0 +1,113 @@
+"""Recipe arguments as albumentations wants them: the transform a name means, readable
+names for OpenCV constants, numbers and colours checked, and a wrong name or argument
+answered with a "did you mean" hint naming the entry."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+import albumentations as A
+import cv2
+
+from augment.errors import RecipeError
+from augment.recipe.transforms import OWN_TRANSFORMS
+
+BORDER_MODES = {
+    "constant": cv2.BORDER_CONSTANT,
+    "reflect": cv2.BORDER_REFLECT_101,
+    "reflect_101": cv2.BORDER_REFLECT_101,
+    "reflect101": cv2.BORDER_REFLECT_101,
+    "symmetric": cv2.BORDER_REFLECT,
+    "edge": cv2.BORDER_REPLICATE,
+    "replicate": cv2.BORDER_REPLICATE,
+    "wrap": cv2.BORDER_WRAP,
+}
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+COMPOSITIONS = {"OneOf": A.OneOf, "SomeOf": A.SomeOf, "Sequential": A.Sequential}
+
+
+def number(value: object, at: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecipeError(f"{at} must be a number, got {value!r}")
+    return float(value)
+
+
+def colour(value: object, where: str) -> tuple[int, int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * 3
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
+    raise RecipeError(f"{where} must be an RGB colour like [255, 255, 255], got {value!r}")
+
+
+def transform_class(name: str, at: str) -> type[A.BasicTransform]:
+    if name in OWN_TRANSFORMS:
+        return OWN_TRANSFORMS[name]
+    cls = getattr(A, name, None)
+    if isinstance(cls, type) and issubclass(cls, A.BasicTransform):
+        return cls
+    known = [*OWN_TRANSFORMS, *_albumentations_names(), *COMPOSITIONS]
+    hint = difflib.get_close_matches(name, known, n=1)
+    raise RecipeError(
+        f"{at}: unknown transform {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    )
+
+
+def _albumentations_names() -> list[str]:
+    return [
+        n
+        for n in dir(A)
+        if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)
+    ]
+
+
+def construct(cls: type, args: dict[str, Any], at: str) -> Any:
+    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is a class
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        valid = [n for n in params if n != "self"]
+        for arg in args:
+            if arg not in params:
+                hint = difflib.get_close_matches(arg, valid, n=1)
+                raise RecipeError(
+                    f"{at}: unknown argument {arg!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; valid arguments: {', '.join(valid)}"
+                )
+    try:
+        return cls(**args)
+    except Exception as exc:  # pydantic ValidationError, ValueError, TypeError: all "bad argument"
+        raise RecipeError(f"{at}: {exc}") from exc
+
+
+def convert_args(args: dict[str, Any], at: str) -> dict[str, Any]:
+    """Accept readable names where albumentations wants OpenCV constants."""
+    out = dict(args)
+    for key in ("border_mode",):
+        if isinstance(out.get(key), str):
+            mode = out[key].lower()
+            if mode not in BORDER_MODES:
+                raise RecipeError(
+                    f"{at}: {key} {out[key]!r} is not one of {', '.join(BORDER_MODES)}"
+                )
+            out[key] = BORDER_MODES[mode]
+    for key in ("interpolation", "mask_interpolation"):
+        if isinstance(out.get(key), str):
+            mode = out[key].lower()
+            if mode not in INTERPOLATIONS:
+                raise RecipeError(
+                    f"{at}: {key} {out[key]!r} is not one of {', '.join(INTERPOLATIONS)}"
+                )
+            out[key] = INTERPOLATIONS[mode]
+    return out
