@@ -325,6 +325,20 @@ def format_summary(summary: ExpandSummary) -> str:
             f"warning: duplicate originals {', '.join(conflict.paths)} were split apart by an "
             f"earlier run and stay where they are: {placed}; `augment audit` reports the leak"
         )
+    for g in summary.large_groups:
+        lines.append(
+            f"warning: class {g.label!r}: one group holds {g.size} of its {g.class_size} "
+            f"originals (more than a tenth), all in {g.split}: group {g.group!r}"
+        )
+    for q in summary.quota_shifts:
+        moved = ", ".join(f"{s} {n:+d}" for s, n in q.moved.items())
+        quotas = "/".join(str(n) for n in q.quotas.values())
+        counts = "/".join(str(n) for n in q.counts.values())
+        lines.append(
+            f"note: class {q.label!r}: group {q.group!r} ({q.size} originals) is too large for "
+            f"its quotas: the class's splits moved by {moved} (train/validation/test "
+            f"{counts} instead of {quotas})"
+        )
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
     if summary.rejected:

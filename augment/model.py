@@ -90,6 +90,35 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class LargeGroup:
+    """A group of originals held out together that holds more than a tenth of its class:
+    its split moves a tenth of the class at once (see docs/holdout.md)."""
+
+    label: str  # the class the group counts for
+    group: str  # its group key
+    size: int
+    class_size: int
+    split: str  # where it went
+
+
+@dataclass(frozen=True)
+class QuotaShift:
+    """A class whose splits ended beyond the holdout's tolerance because one group was too
+    large for the quota it fell into (see docs/holdout.md)."""
+
+    label: str
+    group: str  # the largest group that did not fit
+    size: int
+    quotas: dict[str, int]  # split -> originals the class should have had there
+    counts: dict[str, int]  # split -> originals it got
+
+    @property
+    def moved(self) -> dict[str, int]:
+        """split -> originals more (+) or fewer (-) than the quota."""
+        return {s: self.counts.get(s, 0) - q for s, q in self.quotas.items()}
+
+
+@dataclass(frozen=True)
 class ExpandOptions:
     times: int = 5
     no_originals: bool = False
@@ -137,6 +166,8 @@ class ExpandSummary:
     too_small: list[str] = field(default_factory=list)
     duplicates: list[Cluster] = field(default_factory=list)  # held out together
     duplicate_conflicts: list[Cluster] = field(default_factory=list)  # split by an earlier run
+    large_groups: list[LargeGroup] = field(default_factory=list)  # > a tenth of their class
+    quota_shifts: list[QuotaShift] = field(default_factory=list)  # a group moved a class's split
     seconds: float = 0.0
     train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
     balanced: bool = False

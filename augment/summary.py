@@ -41,6 +41,8 @@ def summarize(
         too_small=holdout.too_small,
         duplicates=grouping.clusters,
         duplicate_conflicts=grouping.conflicts,
+        large_groups=holdout.large_groups,
+        quota_shifts=holdout.quota_shifts,
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
     )

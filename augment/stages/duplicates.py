@@ -3,9 +3,13 @@
 The same photo saved twice, a resized or re-encoded copy, or a mirrored one: if one copy
 lands in train and the other in validation, validation measures memory, not generalisation.
 So before the holdout, every original is hashed (`similarity.phash_bytes`, from a small
-decode) and originals whose hashes are within the threshold, the mirror included, or whose
-bytes are equal, form a *cluster*. A cluster's groups are merged into one group key, the one
-`holdout.assign_splits` already keeps in one split; no new holdout rule is needed.
+decode). Originals whose bytes are equal always form one *cluster*; beyond that a cluster is
+a star: one original and the others whose hashes are within the threshold of it, the mirror
+included (`similarity.pair_max_distance`: a tighter one for images under 32 pixels a side).
+Pairs are not merged transitively: look-alikes (handwritten "1"s) came within the threshold
+of one another in chains, and a chain of over half of 100 MNIST "1"s landed in one split. A
+cluster's groups are merged into one group key, the one `holdout.assign_splits` keeps in one
+split (see docs/holdout.md for the rule, its tolerance and measured false-merge rates).
 
 Hashes are stored in `augment.json` (per original, next to its sha256) and reused on a rerun
 when the sha256 matches, so only new or changed originals are decoded again.
@@ -18,6 +22,7 @@ conflict instead (and `augment audit` will flag it).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -186,25 +191,74 @@ def group_duplicates(
 def _similar(
     originals: Sequence[Original], hashes: Mapping[str, ImageHash], max_distance: int
 ) -> list[list[int]]:
-    """Clusters of originals (indices, each sorted): equal bytes, or hashes within
-    `max_distance` bits, the mirror included."""
+    """Clusters of originals (indices, each sorted): equal bytes always; otherwise stars, each
+    an original and the others within the threshold of it (`pair_max_distance`), the mirror
+    included. The clusters do not depend on the originals' order: they are found by path."""
     # numpy and OpenCV are imported only to find clusters: a rerun proven unchanged is
     # given them and should start without loading either (see augment/defaults.py).
     import numpy as np
 
-    from augment.imaging.similarity import hamming_pairs
+    from augment.imaging.similarity import hamming_pairs, pair_max_distance
 
-    similar = _UnionFind(len(originals))
-    by_sha: dict[str, int] = {}
-    for i, o in enumerate(originals):
-        first = by_sha.setdefault(o.sha256, i)
-        if first != i:
-            similar.union(first, i)
-    hashed = [i for i, o in enumerate(originals) if o.path in hashes]
-    direct = np.array([hashes[originals[i].path].direct for i in hashed], dtype=np.uint64)
-    mirror = np.array([hashes[originals[i].path].mirror for i in hashed], dtype=np.uint64)
+    # One node per distinct content: byte-identical copies are one picture, always together.
+    nodes: list[list[int]] = []
+    node_of: dict[str, int] = {}
+    for i in sorted(range(len(originals)), key=lambda i: originals[i].path):
+        n = node_of.setdefault(originals[i].sha256, len(nodes))
+        if n == len(nodes):
+            nodes.append([])
+        nodes[n].append(i)
+    hashed = [n for n, members in enumerate(nodes) if originals[members[0]].path in hashes]
+    side = [min(originals[nodes[n][0]].width, originals[nodes[n][0]].height) for n in hashed]
+    direct = np.array([hashes[originals[nodes[n][0]].path].direct for n in hashed], np.uint64)
+    mirror = np.array([hashes[originals[nodes[n][0]].path].mirror for n in hashed], np.uint64)
+    near: dict[int, dict[int, int]] = {}
     for right in (direct, mirror):
-        for a, b, _ in hamming_pairs(direct, right, max_distance):
-            if a != b:
-                similar.union(hashed[a], hashed[b])
-    return [c for c in similar.components() if len(c) > 1]
+        for a, b, bits in hamming_pairs(direct, right, max_distance):
+            if a != b and bits <= pair_max_distance(max_distance, min(side[a], side[b])):
+                na, nb = hashed[a], hashed[b]
+                near.setdefault(na, {})[nb] = min(bits, near.get(na, {}).get(nb, bits))
+                near.setdefault(nb, {})[na] = near[na][nb]
+    stars = [[n] for n in range(len(nodes))]
+    for centre, members in _stars(near):
+        stars[centre] = [centre, *members]
+        for m in members:
+            stars[m] = []
+    clusters = [sorted(i for n in star for i in nodes[n]) for star in stars]
+    return [c for c in clusters if len(c) > 1]
+
+
+_WEIGHT_BITS = 8  # a neighbour at 0 bits weighs 8, at 6 bits 2
+
+
+def _stars(near: Mapping[int, Mapping[int, int]]) -> list[tuple[int, list[int]]]:
+    """Star clusters of a graph of near pairs (node -> neighbour -> bits): the node with the
+    most (and closest) neighbours not yet taken takes them all,
+    and again. No member joins through another member, so look-alikes do not chain: every
+    member is within the threshold of its centre. Nodes are numbered in path order."""
+    left = set(near)
+
+    def rank(n: int) -> tuple[int, int, int]:
+        # Closer neighbours weigh more: copies of a picture sit within a few bits of it,
+        # look-alikes spread up to the threshold, so the original of copies is the centre.
+        rest = [bits for m, bits in near[n].items() if m in left]
+        return -sum(_WEIGHT_BITS - min(bits, _WEIGHT_BITS - 1) for bits in rest), len(rest), n
+
+    heap = [rank(n) for n in near]
+    heapq.heapify(heap)
+    stars: list[tuple[int, list[int]]] = []
+    while heap:
+        top = heapq.heappop(heap)
+        centre = top[2]
+        if centre not in left:
+            continue
+        now = rank(centre)
+        if now != top:  # neighbours were taken since: a rank only ever drops
+            heapq.heappush(heap, now)
+            continue
+        left.discard(centre)
+        members = sorted(m for m in near[centre] if m in left)
+        left.difference_update(members)
+        if members:
+            stars.append((centre, members))
+    return stars

@@ -7,8 +7,14 @@ The rule, per class (stratified):
 - A class with 3 or more originals gets at least one in each held-out split that was asked
   for; a class with fewer keeps all of them in train (too small to hold out; reported).
 - Train always keeps at least one original of every class.
-- Originals of one group (`--group-by` or the labels file's group column) move together;
-  a group counts for the class most of its members have.
+- Originals of one group (`--group-by`, the labels file's group column, or a duplicate
+  cluster) move together; a group counts for the class most of its members have.
+- With groups, each split of a class ends within `quota_tolerance` (5% of the class, at
+  least 1) of its quota: a group goes to the first held-out split it fits in, else to train.
+  A group too large for train as well goes where it overshoots least; when a class ends
+  beyond the tolerance, `Holdout.quota_shifts` names the group and how far the class's
+  splits moved. A group of more than a tenth of its class is listed in `large_groups`.
+  Without groups (one original each) this is the plain rule: quotas are met exactly.
 - Which groups are held out follows a hash of (seed, group key); the group key defaults to the
   path relative to SRC, so moving the dataset elsewhere does not reshuffle it.
 - Sticky: an original that an earlier run placed keeps its split; new originals fill what the
@@ -21,13 +27,13 @@ import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from augment.defaults import default_workers
 from augment.errors import DatasetError
 from augment.imaging.digests import ImageHash
-from augment.model import Dataset, ExpandOptions, Original
+from augment.model import Dataset, ExpandOptions, LargeGroup, Original, QuotaShift
 from augment.stages.duplicates import Grouping, group_duplicates
 
 SPLITS = ("train", "validation", "test")
@@ -39,6 +45,8 @@ MIN_CLASS_TO_HOLD_OUT = 3
 class Holdout:
     split_of: dict[str, str]  # original path -> split
     too_small: list[str]  # classes kept entirely in train
+    large_groups: list[LargeGroup] = field(default_factory=list)  # > a tenth of their class
+    quota_shifts: list[QuotaShift] = field(default_factory=list)  # beyond the tolerance
 
 
 def parse_amount(text: str | float | int, option: str) -> float | int:
@@ -74,6 +82,16 @@ def _quotas(amount: float | int, sizes: Mapping[str, int]) -> dict[str, int]:
     return quotas
 
 
+def quota_tolerance(class_size: int) -> int:
+    """How far (in originals) a class's split may end from its quota when groups are held
+    out whole: 5% of the class, at least 1."""
+    return max(1, math.ceil(class_size / 20))
+
+
+# A group holding more than this share of its class is warned about.
+LARGE_GROUP_SHARE = 0.1
+
+
 def assign_splits(
     originals: Sequence[Original],
     val: float | int,
@@ -95,6 +113,8 @@ def assign_splits(
 
     split_of: dict[str, str] = {}
     too_small: list[str] = []
+    large_groups: list[LargeGroup] = []
+    quota_shifts: list[QuotaShift] = []
     for label in sorted(sizes):
         n = sizes[label]
         groups = sorted(
@@ -113,6 +133,8 @@ def assign_splits(
             while quota["validation"] + quota["test"] > n - 1:
                 bigger = max(HELD_OUT, key=lambda s: (quota[s], s == "validation"))
                 quota[bigger] -= 1
+        quota["train"] = n - quota["validation"] - quota["test"]
+        tolerance = quota_tolerance(n)
         filled = Counter[str]()
         fresh: list[str] = []
         for g in groups:
@@ -124,15 +146,50 @@ def assign_splits(
             else:
                 fresh.append(g)
         left = sum(len(members[g]) for g in fresh)
+        misfits: list[str] = []  # fresh groups too large for the room their split had
         for g in fresh:
-            left -= len(members[g])
-            target = next((s for s in HELD_OUT if filled[s] < quota[s]), "train")
+            size = len(members[g])
+            left -= size
+            target, fits = _place(size, filled, quota, tolerance)
             if left == 0 and filled["train"] == 0:
                 target = "train"  # the last group keeps the class present in train
-            filled[target] += len(members[g])
+            if not fits:
+                misfits.append(g)
+            filled[target] += size
             for o in members[g]:
                 split_of[o.path] = target
-    return Holdout(split_of=split_of, too_small=too_small)
+        for g in groups:
+            size = len(members[g])
+            if size > 1 and size > LARGE_GROUP_SHARE * n:
+                split = split_of[members[g][0].path]
+                large_groups.append(LargeGroup(label, g, size, n, split))
+        if misfits and any(abs(filled[s] - quota[s]) > tolerance for s in SPLITS):
+            worst = max(misfits, key=lambda g: (len(members[g]), g))
+            counts = {s: filled[s] for s in SPLITS}
+            quotas = {s: quota[s] for s in SPLITS}
+            quota_shifts.append(QuotaShift(label, worst, len(members[worst]), quotas, counts))
+    return Holdout(split_of, too_small, large_groups, quota_shifts)
+
+
+def _place(
+    size: int, filled: Mapping[str, int], quota: Mapping[str, int], tolerance: int
+) -> tuple[str, bool]:
+    """The split a fresh group of `size` originals goes to, and whether it fit there.
+
+    The first held-out split that still lacks originals and that the group does not push
+    past its quota by more than `tolerance`; else train. One original always fits, so
+    without groups this is the plain rule. A group that would push train past its quota
+    (by more than the tolerance, train not already past it) goes where it overshoots least.
+    """
+    for s in HELD_OUT:
+        if filled[s] < quota[s] and filled[s] + size <= quota[s] + tolerance:
+            return s, True
+    room = quota["train"] - filled["train"]
+    if room < 0 or size <= room + tolerance:
+        # Held out full (it fits in train) or too large for what held-out still lacks.
+        return "train", all(filled[s] >= quota[s] for s in HELD_OUT)
+    least = min(SPLITS, key=lambda s: filled[s] + size - quota[s])
+    return least, False
 
 
 def hold_out(
