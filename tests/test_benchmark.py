@@ -65,6 +65,7 @@ def test_the_albumentations_loop_uses_stock_noise_of_the_same_strength(bench: Mo
     assert stock.std_range == pytest.approx((4 / 255, 12 / 255)) and stock.p == 0.3
 
 
+@pytest.mark.slow
 def test_the_memory_run_is_measured_and_its_rerun_writes_nothing(
     bench: ModuleType, tmp_path: Path
 ) -> None:

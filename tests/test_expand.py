@@ -222,6 +222,7 @@ def test_foreign_non_empty_out_is_refused(tmp_path: Path) -> None:
     assert (out / "thesis.tex").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_real_process(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = subprocess.run(

@@ -39,7 +39,13 @@ def _pixel_library_versions() -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "run",
-    ["digits-default", "digits-mixup", "textures-default", "textures-mixup"],
+    [
+        # The fast lane pins both recipes on one sample set; the digits runs are slow.
+        pytest.param("digits-default", marks=pytest.mark.slow),
+        pytest.param("digits-mixup", marks=pytest.mark.slow),
+        "textures-default",
+        "textures-mixup",
+    ],
 )
 def test_sample_outputs_are_the_recorded_ones(run: str, tmp_path: Path) -> None:
     sample, recipe = run.split("-")

@@ -100,7 +100,10 @@ def clean_runs(
     return trees
 
 
-@pytest.mark.parametrize("after", [1, 70, 125])  # of 140 outputs
+@pytest.mark.parametrize(  # of 140 outputs; the fast lane kills after the first
+    "after",
+    [1, pytest.param(70, marks=pytest.mark.slow), pytest.param(125, marks=pytest.mark.slow)],
+)
 def test_sigkill_then_rerun_is_identical_to_a_clean_run(
     tmp_path: Path,
     recipes: tuple[Path, Path],

@@ -62,8 +62,10 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
 
 @pytest.mark.parametrize(
     ("limit", "workers"),
-    [(1_000, "2"), (40_000, "1")],
-    ids=["first-image-in-a-worker-process", "manifest-after-every-image"],
+    [
+        pytest.param(1_000, "2", id="first-image-in-a-worker-process"),
+        pytest.param(40_000, "1", id="manifest-after-every-image", marks=pytest.mark.slow),
+    ],
 )
 def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     tmp_path: Path, small_recipe: Path, limit: int, workers: str

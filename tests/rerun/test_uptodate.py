@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from augment.expand import expand
 from augment.layout import STATE_NAME
 from tests.helpers import augment_command, every_file, small_run
@@ -15,6 +17,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(augment_command(*args), capture_output=True, text=True, check=False)
 
 
+@pytest.mark.slow
 def test_noop_rerun_in_a_real_process_touches_nothing(
     tmp_path: Path, digits_copy: Path, small_recipe: Path
 ) -> None:

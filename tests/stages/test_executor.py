@@ -35,7 +35,7 @@ def pool_only(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[S
         pool.close(finished=True)
 
 
-@pytest.mark.parametrize("method", ["fork", "forkserver"])
+@pytest.mark.parametrize("method", ["fork", pytest.param("forkserver", marks=pytest.mark.slow)])
 def test_pool_processes_make_the_same_bytes(
     tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
