@@ -1,8 +1,11 @@
-"""Plain-text tables shared by the commands' reports (expand's summary, audit's report)."""
+"""Plain text for the commands' reports: expand's summary, and the tables it shares with
+audit's report."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+from augment.model import ExpandSummary
 
 MIN_CLASS_WIDTH = 7  # fits the "(none)" shown for an empty class name
 
@@ -23,3 +26,61 @@ def class_count_table(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
     totals = "  ".join(f"{sum(counts[s].values()):>10}" for s in splits)
     lines.append(f"  {'total':<{width}}  {totals}")
     return lines
+
+
+def format_summary(summary: ExpandSummary) -> str:
+    """What `augment expand` prints when it is done."""
+    lines = [f"wrote {summary.out}"]
+    lines.extend(class_count_table(summary.counts))
+    if summary.balanced:
+        classes = sorted({c for counts in summary.counts.values() for c in counts})
+        width = class_width(classes)
+        lines.append("balanced train: originals -> images per class")
+        after = summary.counts.get("train", {})
+        for c in classes:
+            before = summary.train_originals.get(c, 0)
+            lines.append(f"  {c:<{width}}  {before:>10} -> {after.get(c, 0)}")
+    originals = ", ".join(f"{n} {s}" for s, n in summary.originals.items())
+    lines.append(f"originals: {originals}")
+    rate = ""  # a rate only means something for a run that wrote images
+    if summary.written and summary.seconds > 0:
+        rate = f" ({summary.written / summary.seconds:.0f} images/s)"
+    lines.append(
+        f"{summary.written} files written, {summary.reused} unchanged, {summary.removed} "
+        f"stale removed in {summary.seconds:.1f}s{rate}"
+    )
+    if summary.duplicates:
+        lines.append(f"duplicate originals kept in one split ({len(summary.duplicates)} clusters):")
+        for cluster in summary.duplicates:
+            names = cluster.labels
+            filed = f" (filed under classes {', '.join(names)})" if len(names) > 1 else ""
+            lines.append(f"  {', '.join(cluster.paths)}{filed}")
+    for conflict in summary.duplicate_conflicts:
+        placed = ", ".join(f"{p} ({s})" for p, s in sorted(conflict.previous_splits.items()))
+        lines.append(
+            f"warning: duplicate originals {', '.join(conflict.paths)} were split apart by an "
+            f"earlier run and stay where they are: {placed}; `augment audit` reports the leak"
+        )
+    for g in summary.large_groups:
+        lines.append(
+            f"warning: class {g.label!r}: one group holds {g.size} of its {g.class_size} "
+            f"originals (more than a tenth), all in {g.split}: group {g.group!r}"
+        )
+    for q in summary.quota_shifts:
+        moved = ", ".join(f"{s} {n:+d}" for s, n in q.moved.items())
+        quotas = "/".join(str(n) for n in q.quotas.values())
+        counts = "/".join(str(n) for n in q.counts.values())
+        lines.append(
+            f"note: class {q.label!r}: group {q.group!r} ({q.size} originals) is too large for "
+            f"its quotas: the class's splits moved by {moved} (train/validation/test "
+            f"{counts} instead of {quotas})"
+        )
+    for label in summary.too_small:
+        lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
+    if summary.rejected:
+        lines.append(
+            f"rejected {len(summary.rejected)} input files "
+            f"(also in {summary.out / 'augment.json'}, under 'rejected'):"
+        )
+        lines.extend(f"  {r.path}: {r.reason}" for r in summary.rejected)
+    return "\n".join(lines)

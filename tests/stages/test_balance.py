@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.cli import format_summary
+from augment.commands.report import format_summary
 from augment.expand import expand
 from augment.model import ExpandOptions, Original
 from augment.stages.balance import balanced_variants, spread
