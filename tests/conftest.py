@@ -16,16 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
-
-# For test modules not moved yet: test_keys, test_spill, test_fast_rerun and
-# test_recipe_read_once import DIGITS, SMALL_RECIPE, TEXTURES and file_tree from
-# tests.conftest. Drop file_tree here once they import from tests.helpers.
-from tests.helpers import (
-    DIGITS,
-    SMALL_RECIPE,
-    TEXTURES,
-    file_tree,  # noqa: F401
-)
+from tests.helpers import DIGITS, SMALL_RECIPE, TEXTURES
 
 
 @pytest.fixture(scope="session")

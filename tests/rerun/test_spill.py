@@ -1,11 +1,10 @@
-"""Records kept on disk past a budget: the external sort gives what sorting in memory gives,
-and a file written a piece at a time is left untouched when its bytes are the same."""
+"""Sorting past a memory budget (augment/rerun/spill.py), and a run whose records spill to
+disk writing the same files."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,9 +12,7 @@ from pathlib import Path
 import pytest
 
 import augment.full_run as build_module
-from augment.errors import OutputError
 from augment.expand import expand
-from augment.files import ChangedFile
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import ExpandOptions
 from augment.rerun import spill as spill
@@ -23,7 +20,7 @@ from augment.rerun.spill import SortedSpill, merge_groups
 from augment.stages.executor import Executor, in_process
 from augment.stages.plan import SourceTask
 from augment.stages.worker import RunContext, ShardResult
-from tests.conftest import DIGITS, file_tree
+from tests.helpers import DIGITS, file_tree
 
 
 def entries(count: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -53,45 +50,6 @@ def test_merge_groups_gives_each_key_with_every_streams_values() -> None:
     for key, (mine, theirs) in groups:
         assert mine == [v for k, v in left if k == key]
         assert theirs == [v for k, v in right if k == key]
-
-
-def write_in_pieces(path: Path, data: bytes, piece: int = 7) -> bool:
-    file = ChangedFile(path)
-    for start in range(0, len(data), piece):
-        file.write(data[start : start + piece])
-    return file.commit()
-
-
-@pytest.mark.parametrize(
-    "new",
-    [
-        b"line\n" * 40_000,  # the same bytes
-        b"line\n" * 20_000 + b"LINE\n" + b"line\n" * 19_999,  # differs past the first chunk
-        b"line\n" * 39_999,  # a prefix of the old file
-        b"line\n" * 40_001,  # the old file and more
-        b"",
-    ],
-)
-def test_changed_file_writes_only_when_the_bytes_differ(tmp_path: Path, new: bytes) -> None:
-    path = tmp_path / "manifest.jsonl"
-    old = b"line\n" * 40_000
-    path.write_bytes(old)
-    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
-    written = write_in_pieces(path, new)
-    assert path.read_bytes() == new
-    assert written == (new != old)
-    assert (path.stat().st_mtime_ns == 1_000_000_000) == (new == old)
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.jsonl"]  # no temporary left
-
-
-def test_changed_file_makes_a_new_file_and_reports_a_failed_write(tmp_path: Path) -> None:
-    assert write_in_pieces(tmp_path / "new.csv", b"a,b\n") is True
-    assert (tmp_path / "new.csv").read_bytes() == b"a,b\n"
-    file = ChangedFile(tmp_path / "missing" / "x.csv")
-    file.write(b"x")
-    with pytest.raises(OutputError, match="cannot write"):
-        file.commit()
-    assert not (tmp_path / "missing").exists()
 
 
 def state_without_stamps(out: Path) -> dict[str, object]:

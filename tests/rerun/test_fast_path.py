@@ -34,9 +34,16 @@ from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun.state import exclusive_run
 from augment.stages.executor import in_process
 from tests import faults
-from tests.conftest import DIGITS, SMALL_RECIPE, TEXTURES, file_tree
-from tests.test_duplicates import PAIRS, RESIZED, straddling_seed
-from tests.test_rerun import every_file
+from tests.helpers import (
+    DIGITS,
+    PAIRS,
+    RESIZED,
+    SMALL_RECIPE,
+    TEXTURES,
+    every_file,
+    file_tree,
+    straddling_seed,
+)
 
 CLASSES = ("0", "1", "2", "3")
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import SMALL_RECIPE, TEXTURES, file_tree
+from tests.helpers import SMALL_RECIPE, TEXTURES, file_tree
 
 # Runs expand in a process of its own (an audit hook cannot be removed again): counts the
 # opens of the recipe file, and with "edit", saves another recipe the moment the first

@@ -1,5 +1,4 @@
-"""Content-keyed names: an output's key changes with exactly what changes its bytes, and the
-per-machine state that makes reruns cheap never vouches for a file that may have changed."""
+"""The rerun state's files (augment/rerun/state.py): what a rerun may trust, and damage."""
 
 from __future__ import annotations
 
@@ -8,57 +7,14 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
-import augment.recipe.build as recipe_module
 import augment.rerun.state as state_module
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
-from augment.recipe.build import parse_recipe
 from augment.rerun.state import RACY_NS, STATE_FORMAT, SourceCache, load_state
 from augment.stages.ingest import ingest
-from augment.stages.plan import Fingerprints, job_seed, output_key
-from tests.conftest import DIGITS, SMALL_RECIPE
+from augment.stages.plan import Fingerprints
+from tests.helpers import DIGITS
 
 FP = Fingerprints(preprocess="p" * 16, recipe="r" * 16)
-
-
-def test_variant_key_depends_on_source_recipe_seed_and_variant() -> None:
-    base = output_key("a" * 64, FP, 0, 1)
-    assert base == output_key("a" * 64, FP, 0, 1)
-    assert base != output_key("b" * 64, FP, 0, 1)
-    assert base != output_key("a" * 64, Fingerprints(FP.preprocess, "s" * 16), 0, 1)
-    assert base != output_key("a" * 64, FP, 1, 1)
-    assert base != output_key("a" * 64, FP, 0, 2)
-    assert job_seed(0, "a" * 64, 1) != job_seed(0, "b" * 64, 1)
-
-
-def test_original_key_follows_preprocessing_only() -> None:
-    # Variant 0 is the preprocessed original: the augment part and the seed do not make it.
-    base = output_key("a" * 64, FP, 0, 0)
-    assert base == output_key("a" * 64, Fingerprints(FP.preprocess, "s" * 16), 5, 0)
-    assert base != output_key("a" * 64, Fingerprints("q" * 16, FP.recipe), 0, 0)
-
-
-def test_output_settings_in_the_fingerprint() -> None:
-    recipe = parse_recipe(SMALL_RECIPE, "small", "small.yaml")
-    # PNG is lossless: quality changes no byte, so no name.
-    assert recipe.fingerprint("png", 95) == recipe.fingerprint("png", 50)
-    assert recipe.fingerprint("jpg", 95) != recipe.fingerprint("jpg", 50)
-    assert recipe.fingerprint("same", 95) != recipe.fingerprint("same", 50)
-    assert recipe.fingerprint("webp", 95) != recipe.fingerprint("jpg", 95)
-
-
-def test_pixel_library_versions_are_in_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
-    recipe = parse_recipe(SMALL_RECIPE, "small", "small.yaml")
-    before = (recipe.preprocess_fingerprint("jpg", 95), recipe.fingerprint("jpg", 95))
-    monkeypatch.setattr(recipe_module, "PIXEL_VERSION", recipe_module.PIXEL_VERSION + 1)
-    after = (recipe.preprocess_fingerprint("jpg", 95), recipe.fingerprint("jpg", 95))
-    assert before[0] != after[0] and before[1] != after[1]
-    monkeypatch.undo()
-    monkeypatch.setattr(recipe_module.A, "__version__", "2.0.999")
-    # albumentations makes only the variants: the originals' fingerprint keeps.
-    assert recipe.preprocess_fingerprint("jpg", 95) == before[0]
-    assert recipe.fingerprint("jpg", 95) != before[1]
 
 
 def test_source_cache_trusts_only_settled_unchanged_files(tmp_path: Path) -> None:
