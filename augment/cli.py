@@ -34,7 +34,7 @@ from augment.defaults import (
 )
 from augment.errors import AugmentError
 from augment.expand import expand
-from augment.model import ExpandOptions
+from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun import heap
 
 if TYPE_CHECKING:
@@ -130,15 +130,23 @@ Examples:
     help="Write into a non-empty folder that is not an augment output; nothing in it is "
     "deleted or overwritten (the run stops if a file would be).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option(
+    "--resplit",
+    is_flag=True,
+    help="Hold out again: pool a source already split (train/, val/, test/ folders or a "
+    "split column), or re-split an OUT split with other --seed/--val/--test.",
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar and no summary (rejections still shown)."
+)
 def expand_cmd(
     src: Path,
     out: Path,
     times: int,
     no_originals: bool,
     recipe: str,
-    val: float | int,
-    test: float | int,
+    val: float | int | None,
+    test: float | int | None,
     group_by: str | None,
     seed: int,
     workers: int | None,
@@ -149,6 +157,7 @@ def expand_cmd(
     strict: bool,
     force: bool,
     near_duplicates: int,
+    resplit: bool,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
@@ -172,6 +181,7 @@ def expand_cmd(
         max_pixels=max_pixels,
         force=force,
         near_duplicates=near_duplicates,
+        resplit=resplit,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[Any] | None = None
@@ -207,6 +217,7 @@ def expand_cmd(
             bar.close()
     if not quiet:
         click.echo(format_summary(summary))
+    _report_rejections(summary)
     if strict and summary.rejected:
         click.echo(
             f"--strict: {len(summary.rejected)} input files rejected (listed in "
@@ -214,6 +225,17 @@ def expand_cmd(
             err=True,
         )
         sys.exit(EXIT_FINDINGS)
+
+
+def _report_rejections(summary: ExpandSummary) -> None:
+    """On stderr, even with -q: a rejection is never silent."""
+    if summary.rejected:
+        first = summary.rejected[0]
+        click.echo(
+            f"augment: {len(summary.rejected)} input files rejected (first: {first.path}: "
+            f"{first.reason}); all are listed in {summary.out / 'augment.json'}",
+            err=True,
+        )
 
 
 expand_cmd.name = "expand"

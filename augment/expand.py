@@ -29,7 +29,7 @@ from augment.rerun.uptodate import (
     tool_stamp,
     unchanged_since_last_run,
 )
-from augment.stages.holdout import hold_out, holdout_entries
+from augment.stages.holdout import check_holdout_options, hold_out, holdout_entries
 from augment.stages.ingest import ingest
 from augment.stages.manifest import read_header
 from augment.summary import Laps, summarize
@@ -83,6 +83,7 @@ def _expand(
     lap("recipe")
     dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
     lap("ingest")
+    check_holdout_options(dataset, options)
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
         recipe.recipe.check_classes(dataset.classes)
     foreign = check_output_location(dataset, out, options.force)

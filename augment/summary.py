@@ -10,7 +10,7 @@ from pathlib import Path
 
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
 from augment.stages.duplicates import Grouping
-from augment.stages.holdout import SPLITS, Holdout
+from augment.stages.holdout import SPLITS, Holdout, uses_source_split
 
 
 def summarize(
@@ -45,7 +45,24 @@ def summarize(
         quota_shifts=holdout.quota_shifts,
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
+        source_split=uses_source_split(dataset, options),
+        missing_classes=missing_classes(dataset.classes, counts),
+        webp_outputs=_writes_webp(dataset, options),
     )
+
+
+def missing_classes(
+    classes: Sequence[str], counts: Mapping[str, Mapping[str, int]]
+) -> dict[str, list[str]]:
+    """split -> the classes it has no file of (splits with files only)."""
+    found = {s: [c for c in classes if not per_class.get(c)] for s, per_class in counts.items()}
+    return {s: missing for s, missing in found.items() if missing}
+
+
+def _writes_webp(dataset: Dataset, options: ExpandOptions) -> bool:
+    if options.output_format != "same":
+        return options.output_format == "webp"
+    return any(o.format == "WEBP" for o in dataset.originals)
 
 
 class Laps:

@@ -193,8 +193,7 @@ def test_a_file_rejected_only_at_decode_time_is_reported_like_the_others(
     """Pillow reads a truncated JPEG's header fine; only the worker finds the missing data."""
     assert "cat/truncated.jpg" in [h["path"] for h in messy.header["holdout"]]
     assert not [p for p in messy.out.rglob(".*") if p.is_file() and p.parent != messy.out]
-    for split in ("train", "validation", "test"):
-        assert "truncated" not in (messy.out / split / "metadata.csv").read_text()
+    assert not any("truncated" in r["path"] for r in read_manifest(messy.out))
 
 
 def _output_pixels(messy: MessyRun, source: str) -> np.ndarray:
@@ -344,8 +343,9 @@ def test_labels_file_faults(tmp_path: Path) -> None:
     assert "file not found" in reasons["images/missing.jpg"]
     assert "duplicate row" in reasons["images/0.jpg"]
     assert "listed again with another label ('a' first)" in reasons["images/1.jpg"]
-    for escaping in ("../data/images/2.jpg", "images/../../outside/o.jpg", "/etc/hostname.jpg"):
+    for escaping in ("../data/images/2.jpg", "images/../../outside/o.jpg"):
         assert "escapes the labels file's folder" in reasons[escaping]
+    assert "absolute path outside the labels file's folder" in reasons["/etc/hostname.jpg"]
     assert "pointing outside the source folder" in reasons["images/linked/o.jpg"]
     assert "empty path or label" in reasons["labels.csv line 15"]
     assert "empty path or label" in reasons["images/5.jpg"]
@@ -358,7 +358,7 @@ def test_labels_file_faults(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("path,label\nimages/0.jpg,caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
-        (b"file,class\nimages/0.jpg,a\n", "needs a header with 'path' and 'label'"),
+        (b"name,kind\nimages/0.jpg,a\n", "needs a header with a path column"),
         (b"", "needs a header"),
         (b"path;label\nimages/0.jpg;a\n", "separated by commas, not ';'"),
         (b"path,label\n", "no usable images"),
@@ -379,10 +379,7 @@ def test_unreadable_labels_files_are_a_clear_error(
 
 @pytest.mark.parametrize(
     ("transform", "reason"),
-    [
-        ("RandomCrop: {height: 90, width: 90}", "Crop size"),
-        ("ToFloat: {}", "not 8-bit RGB"),
-    ],
+    [("RandomCrop: {height: 90, width: 90}", "Crop size")],
 )
 def test_a_recipe_that_does_not_fit_an_image_rejects_that_image(
     tmp_path: Path, transform: str, reason: str

@@ -1,34 +1,69 @@
-"""Real consumers load the output as it is: Hugging Face `datasets` imagefolder."""
+"""Real consumers load the output as it is: Hugging Face `datasets` (imagefolder, and the
+folder with its dataset card)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
-from tests.helpers import TEXTURES
+from tests.helpers import DIGITS, TEXTURES
 
 
-def test_hugging_face_imagefolder_loads_the_output(expanded: tuple[Path, ExpandSummary]) -> None:
-    from datasets import load_dataset
+@pytest.mark.parametrize("how", ["imagefolder", "folder"])
+def test_hugging_face_loads_the_output_with_class_labels(
+    expanded: tuple[Path, ExpandSummary], how: str, tmp_path: Path
+) -> None:
+    """`label` is a ClassLabel with every class's name, the same in every split, whether
+    loaded as `imagefolder` (the class folders) or as the folder (its dataset card)."""
+    from datasets import ClassLabel, load_dataset
 
     out, _ = expanded
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    ds = load_dataset("imagefolder", data_dir=str(out))
+    classes = sorted({r["label"] for r in records})
+    cache = str(tmp_path / "cache")
+    if how == "imagefolder":
+        ds = load_dataset("imagefolder", data_dir=str(out), cache_dir=cache)
+    else:
+        ds = load_dataset(str(out), cache_dir=cache)
     assert set(ds) == {"train", "validation", "test"}
+    assert json.loads((out / "classes.json").read_text()) == classes
     for split in ("train", "validation", "test"):
-        expected = Counter(r["label"] for r in records if r["split"] == split)
-        assert ds[split].num_rows == sum(expected.values())
         label = ds[split].features["label"]
-        names = label.names if hasattr(label, "names") else None
-        got = Counter(names[i] if names else i for i in ds[split]["label"])
-        assert got == expected
+        assert isinstance(label, ClassLabel) and label.names == classes
+        expected = Counter(r["label"] for r in records if r["split"] == split)
+        assert Counter(label.names[i] for i in ds[split]["label"]) == expected
     image = ds["train"][0]["image"]
     assert image.size == (64, 48)
+
+
+def test_hugging_face_numbers_a_class_missing_from_a_split_alike(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    """A class too small to hold out is in train only: its index is the same everywhere."""
+    from datasets import load_dataset
+
+    src = tmp_path / "src"
+    shutil.copytree(DIGITS, src)
+    for extra in sorted((src / "0").iterdir())[2:]:
+        extra.unlink()
+    out = tmp_path / "out"
+    expand(src, out, ExpandOptions(times=2, recipe=str(small_recipe), workers=1))
+    for ds in (
+        load_dataset("imagefolder", data_dir=str(out), cache_dir=str(tmp_path / "c1")),
+        load_dataset(str(out), cache_dir=str(tmp_path / "c2")),
+    ):
+        for split in ("train", "validation", "test"):
+            assert ds[split].features["label"].names == [str(d) for d in range(10)]
+        assert "0" not in {
+            ds["validation"].features["label"].int2str(i) for i in ds["validation"]["label"]
+        }
 
 
 def test_hugging_face_reads_soft_labels(tmp_path: Path) -> None:
@@ -60,3 +95,7 @@ def test_hugging_face_reads_soft_labels(tmp_path: Path) -> None:
     assert ((soft > 0).sum(axis=1) == 2).sum() == mixed
     validation = np.array([ds["validation"][c] for c in columns]).T
     assert set(np.unique(validation)) == {0.0, 1.0}  # held-out originals: one-hot
+    # Loaded as the folder, its dataset card makes `label` a ClassLabel beside the floats.
+    card = load_dataset(str(out), cache_dir=str(tmp_path / "card"))
+    assert card["train"].features["label"].names == classes
+    assert card["train"].features[columns[0]].dtype == "float64"

@@ -15,6 +15,8 @@ import click
 from augment.commands.diff import diff_outputs, format_diff
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
+    DEFAULT_TEST,
+    DEFAULT_VAL,
     REENCODE_MIN_PSNR,
     default_workers,
 )
@@ -29,10 +31,6 @@ if TYPE_CHECKING:
 # and `expand` imports its full run only when there is one: numpy, OpenCV, Pillow and
 # albumentations are most of a command's start-up (~0.5 s), which `--help`, `diff` and a
 # rerun that changes nothing do without.
-
-EXIT_FINDINGS = 1
-EXIT_INTERRUPTED = 130
-
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
@@ -73,17 +71,15 @@ def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--val",
-            default="0.1",
-            show_default=True,
             type=_Amount(),
-            help="Validation originals held out: a fraction per class, or a total count.",
+            help=f"Validation originals held out: a fraction per class, or a total count "
+            f"[default: {DEFAULT_VAL}; none for a source already split].",
         ),
         click.option(
             "--test",
-            default="0.1",
-            show_default=True,
             type=_Amount(),
-            help="Test originals held out: a fraction per class, or a total count.",
+            help=f"Test originals held out: a fraction per class, or a total count "
+            f"[default: {DEFAULT_TEST}; none for a source already split].",
         ),
         click.option(
             "--group-by",
@@ -168,8 +164,8 @@ def preview(
     variants: int,
     split: str,
     seed: int,
-    val: float | int,
-    test: float | int,
+    val: float | int | None,
+    test: float | int | None,
     group_by: str | None,
     near_duplicates: int,
     cell: int,
@@ -188,8 +184,8 @@ def preview(
         variants=variants,
         split=split,
         seed=seed,
-        val=val,
-        test=test,
+        val=DEFAULT_VAL if val is None else val,
+        test=DEFAULT_TEST if test is None else test,
         group_by=group_by,
         near_duplicates=near_duplicates,
         cell=cell,
@@ -291,7 +287,12 @@ def audit(
     from augment.commands.audit import AuditOptions, audit_output, audit_splits, format_report
 
     options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
-    if (out is None) == (not splits):
+    if out is None and not splits:
+        raise click.UsageError(
+            "give the output folder to audit (augment audit OUT), or --split NAME=DIR "
+            "options for folders split by another tool"
+        )
+    if out is not None and splits:
         raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
     try:
         report = audit_output(out, options) if out is not None else audit_splits(splits, options)

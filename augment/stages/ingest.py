@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
 from augment.model import Dataset, Original, Rejected
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from augment.rerun.state import SourceCache, Stamp
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
+# A labels file's columns: the first of these in the header is the image's path (the names
+# Hugging Face, Kaggle and torchvision exports use), then its label.
+PATH_COLUMNS = ("path", "file_name", "filename", "image", "image_path", "file")
+LABEL_COLUMNS = ("label", "class", "category")
 
 
 def ingest(
@@ -55,7 +59,7 @@ def ingest(
     else:
         root = src.resolve()
         dataset = Dataset(root=root, kind="folders")
-        entries = _walk_class_folders(root, dataset)
+        entries = _walk_class_folders(root, dataset, split_folders(root))
 
     for rel, label, group in entries:
         original = _read_original(root, rel, label, group, pattern, max_pixels, dataset, cache)
@@ -97,7 +101,23 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str, str | None]]:
+def split_folders(root: Path) -> dict[str, str]:
+    """SRC's split folders (folder name -> split) when SRC is already split: every visible
+    folder at its top is named train, val, valid, validation or test (any case), and one of
+    them is train. Else empty: the top folders are the classes."""
+    try:
+        tops = [e.name for e in os.scandir(root) if e.is_dir() and not _is_hidden(e.name)]
+    except OSError:
+        return {}
+    splits = {name: SPLIT_NAMES.get(name.lower(), "") for name in tops}
+    if not splits or not all(splits.values()) or "train" not in splits.values():
+        return {}
+    return splits
+
+
+def _walk_class_folders(
+    root: Path, dataset: Dataset, splits: dict[str, str]
+) -> Iterator[tuple[str, str, str | None]]:
     def unreadable(exc: OSError) -> None:
         # os.walk would skip a folder it cannot list without a word: its images would be
         # lost silently.
@@ -120,7 +140,8 @@ def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str
         dirnames[:] = sorted(
             d for d in dirnames if not _is_hidden(d) and not (here / d).is_symlink()
         )
-        if len(rel_dir.parts) == 1 and not _has_visible_file(here):
+        depth = 2 if splits else 1  # the class folders' depth
+        if len(rel_dir.parts) == depth and not _has_visible_file(here):
             dataset.rejected.append(
                 Rejected(f"{_printable(rel_dir.as_posix())}/", "empty class folder: class left out")
             )
@@ -134,12 +155,15 @@ def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str
                     Rejected(_printable(rel), "file name is not valid UTF-8: rename it")
                 )
                 continue
-            if not rel_dir.parts:
+            if len(rel_dir.parts) < depth:
+                expected = "SRC/<split>/<class>/<image>" if splits else "SRC/<class>/<image>"
                 dataset.rejected.append(
-                    Rejected(rel, "not inside a class folder (expected SRC/<class>/<image>)")
+                    Rejected(rel, f"not inside a class folder (expected {expected})")
                 )
                 continue
-            yield rel, rel_dir.parts[0], None
+            if splits:
+                dataset.given_splits[rel] = splits[rel_dir.parts[0]]
+            yield rel, rel_dir.parts[depth - 1], None
 
 
 def _has_visible_file(folder: Path) -> bool:
@@ -175,6 +199,7 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
     rows = _jsonl_rows(path, text) if path.suffix.lower() == ".jsonl" else _csv_rows(path, text)
     entries: list[tuple[str, str, str | None]] = []
     seen: dict[str, str] = {}
+    root = path.parent.resolve()
     for line_no, row in rows:
         rel, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
         group = (row.get("group") or "").strip() or None
@@ -185,12 +210,17 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
         if "\x00" in rel:
             dataset.rejected.append(Rejected(repr(rel), f"{where}: path contains a NUL byte"))
             continue
-        normal = os.path.normpath(rel).replace(os.sep, "/")
-        if os.path.isabs(rel) or normal == ".." or normal.startswith("../"):
-            dataset.rejected.append(
-                Rejected(rel, f"{where}: path escapes the labels file's folder")
-            )
+        normal, refused = _relative_path(rel, root)
+        if refused:
+            dataset.rejected.append(Rejected(rel, f"{where}: {refused}"))
             continue
+        split = (row.get("split") or "").strip()
+        if split:
+            if split.lower() not in SPLIT_NAMES:
+                reason = f"split {split!r} is not one of {', '.join(SPLIT_NAMES)}"
+                dataset.rejected.append(Rejected(normal, f"{where}: {reason}"))
+                continue
+            dataset.given_splits[normal] = SPLIT_NAMES[split.lower()]
         if normal in seen:
             reason = (
                 "duplicate row"
@@ -201,7 +231,44 @@ def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str 
             continue
         seen[normal] = label
         entries.append((normal, label, group))
+    if dataset.given_splits:  # a split column: every row needs its split
+        for rel, _, _ in entries:
+            if rel not in dataset.given_splits:
+                reason = "empty split (other rows have one: train, validation or test)"
+                dataset.rejected.append(Rejected(rel, f"{path.name}: {reason}"))
+        entries = [e for e in entries if e[0] in dataset.given_splits]
     return entries
+
+
+def _relative_path(rel: str, root: Path) -> tuple[str, str]:
+    """The labels file's path `rel` relative to its folder `root`, and why it is refused
+    (empty if it is not). An absolute path inside the folder is taken as relative to it."""
+    if os.path.isabs(rel):
+        try:
+            rel = Path(rel).relative_to(root).as_posix()
+        except ValueError:
+            return rel, (
+                f"absolute path outside the labels file's folder {root}: paths are read "
+                "relative to the labels file (move the file next to the images, or list "
+                "relative paths)"
+            )
+    normal = os.path.normpath(rel).replace(os.sep, "/")
+    if normal == ".." or normal.startswith("../"):
+        return normal, "path escapes the labels file's folder (it starts with ../)"
+    return normal, ""
+
+
+def _canonical_columns(fields: list[str]) -> list[str]:
+    """The header with its path and label columns renamed `path` and `label` (the first
+    of PATH_COLUMNS and LABEL_COLUMNS it has)."""
+    renamed = list(fields)
+    for wanted, names in (("path", PATH_COLUMNS), ("label", LABEL_COLUMNS)):
+        if wanted in renamed:
+            continue
+        found = next((n for n in names if n in renamed), None)
+        if found is not None:
+            renamed[renamed.index(found)] = wanted
+    return renamed
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
@@ -209,14 +276,15 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
     # in the file (old Mac exports) instead of being an error inside a field.
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        fields = _canonical_columns([f.strip().lower() for f in reader.fieldnames or []])
     except csv.Error as exc:
         raise DatasetError(f"labels file {path} line 1: {exc}") from exc
     if "path" not in fields or "label" not in fields:
         separator = next((s for s in (";", "\t", "|") if any(s in f for f in fields)), None)
         raise DatasetError(
-            f"labels file {path} needs a header with 'path' and 'label' columns "
-            f"(and optionally 'group'); found {reader.fieldnames}"
+            f"labels file {path} needs a header with a path column "
+            f"({', '.join(PATH_COLUMNS)}) and a label column ({', '.join(LABEL_COLUMNS)}), "
+            f"optionally 'group' and 'split'; found {reader.fieldnames}"
             + (f" (columns are separated by commas, not {separator!r})" if separator else "")
         )
     reader.fieldnames = fields
@@ -237,7 +305,9 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
             raise DatasetError(f"labels file {path} line {line_no}: not JSON ({exc.msg})") from exc
         if not isinstance(row, dict):
             raise DatasetError(f"labels file {path} line {line_no}: expected a JSON object")
-        yield line_no, {k: str(v) for k, v in row.items() if v is not None}
+        row = {k.strip().lower(): str(v) for k, v in row.items() if v is not None}
+        names = _canonical_columns(list(row))
+        yield line_no, dict(zip(names, row.values(), strict=True))
 
 
 def _read_original(
