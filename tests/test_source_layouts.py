@@ -127,7 +127,7 @@ def test_a_rerun_asking_for_another_split_stops_and_says_what_is_there(tmp_path:
 
 def _recipe_run(tmp_path: Path, augment: str, *args: str) -> tuple[int, str, str]:
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text(f"preprocess: {{size: [32, 32]}}\naugment:\n  - {augment}\n")
+    recipe.write_text(f"augment:\n  - {augment}\n")
     command = ["expand", str(DIGITS), str(tmp_path / "o"), "-r", str(recipe), "-j", "1", *args]
     result = CliRunner().invoke(main, command)
     assert "Traceback" not in result.output, result.output
