@@ -22,6 +22,7 @@ from augment.commands.cli import (
     audit,
     diff_cmd,
     holdout_options,
+    inspect_cmd,
     preview,
     prune_cache_cmd,
     recipes,
@@ -241,5 +242,5 @@ def _report_rejections(summary: ExpandSummary) -> None:
 expand_cmd.name = "expand"
 
 
-for _command in (preview, recipes, audit, diff_cmd, prune_cache_cmd):
+for _command in (preview, recipes, audit, diff_cmd, prune_cache_cmd, inspect_cmd):
     main.add_command(_command)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -198,3 +199,14 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
 
 def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
+
+
+class _CallableModule(ModuleType):
+    """`augment.expand(...)` works whichever `augment.expand` is: this module (the import
+    system sets the package's attribute to it once it is imported) or its function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ExpandSummary:
+        return expand(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

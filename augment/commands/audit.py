@@ -48,8 +48,9 @@ from augment.stages.manifest import read_header, read_manifest
 # --------------------------------------------------------------------------- entry points
 
 
-def audit_output(out: Path, options: AuditOptions | None = None) -> AuditReport:
+def audit_output(out: str | Path, options: AuditOptions | None = None) -> AuditReport:
     """Audit an `augment expand` output folder against its manifest: all five checks."""
+    out = Path(out)
     options = options or AuditOptions()
     if not out.is_dir():
         raise ManifestError(f"{out} is not a folder")

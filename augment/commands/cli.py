@@ -1,4 +1,5 @@
-"""The click commands other than `expand`: preview, recipes, audit, diff, prune-cache, and
+"""The click commands other than `expand`: preview, recipes, audit, diff, prune-cache,
+inspect, and
 what every command shares (the domain error shown as a message, the exit codes).
 `augment/cli.py` puts them in the `augment` group."""
 
@@ -368,3 +369,51 @@ def prune_cache_cmd(cache: Path, out: Path, dry_run: bool) -> None:
         f"{verb} {len(result.stale)} stale entries, kept {result.kept} current, "
         f"left {result.ignored} other files alone"
     )
+
+
+@click.command(
+    "inspect",
+    epilog="""\b
+Examples:
+  augment inspect sample_data/textures
+  augment inspect labels.csv --val 0.2 --test 0.1 --seed 7
+  augment inspect photos/ --json > inspect.json
+""",
+)
+@click.argument("src", type=click.Path(path_type=Path))
+@holdout_options
+@click.option("--resplit", is_flag=True, help="Pool a source already split and hold out again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
+def inspect_cmd(
+    src: Path,
+    recipe: str,
+    val: float | int | None,
+    test: float | int | None,
+    group_by: str | None,
+    seed: int,
+    near_duplicates: int,
+    resplit: bool,
+    as_json: bool,
+) -> None:
+    """Show what `expand` would see in SRC, writing nothing: the layout, the classes and
+    their originals per planned split, the files it would reject, duplicate originals."""
+    from augment.commands.inspect import format_inspection, inspect_source
+    from augment.model import ExpandOptions
+
+    del recipe  # shared with expand's options; the holdout does not depend on it
+    options = ExpandOptions(
+        val=val,
+        test=test,
+        group_by=group_by,
+        seed=seed,
+        near_duplicates=near_duplicates,
+        resplit=resplit,
+    )
+    try:
+        found = inspect_source(src, options)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_inspection(found))
