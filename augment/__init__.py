@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # albumentations checks PyPI for a newer version on import; an offline batch tool must not
 # make network calls, and the check would slow every worker process's start.
@@ -23,7 +23,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it
+# name -> the module that defines it. Not imported here, even for type checkers: those
+# modules import `augment` (for __version__), and the package must not import them back.
 _EXPORTS = {
     "expand": "augment.expand",
     "ExpandOptions": "augment.model",
@@ -45,15 +46,6 @@ __all__ = [
     "expand",
     "inspect_source",
 ]
-
-if TYPE_CHECKING:
-    from augment.commands.audit import audit_output, audit_splits
-    from augment.commands.audit_report import AuditOptions
-    from augment.commands.inspect import inspect_source
-    from augment.errors import AugmentError
-    from augment.expand import expand
-    from augment.model import ExpandOptions, ExpandSummary
-
 
 def __getattr__(name: str) -> Any:
     # `augment.expand` is also the module augment/expand.py: once anything imports it, the
