@@ -47,6 +47,7 @@ __all__ = [
     "inspect_source",
 ]
 
+
 def __getattr__(name: str) -> Any:
     # `augment.expand` is also the module augment/expand.py: once anything imports it, the
     # import system sets this attribute to the module, which is why that module is callable

@@ -23,6 +23,7 @@ from augment.commands.cli import (
     diff_cmd,
     holdout_options,
     inspect_cmd,
+    phase_bars,
     preview,
     prune_cache_cmd,
     recipes,
@@ -205,7 +206,8 @@ def expand_cmd(
     # program calling expand() keeps its allocator as it was).
     heap.reuse_image_buffers()
     try:
-        summary = expand(src, out, options, progress=progress, on_plan=on_plan)
+        phase = phase_bars(show_bar)
+        summary = expand(src, out, options, progress=progress, on_plan=on_plan, phase=phase)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from augment.errors import ManifestError, OutputError
 from augment.files import output_error
 from augment.layout import HEADER_NAME, STATE_DIR
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.source import read_recipe
 from augment.rerun.state import RunState, exclusive_run, load_state
 from augment.rerun.uptodate import (
@@ -46,17 +46,20 @@ def expand(
     executor: Executor | None = None,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    phase: Phase | None = None,
 ) -> ExpandSummary:
     """Build (or bring up to date) an augmented dataset in OUT from SRC.
 
     `progress(n)` is called as n more outputs are done; `on_plan(total)` once the number of
-    outputs still to write is known.
+    outputs still to write is known; `phase` hears of the phases before that (reading the
+    sources, hashing them for duplicates).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     lap = Laps(timings)
     with contextlib.ExitStack() as guard:
-        summary = _expand(Path(src), Path(out), options, executor, progress, on_plan, guard, lap)
+        reports = _Reports(progress, on_plan, phase)
+        summary = _expand(Path(src), Path(out), options, executor, reports, guard, lap)
     summary.seconds = time.perf_counter() - started
     summary.timings = timings
     return summary
@@ -67,8 +70,7 @@ def _expand(
     out: Path,
     options: ExpandOptions,
     executor: Executor | None,
-    progress: Callable[[int], None] | None,
-    on_plan: Callable[[int], None] | None,
+    reports: _Reports,
     guard: contextlib.ExitStack,
     lap: Laps,
 ) -> ExpandSummary:
@@ -82,7 +84,9 @@ def _expand(
     # checked first, so that a mistake in it is reported before any source is read.
     recipe = _full_run().load(recipe_file, options) if state.last_run is None else None
     lap("recipe")
-    dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
+    dataset = ingest(
+        src, options.group_by, options.max_pixels, cache=state.sources, phase=reports.phase
+    )
     lap("ingest")
     check_holdout_options(dataset, options)
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
@@ -103,15 +107,25 @@ def _expand(
     )
     summary = _unchanged_run(out, state, dataset, options) if proven else None
     if summary is not None:
-        if on_plan is not None:
-            on_plan(0)
+        if reports.on_plan is not None:
+            reports.on_plan(0)
         lap("check")
         return summary
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
-    return full_run.run(setup, recipe, guard, executor, full_run.Progress(lap, progress, on_plan))
+    progress = full_run.Progress(lap, reports.progress, reports.on_plan, reports.phase)
+    return full_run.run(setup, recipe, guard, executor, progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reports:
+    """Where a run reports how far it is (see `expand`)."""
+
+    progress: Callable[[int], None] | None
+    on_plan: Callable[[int], None] | None
+    phase: Phase | None
 
 
 def _full_run() -> ModuleType:

@@ -28,7 +28,7 @@ from augment.layout import (
     METADATA_NAME,
     STATE_DIR,
 )
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.source import RecipeFile
 from augment.rerun.spill import SortedSpill
@@ -89,6 +89,7 @@ class Progress:
     lap: Laps
     progress: Callable[[int], None] | None = None  # n more outputs done
     on_plan: Callable[[int], None] | None = None  # the number of outputs to write, once
+    phase: Phase | None = None  # the phases before (see augment.model.Phase)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def run(
     previous_header, previous = read_previous(out)
     guard.callback(previous.close)
     check_same_holdout(previous_header, dataset, options)
-    grouping, holdout = hold_out(dataset, options, previous_header)
+    grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
     plan = _plan(dataset, holdout, loaded, options)

@@ -11,6 +11,7 @@ have none: their label is the `Original.label`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from typing import Any
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, DEFAULT_TEST, DEFAULT_VAL
 
 TASKS = ("classification", "detection", "segmentation")
+
+# A long phase reports as it goes: `phase(name, total)` once, then `advance(n)` as n more of
+# the total are done. The command line draws a bar for a phase that lasts over a second.
+Phase = Callable[[str, int], Callable[[int], None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from augment.defaults import (
     default_workers,
 )
 from augment.errors import AugmentError
+from augment.model import Phase
 from augment.recipe.source import bundled_recipes
 from augment.stages.holdout import parse_amount
 
@@ -35,6 +36,31 @@ if TYPE_CHECKING:
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
+
+
+def phase_bars(show: bool) -> Phase | None:
+    """A progress bar on stderr for each long phase (drawn once it has lasted a second)."""
+    if not show:
+        return None
+
+    def phase(name: str, total: int) -> Callable[[int], None]:
+        # No monitor thread: worker processes may be forked later (see executor.start_method).
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0
+        bar = tqdm(total=total, desc=name, unit="file", file=sys.stderr, delay=1.0, leave=False)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(n)
+            if done >= total:
+                bar.close()
+
+        return advance
+
+    return phase
 
 
 class UserError(click.ClickException):
@@ -296,7 +322,11 @@ def audit(
     if out is not None and splits:
         raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
     try:
-        report = audit_output(out, options) if out is not None else audit_splits(splits, options)
+        phase = phase_bars(sys.stderr.isatty())
+        if out is not None:
+            report = audit_output(out, options, phase)
+        else:
+            report = audit_splits(splits, options, phase)
     except AugmentError as exc:
         raise UserError(exc) from None
     if as_json:

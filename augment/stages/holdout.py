@@ -33,7 +33,7 @@ from typing import Any
 from augment.defaults import default_workers
 from augment.errors import DatasetError
 from augment.imaging.digests import ImageHash
-from augment.model import Dataset, ExpandOptions, LargeGroup, Original, QuotaShift
+from augment.model import Dataset, ExpandOptions, LargeGroup, Original, Phase, QuotaShift
 from augment.stages.duplicates import Grouping, group_duplicates
 
 SPLITS = ("train", "validation", "test")
@@ -197,6 +197,7 @@ def hold_out(
     options: ExpandOptions,
     previous_header: Mapping[str, Any],
     found: Sequence[Sequence[str]] | None = None,
+    phase: Phase | None = None,
 ) -> tuple[Grouping, Holdout]:
     """Duplicates kept together, then the holdout; sticky to the previous header's splits.
     `found`: the duplicate clusters, when known (see group_duplicates)."""
@@ -218,6 +219,7 @@ def hold_out(
         previous_splits,
         threads=options.workers or default_workers(),
         found=found,
+        phase=phase,
     )
     if source_split:
         given = {o.path: dataset.given_splits[o.path] for o in grouping.originals}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
-from augment.model import Dataset, Original, Rejected
+from augment.model import Dataset, Original, Phase, Rejected
 
 if TYPE_CHECKING:
     from augment.rerun.state import SourceCache, Stamp
@@ -41,11 +41,13 @@ def ingest(
     group_by: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     cache: SourceCache | None = None,
+    phase: Phase | None = None,
 ) -> Dataset:
     """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`).
 
     With a `cache` (see augment/state.py), a source whose stamp is unchanged since an
-    earlier run is not read again: a rerun costs one `stat` per source.
+    earlier run is not read again: a rerun costs one `stat` per source. `phase` hears of
+    the sources read ("reading").
     """
     pattern = _compile_group_by(group_by)
     if not src.exists():
@@ -61,10 +63,14 @@ def ingest(
         dataset = Dataset(root=root, kind="folders")
         entries = _walk_class_folders(root, dataset, split_folders(root))
 
-    for rel, label, group in entries:
+    listed = list(entries)  # names only: the total a progress bar needs
+    advance = phase("reading", len(listed)) if phase is not None else None
+    for rel, label, group in listed:
         original = _read_original(root, rel, label, group, pattern, max_pixels, dataset, cache)
         if original is not None:
             dataset.originals.append(original)
+        if advance is not None:
+            advance(1)
     dataset.originals.sort(key=lambda o: o.path)
     if not dataset.originals:
         raise DatasetError(
