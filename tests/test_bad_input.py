@@ -174,7 +174,7 @@ def test_each_bad_file_is_listed_with_its_reason(messy: MessyRun, path: str, rea
     # ...and nothing of it reaches the output: no file, no record, no planned-but-missing one.
     assert not messy.outputs_of(path)
     stem = Path(path.rstrip("/")).stem
-    assert not [p for p in messy.out.rglob(f"{stem}__*")]
+    assert not [p for p in messy.out.rglob(f"{stem}_nohash_*")]
 
 
 def test_every_rejection_is_accounted_for(messy: MessyRun) -> None:
@@ -244,7 +244,7 @@ def test_animated_gif_gives_its_first_frame(messy: MessyRun) -> None:
 def test_unicode_and_spaces_in_names(messy: MessyRun) -> None:
     outputs = messy.outputs_of("cat/chat noir é 猫.jpg")
     assert outputs and all((messy.out / r["path"]).is_file() for r in outputs)
-    assert all("chat noir é 猫__" in r["path"] for r in outputs)
+    assert all("chat noir é 猫_nohash_" in r["path"] for r in outputs)
     dog = [r for r in messy.records if r["label"] == "dog house ü"]
     assert dog and all(r["path"].split("/")[1] == "dog house ü" for r in dog)
     with Image.open(messy.out / outputs[0]["path"]) as img:
@@ -399,7 +399,9 @@ def test_a_recipe_that_does_not_fit_an_image_rejects_that_image(
     assert set(rejected) == failing
     assert all("the recipe cannot be applied to this image" in r for r in rejected.values())
     assert all(reason in r for r in rejected.values())
-    made = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*__*")}
+    made = {
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*_nohash_*")
+    }
     assert made == {r["path"] for r in read_manifest(tmp_path / "out")}  # no orphan files
     assert summary.counts.get("train", {}).get("large", 0) == (30 if "Crop" in reason else 0)
 

@@ -3,7 +3,9 @@ folder with its dataset card)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -99,3 +101,36 @@ def test_hugging_face_reads_soft_labels(tmp_path: Path) -> None:
     card = load_dataset(str(out), cache_dir=str(tmp_path / "card"))
     assert card["train"].features["label"].names == classes
     assert card["train"].features[columns[0]].dtype == "float64"
+
+
+def _retrain_set(
+    file_name: str, validation_percentage: int = 10, testing_percentage: int = 10
+) -> str:
+    """TF-Hub retrain.py's `which_set`, as it is there: a hash of the base name with
+    `_nohash_` and all after it removed."""
+    hash_name = re.sub(r"_nohash_.*$", "", file_name)
+    hashed = hashlib.sha1(hash_name.encode()).hexdigest()
+    most = 2**27 - 1  # MAX_NUM_IMAGES_PER_CLASS
+    percentage = (int(hashed, 16) % (most + 1)) * (100.0 / most)
+    if percentage < validation_percentage:
+        return "validation"
+    if percentage < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+def test_tf_hub_retrain_keeps_the_variants_of_an_original_in_one_of_its_sets(
+    expanded: tuple[Path, ExpandSummary],
+) -> None:
+    """retrain.py --image_dir out/train splits again by file name: it must not scatter one
+    original's variants over its training and validation sets."""
+    out, summary = expanded
+    sets: dict[str, set[str]] = {}
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["split"] == "train":
+            name = Path(r["path"]).name
+            sets.setdefault(r["sources"][0]["path"], set()).add(_retrain_set(name))
+    assert len(sets) == summary.originals["train"]
+    assert all(len(found) == 1 for found in sets.values())
+    assert len(set().union(*sets.values())) > 1  # it does split: the originals spread

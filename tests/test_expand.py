@@ -80,8 +80,8 @@ def test_manifest_hashes_and_metadata(expanded: tuple[Path, ExpandSummary]) -> N
         src = TEXTURES / r["sources"][0]["path"]
         assert hashlib.sha256(src.read_bytes()).hexdigest() == r["sources"][0]["sha256"]
         assert r["sources"][0]["weight"] == 1.0
-        # <stem>__<key>.<ext>: the stem of the source, a 12-hex-digit key.
-        stem, key = Path(r["path"]).stem.rsplit("__", 1)
+        # <stem>_nohash_<key>.<ext>: the stem of the source, a 12-hex-digit key.
+        stem, key = Path(r["path"]).stem.rsplit("_nohash_", 1)
         assert stem == Path(r["sources"][0]["path"]).stem and len(key) == 12
         with Image.open(out / r["path"]) as img:
             assert img.size == (64, 48) and img.mode == "RGB"

@@ -78,7 +78,7 @@ def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     assert "rerun the same command to resume" in full.stderr
     assert_no_partial_file(out)
     assert not (out / "manifest.jsonl").exists() and not (out / "augment.json").exists()
-    written_before = len(list(out.rglob("*__*.png")))
+    written_before = len(list(out.rglob("*_nohash_*.png")))
     if limit == 40_000:
         assert written_before == 140  # every image was done; only the manifest failed
 
@@ -100,7 +100,7 @@ def assert_no_partial_file(out: Path) -> None:
     """Every image a loader can see is whole. A worker stopped mid-write by the pool's
     shutdown may leave its hidden temporary (`.name.tmp-PID`), which loaders skip and the
     next run removes; a write that fails removes its own."""
-    for path in out.rglob("*__*.png"):  # temporaries end in .tmp-PID: not matched
+    for path in out.rglob("*_nohash_*.png"):  # temporaries end in .tmp-PID: not matched
         with Image.open(path) as img:
             img.load()
     assert all(p.name.startswith(".") for p in temp_files(out))
@@ -222,6 +222,6 @@ def test_stale_removal_keeps_a_file_the_user_replaced(tmp_path: Path, small_reci
     # Every variant is stale now; the one whose bytes are no longer augment's is kept.
     assert summary.removed == len(variants) - 1
     assert replaced.read_bytes() == b"my own edit"
-    assert [p for p in out.rglob("*__*.png") if p.relative_to(out).as_posix() in variants] == [
-        replaced
-    ]
+    assert [
+        p for p in out.rglob("*_nohash_*.png") if p.relative_to(out).as_posix() in variants
+    ] == [replaced]

@@ -3,11 +3,12 @@
 Trainers cache one entry per image, named after the image's file name: TF-Hub's
 `retrain.py` keeps `bottleneck_dir/<label>/<file name>_<module>.txt`, others keep
 `<file name>.npy` or `<file name>.pt`. augment's output names are content-keyed
-(`<stem>__<12 hex digits>.<ext>`), so such a cache never serves features of an old image
+(`<stem>_nohash_<12 hex digits>.<ext>`), so such a cache never serves features of an old image
 under a new name; it only keeps entries whose output no longer exists. This removes them.
 
 An entry is *recognised* when its file name starts with an output-style name
-(`<stem>__<key>.jpg|png|webp`) followed by anything (`_<module>.txt`, `.npy`, or nothing).
+(`<stem>_nohash_<key>.jpg|png|webp`, or `<stem>__<key>...` as earlier versions named
+outputs) followed by anything (`_<module>.txt`, `.npy`, or nothing).
 It is *stale* when no output of OUT's manifest has that name. Only recognised, stale,
 regular files are deleted: anything else in CACHE (other files, folders, symbolic links)
 is never touched.
@@ -24,10 +25,12 @@ from augment.defaults import FORMAT_CHOICES
 from augment.errors import OutputError
 from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.stages.manifest import read_manifest
-from augment.stages.plan import KEY_LENGTH
+from augment.stages.plan import KEY_LENGTH, NAME_SEPARATOR
 
 _EXTENSIONS = "|".join(re.escape(f) for f in FORMAT_CHOICES if f != "same")
-ENTRY_NAME = re.compile(rf"^(?P<output>.+__[0-9a-f]{{{KEY_LENGTH}}}\.(?:{_EXTENSIONS}))")
+ENTRY_NAME = re.compile(
+    rf"^(?P<output>.+(?:__|{NAME_SEPARATOR})[0-9a-f]{{{KEY_LENGTH}}}\.(?:{_EXTENSIONS}))"
+)
 
 
 @dataclass
