@@ -21,7 +21,6 @@ from augment.errors import OutputError, RunFailed
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import ImageHash
 from augment.layout import (
-    CARD_NAME,
     CLASSES_NAME,
     HEADER_NAME,
     MANIFEST_NAME,
@@ -273,7 +272,6 @@ def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
     own = [
         HEADER_NAME,
         MANIFEST_NAME,
-        CARD_NAME,
         CLASSES_NAME,
         *(f"{split}/{METADATA_NAME}" for split in SPLITS),
     ]

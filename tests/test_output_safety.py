@@ -9,6 +9,7 @@ CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that they do (tests/faults.py).
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.stages.manifest import read_manifest
 from tests import faults
-from tests.helpers import DIGITS, ROOT, augment_command, file_tree
+from tests.helpers import DIGITS, ROOT, SMALL_RECIPE, augment_command, file_tree
 
 
 def run_cli(
@@ -225,3 +226,17 @@ def test_stale_removal_keeps_a_file_the_user_replaced(tmp_path: Path, small_reci
     assert [
         p for p in out.rglob("*_nohash_*.png") if p.relative_to(out).as_posix() in variants
     ] == [replaced]
+
+
+def test_a_readme_of_the_users_in_a_forced_folder_is_kept(tmp_path: Path) -> None:
+    """--force next to a README.md augment did not write: it stays, and the run goes on."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("# my project\n")
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    options = ExpandOptions(times=2, recipe=str(recipe), workers=1, force=True)
+    expand(DIGITS, out, options)
+    expand(DIGITS, out, dataclasses.replace(options, force=False))
+    assert (out / "README.md").read_text() == "# my project\n"
+    assert (out / "classes.json").is_file()

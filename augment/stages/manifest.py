@@ -137,6 +137,7 @@ def clear_journal(out: Path) -> None:
 
 
 SOFT_LABEL_PREFIX = "p_"
+CARD_MARKER = "Made by `augment expand`"  # a README.md holding it is augment's to rewrite
 
 
 def _probability(value: float) -> str:
@@ -223,7 +224,8 @@ def write_dataset_card(
 ) -> None:
     """`classes.json` (the class names in index order) and the dataset card `README.md`,
     whose features make Hugging Face `load_dataset(OUT)` give `label` as a ClassLabel with
-    every class's name in every split, even a split that lacks some class."""
+    every class's name in every split, even a split that lacks some class. A README.md
+    augment did not write (in a folder used with --force) is left as it is, card-less."""
     import yaml  # the card's front matter; class names may hold anything YAML must quote
 
     _write_changed(out / CLASSES_NAME, json.dumps(list(classes), ensure_ascii=False) + "\n")
@@ -248,11 +250,17 @@ def write_dataset_card(
     )
     body = (
         "# Augmented image classification dataset\n\n"
-        "Made by `augment expand`: held-out splits are preprocessed originals, train holds "
+        f"{CARD_MARKER}: held-out splits are preprocessed originals, train holds "
         "augmented variants. `manifest.jsonl` records every file's source and recipe; "
         f"`{CLASSES_NAME}` lists the classes in index order.\n"
     )
-    _write_changed(out / CARD_NAME, f"---\n{front}---\n\n{body}")
+    card = out / CARD_NAME
+    try:
+        ours = not card.exists() or CARD_MARKER in card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if ours:
+        _write_changed(card, f"---\n{front}---\n\n{body}")
 
 
 def _write_changed(path: Path, text: str) -> None:
