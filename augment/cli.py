@@ -20,14 +20,15 @@ from augment.commands.cli import (
     EXIT_INTERRUPTED,
     UserError,
     audit,
+    column_options,
     diff_cmd,
     holdout_options,
     inspect_cmd,
-    phase_bars,
     preview,
     prune_cache_cmd,
     recipes,
 )
+from augment.commands.progress import phase_bars
 from augment.commands.report import format_summary
 from augment.defaults import (
     DEFAULT_MAX_PIXELS,
@@ -74,6 +75,7 @@ Examples:
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @holdout_options
+@column_options
 @click.option(
     "--times",
     "-n",
@@ -159,6 +161,8 @@ def expand_cmd(
     strict: bool,
     force: bool,
     near_duplicates: int,
+    path_column: str | None,
+    label_column: str | None,
     resplit: bool,
     quiet: bool,
 ) -> None:
@@ -184,6 +188,8 @@ def expand_cmd(
         force=force,
         near_duplicates=near_duplicates,
         resplit=resplit,
+        path_column=path_column,
+        label_column=label_column,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[Any] | None = None

@@ -85,7 +85,12 @@ def _expand(
     recipe = _full_run().load(recipe_file, options) if state.last_run is None else None
     lap("recipe")
     dataset = ingest(
-        src, options.group_by, options.max_pixels, cache=state.sources, phase=reports.phase
+        src,
+        options.group_by,
+        options.max_pixels,
+        cache=state.sources,
+        phase=reports.phase,
+        columns=(options.path_column, options.label_column),
     )
     lap("ingest")
     check_holdout_options(dataset, options)

@@ -156,6 +156,9 @@ class ExpandOptions:
     # A source already split is pooled and held out again, and an OUT split by other
     # --seed/--val/--test is split again (see docs/holdout.md).
     resplit: bool = False
+    # A labels file's path and label columns, when not found by their usual names.
+    path_column: str | None = None
+    label_column: str | None = None
 
     @property
     def holdout_val(self) -> float | int:

@@ -197,3 +197,20 @@ def test_webp_outputs_carry_a_keras_note(tmp_path: Path) -> None:
     code, stdout, _ = run(tmp_path, str(DIGITS), str(tmp_path / "o"), "--format", "webp")
     assert code == 0
     assert "Keras image_dataset_from_directory skips" in stdout
+
+
+def test_path_and_label_columns_can_be_named(tmp_path: Path) -> None:
+    shutil.copytree(DIGITS, tmp_path / "src")
+    rows = ["id,img,digit,path"]  # a `path` column that is not the images' (a URL, say)
+    for i, f in enumerate(sorted((tmp_path / "src").glob("*/*.png"))):
+        rows.append(
+            f"{i},{f.relative_to(tmp_path / 'src').as_posix()},{f.parent.name},http://x/{i}"
+        )
+    (tmp_path / "src" / "labels.csv").write_text("\n".join(rows) + "\n")
+    labels = str(tmp_path / "src" / "labels.csv")
+    args = ["--path-column", "img", "--label-column", "Digit"]
+    code, stdout, _ = run(tmp_path, labels, str(tmp_path / "o"), *args)
+    assert code == 0, stdout
+    assert read_header(tmp_path / "o")["source"]["originals"] == 60
+    code, _, stderr = run(tmp_path, labels, str(tmp_path / "o2"), "--path-column", "image")
+    assert code == 2 and "has no column 'image' (--path-column)" in stderr

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from augment.commands.diff import diff_outputs, format_diff
+from augment.commands.progress import phase_bars
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
     DEFAULT_TEST,
@@ -22,7 +23,6 @@ from augment.defaults import (
     default_workers,
 )
 from augment.errors import AugmentError
-from augment.model import Phase
 from augment.recipe.source import bundled_recipes
 from augment.stages.holdout import parse_amount
 
@@ -36,31 +36,6 @@ if TYPE_CHECKING:
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
-
-
-def phase_bars(show: bool) -> Phase | None:
-    """A progress bar on stderr for each long phase (drawn once it has lasted a second)."""
-    if not show:
-        return None
-
-    def phase(name: str, total: int) -> Callable[[int], None]:
-        # No monitor thread: worker processes may be forked later (see executor.start_method).
-        from tqdm import tqdm
-
-        tqdm.monitor_interval = 0
-        bar = tqdm(total=total, desc=name, unit="file", file=sys.stderr, delay=1.0, leave=False)
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            bar.update(n)
-            if done >= total:
-                bar.close()
-
-        return advance
-
-    return phase
 
 
 class UserError(click.ClickException):
@@ -83,6 +58,20 @@ class _Amount(click.ParamType):
             return parse_amount(str(value), f"--{param.name if param else 'amount'}")
         except AugmentError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def column_options(command: Callable[..., None]) -> Callable[..., None]:
+    """A labels file's path and label columns, for names the tool does not know."""
+    command = click.option(
+        "--label-column",
+        metavar="NAME",
+        help="A labels file's label column [default: label, class, category].",
+    )(command)
+    return click.option(
+        "--path-column",
+        metavar="NAME",
+        help="A labels file's image path column [default: path, file_name, filename, image...].",
+    )(command)
 
 
 def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -412,6 +401,7 @@ Examples:
 )
 @click.argument("src", type=click.Path(path_type=Path))
 @holdout_options
+@column_options
 @click.option("--resplit", is_flag=True, help="Pool a source already split and hold out again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
 def inspect_cmd(
@@ -422,6 +412,8 @@ def inspect_cmd(
     group_by: str | None,
     seed: int,
     near_duplicates: int,
+    path_column: str | None,
+    label_column: str | None,
     resplit: bool,
     as_json: bool,
 ) -> None:
@@ -438,6 +430,8 @@ def inspect_cmd(
         seed=seed,
         near_duplicates=near_duplicates,
         resplit=resplit,
+        path_column=path_column,
+        label_column=label_column,
     )
     try:
         found = inspect_source(src, options)

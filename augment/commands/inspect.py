@@ -49,7 +49,8 @@ class Inspection:
 def inspect_source(src: str | Path, options: ExpandOptions | None = None) -> Inspection:
     """What `expand SRC OUT` with `options` would read and hold out; nothing is written."""
     options = options or ExpandOptions()
-    dataset = ingest(Path(src), options.group_by, options.max_pixels)
+    columns = (options.path_column, options.label_column)
+    dataset = ingest(Path(src), options.group_by, options.max_pixels, columns=columns)
     check_holdout_options(dataset, options)
     grouping, holdout = hold_out(dataset, options, {})
     counts = Counter((holdout.split_of[o.path], o.label) for o in grouping.originals)
