@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -134,3 +136,62 @@ def test_tf_hub_retrain_keeps_the_variants_of_an_original_in_one_of_its_sets(
     assert len(sets) == summary.originals["train"]
     assert all(len(found) == 1 for found in sets.values())
     assert len(set().union(*sets.values())) > 1  # it does split: the originals spread
+
+
+# Keras needs TensorFlow, too large for the test environment: CI installs it in a virtual
+# environment of its own (.ci/run) and names its interpreter here.
+KERAS_PYTHON = os.environ.get("AUGMENT_KERAS_PYTHON")
+KERAS_SCRIPT = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+found = {"version": keras.__version__}
+for split in sys.argv[2:]:
+    try:
+        ds = keras.utils.image_dataset_from_directory(
+            os.path.join(sys.argv[1], split), shuffle=False, batch_size=1000, verbose=False
+        )
+    except ValueError as exc:
+        found[split] = {"error": str(exc)}
+        continue
+    labels = [int(y) for _, batch in ds for y in batch.numpy()]
+    found[split] = {"classes": ds.class_names, "labels": labels, "paths": ds.file_paths}
+print(json.dumps(found))
+"""
+
+
+def _keras(out: Path, *splits: str) -> dict:
+    assert KERAS_PYTHON is not None
+    done = subprocess.run(
+        [KERAS_PYTHON, "-c", KERAS_SCRIPT, str(out), *splits],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not KERAS_PYTHON, reason="AUGMENT_KERAS_PYTHON names no Python with Keras")
+def test_keras_numbers_the_classes_alike_in_every_split(tmp_path: Path, small_recipe: Path) -> None:
+    """Class 0 has 2 originals, so none in validation or test: its empty folders there keep
+    every other class's index the one it has in train."""
+    src = tmp_path / "src"
+    shutil.copytree(DIGITS, src)
+    for extra in sorted((src / "0").iterdir())[2:]:
+        extra.unlink()
+    out = tmp_path / "out"
+    expand(src, out, ExpandOptions(times=2, recipe=str(small_recipe), workers=1))
+    classes = json.loads((out / "classes.json").read_text())
+    found = _keras(out, "train", "validation", "test")
+    for split in ("train", "validation", "test"):
+        assert found[split]["classes"] == classes
+        for label, path in zip(found[split]["labels"], found[split]["paths"], strict=True):
+            assert classes[label] == Path(path).parent.name
+    assert 0 not in found["validation"]["labels"] and found["validation"]["labels"]
+    webp = tmp_path / "webp"
+    expand(
+        DIGITS,
+        webp,
+        ExpandOptions(times=2, recipe=str(small_recipe), workers=1, output_format="webp"),
+    )
+    assert "No images found" in _keras(webp, "train")["train"]["error"]  # what the note warns of
