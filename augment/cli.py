@@ -70,6 +70,7 @@ Examples:
   augment expand labels.csv out/ --recipe no-flip --val 0.2 --test 0.1 --seed 7
   augment expand photos/ out/ --group-by '^[^/]+/(\\w+)_' --format jpg --quality 90
   augment expand sample_data/textures out/ --recipe mixup --balance
+  augment expand kaggle_set/ out/ --resplit --val 0.2     # pool its train/val/test, split again
 """
 )
 @click.argument("src", type=click.Path(path_type=Path))
@@ -168,9 +169,10 @@ def expand_cmd(
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
 
-    SRC is a folder of class folders (SRC/<class>/<image>) or a labels file (CSV or JSONL
-    with path,label[,group] columns, paths relative to the file). Rerunning the same command
-    only does what changed.
+    SRC is a folder of class folders (SRC/<class>/<image>), a folder already split
+    (SRC/train|val|test/<class>/<image>: that split is kept), or a labels file (CSV or
+    JSONL with path,label[,group][,split] columns, paths relative to the file). `augment
+    inspect SRC` shows what it sees. Rerunning the same command only does what changed.
     """
     options = ExpandOptions(
         times=times,

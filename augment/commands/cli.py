@@ -83,7 +83,8 @@ def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
             "-r",
             default="default",
             show_default=True,
-            help="A bundled recipe name (see `augment recipes`) or a path to a YAML file.",
+            help="A bundled recipe name (see `augment recipes`), a path to a YAML file, or a "
+            "pipeline albumentations saved (A.save, YAML or JSON).",
         ),
         click.option(
             "--val",
