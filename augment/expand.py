@@ -33,7 +33,7 @@ from augment.rerun.uptodate import (
 from augment.stages.holdout import check_holdout_options, hold_out, holdout_entries
 from augment.stages.ingest import ingest
 from augment.stages.manifest import read_header
-from augment.summary import Laps, summarize
+from augment.summary import Laps, check_train_made, summarize
 
 if TYPE_CHECKING:
     from augment.stages.executor import Executor
@@ -115,6 +115,7 @@ def _expand(
         if reports.on_plan is not None:
             reports.on_plan(0)
         lap("check")
+        check_train_made(summary, options)  # a failed run fails again, unchanged or not
         return summary
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None

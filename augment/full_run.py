@@ -17,7 +17,7 @@ from typing import Any
 
 from augment import __version__
 from augment.defaults import default_workers
-from augment.errors import OutputError, RunFailed
+from augment.errors import OutputError
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import ImageHash
 from augment.layout import (
@@ -62,7 +62,7 @@ from augment.stages.reconcile import (
     write_records,
 )
 from augment.stages.worker import RunContext
-from augment.summary import Laps, missing_classes, summarize
+from augment.summary import Laps, check_train_made, missing_classes, summarize
 
 OUTPUTS_PER_SHARD = 32
 
@@ -338,24 +338,6 @@ def _write_outputs(
         remember_run(out, state, setup.inputs, stamps, grouping.found, complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
-
-
-def check_train_made(summary: ExpandSummary, options: ExpandOptions) -> None:
-    """A run whose recipe rejected every train image, or every train variant, failed: the
-    first reason is the likely fix."""
-    train = sum(summary.counts.get("train", {}).values())
-    originals = 0 if options.no_originals else sum(summary.train_originals.values())
-    variants_wanted = options.times - (0 if options.no_originals else 1) > 0
-    if train and (train > originals or not variants_wanted):
-        return
-    if not summary.rejected:
-        return
-    first = next((r for r in summary.rejected if "variant" in r.reason), summary.rejected[0])
-    what = "train image" if not train else "train variant"
-    raise RunFailed(
-        f"every {what} was rejected ({len(summary.rejected)} rejections); the first: "
-        f"{first.path}: {first.reason}"
-    )
 
 
 def build_header(
