@@ -18,7 +18,11 @@ The rule, per class (stratified):
 - Which groups are held out follows a hash of (seed, group key); the group key defaults to the
   path relative to SRC, so moving the dataset elsewhere does not reshuffle it.
 - Sticky: an original that an earlier run placed keeps its split; new originals fill what the
-  class's quotas still lack, so growing the dataset never moves an existing original.
+  class's quotas still lack, so growing the dataset never moves an existing original. A
+  rerun asking for another seed or other amounts stops (`check_same_holdout`) unless
+  `--resplit`, which holds out afresh.
+- A source already split (split folders, a labels file's split column) is not held out: its
+  own split is the split (`uses_source_split`), unless `--resplit` pools it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Reading a labeled source dataset: a class-folder tree or a CSV/JSONL labels file.
+"""Reading a labeled source dataset: a class-folder tree (`SRC/<class>/...`, or split
+already, `SRC/<split>/<class>/...`) or a CSV/JSONL labels file (augment/stages/labels_file.py).
 
 Every file is read once here to take its sha256 (the identity that names, seeds and caches
 derive from) and its real format from the header. Pixels are decoded later, in the workers.
