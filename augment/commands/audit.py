@@ -42,14 +42,19 @@ from augment.commands.audit_report import (
 )
 from augment.commands.report import class_count_table
 from augment.errors import DatasetError, ManifestError
+from augment.model import Phase
 from augment.stages.holdout import SPLITS
 from augment.stages.manifest import read_header, read_manifest
 
 # --------------------------------------------------------------------------- entry points
 
 
-def audit_output(out: Path, options: AuditOptions | None = None) -> AuditReport:
-    """Audit an `augment expand` output folder against its manifest: all five checks."""
+def audit_output(
+    out: str | Path, options: AuditOptions | None = None, phase: Phase | None = None
+) -> AuditReport:
+    """Audit an `augment expand` output folder against its manifest: all five checks.
+    `phase` hears of the images decoded ("decoding")."""
+    out = Path(out)
     options = options or AuditOptions()
     if not out.is_dir():
         raise ManifestError(f"{out} is not a folder")
@@ -61,14 +66,16 @@ def audit_output(out: Path, options: AuditOptions | None = None) -> AuditReport:
     files = [f for s in splits for f in image_files(out / s, s, prefix=f"{s}/")]
     report = AuditReport(str(out), "manifest", tuple(CHECKS), options)
     report.findings += lineage_findings(records, header)
-    report.findings += duplicate_findings(files, [s for s in splits], options)
+    report.findings += duplicate_findings(files, [s for s in splits], options, phase)
     report.findings += integrity_findings(out, records, header)
     report.counts, balance = balance_findings(files, splits)
     report.findings += balance
     return report
 
 
-def audit_splits(splits: Mapping[str, Path], options: AuditOptions | None = None) -> AuditReport:
+def audit_splits(
+    splits: Mapping[str, Path], options: AuditOptions | None = None, phase: Phase | None = None
+) -> AuditReport:
     """Audit folders split by another tool (`--split train=DIR ...`): checks 2, 3 and 5."""
     options = options or AuditOptions()
     if len(splits) < 2:
@@ -86,7 +93,7 @@ def audit_splits(splits: Mapping[str, Path], options: AuditOptions | None = None
     report = AuditReport(
         ", ".join(f"{n}={p}" for n, p in splits.items()), "folders", FOLDER_CHECKS, options
     )
-    report.findings += duplicate_findings(files, list(splits), options)
+    report.findings += duplicate_findings(files, list(splits), options, phase)
     report.counts, balance = balance_findings(files, list(splits))
     report.findings += balance
     return report

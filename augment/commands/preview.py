@@ -24,7 +24,7 @@ from augment.errors import DatasetError, OutputError
 from augment.files import write_atomic
 from augment.recipe.build import Recipe, load_recipe
 from augment.stages.duplicates import group_duplicates
-from augment.stages.holdout import SPLITS, assign_splits
+from augment.stages.holdout import SPLITS, Holdout, assign_splits
 from augment.stages.ingest import ingest
 from augment.stages.plan import Fingerprints, Plan, SourceTask
 from augment.stages.worker import Rendered, RunContext, Worker
@@ -90,6 +90,8 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     # As expand holds out a fresh output: duplicate originals grouped, then split.
     originals = group_duplicates(dataset.root, dataset.originals, options.near_duplicates).originals
     holdout = assign_splits(originals, options.val, options.test, options.seed, {})
+    if dataset.given_splits:  # a source already split: its own split, as expand keeps it
+        holdout = Holdout({o.path: dataset.given_splits[o.path] for o in originals}, [])
     fingerprints = Fingerprints(
         preprocess=recipe.preprocess_fingerprint("png", 95),
         recipe=recipe.fingerprint("png", 95),

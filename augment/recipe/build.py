@@ -62,6 +62,7 @@ from augment.recipe.policy import (
     removed,
 )
 from augment.recipe.preprocess import Preprocess
+from augment.recipe.sizes import size_changes
 from augment.recipe.source import RecipeFile, read_recipe
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
@@ -229,6 +230,7 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
     except Exception as exc:  # albumentations raises assorted types here; all mean "bad recipe"
         raise RecipeError(f"{where}: augment: {exc}") from exc
     augment = json.loads(json.dumps(augment, default=_jsonable))
+    _refuse_size_changes(augment, preprocess.size, where)
     attach_policies(compose, augment, policies)
     mix = _build_mix(doc.get("mix"), where)
     if mix and preprocess.size is None:
@@ -243,6 +245,17 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
         augment=augment,
         mix=mix,
     )
+
+
+def _refuse_size_changes(augment: Any, size: tuple[int, int] | None, where: str) -> None:
+    changing = size_changes(augment, size)
+    if changing and size is not None:
+        raise RecipeError(
+            f"{where}: augment: {', '.join(changing)} would make train images another size "
+            f"than the validation and test images ({size[0]}x{size[1]}): augment runs on "
+            "train only. "
+            "Set the size in preprocess (size, fit), which every split gets alike"
+        )
 
 
 def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:

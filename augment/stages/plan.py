@@ -41,6 +41,10 @@ from augment.recipe.mixing import (
 from augment.stages.balance import balanced_variants
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
+# Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
+# a folder by hashing each file name with `_nohash_` and all after it removed: every output
+# of one original then hashes alike, and their own split keeps them together.
+NAME_SEPARATOR = "_nohash_"
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 _MAX_STEM_BYTES = 120
 
@@ -230,7 +234,7 @@ class Plan:
             key = output_key(original.sha256, self._fingerprints, self._seed, v, partner_sha)
             jobs.append(
                 OutputJob(
-                    path=f"{split}/{safe_name(label)}/{stem}__{key}.{ext}",
+                    path=f"{split}/{safe_name(label)}/{stem}{NAME_SEPARATOR}{key}.{ext}",
                     variant=v,
                     seed=job_seed_,
                     mix=planned_mix,
