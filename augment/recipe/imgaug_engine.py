@@ -180,6 +180,11 @@ def _parameters(cls: type) -> dict[str, inspect.Parameter]:
 def _check_arguments(cls: type, args: dict[str, Any], at: str) -> None:
     valid = [n for n in _parameters(cls) if n not in ("self", *_RESERVED, *COMPOSITIONS.values())]
     for arg in args:
+        if arg == "else_list":
+            raise RecipeError(
+                f"{at}: else_list is not supported; write OneOf: {{children: [...]}} for "
+                "one augmenter or the other"
+            )
         if arg in _RESERVED:
             raise RecipeError(
                 f"{at}: {arg!r} is not a recipe argument: augment seeds every output from its "

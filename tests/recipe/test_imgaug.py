@@ -104,6 +104,7 @@ SEED = "(Multiply): 'seed' is not a recipe argument"
         ("rotate: [-10, 10]", "rotat: [-10, 10]", ROTAT),
         ("sigma: [0, 0.5]", "sigma: fuzzy", "(GaussianBlur)"),
         ("Multiply: {mul:", "Multiply: {seed: 3, mul:", SEED),
+        ("p: 0.5, then_list:", "else_list: [Fliplr], then_list:", "else_list is not supported"),
         ("[Cutout: {size: 0.2}, ", "[", "(OneOf)"),  # fine: one child is enough
     ],
 )
@@ -183,3 +184,14 @@ def test_workers_1_and_2_write_identical_bytes(iaa: ModuleType, tmp_path: Path) 
     assert all("Fliplr" not in {p["transform"] for p in r["params"]} for r in sixes)
     header = json.loads((tmp_path / "out1" / "augment.json").read_text())
     assert "imgaug" in json.dumps(header)
+
+
+def test_a_rerun_sees_another_imgaug(iaa: ModuleType) -> None:
+    # The no-op proof trusts the stamps of the files the pixel libraries load from; without
+    # imgaug's, an upgraded imgaug would leave the old outputs in place.
+    import imgaug
+
+    from augment.rerun.uptodate import library_stamps
+
+    stamps = {entry[0]: entry[1:] for entry in library_stamps()}
+    assert stamps["imgaug"][0] == imgaug.__file__ and len(stamps["imgaug"]) == 4
