@@ -10,7 +10,8 @@ process with one OpenCV thread (as a worker runs), in five ways:
 - the same Sequential written by hand in imgaug, seeded once, one image per call;
 - the same, reseeded with `seed_` before each image (what per-output seeding costs);
 - the same, one call per batch of 32 images (imgaug's own fast path);
-- the same semantics on augment's albumentations engine (benchmarks/imgaug_engine.yaml).
+- about the same on augment's albumentations engine (benchmarks/imgaug_engine.yaml lists
+  the differences).
 
 Pixel work only: decoding, encoding and writing are the same for every engine. The best of
 `--repeats` runs, in milliseconds per output.
