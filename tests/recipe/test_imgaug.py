@@ -123,6 +123,15 @@ def test_mistakes_fail_at_load_naming_file_and_augmenter(
     assert str(err.value).startswith("r.yaml: augment entry ") and message in str(err.value)
 
 
+def test_the_command_names_a_mistake_without_a_traceback(iaa: ModuleType, tmp_path: Path) -> None:
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text(SMALL.replace("Affine:", "Afine:"))
+    result = _run("expand", str(DIGITS), str(tmp_path / "out"), "--recipe", str(recipe))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{recipe}: augment entry 5 (Afine)" in result.stderr
+    assert "did you mean 'Affine'?" in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_fingerprint_covers_engine_version_not_spelled_out_defaults(iaa: ModuleType) -> None:
     recipe = parse_recipe(SMALL, "r", "r.yaml")
     same = parse_recipe(SMALL.replace("per_channel: 0.5}", "per_channel: 0.5, loc: 0}"), "r", "r")
