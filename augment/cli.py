@@ -40,6 +40,8 @@ from augment.rerun import heap
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from augment.stages.executor import Executor
+
 # Commands import what only they use (audit, preview, recipes, prune-cache) when they run,
 # and `expand` imports its full run only when there is one: numpy, OpenCV, Pillow and
 # albumentations are most of a command's start-up (~0.5 s), which `--help`, `diff` and a
@@ -92,6 +94,20 @@ Examples:
     help=f"Worker processes [default: all cores, here {default_workers()}].",
 )
 @click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "ray"]),
+    help="Where workers run: a local process pool, or Ray (the `ray` extra): a private "
+    "local cluster of --workers CPUs, or the cluster at --ray-address.",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --executor ray: join the running Ray cluster at ADDR (host:port) instead of "
+    "starting a local one. A cluster is never joined without it.",
+)
+@click.option(
     "--format",
     "output_format",
     default="same",
@@ -142,6 +158,8 @@ def expand_cmd(
     group_by: str | None,
     seed: int,
     workers: int | None,
+    executor: str,
+    ray_address: str | None,
     output_format: str,
     quality: int,
     balance: bool,
@@ -173,6 +191,7 @@ def expand_cmd(
         force=force,
         near_duplicates=near_duplicates,
     )
+    run_on = _executor(executor, ray_address, workers)
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[Any] | None = None
 
@@ -194,7 +213,7 @@ def expand_cmd(
     # program calling expand() keeps its allocator as it was).
     heap.reuse_image_buffers()
     try:
-        summary = expand(src, out, options, progress=progress, on_plan=on_plan)
+        summary = expand(src, out, options, executor=run_on, progress=progress, on_plan=on_plan)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt:
@@ -217,6 +236,22 @@ def expand_cmd(
 
 
 expand_cmd.name = "expand"
+
+
+def _executor(name: str, ray_address: str | None, workers: int | None) -> Executor | None:
+    """The executor --executor names (None: expand's default, the local pool)."""
+    if name != "ray":
+        if ray_address is not None:
+            raise click.UsageError("--ray-address needs --executor ray")
+        return None
+    if ray_address is not None and workers is not None:
+        raise click.UsageError("--workers sizes a local Ray cluster; a joined one uses its own")
+    from augment.stages.ray_executor import ray_executor
+
+    try:
+        return ray_executor(workers or default_workers(), ray_address)
+    except AugmentError as exc:
+        raise UserError(exc) from None
 
 
 for _command in (preview, recipes, audit, diff_cmd, prune_cache_cmd):
