@@ -108,6 +108,22 @@ Examples:
     "starting a local one. A cluster is never joined without it.",
 )
 @click.option(
+    "--output-format",
+    "layout",
+    default="folders",
+    show_default=True,
+    type=click.Choice(["folders", "webdataset", "parquet"]),
+    help="Also pack the outputs into shards in OUT/shards/: WebDataset tar files or Parquet "
+    "(image bytes and the manifest's columns); the folders stay.",
+)
+@click.option(
+    "--shard-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples per shard with --output-format webdataset|parquet.",
+)
+@click.option(
     "--format",
     "output_format",
     default="same",
@@ -160,6 +176,8 @@ def expand_cmd(
     workers: int | None,
     executor: str,
     ray_address: str | None,
+    layout: str,
+    shard_size: int,
     output_format: str,
     quality: int,
     balance: bool,
@@ -214,6 +232,10 @@ def expand_cmd(
     heap.reuse_image_buffers()
     try:
         summary = expand(src, out, options, executor=run_on, progress=progress, on_plan=on_plan)
+        if layout != "folders":
+            from augment.writers.shards import write_shards
+
+            write_shards(out, layout, shard_size)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt:

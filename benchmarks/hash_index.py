@@ -78,7 +78,7 @@ def measure(n: int, repeats: int, limit: float) -> dict[str, object]:
         "index_s": round(index_s, 4),
     }
     # A small slice first: the all-pairs time is proportional to the rows compared.
-    rows = max(1, min(n, 2_000_000_000 // (n * 50)))
+    rows = max(1, min(n, 500_000_000 // n))  # ~10^9 pairs in the two searches
     probe, _ = timed(lambda: grouping_search(all_pairs, direct[:rows], mirror), 1)
     estimate = probe * n / rows
     if estimate <= limit:

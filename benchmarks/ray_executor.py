@@ -14,6 +14,7 @@ user without a cluster gets). Medians of `--repeats` runs; the overhead per outp
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -75,6 +76,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     options = ExpandOptions(times=args.times, recipe="mixup", workers=args.workers)
+    # Ray 2.60 starts local clusters with token authentication; a driver joining one by
+    # its address authenticates only when told to (the token is in ~/.ray/auth_token).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(args.workers)],
         stdin=subprocess.PIPE,
