@@ -63,6 +63,47 @@ def test_ray_makes_the_files_and_manifest_of_the_local_pool(tmp_path: Path, src:
     assert not list((tmp_path / "ray").rglob(f"*{TEMP_MARK}*"))
 
 
+_CLUSTER = """
+import sys, ray
+ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
+         log_to_driver=False, logging_level=40)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+def test_ray_address_joins_a_running_cluster(tmp_path: Path) -> None:
+    """A cluster started elsewhere (here: another process), joined by its address."""
+    import sys
+
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert cluster.stdout is not None and cluster.stdin is not None
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:")
+        common = ("--times", "2", "--recipe", "mixup", "--quiet")
+        # Ray 2.60's clusters use token authentication; a joining driver is told by this.
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}
+        joined = subprocess.run(
+            augment_command(
+                "expand", str(DIGITS), str(tmp_path / "ray"), *common,
+                "--executor", "ray", "--ray-address", address,
+            ),
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert joined.returncode == 0, joined.stderr
+        assert cluster.poll() is None  # the run left the cluster running
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=60)
+    local = run_cli("expand", str(DIGITS), str(tmp_path / "local"), *common, "-j", "2")
+    assert local.returncode == 0, local.stderr
+    assert file_tree(tmp_path / "ray") == file_tree(tmp_path / "local")
+
+
 def test_a_task_error_is_the_tools_own_error(tmp_path: Path, small_recipe: Path) -> None:
     """A worker that cannot write raises OutputError here, as the local pool would: not a
     Ray error and no remote traceback in the message."""
