@@ -158,7 +158,7 @@ def test_a_killed_ray_worker_has_its_shard_run_again(
 
 def test_ctrl_c_stops_the_tasks_and_leaves_out_consistent(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    # Long enough (~1,000 outputs) that 20 files appear well before the end.
+    # Long enough (~1,700 outputs) that 100 files appear well before the end.
     args = ("expand", str(TEXTURES), str(out), "--times", "40", "--recipe", "mixup", "-j", "2")
     proc = subprocess.Popen(
         augment_command(*args, "--quiet", "--executor", "ray"),
@@ -169,7 +169,9 @@ def test_ctrl_c_stops_the_tasks_and_leaves_out_consistent(tmp_path: Path) -> Non
     )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if out.exists() and len(images(out)) >= 20:
+        # Past the files of the two shards that can be running (32 outputs each): at least
+        # one shard has finished, so the interrupted run has outputs to list.
+        if out.exists() and len(images(out)) >= 100:
             break
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be interrupted"
@@ -185,7 +187,7 @@ def test_ctrl_c_stops_the_tasks_and_leaves_out_consistent(tmp_path: Path) -> Non
     assert not list(out.rglob(f"*{TEMP_MARK}*"))
     manifest = (out / "manifest.jsonl").read_text().splitlines()
     assert {json.loads(line)["path"] for line in manifest} == images(out)
-    assert len(images(out)) < 500  # it was interrupted, not finished
+    assert 0 < len(images(out)) < 1000  # it was interrupted, not finished
 
     resumed = run_cli(*args, "--quiet", "--executor", "ray")
     assert resumed.returncode == 0, resumed.stderr
