@@ -7,8 +7,9 @@ For each sample set with the mixup recipe, into fresh folders: the local pool
 (`--workers N`); Ray on a cluster already running (a private one on 127.0.0.1, started
 once by a helper process and joined with `--ray-address`; one warm-up run first, so its
 worker processes exist); and Ray starting its own local cluster (`--executor ray`, what a
-user without a cluster gets). Medians of `--repeats` runs; the overhead per output is
-(warm Ray - local pool) / outputs. The outputs are checked byte-identical each time.
+user without a cluster gets). Medians of `--repeats` runs. Connecting to the warm cluster
+and disconnecting is timed on its own (each run pays it once); the overhead per output is
+(warm Ray - connect - local pool) / outputs. The outputs are checked byte-identical.
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def median_run(
     return statistics.median(r[0] for r in runs), runs[0][1], runs[0][2]
 
 
+def connect_seconds(address: str, repeats: int) -> float:
+    import ray
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ray.init(address=address, log_to_driver=False, logging_level=40)
+        ray.shutdown()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--times", type=int, default=8)
@@ -87,6 +100,8 @@ def main() -> None:
     )
     assert holder.stdout is not None and holder.stdin is not None
     address = holder.stdout.readline().strip()
+    connect = connect_seconds(address, args.repeats)
+    print(f"connecting to the warm cluster and disconnecting: {connect:.2f} s (median)")
     print(f"--times {args.times} --recipe mixup, {args.workers} workers, median of {args.repeats}")
     print(
         "| set | outputs | local pool s | Ray, warm cluster s | overhead per output ms |"
@@ -107,7 +122,7 @@ def main() -> None:
                 own_s, _, own = median_run(
                     lambda: ray_executor(args.workers), src, work, options, 1
                 )
-                per_output = (warm_s - local_s) / outputs * 1000
+                per_output = (warm_s - connect - local_s) / outputs * 1000
                 same = local == warm == own
                 print(
                     f"| {name} | {outputs} | {local_s:.2f} | {warm_s:.2f} | {per_output:.2f} | "
