@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from augment.errors import ManifestError, OutputError
-from augment.files import output_error
+from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
 from augment.recipe.source import read_recipe
@@ -180,6 +180,20 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
         )
     if src_root.is_relative_to(target):
         raise OutputError(f"output {out} contains the source {src_root}; choose another folder")
+    # By identity too: a bind mount or a link gives a folder of SRC an unrelated path.
+    inside = source_folder_of(out.absolute(), source_folders(src_root))
+    if inside is not None:
+        raise OutputError(
+            f"output {out} is inside the source {src_root} ({inside} is a folder of the "
+            "source: the same device and inode, by a bind mount or a link); choose a folder "
+            "outside it"
+        )
+    with contextlib.suppress(OSError):
+        if source_folder_of(src_root, source_folders_of_one(target)) is not None:
+            raise OutputError(
+                f"output {out} contains the source {src_root} (by a bind mount or a link); "
+                "choose another folder"
+            )
     if target.exists() and not target.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
     try:
@@ -197,3 +211,9 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
 
 def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
+
+
+def source_folders_of_one(folder: Path) -> frozenset[tuple[int, int]]:
+    """The identity of `folder` alone, to find it among another folder's ancestors."""
+    st = folder.stat()
+    return frozenset([(st.st_dev, st.st_ino)])

@@ -18,7 +18,7 @@ from typing import Any
 from augment import __version__
 from augment.defaults import default_workers
 from augment.errors import OutputError
-from augment.files import output_error, remove_temp_files
+from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
 from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
@@ -36,7 +36,7 @@ from augment.stages.manifest import (
     clear_journal,
     write_header,
 )
-from augment.stages.plan import Fingerprints, Plan, shard_tasks
+from augment.stages.plan import Fingerprints, Plan, safe_name, shard_tasks
 from augment.stages.reconcile import (
     Previous,
     Reuse,
@@ -185,9 +185,12 @@ def _prepare_output(setup: RunSetup, plan: Plan) -> None:
     out = setup.out
     if setup.foreign:
         refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
+    folders = [f"{split}/{safe_name(c)}" for split in SPLITS for c in setup.dataset.classes]
+    root = setup.dataset.root
+    check_write_folders(out, [STATE_DIR, *folders], source_folders(root), root)
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        remove_temp_files(out)
+        remove_temp_files(out, [STATE_DIR, *SPLITS])
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
 

@@ -82,3 +82,39 @@ def straddling_seed(src: Path) -> int:
         if split_of[PAIRS[0][0]] != split_of[PAIRS[0][1]]:
             return seed
     raise AssertionError("no seed splits the pair")  # pragma: no cover
+
+
+def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry under root, hidden ones too, as the source guarantee covers it: its mode,
+    mtime and bytes (a file), target (a link) or nothing more (a folder). Equal before and
+    after a command: the command wrote nothing there, not even a timestamp."""
+    found: dict[str, tuple[object, ...]] = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            found[rel] = (st.st_mode, str(p.readlink()))
+        elif p.is_dir():
+            found[rel] = (st.st_mode, st.st_mtime_ns)
+        else:
+            found[rel] = (st.st_mode, st.st_mtime_ns, p.read_bytes())
+    return found
+
+
+def tiny_source(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 4) -> Path:
+    """A class-folder source of small, distinct PNG images (made with Pillow), mtimes set
+    in the past so that their stamps are trusted on a rerun."""
+    import os
+
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = root / name / f"{i}.png"
+            # Uncompressed: every image of a size has one byte length (an in-place edit test).
+            Image.new("RGB", (24, 16), (40 * i, 60 * c % 256, 200 - 30 * i)).save(
+                path, compress_level=0
+            )
+            os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    return root

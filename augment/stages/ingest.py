@@ -263,10 +263,7 @@ def _read_original(
     if cache is not None:
         # Taken before reading (see SourceCache.remember); a link's is its target's.
         st, linked = found
-        if st is None or linked:
-            before = cache.stamp(Path(full))
-        else:
-            before = (st.st_size, st.st_mtime_ns, st.st_ino)
+        before = cache.stamp(Path(full)) if st is None or linked else cache.stamp_from(st)
         cached = cache.lookup(rel, before, label, group, max_pixels)
         if isinstance(cached, Rejected):  # the same bytes, not an image: the same reason
             dataset.rejected.append(cached)

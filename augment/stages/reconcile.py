@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from augment.errors import ManifestError
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import sha256_file
+from augment.layout import STATE_DIR
 from augment.rerun.spill import SortedSpill, merge_groups
 from augment.rerun.state import OutputStamp, RunState, output_is_current, output_stamp, save_state
 from augment.stages.holdout import SPLITS
@@ -240,7 +241,7 @@ def write_interrupted(
     loader sees a consistent folder. augment.json is left as the last complete run wrote
     it; the journal stays, and a rerun resumes. `pending` are the outputs this run was to
     write."""
-    remove_temp_files(out)
+    remove_temp_files(out, [STATE_DIR, *SPLITS])
     with SortedSpill[Row]() as journal, SortedSpill[None]() as todo:
         # The journal also has the shards that workers finished but this process had not
         # received yet when the pool was stopped.

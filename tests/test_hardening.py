@@ -1,0 +1,189 @@
+"""Hardening (issue 20): the source is never written, whatever its paths look like; no input
+hangs or crashes the tool; every state an earlier run left recovers.
+
+Each test drives the real command in a child process (`augment ...`) with the real fault:
+a real bind mount, real symbolic links, a real FIFO and character device, real signals.
+Each asserts the exit code, the message, that no traceback is shown, that the source tree
+(content, modes, mtimes, link targets) is unchanged, and, where the run can go on, that the
+result is byte-identical to a clean run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, augment_command, file_tree, tiny_source, tree_state
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        augment_command(*args),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def expand_args(src: Path, out: Path, recipe: Path, *extra: str) -> list[str]:
+    return ["expand", str(src), str(out), "--times", "2", "-r", str(recipe), "-j", "1", *extra]
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit 2 with a message holding `words`, and no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+@pytest.fixture()
+def src(tmp_path: Path) -> Path:
+    return tiny_source(tmp_path / "src")
+
+
+@pytest.fixture()
+def bind_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(folder, mount point): a real bind mount of `folder`, unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path, at: Path) -> None:
+        at.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "--bind", str(folder), str(at)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"this machine cannot bind-mount: {done.stderr.decode().strip()}")
+        mounted.append(at)
+
+    yield mount  # type: ignore[misc]
+    for at in reversed(mounted):
+        subprocess.run(["umount", str(at)], check=False)
+
+
+# --- 1. OUT bind-mounted from a folder inside SRC ------------------------------------------
+
+
+def test_out_bind_mounted_inside_the_source_is_refused(
+    tmp_path: Path, src: Path, small_recipe: Path, bind_mount
+) -> None:
+    (src / "aug").mkdir()
+    out = tmp_path / "out"
+    bind_mount(src / "aug", out)
+    before = tree_state(src)
+    result = run_cli(*expand_args(src, out, small_recipe))
+    refused(result, "is inside the source", "device and inode")
+    assert tree_state(src) == before
+
+
+def test_a_split_folder_bind_mounted_from_the_source_is_refused(
+    tmp_path: Path, src: Path, small_recipe: Path, bind_mount
+) -> None:
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)
+    bind_mount(src / "cat", out / "train")
+    before = tree_state(src)
+    result = run_cli(*expand_args(src, out, small_recipe, "--force"))
+    refused(result, "is a folder of the source")
+    assert tree_state(src) == before
+
+
+# --- 2. a split or class folder in OUT that is a link into SRC ----------------------------
+
+
+def test_a_class_folder_linked_into_the_source_is_never_written_through(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    # The user swaps a class folder of OUT for a link into SRC; the rerun must remake its
+    # outputs, and would write them into SRC/cat by the link.
+    for path in (out / "train" / "cat").iterdir():
+        path.unlink()
+    (out / "train" / "cat").rmdir()
+    (out / "train" / "cat").symlink_to(src / "cat")
+    before = tree_state(src)
+    refused(run_cli(*expand_args(src, out, small_recipe)), "is a symbolic link")
+    assert tree_state(src) == before
+
+
+def test_a_split_folder_linked_into_the_source_is_refused_with_force(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train").symlink_to(src / "dog")
+    before = tree_state(src)
+    refused(run_cli(*expand_args(src, out, small_recipe, "--force")), "is a symbolic link")
+    assert tree_state(src) == before
+
+
+# --- 3. preview -o into SRC ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cat/preview.png", "cat/0.png"], ids=["new-file", "a-source"])
+def test_preview_never_writes_into_the_source(
+    tmp_path: Path, src: Path, small_recipe: Path, name: str
+) -> None:
+    before = tree_state(src)
+    result = run_cli("preview", str(src), "-r", str(small_recipe), "-o", str(src / name))
+    refused(result, "inside the source")
+    assert tree_state(src) == before
+
+
+def test_preview_into_the_source_by_a_link_is_refused(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    (tmp_path / "sheets").symlink_to(src / "dog")
+    before = tree_state(src)
+    target = tmp_path / "sheets" / "p.png"
+    refused(run_cli("preview", str(src), "-r", str(small_recipe), "-o", str(target)), "inside")
+    assert tree_state(src) == before
+
+
+# --- 4. a source edited in place, size and mtime kept ----------------------------------------
+
+
+def test_a_source_edited_in_place_with_size_and_mtime_kept_is_read_again(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    edited, other = src / "cat" / "0.png", src / "cat" / "3.png"
+    new = other.read_bytes()
+    old = edited.stat()
+    assert len(new) == old.st_size
+    with edited.open("r+b") as f:  # the same inode, the same size
+        f.write(new)
+    other.unlink()  # 3.png's bytes now live at 0.png only (no duplicate rejection)
+    os.utime(edited, ns=(old.st_atime_ns, old.st_mtime_ns))  # `touch -r`
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    clean = tmp_path / "clean"
+    assert run_cli(*expand_args(src, clean, small_recipe)).returncode == 0
+    assert file_tree(out) == file_tree(clean)
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    sha = hashlib.sha256(new).hexdigest()
+    assert any(s["sha256"] == sha for r in records for s in r["sources"])
+
+
+# --- 13. --force keeps a user's hidden files that look like temporaries ------------------------
+
+
+def test_force_keeps_a_users_hidden_files_named_like_temporaries(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    (out / "photos").mkdir(parents=True)
+    (out / ".notes.tmp-keep").write_text("mine")
+    (out / "photos" / ".draft.tmp-2023").write_text("mine too")
+    result = run_cli(*expand_args(src, out, small_recipe, "--force"))
+    assert result.returncode == 0, result.stderr
+    assert (out / ".notes.tmp-keep").read_text() == "mine"
+    assert (out / "photos" / ".draft.tmp-2023").read_text() == "mine too"
