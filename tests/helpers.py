@@ -94,7 +94,7 @@ def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
         rel = p.relative_to(root).as_posix()
         if p.is_symlink():
             found[rel] = (st.st_mode, str(p.readlink()))
-        elif p.is_dir():
+        elif not p.is_file():  # a folder, FIFO, device or socket: never read here
             found[rel] = (st.st_mode, st.st_mtime_ns)
         else:
             found[rel] = (st.st_mode, st.st_mtime_ns, p.read_bytes())

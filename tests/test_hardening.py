@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +189,38 @@ def test_force_keeps_a_users_hidden_files_named_like_temporaries(
     assert result.returncode == 0, result.stderr
     assert (out / ".notes.tmp-keep").read_text() == "mine"
     assert (out / "photos" / ".draft.tmp-2023").read_text() == "mine too"
+
+
+# --- 5. a FIFO, a character device, a socket named like images ------------------------------
+
+
+def test_fifo_device_and_socket_named_like_images_are_rejected_without_hanging(
+    tmp_path: Path, src: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkfifo(src / "cat" / "pipe.jpg")  # reading it would block for ever
+    try:  # /dev/zero's numbers: reading it would never end
+        os.mknod(src / "dog" / "zero.png", 0o644 | stat.S_IFCHR, os.makedev(1, 5))
+    except PermissionError:
+        pytest.skip("this machine cannot make a device node (not root)")
+    monkeypatch.chdir(src / "dog")  # a socket's path is short (108 bytes at most)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("sock.png")
+    before = tree_state(src)
+    out = tmp_path / "out"
+    try:
+        result = run_cli(*expand_args(src, out, small_recipe), timeout=60)
+        again = run_cli(*expand_args(src, out, small_recipe), timeout=60)
+    finally:
+        listener.close()
+    assert result.returncode == 0 and again.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr + again.stderr
+    assert "cat/pipe.jpg: a FIFO (named pipe), not an image file" in result.stdout
+    assert "dog/zero.png: a character device, not an image file" in result.stdout
+    assert "dog/sock.png: a socket, not an image file" in again.stdout
+    assert tree_state(src) == before
+    for special in ("cat/pipe.jpg", "dog/zero.png", "dog/sock.png"):
+        (src / special).unlink()
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    clean = tmp_path / "clean"
+    assert run_cli(*expand_args(src, clean, small_recipe)).returncode == 0
+    assert file_tree(out) == file_tree(clean)

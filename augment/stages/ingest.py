@@ -321,7 +321,10 @@ def _read_bytes(
     """Read the file and its image header: its sha256, real format and size."""
     reject = dataset.rejected.append
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
+    except NotRegularFile as exc:
+        reject(Rejected(rel, str(exc)))
+        return None
     except FileNotFoundError:
         reject(Rejected(rel, "file not found"))
         return None
@@ -358,3 +361,34 @@ def _read_bytes(
     if cache is not None:
         cache.remember(rel, before, path, original)
     return original
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+class NotRegularFile(OSError):
+    """A FIFO, device or socket where an image file was expected."""
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file. Anything else is never read: a FIFO would block the run
+    forever, a device could stream without end. Checked before opening (a device is not
+    even opened), and again on the open file, opened non-blocking, in case it was swapped."""
+    _check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(path, os.fstat(fd).st_mode)
+        return f.read()
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise NotRegularFile(f"{kind}, not an image file: not read")
