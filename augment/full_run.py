@@ -118,7 +118,8 @@ def run(
     loaded = loaded or load(setup.recipe_file, options)
     loaded.recipe.check_classes(dataset.classes)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
-    previous_header, previous = read_previous(out)
+    warnings: list[str] = []
+    previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
     grouping, holdout = hold_out(dataset, options, previous_header)
     del previous_header  # an entry per original, not to be held through the run
@@ -160,6 +161,7 @@ def run(
     summary.removed = removed
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
+    summary.warnings = warnings
     return summary
 
 

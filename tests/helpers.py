@@ -106,15 +106,16 @@ def tiny_source(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class
     in the past so that their stamps are trusted on a rerun."""
     import os
 
+    import numpy as np
     from PIL import Image
 
     for c, name in enumerate(classes):
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             path = root / name / f"{i}.png"
-            # Uncompressed: every image of a size has one byte length (an in-place edit test).
-            Image.new("RGB", (24, 16), (40 * i, 60 * c % 256, 200 - 30 * i)).save(
-                path, compress_level=0
-            )
+            # Noise from a seed per image: no two are near duplicates. Uncompressed: every
+            # image has one byte length (an in-place edit test swaps contents).
+            pixels = np.random.default_rng(100 * c + i).integers(0, 256, (16, 24, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(path, compress_level=0)
             os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
     return root

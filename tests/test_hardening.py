@@ -224,3 +224,93 @@ def test_fifo_device_and_socket_named_like_images_are_rejected_without_hanging(
     clean = tmp_path / "clean"
     assert run_cli(*expand_args(src, clean, small_recipe)).returncode == 0
     assert file_tree(out) == file_tree(clean)
+
+
+# --- 6. YAML alias bombs and deep nesting -----------------------------------------------------
+
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+DEEP = 50_000  # levels: past any recursive reader's stack
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        (ALIAS_BOMB, "an alias bomb"),
+        ("augment: " + "[" * DEEP + "]" * DEEP, "nested deeper than 100 levels"),
+    ],
+    ids=["alias-bomb", "deep"],
+)
+def test_a_recipe_bomb_is_a_quick_clear_error(
+    tmp_path: Path, src: Path, recipe: str, message: str
+) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(recipe)
+    before = tree_state(src)
+    result = run_cli(*expand_args(src, tmp_path / "out", path), timeout=30)
+    refused(result, "not valid YAML", message)
+    assert tree_state(src) == before
+
+
+def test_deeply_nested_labels_jsonl_is_a_clear_error(tmp_path: Path, src: Path) -> None:
+    labels = src / "labels.jsonl"
+    labels.write_text(
+        '{"path": "cat/0.png", "label": "cat"}\n{"path": ' + "[" * DEEP + "]" * DEEP + "}\n"
+    )
+    before = tree_state(src)
+    result = run_cli("expand", str(labels), str(tmp_path / "out"), "-j", "1", timeout=30)
+    refused(result, "labels.jsonl line 2: not JSON", "nested too deeply")
+    assert tree_state(src) == before
+
+
+# --- 6, 10, 12. a damaged manifest, header or state: taken as absent, rebuilt ------------------
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DAMAGE = {
+    "manifest-truncated": ("manifest.jsonl", _truncate),
+    "manifest-garbled": ("manifest.jsonl", lambda p: p.write_bytes(b"\x00\xff garbage\n" * 3)),
+    "manifest-deep": ("manifest.jsonl", lambda p: p.write_text("[" * DEEP + "]" * DEEP)),
+    "header-deep": ("augment.json", lambda p: p.write_text("[" * DEEP + "]" * DEEP)),
+    "header-truncated": ("augment.json", _truncate),
+    "header-counts-a-number": (
+        "augment.json",
+        lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "counts": 5})),
+    ),
+    "header-holdout-of-numbers": (
+        "augment.json",
+        lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "holdout": [1, 2]})),
+    ),
+    "header-a-list": ("augment.json", lambda p: p.write_text("[1, 2, 3]")),
+    "state-deep": (".augment/state.json", lambda p: p.write_text("[" * DEEP + "]" * DEEP)),
+    "state-garbled": (".augment/state.json", lambda p: p.write_bytes(b"\xff{{")),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
+    tmp_path: Path, src: Path, small_recipe: Path, damage: str
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    name, spoil = DAMAGE[damage]
+    spoil(out / name)
+    before = tree_state(src)
+    audit = run_cli("audit", str(out))
+    assert "Traceback" not in audit.stderr, audit.stderr
+    if not name.startswith(".augment"):  # the audit reads no state
+        assert audit.returncode == 2 and name in audit.stderr, audit.stderr
+    result = run_cli(*expand_args(src, out, small_recipe))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    if not name.startswith(".augment"):  # a damaged state only costs a rehash
+        warned = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+        assert any(str(out / name) in line for line in warned), result.stdout
+    assert tree_state(src) == before
+    clean = tmp_path / "clean"
+    assert run_cli(*expand_args(src, clean, small_recipe)).returncode == 0
+    assert file_tree(out) == file_tree(clean)

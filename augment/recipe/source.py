@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from augment.bounded import load_yaml
 from augment.errors import RecipeError
 
 
@@ -67,7 +68,7 @@ class RecipeFile:
     @functools.cached_property
     def document(self) -> Any:
         """The parsed YAML; yaml.YAMLError when it is not YAML."""
-        return yaml.safe_load(self.text)
+        return load_yaml(self.text)
 
     @property
     def statement(self) -> str | None:

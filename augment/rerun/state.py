@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from augment.bounded import loads_json
 from augment.errors import OutputError
 from augment.files import ChangedFile
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
@@ -233,7 +234,7 @@ def load_state(out: Path, src_root: Path) -> RunState:
     out damaged, none is used (those files are hashed again)."""
     root = str(src_root.resolve())
     try:
-        doc = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))
+        doc = loads_json((out / STATE_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):  # json.JSONDecodeError included
         return RunState(SourceCache(root))
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or doc.get("root") != root:
@@ -254,7 +255,7 @@ def _read_outputs(out: Path, spill: SortedSpill[OutputStamp | None]) -> None:
     try:
         with (out / OUTPUTS_STATE_NAME).open(encoding="utf-8") as lines:
             for line in lines:
-                entry = json.loads(line)
+                entry = loads_json(line)
                 path = entry.pop("path", None) if isinstance(entry, dict) else None
                 if not isinstance(path, str):
                     raise ValueError("no path")

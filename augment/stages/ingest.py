@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from augment.bounded import loads_json
 from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
@@ -232,7 +233,7 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_json(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"labels file {path} line {line_no}: not JSON ({exc.msg})") from exc
         if not isinstance(row, dict):

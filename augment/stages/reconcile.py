@@ -74,28 +74,54 @@ class Previous(NamedTuple):
         return self.row.size + 250
 
 
-def read_previous(out: Path) -> tuple[dict[str, Any], SortedSpill[Previous]]:
+def read_previous(
+    out: Path, warnings: list[str] | None = None
+) -> tuple[dict[str, Any], SortedSpill[Previous]]:
     """The last run's header and records: `manifest.jsonl`, and the journal of a run that
     did not finish (a folder without a header has only that), the later record of a path
-    winning."""
+    winning.
+
+    A damaged header or manifest (truncated, garbled, the wrong shape) is taken as absent,
+    with a warning naming it in `warnings`, in an OUT that has augment's state folder (an
+    `augment.json` without one may be someone else's, and is never overwritten): every
+    output is content-keyed, so this run remakes what it cannot vouch for."""
+    warn = (warnings if warnings is not None else []).append
     sources: list[Iterable[Record]] = []
     header: dict[str, Any] = {}
     if (out / HEADER_NAME).exists():
-        header = read_header(out)
+        try:
+            header = read_header(out)
+        except ManifestError as exc:
+            if not (out / STATE_DIR).is_dir():  # no state: someone else's file, kept
+                raise
+            warn(f"{exc}; taken as absent: the holdout is made anew and the outputs checked")
         if (out / MANIFEST_NAME).exists():
             sources.append(iter_jsonl(out / MANIFEST_NAME))
     sources.append(iter_journal(out))
     previous: SortedSpill[Previous] = SortedSpill()
-    try:
-        for records in sources:
+    for records in sources:
+        try:
             for record in records:
+                if not _own_output_path(record["path"]):
+                    warn(f"a record of {record['path']!r} (not an output path) was ignored")
+                    continue
                 row = row_of(record)
                 entry = Previous(record.get("sha256"), record.get("recipe"), row)
                 previous.add(record["path"], entry, entry.size)
-    except ManifestError:
-        previous.close()
-        raise
+        except ManifestError as exc:
+            warn(f"{exc}; the records from there on are taken as absent and made again")
     return header, previous
+
+
+def _own_output_path(path: str) -> bool:
+    """Inside a split folder (`split/class/name`): the only place a record may name, whatever
+    a damaged or edited manifest says (a stale one is deleted: never outside them)."""
+    parts = path.split("/")
+    return (
+        len(parts) >= 2
+        and parts[0] in SPLITS
+        and all(p not in ("", ".", "..") and "\x00" not in p for p in parts)
+    )
 
 
 @dataclass
