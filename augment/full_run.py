@@ -23,6 +23,7 @@ from augment.imaging.digests import ImageHash
 from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
 from augment.recipe.build import Recipe, build_recipe
+from augment.recipe.preprocess import check_output_size
 from augment.recipe.source import RecipeFile
 from augment.rerun.spill import SortedSpill
 from augment.rerun.state import RunState, save_state
@@ -96,6 +97,9 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     """The recipe, built and checked (a mistake in it fails here, naming the transform),
     with the fingerprints that name its outputs."""
     recipe = build_recipe(recipe_file)
+    check_output_size(
+        recipe.preprocess, options.output_format, options.max_pixels, str(recipe_file.path)
+    )
     return LoadedRecipe(
         recipe,
         Fingerprints(

@@ -314,3 +314,84 @@ def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
     clean = tmp_path / "clean"
     assert run_cli(*expand_args(src, clean, small_recipe)).returncode == 0
     assert file_tree(out) == file_tree(clean)
+
+
+# --- 7. output sizes past the format's limits or the memory budget ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt", "message"),
+    [
+        ("[70000, 4]", "jpg", "a JPEG image is at most 65500 pixels a side"),
+        ("[20000, 8]", "webp", "a WebP image is at most 16383 pixels a side"),
+        ("[100000, 100000]", "png", "10,000,000,000 pixels an image, over the limit"),
+    ],
+    ids=["jpeg-side", "webp-side", "memory"],
+)
+def test_a_size_no_output_can_have_is_refused_at_recipe_load(
+    tmp_path: Path, src: Path, size: str, fmt: str, message: str
+) -> None:
+    recipe = tmp_path / "huge.yaml"
+    recipe.write_text(f"preprocess: {{size: {size}}}\naugment: []\n")
+    before = tree_state(src)
+    out = tmp_path / "out"
+    refused(run_cli(*expand_args(src, out, recipe, "--format", fmt)), "preprocess.size", message)
+    assert tree_state(src) == before
+    assert not out.exists()  # refused before OUT is made
+
+
+def test_a_source_too_wide_for_the_format_kept_at_its_size_is_rejected(
+    tmp_path: Path, src: Path
+) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (17000, 4), (9, 9, 9)).save(src / "cat" / "wide.png")
+    recipe = tmp_path / "own-size.yaml"
+    recipe.write_text("preprocess: {}\naugment: [{HorizontalFlip: {p: 0.5}}]\n")
+    before = tree_state(src)
+    out = tmp_path / "out"
+    args = expand_args(src, out, recipe, "--format", "webp")
+    result = run_cli(*args)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "cat/wide.png: cannot be written as webp: 17000x4: a WebP image is at most" in (
+        result.stdout
+    )
+    assert tree_state(src) == before
+    again = run_cli(*args)
+    assert again.returncode == 0 and "cat/wide.png: cannot be written as webp" in again.stdout
+    clean = tmp_path / "clean"
+    assert run_cli(*expand_args(src, clean, recipe, "--format", "webp")).returncode == 0
+    assert file_tree(out) == file_tree(clean)
+
+
+# --- 8. --val inf ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "-inf", "nan"])
+def test_a_holdout_amount_that_is_not_finite_is_a_clear_error(
+    tmp_path: Path, src: Path, small_recipe: Path, value: str
+) -> None:
+    result = run_cli(*expand_args(src, tmp_path / "out", small_recipe, "--val", value))
+    refused(result, "--val must be a finite fraction or count")
+    result = run_cli("preview", str(src), "--test", value, "-o", str(tmp_path / "p.png"))
+    refused(result, "--test must be a finite fraction or count")
+
+
+# --- 21. non-finite recipe arguments --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recipe", "where"),
+    [
+        ("augment:\n  - Affine: {rotate: [-.inf, .inf], p: 1}\n", "augment[0].Affine.rotate"),
+        ("augment:\n  - HorizontalFlip: {p: .nan}\n", "augment[0].HorizontalFlip.p"),
+        ("preprocess: {size: 32, pad_color: .inf}\naugment: []\n", "preprocess.pad_color"),
+    ],
+    ids=["rotate-inf", "p-nan", "preprocess"],
+)
+def test_a_recipe_number_that_is_not_finite_is_refused(
+    tmp_path: Path, src: Path, recipe: str, where: str
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe)
+    refused(run_cli(*expand_args(src, tmp_path / "out", path)), where, "must be a finite number")
