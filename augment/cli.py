@@ -17,7 +17,6 @@ import click
 from augment import __version__
 from augment.commands.cli import (
     EXIT_FINDINGS,
-    EXIT_INTERRUPTED,
     UserError,
     audit,
     diff_cmd,
@@ -34,6 +33,7 @@ from augment.defaults import (
 )
 from augment.errors import AugmentError
 from augment.expand import expand
+from augment.interrupts import say_interrupted
 from augment.model import ExpandOptions
 from augment.rerun import heap
 
@@ -197,11 +197,8 @@ def expand_cmd(
         summary = expand(src, out, options, progress=progress, on_plan=on_plan)
     except AugmentError as exc:
         raise UserError(exc) from None
-    except KeyboardInterrupt:
-        click.echo(
-            "\ninterrupted: finished work is kept; rerun the same command to resume", err=True
-        )
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (augment/interrupts.py)
+        sys.exit(say_interrupted(exc))
     finally:
         if bar is not None:
             bar.close()

@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -395,3 +397,113 @@ def test_a_recipe_number_that_is_not_finite_is_refused(
     path = tmp_path / "r.yaml"
     path.write_text(recipe)
     refused(run_cli(*expand_args(src, tmp_path / "out", path)), where, "must be a finite number")
+
+
+# --- 11, 23. SIGTERM, SIGHUP, SIGKILL of the main process; Ctrl-C during start-up ------------
+
+
+def _start(src: Path, out: Path, recipe: Path, times: str = "12") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        augment_command(
+            "expand", str(src), str(out), "--times", times, "-r", str(recipe), "-j", "3", "-q"
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for_images(proc: subprocess.Popen[str], out: Path, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.exists() and len(list(out.glob("train/*/*.png"))) >= n:
+            return
+        time.sleep(0.005)
+    raise AssertionError("the run ended before it could be signalled")
+
+
+@pytest.fixture()
+def digits_src(tmp_path: Path) -> Path:
+    import shutil
+
+    from tests.helpers import DIGITS
+
+    return Path(shutil.copytree(DIGITS, tmp_path / "digits"))
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"]
+)
+def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
+    tmp_path: Path, digits_src: Path, small_recipe: Path, sig: signal.Signals, code: int
+) -> None:
+    out = tmp_path / "out"
+    before = tree_state(digits_src)
+    proc = _start(digits_src, out, small_recipe)
+    _wait_for_images(proc, out, 100)
+    workers = _children(proc.pid)
+    proc.send_signal(sig)  # the main process alone, as `kill PID` does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "rerun the same command to resume" in stderr
+    time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)]
+    # Consistent: the manifest lists exactly the images on disk (none: no shard had ended).
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines() if manifest.exists() else []
+    listed = {json.loads(line)["path"] for line in lines}
+    assert listed == {p.relative_to(out).as_posix() for p in out.glob("*/*/*.png")}
+    assert tree_state(digits_src) == before
+    args = expand_args(digits_src, out, small_recipe)
+    args[args.index("2")] = "12"
+    assert run_cli(*args).returncode == 0
+    args[2] = str(tmp_path / "clean")
+    assert run_cli(*args).returncode == 0
+    assert file_tree(out) == file_tree(tmp_path / "clean")
+
+
+def test_workers_die_with_a_killed_main_process_and_print_nothing(
+    tmp_path: Path, digits_src: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = _start(digits_src, out, small_recipe, times="40")
+    _wait_for_images(proc, out, 20)
+    workers = _children(proc.pid)
+    assert workers
+    proc.kill()  # SIGKILL, the main process alone
+    _, stderr = proc.communicate(timeout=30)  # every writer of the pipe gone
+    assert stderr == ""
+    deadline = time.monotonic() + 2
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not [w for w in workers if _alive(w)]
+    written = len(list(out.glob("*/*/*.png")))
+    time.sleep(0.5)
+    assert len(list(out.glob("*/*/*.png"))) == written  # nothing writes on
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.4, 0.5])
+def test_ctrl_c_during_start_up_is_a_message_not_a_traceback(
+    tmp_path: Path, src: Path, small_recipe: Path, delay: float
+) -> None:
+    proc = _start(src, tmp_path / "out", small_recipe, times="2")
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole job
+    _, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode in (0, 1, 130), stderr  # 0: it had finished; 1: click's "Aborted!"

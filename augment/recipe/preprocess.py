@@ -25,6 +25,7 @@ from typing import Any, Literal, get_args
 import cv2
 import numpy as np
 
+from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import RecipeError
 
 __all__ = [
@@ -325,8 +326,10 @@ FORMAT_NAMES = {"jpg": "JPEG", "webp": "WebP", "png": "PNG"}
 
 def size_problem(width: int, height: int, output_format: str, max_pixels: int) -> str | None:
     """Why an output of width x height cannot be made (its format cannot hold it, or it is
-    over the pixel budget a run keeps to, --max-pixels), or None. `same` is each source's
-    own format, known per source."""
+    over the pixel budget a run keeps to: --max-pixels, which bounds the sources, and never
+    less than its default, so a low limit for sources does not refuse small outputs), or
+    None. `same` is each source's own format, known per source."""
+    max_pixels = max(max_pixels, DEFAULT_MAX_PIXELS)
     limit = FORMAT_MAX_SIDE.get(output_format)
     if limit is not None and max(width, height) > limit:
         name = FORMAT_NAMES[output_format]
