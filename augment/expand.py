@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from augment.errors import ManifestError, OutputError
+from augment.errors import DatasetError, ManifestError, OutputError
 from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
@@ -74,6 +74,11 @@ def _expand(
     if options.times < 1:
         raise OutputError("--times must be at least 1")
     recipe_file = read_recipe(options.recipe)  # an unknown name or no such file: fails now
+    if is_augment_output(src.parent if src.is_file() else src):
+        raise DatasetError(
+            f"source {src} is an augment output (it has {HEADER_NAME} or {STATE_DIR}/): its "
+            "train/validation/test would be taken as classes; give the source it was made from"
+        )
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
     state.sources.tool = tool_stamp()
@@ -85,6 +90,7 @@ def _expand(
     lap("ingest")
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
         recipe.recipe.check_classes(dataset.classes)
+        _full_run().check_class_folders(dataset.classes)
     foreign = check_output_location(dataset, out, options.force)
     statement = recipe_file.statement
     inputs = None

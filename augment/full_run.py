@@ -17,10 +17,10 @@ from typing import Any
 
 from augment import __version__
 from augment.defaults import default_workers
-from augment.errors import OutputError
+from augment.errors import DatasetError, OutputError
 from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
-from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
+from augment.layout import HEADER_NAME, MANIFEST_NAME, METADATA_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.preprocess import check_output_size
@@ -44,6 +44,7 @@ from augment.stages.reconcile import (
     Row,
     add_written,
     read_previous,
+    remove_orphans,
     reuse_done,
     write_interrupted,
     write_records,
@@ -109,6 +110,46 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     )
 
 
+def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset) -> None:
+    """An OUT made from another source keeps that run's splits by path (sticky), which a
+    new source's files of the same names would inherit: refused when none of its held-out
+    originals (by sha256) is in this source."""
+    known = {h.get("sha256") for h in header.get("holdout", []) if isinstance(h, dict)}
+    if known and dataset.originals and not any(o.sha256 in known for o in dataset.originals):
+        raise OutputError(
+            f"output {out} was made from another source: none of its {len(known)} originals "
+            f"is in {dataset.root}; choose another output folder, or empty this one"
+        )
+
+
+def class_folders(classes: Sequence[str]) -> list[str]:
+    """`split/class` for every folder the run's outputs go into."""
+    return [f"{split}/{safe_name(c)}" for split in SPLITS for c in classes]
+
+
+def check_class_folders(classes: Sequence[str]) -> None:
+    """Each class its own folder in every split: two classes that clean to one folder name
+    (`a:b` and `a_b`; two long names alike in their first 120 bytes) would merge into one
+    class for every folder loader, and a class folder named `metadata.csv` would take the
+    split's labels file's place. Refused before anything is written, naming both."""
+    by_folder: dict[str, str] = {}
+    for label in classes:
+        folder = safe_name(label)
+        if folder == METADATA_NAME:
+            raise DatasetError(
+                f"class {label!r} would be written as the folder <split>/{folder}, where each "
+                "split's labels file goes: rename that class folder"
+            )
+        if folder in by_folder:
+            raise DatasetError(
+                f"classes {by_folder[folder]!r} and {label!r} would both be written to the "
+                f"folder {folder!r} (names are made safe for every file system: separators "
+                'and :*?"<>| become _, and at most 120 bytes are kept), merging two classes: '
+                "rename one"
+            )
+        by_folder[folder] = label
+
+
 def run(
     setup: RunSetup,
     loaded: LoadedRecipe | None,
@@ -121,10 +162,12 @@ def run(
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
     loaded.recipe.check_classes(dataset.classes)
+    check_class_folders(dataset.classes)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     warnings: list[str] = []
     previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
+    check_same_source(out, previous_header, dataset)
     grouping, holdout = hold_out(dataset, options, previous_header)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
@@ -191,7 +234,7 @@ def _prepare_output(setup: RunSetup, plan: Plan) -> None:
     out = setup.out
     if setup.foreign:
         refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
-    folders = [f"{split}/{safe_name(c)}" for split in SPLITS for c in setup.dataset.classes]
+    folders = class_folders(setup.dataset.classes)
     root = setup.dataset.root
     check_write_folders(out, [STATE_DIR, *folders], source_folders(root), root)
     try:
@@ -292,6 +335,8 @@ def _write_outputs(
     files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
     try:
         pairs, removed = write_records(out, rows, leftovers, files)
+        if not setup.foreign:  # a folder someone else filled has no orphans of augment's
+            removed += remove_orphans(out, rows, leftovers, class_folders(dataset.classes))
     except BaseException:
         files.discard()
         raise

@@ -507,3 +507,113 @@ def test_ctrl_c_during_start_up_is_a_message_not_a_traceback(
     _, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stderr, stderr
     assert proc.returncode in (0, 1, 130), stderr  # 0: it had finished; 1: click's "Aborted!"
+
+
+# --- 14, 22. class names that clash as folders --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("classes", "words"),
+    [
+        (("a:b", "a_b"), ["'a:b'", "'a_b'", "would both be written to the folder 'a_b'"]),
+        (("x" * 120 + "1", "x" * 120 + "2"), ["would both be written to the folder"]),
+        (("cat", "metadata.csv"), ["class 'metadata.csv'", "labels file"]),
+    ],
+    ids=["cleaned-alike", "long-alike", "metadata-csv"],
+)
+def test_class_names_that_clash_as_folders_are_refused_before_writing(
+    tmp_path: Path, small_recipe: Path, classes: tuple[str, ...], words: list[str]
+) -> None:
+    src = tiny_source(tmp_path / "src", classes)
+    before = tree_state(src)
+    out = tmp_path / "out"
+    refused(run_cli(*expand_args(src, out, small_recipe)), *words)
+    assert tree_state(src) == before
+    assert not out.exists()  # refused before OUT is made
+
+
+# --- 15. orphans of an interrupted run ------------------------------------------------------
+
+
+def _killed_midway(src: Path, out: Path, recipe: Path, *extra: str) -> None:
+    proc = subprocess.Popen(
+        augment_command(
+            "expand", str(src), str(out), "--times", "12", "-r", str(recipe), "-j", "3", *extra
+        ),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _wait_for_images(proc, out, 60)  # type: ignore[arg-type]
+    os.killpg(proc.pid, signal.SIGKILL)  # main and workers, mid-shard
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "change", ["recipe", "seed", "format"], ids=["other-recipe", "other-seed", "other-format"]
+)
+def test_what_a_killed_run_wrote_is_removed_by_the_next_run_whatever_changed(
+    tmp_path: Path, digits_src: Path, small_recipe: Path, change: str
+) -> None:
+    out = tmp_path / "out"
+    _killed_midway(digits_src, out, small_recipe)
+    assert list(out.glob("train/*/*.png"))
+    recipe, extra = small_recipe, ["--times", "12"]
+    if change == "recipe":
+        recipe = tmp_path / "b.yaml"
+        recipe.write_text(small_recipe.read_text().replace("sigma: [4, 12]", "sigma: [5, 9]"))
+    elif change == "seed":
+        extra += ["--seed", "5"]
+    else:
+        extra += ["--format", "jpg"]
+    before = tree_state(digits_src)
+    args = [*expand_args(digits_src, out, recipe), *extra]
+    result = run_cli(*args)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert tree_state(digits_src) == before
+    clean = tmp_path / "clean"
+    args[2] = str(clean)
+    assert run_cli(*args).returncode == 0
+    assert file_tree(out) == file_tree(clean)
+
+
+# --- 17. SRC that is an augment output; 24. OUT made from another SRC -----------------------
+
+
+def test_an_augment_output_given_as_the_source_is_refused(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    first = tmp_path / "first"
+    assert run_cli(*expand_args(src, first, small_recipe)).returncode == 0
+    before = tree_state(first)
+    result = run_cli(*expand_args(first, tmp_path / "again", small_recipe))
+    refused(result, "is an augment output", "give the source it was made from")
+    assert tree_state(first) == before
+
+
+def test_an_output_made_from_another_source_is_refused(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    # Another source whose files have the same names (cat/0.png ...) and other pixels.
+    other = tmp_path / "other"
+    for path in src.rglob("*.png"):
+        target = other / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(_other_png(path))
+    before, kept = tree_state(other), file_tree(out)
+    refused(run_cli(*expand_args(other, out, small_recipe)), "was made from another source")
+    assert tree_state(other) == before and file_tree(out) == kept
+
+
+def _other_png(path: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as img:
+        buf = io.BytesIO()
+        img.transpose(Image.Transpose.ROTATE_180).save(buf, "PNG")
+    return buf.getvalue()

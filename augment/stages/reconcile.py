@@ -15,7 +15,10 @@ merge join, so the run's memory does not grow with the dataset:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -232,6 +235,67 @@ def write_records(
         except OSError as exc:
             raise output_error(out, exc, "remove stale outputs in") from exc
     return counts, removed
+
+
+# An output's name: `<stem>__<12 hex digits of its key>.<ext>` (augment/stages/plan.py).
+_OUTPUT_NAME = re.compile(r"[^.].*__[0-9a-f]{12}\.[a-z]+")
+
+
+def remove_orphans(
+    out: Path, rows: SortedSpill[Row], leftovers: SortedSpill[Previous], folders: Iterable[str]
+) -> int:
+    """Remove the outputs no record lists: what an interrupted or failed run wrote before
+    it could journal it (a worker killed mid-shard, a disk full), whatever changed since
+    (recipe, seed, format, sources). Only files named as augment names outputs, in the
+    class `folders` (`split/class`) this run writes, that are not among this run's `rows`
+    nor the last run's records (`leftovers`: those stale removal judges by their bytes, and
+    keeps if the user replaced them): OUT then holds what a clean run of this command
+    holds. Returns how many.
+
+    Both come in path order, so each folder's paths come together: one folder's names are
+    held at a time."""
+    removed = 0
+    todo = set(folders)
+    folder, names = None, set[str]()
+    for path, _ in merge_groups(rows, leftovers):
+        parent, _, name = path.rpartition("/")
+        if parent != folder:
+            if folder is not None and folder in todo:
+                removed += _sweep(out, folder, names)
+                todo.discard(folder)
+            folder, names = parent, set()
+        names.add(name)
+    if folder is not None and folder in todo:
+        removed += _sweep(out, folder, names)
+        todo.discard(folder)
+    return removed + sum(_sweep(out, rest, set()) for rest in sorted(todo))
+
+
+def _sweep(out: Path, folder: str, kept: set[str]) -> int:
+    try:
+        names = os.listdir(out / folder)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise output_error(out / folder, exc, "read") from exc
+    removed = 0
+    for name in names:
+        path = out / folder / name
+        if name in kept or not _OUTPUT_NAME.fullmatch(name) or path.is_symlink():
+            continue
+        if not path.is_file():
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise output_error(path, exc, "remove orphaned outputs in") from exc
+        removed += 1
+    # A folder only orphans filled goes too, as a clean run never makes it.
+    with contextlib.suppress(OSError):
+        if removed:
+            (out / folder).rmdir()  # only if empty
+            (out / folder).parent.rmdir()
+    return removed
 
 
 def _remove_stale(out: Path, path: str, sha256: Any) -> bool:
