@@ -617,3 +617,32 @@ def _other_png(path: Path) -> bytes:
         buf = io.BytesIO()
         img.transpose(Image.Transpose.ROTATE_180).save(buf, "PNG")
     return buf.getvalue()
+
+
+# --- 18. the audit sees what the consumers train on -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["hidden-file", "linked-folder", "ppm", "pgm"])
+def test_the_audit_sees_images_a_consumer_reads(
+    tmp_path: Path, src: Path, small_recipe: Path, kind: str
+) -> None:
+    from PIL import Image
+
+    out = tmp_path / "out"
+    assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
+    assert run_cli("audit", str(out)).returncode == 0
+    held_out = next(out.glob("validation/*/*.png"))  # a validation image, copied into train
+    with Image.open(held_out) as img:
+        if kind == "hidden-file":
+            img.save(out / "train" / "cat" / ".copy.png")
+        elif kind == "linked-folder":
+            (tmp_path / "extra").mkdir()
+            img.save(tmp_path / "extra" / "copy.png")
+            (out / "train" / "extra").symlink_to(tmp_path / "extra")
+        else:
+            img.convert("L" if kind == "pgm" else "RGB").save(out / "train" / "cat" / f"c.{kind}")
+    result = run_cli("audit", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "an image the manifest does not list" in result.stdout
+    assert "clean: no findings" not in result.stdout
