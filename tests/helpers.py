@@ -97,7 +97,9 @@ def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
         elif not p.is_file():  # a folder, FIFO, device or socket: never read here
             found[rel] = (st.st_mode, st.st_mtime_ns)
         else:
-            found[rel] = (st.st_mode, st.st_mtime_ns, p.read_bytes())
+            # A huge (sparse) file by its ctime, which any write moves, not by its bytes.
+            huge = st.st_size > 1 << 30
+            found[rel] = (st.st_mode, st.st_mtime_ns, st.st_ctime_ns if huge else p.read_bytes())
     return found
 
 

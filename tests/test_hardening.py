@@ -646,3 +646,40 @@ def test_the_audit_sees_images_a_consumer_reads(
     assert "Traceback" not in result.stderr
     assert "an image the manifest does not list" in result.stdout
     assert "clean: no findings" not in result.stdout
+
+
+# --- 16. a 20 GB sparse file whose header declares 100000 x 100000 ----------------------------
+
+
+def test_a_huge_sparse_image_file_is_rejected_without_reading_it(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    import resource
+    import struct
+
+    tags = [(256, 100_000), (257, 100_000), (258, 8), (259, 1), (262, 1), (273, 4096)]
+    tags += [(277, 1), (278, 100_000), (279, 2**32 - 1)]
+    ifd = b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in tags)
+    big = src / "cat" / "big.tif"
+    with big.open("wb") as f:
+        f.write(b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + struct.pack("<I", 0))
+        f.truncate(20 * 2**30)  # sparse: no disk used
+    before = tree_state(src)
+
+    def limit_memory() -> None:  # 3 GB of address space: reading the file would fail
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    result = subprocess.run(
+        augment_command(*expand_args(src, tmp_path / "out", small_recipe)),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        preexec_fn=limit_memory,
+        check=False,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "cat/big.tif: 21,474,836,480 bytes, more than any image within --max-pixels" in (
+        result.stdout
+    )
+    assert tree_state(src) == before

@@ -322,7 +322,10 @@ def _read_bytes(
     """Read the file and its image header: its sha256, real format and size."""
     reject = dataset.rejected.append
     try:
-        data = read_regular_file(path)
+        data = read_regular_file(path, max_source_bytes(max_pixels))
+    except MemoryError:
+        reject(Rejected(rel, "not enough memory to read it", retry=True))
+        return None
     except NotRegularFile as exc:
         reject(Rejected(rel, str(exc)))
         return None
@@ -376,15 +379,28 @@ class NotRegularFile(OSError):
     """A FIFO, device or socket where an image file was expected."""
 
 
-def read_regular_file(path: Path) -> bytes:
+def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file. Anything else is never read: a FIFO would block the run
     forever, a device could stream without end. Checked before opening (a device is not
-    even opened), and again on the open file, opened non-blocking, in case it was swapped."""
+    even opened), and again on the open file, opened non-blocking, in case it was swapped.
+    A file over `max_bytes` is not read either (NotRegularFile says why)."""
     _check_regular(path, os.stat(path).st_mode)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
-        _check_regular(path, os.fstat(fd).st_mode)
+        st = os.fstat(fd)
+        _check_regular(path, st.st_mode)
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise NotRegularFile(
+                f"{st.st_size:,} bytes, more than any image within --max-pixels can take "
+                f"({max_bytes:,}): not read"
+            )
         return f.read()
+
+
+def max_source_bytes(max_pixels: int) -> int:
+    """The largest file an image within `max_pixels` can be: 16-bit RGBA uncompressed, with
+    room for metadata (a file larger is no image the run could use, however it is padded)."""
+    return max_pixels * 8 + (64 << 20)
 
 
 def _check_regular(path: Path, mode: int) -> None:
