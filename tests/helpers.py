@@ -84,10 +84,11 @@ def straddling_seed(src: Path) -> int:
     raise AssertionError("no seed splits the pair")  # pragma: no cover
 
 
-def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
+def source_state(root: Path) -> dict[str, tuple[object, ...]]:
     """Every entry under root, hidden ones too, as the source guarantee covers it: its mode,
-    mtime and bytes (a file), target (a link) or nothing more (a folder). Equal before and
-    after a command: the command wrote nothing there, not even a timestamp."""
+    mtime and bytes (a file), target (a link) or nothing more (a folder); faults.tree_state
+    has the content and links only. Equal before and after a command: the command wrote
+    nothing there, not even a timestamp."""
     found: dict[str, tuple[object, ...]] = {}
     for p in sorted(root.rglob("*")):
         st = p.lstat()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, augment_command, file_tree, tiny_source, tree_state
+from tests.helpers import ROOT, augment_command, file_tree, tiny_source, source_state
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -81,10 +81,10 @@ def test_out_bind_mounted_inside_the_source_is_refused(
     (src / "aug").mkdir()
     out = tmp_path / "out"
     bind_mount(src / "aug", out)
-    before = tree_state(src)
+    before = source_state(src)
     result = run_cli(*expand_args(src, out, small_recipe))
     refused(result, "is inside the source", "device and inode")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 def test_a_split_folder_bind_mounted_from_the_source_is_refused(
@@ -93,10 +93,10 @@ def test_a_split_folder_bind_mounted_from_the_source_is_refused(
     out = tmp_path / "out"
     (out / "train").mkdir(parents=True)
     bind_mount(src / "cat", out / "train")
-    before = tree_state(src)
+    before = source_state(src)
     result = run_cli(*expand_args(src, out, small_recipe, "--force"))
     refused(result, "is a folder of the source")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 # --- 2. a split or class folder in OUT that is a link into SRC ----------------------------
@@ -113,9 +113,9 @@ def test_a_class_folder_linked_into_the_source_is_never_written_through(
         path.unlink()
     (out / "train" / "cat").rmdir()
     (out / "train" / "cat").symlink_to(src / "cat")
-    before = tree_state(src)
+    before = source_state(src)
     refused(run_cli(*expand_args(src, out, small_recipe)), "is a symbolic link")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 def test_a_split_folder_linked_into_the_source_is_refused_with_force(
@@ -124,9 +124,9 @@ def test_a_split_folder_linked_into_the_source_is_refused_with_force(
     out = tmp_path / "out"
     out.mkdir()
     (out / "train").symlink_to(src / "dog")
-    before = tree_state(src)
+    before = source_state(src)
     refused(run_cli(*expand_args(src, out, small_recipe, "--force")), "is a symbolic link")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 # --- 3. preview -o into SRC ----------------------------------------------------------------
@@ -136,20 +136,20 @@ def test_a_split_folder_linked_into_the_source_is_refused_with_force(
 def test_preview_never_writes_into_the_source(
     tmp_path: Path, src: Path, small_recipe: Path, name: str
 ) -> None:
-    before = tree_state(src)
+    before = source_state(src)
     result = run_cli("preview", str(src), "-r", str(small_recipe), "-o", str(src / name))
     refused(result, "inside the source")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 def test_preview_into_the_source_by_a_link_is_refused(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
     (tmp_path / "sheets").symlink_to(src / "dog")
-    before = tree_state(src)
+    before = source_state(src)
     target = tmp_path / "sheets" / "p.png"
     refused(run_cli("preview", str(src), "-r", str(small_recipe), "-o", str(target)), "inside")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 # --- 4. a source edited in place, size and mtime kept ----------------------------------------
@@ -207,7 +207,7 @@ def test_fifo_device_and_socket_named_like_images_are_rejected_without_hanging(
     monkeypatch.chdir(src / "dog")  # a socket's path is short (108 bytes at most)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind("sock.png")
-    before = tree_state(src)
+    before = source_state(src)
     out = tmp_path / "out"
     try:
         result = run_cli(*expand_args(src, out, small_recipe), timeout=60)
@@ -219,7 +219,7 @@ def test_fifo_device_and_socket_named_like_images_are_rejected_without_hanging(
     assert "cat/pipe.jpg: a FIFO (named pipe), not an image file" in result.stdout
     assert "dog/zero.png: a character device, not an image file" in result.stdout
     assert "dog/sock.png: a socket, not an image file" in again.stdout
-    assert tree_state(src) == before
+    assert source_state(src) == before
     for special in ("cat/pipe.jpg", "dog/zero.png", "dog/sock.png"):
         (src / special).unlink()
     assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
@@ -249,10 +249,10 @@ def test_a_recipe_bomb_is_a_quick_clear_error(
 ) -> None:
     path = tmp_path / "bomb.yaml"
     path.write_text(recipe)
-    before = tree_state(src)
+    before = source_state(src)
     result = run_cli(*expand_args(src, tmp_path / "out", path), timeout=30)
     refused(result, "not valid YAML", message)
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 def test_deeply_nested_labels_jsonl_is_a_clear_error(tmp_path: Path, src: Path) -> None:
@@ -260,10 +260,10 @@ def test_deeply_nested_labels_jsonl_is_a_clear_error(tmp_path: Path, src: Path) 
     labels.write_text(
         '{"path": "cat/0.png", "label": "cat"}\n{"path": ' + "[" * DEEP + "]" * DEEP + "}\n"
     )
-    before = tree_state(src)
+    before = source_state(src)
     result = run_cli("expand", str(labels), str(tmp_path / "out"), "-j", "1", timeout=30)
     refused(result, "labels.jsonl line 2: not JSON", "nested too deeply")
-    assert tree_state(src) == before
+    assert source_state(src) == before
 
 
 # --- 6, 10, 12. a damaged manifest, header or state: taken as absent, rebuilt ------------------
@@ -302,7 +302,7 @@ def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
     assert run_cli(*expand_args(src, out, small_recipe)).returncode == 0
     name, spoil = DAMAGE[damage]
     spoil(out / name)
-    before = tree_state(src)
+    before = source_state(src)
     audit = run_cli("audit", str(out))
     assert "Traceback" not in audit.stderr, audit.stderr
     if not name.startswith(".augment"):  # the audit reads no state
@@ -312,7 +312,7 @@ def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
     if not name.startswith(".augment"):  # a damaged state only costs a rehash
         warned = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
         assert any(str(out / name) in line for line in warned), result.stdout
-    assert tree_state(src) == before
+    assert source_state(src) == before
     clean = tmp_path / "clean"
     assert run_cli(*expand_args(src, clean, small_recipe)).returncode == 0
     assert file_tree(out) == file_tree(clean)
@@ -335,10 +335,10 @@ def test_a_size_no_output_can_have_is_refused_at_recipe_load(
 ) -> None:
     recipe = tmp_path / "huge.yaml"
     recipe.write_text(f"preprocess: {{size: {size}}}\naugment: []\n")
-    before = tree_state(src)
+    before = source_state(src)
     out = tmp_path / "out"
     refused(run_cli(*expand_args(src, out, recipe, "--format", fmt)), "preprocess.size", message)
-    assert tree_state(src) == before
+    assert source_state(src) == before
     assert not out.exists()  # refused before OUT is made
 
 
@@ -350,7 +350,7 @@ def test_a_source_too_wide_for_the_format_kept_at_its_size_is_rejected(
     Image.new("RGB", (17000, 4), (9, 9, 9)).save(src / "cat" / "wide.png")
     recipe = tmp_path / "own-size.yaml"
     recipe.write_text("preprocess: {}\naugment: [{HorizontalFlip: {p: 0.5}}]\n")
-    before = tree_state(src)
+    before = source_state(src)
     out = tmp_path / "out"
     args = expand_args(src, out, recipe, "--format", "webp")
     result = run_cli(*args)
@@ -358,7 +358,7 @@ def test_a_source_too_wide_for_the_format_kept_at_its_size_is_rejected(
     assert "cat/wide.png: cannot be written as webp: 17000x4: a WebP image is at most" in (
         result.stdout
     )
-    assert tree_state(src) == before
+    assert source_state(src) == before
     again = run_cli(*args)
     assert again.returncode == 0 and "cat/wide.png: cannot be written as webp" in again.stdout
     clean = tmp_path / "clean"
@@ -453,7 +453,7 @@ def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
     tmp_path: Path, digits_src: Path, small_recipe: Path, sig: signal.Signals, code: int
 ) -> None:
     out = tmp_path / "out"
-    before = tree_state(digits_src)
+    before = source_state(digits_src)
     proc = _start(digits_src, out, small_recipe)
     _wait_for_images(proc, out, 100)
     workers = _children(proc.pid)
@@ -468,7 +468,7 @@ def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
     lines = manifest.read_text().splitlines() if manifest.exists() else []
     listed = {json.loads(line)["path"] for line in lines}
     assert listed == {p.relative_to(out).as_posix() for p in out.glob("*/*/*.png")}
-    assert tree_state(digits_src) == before
+    assert source_state(digits_src) == before
     args = expand_args(digits_src, out, small_recipe)
     args[args.index("2")] = "12"
     assert run_cli(*args).returncode == 0
@@ -525,10 +525,10 @@ def test_class_names_that_clash_as_folders_are_refused_before_writing(
     tmp_path: Path, small_recipe: Path, classes: tuple[str, ...], words: list[str]
 ) -> None:
     src = tiny_source(tmp_path / "src", classes)
-    before = tree_state(src)
+    before = source_state(src)
     out = tmp_path / "out"
     refused(run_cli(*expand_args(src, out, small_recipe)), *words)
-    assert tree_state(src) == before
+    assert source_state(src) == before
     assert not out.exists()  # refused before OUT is made
 
 
@@ -567,11 +567,11 @@ def test_what_a_killed_run_wrote_is_removed_by_the_next_run_whatever_changed(
         extra += ["--seed", "5"]
     else:
         extra += ["--format", "jpg"]
-    before = tree_state(digits_src)
+    before = source_state(digits_src)
     args = [*expand_args(digits_src, out, recipe), *extra]
     result = run_cli(*args)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-    assert tree_state(digits_src) == before
+    assert source_state(digits_src) == before
     clean = tmp_path / "clean"
     args[2] = str(clean)
     assert run_cli(*args).returncode == 0
@@ -586,10 +586,10 @@ def test_an_augment_output_given_as_the_source_is_refused(
 ) -> None:
     first = tmp_path / "first"
     assert run_cli(*expand_args(src, first, small_recipe)).returncode == 0
-    before = tree_state(first)
+    before = source_state(first)
     result = run_cli(*expand_args(first, tmp_path / "again", small_recipe))
     refused(result, "is an augment output", "give the source it was made from")
-    assert tree_state(first) == before
+    assert source_state(first) == before
 
 
 def test_an_output_made_from_another_source_is_refused(
@@ -603,9 +603,9 @@ def test_an_output_made_from_another_source_is_refused(
         target = other / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_other_png(path))
-    before, kept = tree_state(other), file_tree(out)
+    before, kept = source_state(other), file_tree(out)
     refused(run_cli(*expand_args(other, out, small_recipe)), "was made from another source")
-    assert tree_state(other) == before and file_tree(out) == kept
+    assert source_state(other) == before and file_tree(out) == kept
 
 
 def _other_png(path: Path) -> bytes:
@@ -664,7 +664,7 @@ def test_a_huge_sparse_image_file_is_rejected_without_reading_it(
     with big.open("wb") as f:
         f.write(b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + struct.pack("<I", 0))
         f.truncate(20 * 2**30)  # sparse: no disk used
-    before = tree_state(src)
+    before = source_state(src)
 
     def limit_memory() -> None:  # 3 GB of address space: reading the file would fail
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
@@ -682,4 +682,4 @@ def test_a_huge_sparse_image_file_is_rejected_without_reading_it(
     assert "cat/big.tif: 21,474,836,480 bytes, more than any image within --max-pixels" in (
         result.stdout
     )
-    assert tree_state(src) == before
+    assert source_state(src) == before
