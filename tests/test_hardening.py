@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, augment_command, file_tree, tiny_source, source_state
+from tests.helpers import ROOT, augment_command, file_tree, source_state, tiny_source
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
