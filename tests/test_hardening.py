@@ -683,3 +683,82 @@ def test_a_huge_sparse_image_file_is_rejected_without_reading_it(
         result.stdout
     )
     assert source_state(src) == before
+
+
+# --- 9. fork refused; the temporary folder full while records spill --------------------------
+
+
+def test_a_full_temporary_folder_is_a_clear_error_and_the_rerun_resumes(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    from tests.helpers import DIGITS
+
+    tiny = tmp_path / "tmp"
+    tiny.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(tiny)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"this machine cannot mount a small tmpfs: {done.stderr.decode().strip()}")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("preprocess: {size: [16, 16]}\naugment: [{HorizontalFlip: {p: 0.5}}]\n")
+    out = tmp_path / "out"
+    # 4,000 records: past the memory budget, so they spill to TMPDIR, which fills.
+    args = ["expand", str(DIGITS), str(out), "--times", "100", "-r", str(recipe), "-j", "2"]
+    try:
+        full = subprocess.run(
+            augment_command(*args),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, "TMPDIR": str(tiny)},
+            check=False,
+        )
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+    refused(full, "cannot write the run's records to the temporary folder", "rerun the same")
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert " unchanged" in again.stdout and not again.stdout.count(" 0 unchanged")
+    args[2] = str(tmp_path / "clean")
+    assert run_cli(*args).returncode == 0
+    assert file_tree(out) == file_tree(tmp_path / "clean")
+
+
+def test_a_refused_fork_leaves_the_run_to_the_main_process(
+    tmp_path: Path, src: Path, small_recipe: Path
+) -> None:
+    """A process limit makes fork() fail: the run goes on in its own process."""
+    import resource
+    import sys
+
+    if os.geteuid() == 0:
+        # The kernel exempts root from RLIMIT_NPROC: the run must be another user's.
+        try:
+            subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_as_nobody, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            pytest.skip("root is exempt from process limits, and no other user can run Python")
+
+    def one_process() -> None:
+        if os.geteuid() == 0:
+            _as_nobody()
+        resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+
+    out = tmp_path / "out"
+    tmp_path.chmod(0o777)
+    result = subprocess.run(
+        augment_command(*expand_args(src, out, small_recipe)[:-1], "3"),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        preexec_fn=one_process,
+        check=False,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def _as_nobody() -> None:
+    os.setgid(65534)
+    os.setuid(65534)

@@ -263,7 +263,9 @@ class _BackgroundPool:
             with self._lock:
                 if self._pool is None:
                     self._abandoned = True
-                    if self._error is not None:
+                    # A pool that could not start (fork refused: a process limit, no
+                    # memory) only means this process did every shard alone.
+                    if self._error is not None and not isinstance(self._error, OSError):
                         raise self._error
                     return
                 if self._in_flight == 0:
