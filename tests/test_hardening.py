@@ -294,7 +294,14 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", list(DAMAGE))
+# One of each file in the fast lane; the other kinds of damage run in the slow lane.
+FAST_DAMAGE = {"manifest-truncated", "header-counts-a-number", "state-deep"}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [d if d in FAST_DAMAGE else pytest.param(d, marks=pytest.mark.slow) for d in DAMAGE],
+)
 def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
     tmp_path: Path, src: Path, small_recipe: Path, damage: str
 ) -> None:
@@ -447,7 +454,11 @@ def digits_src(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"]
+    ("sig", "code"),
+    [
+        pytest.param(signal.SIGTERM, 143, id="TERM"),
+        pytest.param(signal.SIGHUP, 129, id="HUP", marks=pytest.mark.slow),
+    ],
 )
 def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
     tmp_path: Path, digits_src: Path, small_recipe: Path, sig: signal.Signals, code: int
@@ -551,7 +562,12 @@ def _killed_midway(src: Path, out: Path, recipe: Path, *extra: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "change", ["recipe", "seed", "format"], ids=["other-recipe", "other-seed", "other-format"]
+    "change",
+    [
+        pytest.param("recipe", id="other-recipe"),
+        pytest.param("seed", id="other-seed", marks=pytest.mark.slow),
+        pytest.param("format", id="other-format", marks=pytest.mark.slow),
+    ],
 )
 def test_what_a_killed_run_wrote_is_removed_by_the_next_run_whatever_changed(
     tmp_path: Path, digits_src: Path, small_recipe: Path, change: str
