@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 findings (audit) or rejected inputs under --strict (the output is
 still written, the good files processed); 2 a usage or input error the message explains (bad
-source, recipe or output folder, disk full, permission denied); 130 interrupted (rerun the
-same command to resume). No user error shows a traceback.
+source, recipe or output folder, disk full, permission denied); 130 interrupted, 143 and
+129 stopped by SIGTERM and SIGHUP (rerun the same command to resume). No user error shows a
+traceback.
 """
 
 from __future__ import annotations
