@@ -17,8 +17,8 @@ from typing import Any
 
 from augment import __version__
 from augment.defaults import default_workers
-from augment.errors import OutputError
-from augment.files import output_error, remove_temp_files
+from augment.errors import DatasetError, OutputError
+from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
 from augment.layout import (
     CLASSES_NAME,
@@ -29,6 +29,7 @@ from augment.layout import (
 )
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.build import Recipe, build_recipe
+from augment.recipe.preprocess import check_output_size
 from augment.recipe.source import RecipeFile
 from augment.rerun.spill import SortedSpill
 from augment.rerun.state import RunState, save_state
@@ -50,13 +51,14 @@ from augment.stages.manifest import (
     write_dataset_card,
     write_header,
 )
-from augment.stages.plan import Fingerprints, Plan, shard_tasks
+from augment.stages.plan import Fingerprints, Plan, safe_name, shard_tasks
 from augment.stages.reconcile import (
     Previous,
     Reuse,
     Row,
     add_written,
     read_previous,
+    remove_orphans,
     reuse_done,
     write_interrupted,
     write_records,
@@ -111,6 +113,9 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     """The recipe, built and checked (a mistake in it fails here, naming the transform),
     with the fingerprints that name its outputs."""
     recipe = build_recipe(recipe_file)
+    check_output_size(
+        recipe.preprocess, options.output_format, options.max_pixels, str(recipe_file.path)
+    )
     return LoadedRecipe(
         recipe,
         Fingerprints(
@@ -118,6 +123,46 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
             recipe=recipe.fingerprint(options.output_format, options.quality),
         ),
     )
+
+
+def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset) -> None:
+    """An OUT made from another source keeps that run's splits by path (sticky), which a
+    new source's files of the same names would inherit: refused when none of its held-out
+    originals (by sha256) is in this source."""
+    known = {h.get("sha256") for h in header.get("holdout", []) if isinstance(h, dict)}
+    if known and dataset.originals and not any(o.sha256 in known for o in dataset.originals):
+        raise OutputError(
+            f"output {out} was made from another source: none of its {len(known)} originals "
+            f"is in {dataset.root}; choose another output folder, or empty this one"
+        )
+
+
+def class_folders(classes: Sequence[str]) -> list[str]:
+    """`split/class` for every folder the run's outputs go into."""
+    return [f"{split}/{safe_name(c)}" for split in SPLITS for c in classes]
+
+
+def check_class_folders(classes: Sequence[str]) -> None:
+    """Each class its own folder in every split: two classes that clean to one folder name
+    (`a:b` and `a_b`; two long names alike in their first 120 bytes) would merge into one
+    class for every folder loader, and a class folder named `metadata.csv` would take the
+    split's labels file's place. Refused before anything is written, naming both."""
+    by_folder: dict[str, str] = {}
+    for label in classes:
+        folder = safe_name(label)
+        if folder == METADATA_NAME:
+            raise DatasetError(
+                f"class {label!r} would be written as the folder <split>/{folder}, where each "
+                "split's labels file goes: rename that class folder"
+            )
+        if folder in by_folder:
+            raise DatasetError(
+                f"classes {by_folder[folder]!r} and {label!r} would both be written to the "
+                f"folder {folder!r} (names are made safe for every file system: separators "
+                'and :*?"<>| become _, and at most 120 bytes are kept), merging two classes: '
+                "rename one"
+            )
+        by_folder[folder] = label
 
 
 def run(
@@ -132,10 +177,13 @@ def run(
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
     loaded.recipe.check_classes(dataset.classes)
+    check_class_folders(dataset.classes)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
-    previous_header, previous = read_previous(out)
+    warnings: list[str] = []
+    previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
     check_same_holdout(previous_header, dataset, options)
+    check_same_source(out, previous_header, dataset)
     grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
@@ -177,6 +225,7 @@ def run(
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
     check_train_made(summary, options)
+    summary.warnings = warnings
     return summary
 
 
@@ -202,9 +251,12 @@ def _prepare_output(setup: RunSetup, plan: Plan) -> None:
     out = setup.out
     if setup.foreign:
         refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
+    folders = class_folders(setup.dataset.classes)
+    root = setup.dataset.root
+    check_write_folders(out, [STATE_DIR, *folders], source_folders(root), root)
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        remove_temp_files(out)
+        remove_temp_files(out, [STATE_DIR, *SPLITS])
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
 
@@ -305,6 +357,8 @@ def _write_outputs(
     files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
     try:
         pairs, removed = write_records(out, rows, leftovers, files)
+        if not setup.foreign:  # a folder someone else filled has no orphans of augment's
+            removed += remove_orphans(out, rows, leftovers, class_folders(dataset.classes))
     except BaseException:
         files.discard()
         raise

@@ -27,7 +27,7 @@ from augment.imaging.digests import sha256_bytes
 from augment.model import Original, Rejected
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
-from augment.recipe.preprocess import apply_preprocess
+from augment.recipe.preprocess import apply_preprocess, size_problem
 from augment.stages.manifest import Record, write_journal
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 
@@ -191,11 +191,15 @@ class Worker:
         # albumentations and OpenCV raise assorted types when a step does not fit an image
         # (a crop or kernel larger than it): one image's problem, not the run's.
         try:
-            return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
+            prepared = apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
         except Exception as exc:
             raise SourceProblem(
                 f"{_CANNOT_APPLY}: preprocess: {exc}", retry=isinstance(exc, MemoryError)
             ) from exc
+        fmt = output_extension(original, ctx.output_format)  # a source kept at its own size
+        if problem := size_problem(prepared.shape[1], prepared.shape[0], fmt, ctx.max_pixels):
+            raise SourceProblem(f"cannot be written as {fmt}: {problem} (set preprocess.size)")
+        return prepared
 
     def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""
