@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it. Not imported here, even for type checkers: those
 # modules import `augment` (for __version__), and the package must not import them back.
 _EXPORTS = {
-    "expand": "augment.expand",
+    "expand": "augment.run",
     "ExpandOptions": "augment.model",
     "ExpandSummary": "augment.model",
     "audit_output": "augment.commands.audit",
@@ -49,9 +49,6 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # `augment.expand` is also the module augment/expand.py: once anything imports it, the
-    # import system sets this attribute to the module, which is why that module is callable
-    # (it calls its `expand`).
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'augment' has no attribute {name!r}")

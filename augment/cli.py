@@ -36,10 +36,10 @@ from augment.defaults import (
     default_workers,
 )
 from augment.errors import AugmentError
-from augment.expand import expand
 from augment.interrupts import say_interrupted
 from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun import heap
+from augment.run import expand
 
 if TYPE_CHECKING:
     from tqdm import tqdm

@@ -1,7 +1,7 @@
 """The full run of `expand`: hold out, plan every output, make the missing ones in worker
 processes, remove the stale ones, and write the records, `augment.json` and the state.
 
-`augment/expand.py` decides whether a run is needed at all (a rerun proven unchanged is
+`augment/run.py` decides whether a run is needed at all (a rerun proven unchanged is
 not); this module, and with it albumentations, OpenCV, numpy and the worker pool, is only
 imported when one is.
 """

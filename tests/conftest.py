@@ -14,8 +14,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
+from augment.run import expand
 from tests.helpers import DIGITS, SMALL_RECIPE, TEXTURES
 
 

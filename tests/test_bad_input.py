@@ -23,9 +23,9 @@ from PIL import Image
 from augment.cli import main
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError
-from augment.expand import expand
 from augment.imaging.codec import UnreadableImage, decode
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.ingest import ingest
 from augment.stages.manifest import read_manifest
 from tests import faults

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
+from augment.run import expand
 from tests.helpers import DIGITS, TEXTURES
 
 

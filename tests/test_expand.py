@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from augment.errors import OutputError
-from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
+from augment.run import expand
 from tests.helpers import DIGITS, TEXTURES, augment_command, file_tree
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from augment.expand import expand
 from augment.files import TEMP_MARK
 from augment.model import ExpandOptions
+from augment.run import expand
 from tests.helpers import DIGITS, SMALL_RECIPE, augment_command, file_tree
 
 

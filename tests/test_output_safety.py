@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augment.cli import main
-from augment.expand import expand
 from augment.files import TEMP_MARK
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.manifest import read_manifest
 from tests import faults
 from tests.helpers import DIGITS, ROOT, SMALL_RECIPE, augment_command, file_tree

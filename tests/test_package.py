@@ -55,3 +55,14 @@ def test_long_phases_report_as_they_go(tmp_path: Path) -> None:
     augment.audit_output(out, phase=phase)
     outputs = sum(1 for p in out.rglob("*.png"))
     assert heard["decoding"] == [outputs, outputs]
+
+
+def test_augment_expand_stays_the_function_once_its_module_is_imported() -> None:
+    # Importing a submodule sets the package's attribute of that name: a module named
+    # augment/expand.py would replace the function `augment.expand` with itself.
+    import inspect
+
+    import augment.full_run
+    import augment.run
+
+    assert inspect.isfunction(augment.expand)

@@ -63,7 +63,7 @@ from augment.recipe.policy import (
     removed,
 )
 from augment.recipe.preprocess import Preprocess
-from augment.recipe.sizes import size_changes
+from augment.recipe.sizes import refuse_size_changes
 from augment.recipe.source import RecipeFile, read_recipe
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
@@ -241,7 +241,7 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
         augment = imgaug_engine.build_augment(doc.get("augment"), where)
     else:
         augment = _albumentations_augment(doc.get("augment"), where)
-        _refuse_size_changes(augment, preprocess.size, where)
+        refuse_size_changes(augment, preprocess.size, where)
     mix = _build_mix(doc.get("mix"), where)
     if mix and preprocess.size is None:
         raise RecipeError(
@@ -257,17 +257,6 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
         engine=engine,
         engine_version=engine_version,
     )
-
-
-def _refuse_size_changes(augment: Any, size: tuple[int, int] | None, where: str) -> None:
-    changing = size_changes(augment, size)
-    if changing and size is not None:
-        raise RecipeError(
-            f"{where}: augment: {', '.join(changing)} would make train images another size "
-            f"than the validation and test images ({size[0]}x{size[1]}): augment runs on "
-            "train only. "
-            "Set the size in preprocess (size, fit), which every split gets alike"
-        )
 
 
 def _engine(name: object, where: str) -> tuple[str, str | None]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from augment.errors import RecipeError
+
 # Output size fixed by the transform's height/width (or size) arguments: fine when it is the
 # preprocess size.
 FIXED_SIZE = frozenset(
@@ -71,3 +73,15 @@ def size_changes(augment: Mapping[str, Any], size: tuple[int, int] | None) -> li
                 shown = f" to {made[0]}x{made[1]}" if made else ""
                 found.append(f"{name}{shown}")
     return found
+
+
+def refuse_size_changes(augment: Any, size: tuple[int, int] | None, where: str) -> None:
+    """RecipeError when a transform in `augment` would change the preprocessed size."""
+    changing = size_changes(augment, size)
+    if changing and size is not None:
+        raise RecipeError(
+            f"{where}: augment: {', '.join(changing)} would make train images another size "
+            f"than the validation and test images ({size[0]}x{size[1]}): augment runs on "
+            "train only. "
+            "Set the size in preprocess (size, fit), which every split gets alike"
+        )

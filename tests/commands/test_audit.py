@@ -14,8 +14,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from augment.cli import main
 from augment.commands.audit import audit_output, audit_splits
 from augment.errors import DatasetError, ManifestError
-from augment.expand import expand
 from augment.model import ExpandOptions, ExpandSummary
+from augment.run import expand
 from tests.helpers import DIGITS, TEXTURES
 
 

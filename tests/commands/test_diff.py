@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from augment.cli import main
 from augment.commands.diff import diff_records
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from tests.helpers import DIGITS, SMALL_RECIPE
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from augment.cli import main
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.manifest import read_manifest
 from tests import faults
 from tests.helpers import DIGITS, SMALL_RECIPE, TEXTURES

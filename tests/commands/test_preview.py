@@ -14,8 +14,8 @@ from PIL import Image
 
 from augment.cli import main
 from augment.commands.preview import CAPTION, HEADER, PAD, PreviewOptions, preview
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from tests.helpers import DIGITS, SMALL_RECIPE, TEXTURES
 
 MIXING_RECIPE = SMALL_RECIPE + "mix:\n  - MixUp: {p: 0.3, alpha: 0.4}\n  - CutMix: {p: 0.3}\n"

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from augment.cli import main
 from augment.commands.prune_cache import output_name_of, prune_cache
 from augment.errors import OutputError
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from tests.helpers import DIGITS, SMALL_RECIPE
 
 MODULE = "https~tfhub.dev~google~imagenet~mobilenet_v2_100_224~feature_vector~4"

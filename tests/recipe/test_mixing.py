@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from augment.errors import RecipeError
-from augment.expand import expand
 from augment.imaging.codec import decode
 from augment.model import ExpandOptions
 from augment.recipe.build import load_recipe, parse_recipe
@@ -28,6 +27,7 @@ from augment.recipe.mixing import (
     soft_label,
 )
 from augment.recipe.preprocess import apply_preprocess
+from augment.run import expand
 from tests.helpers import DIGITS, TEXTURES, file_tree
 
 # No per-image transforms: every variant is exactly the mix of two preprocessed originals,

@@ -13,9 +13,9 @@ from PIL import Image
 
 from augment.cli import main
 from augment.errors import RecipeError
-from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.recipe.build import parse_recipe
+from augment.run import expand
 from tests.helpers import DIGITS
 
 POLICY = """\

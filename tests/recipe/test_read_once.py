@@ -17,7 +17,7 @@ from tests.helpers import SMALL_RECIPE, TEXTURES, file_tree
 _RUN = """
 import json, sys
 from pathlib import Path
-from augment.expand import expand
+from augment.run import expand
 from augment.model import ExpandOptions
 from augment.stages.executor import in_process
 

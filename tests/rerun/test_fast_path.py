@@ -20,18 +20,18 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import augment.expand as expand_module
 import augment.recipe.build as recipe_module
 import augment.rerun.state as state_module
 import augment.rerun.uptodate as uptodate_module
+import augment.run as expand_module
 import augment.stages.duplicates as duplicates_module
 import augment.stages.holdout as holdout_module
 from augment.cli import main
 from augment.errors import OutputError
-from augment.expand import expand
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun.state import exclusive_run
+from augment.run import expand
 from augment.stages.executor import in_process
 from tests import faults
 from tests.helpers import (

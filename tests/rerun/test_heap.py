@@ -24,7 +24,7 @@ if sys.argv[1] == "tuned":
 else:  # a program that calls the library, as the user's own process
     import tempfile
     from pathlib import Path
-    from augment.expand import expand
+    from augment.run import expand
     from augment.model import ExpandOptions
 
     out = Path(tempfile.mkdtemp()) / "out"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import augment.full_run as build_module
-from augment.expand import expand
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import ExpandOptions
 from augment.rerun import spill as spill
 from augment.rerun.spill import SortedSpill, merge_groups
+from augment.run import expand
 from augment.stages.executor import Executor, in_process
 from augment.stages.plan import SourceTask
 from augment.stages.worker import RunContext, ShardResult

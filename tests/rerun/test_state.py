@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from augment.errors import OutputError
-from augment.expand import expand
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.rerun.state import exclusive_run
+from augment.run import expand
 from tests.helpers import every_file, manifest_by_path, small_run
 
 

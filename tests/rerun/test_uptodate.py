@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from augment.expand import expand
 from augment.layout import STATE_NAME
+from augment.run import expand
 from tests.helpers import augment_command, every_file, small_run
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from augment.commands.report import format_summary
-from augment.expand import expand
 from augment.model import ExpandOptions, Original
+from augment.run import expand
 from augment.stages.balance import balanced_variants, spread
 from tests.helpers import TEXTURES
 

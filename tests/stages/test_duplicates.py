@@ -15,8 +15,8 @@ from PIL import Image, ImageOps
 from augment.cli import main
 from augment.commands.audit import audit_output
 from augment.defaults import DEFAULT_MAX_DISTANCE
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.duplicates import group_duplicates
 from augment.stages.holdout import _known_hashes
 from augment.stages.ingest import ingest

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import augment.full_run as build_module
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages import executor as executor
 from augment.stages.executor import _BackgroundPool, _SharedShards, in_process
 from augment.stages.plan import SourceTask

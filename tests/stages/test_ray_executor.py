@@ -26,9 +26,9 @@ psutil = pytest.importorskip("psutil")
 
 import augment.full_run as full_run  # noqa: E402
 from augment.errors import OutputError  # noqa: E402
-from augment.expand import expand  # noqa: E402
 from augment.files import TEMP_MARK  # noqa: E402
 from augment.model import ExpandOptions  # noqa: E402
+from augment.run import expand  # noqa: E402
 from augment.stages.plan import SourceTask  # noqa: E402
 from augment.stages.ray_executor import ray_executor  # noqa: E402
 from augment.stages.worker import RunContext, ShardResult  # noqa: E402

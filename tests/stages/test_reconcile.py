@@ -12,8 +12,8 @@ from pathlib import Path
 from PIL import Image
 
 from augment.commands.diff import diff_outputs
-from augment.expand import expand
 from augment.recipe.build import load_recipe
+from augment.run import expand
 from tests.helpers import SMALL_RECIPE, every_file, manifest_by_path, small_run
 
 

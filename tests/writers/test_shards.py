@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augment.cli import main
-from augment.expand import ExpandSummary
+from augment.run import ExpandSummary
 from augment.stages.manifest import read_manifest
 from augment.writers.shards import SHARD_MANIFEST_NAME, SHARDS_DIR, write_shards
 from tests.helpers import DIGITS, file_tree

@@ -1,4 +1,5 @@
-"""`expand`: ingest → hold out → plan → execute → write → manifest, as one library call.
+"""A run of `expand`: ingest → hold out → plan → execute → write → manifest, as one library
+call (`augment.expand`; the module is not named expand so that it never hides that function).
 
 This module does what every run does: it reads the recipe (once: the digest and the
 transforms come from the same text), the rerun state and the source, checks OUT and takes
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,14 +245,3 @@ def source_folders_of_one(folder: Path) -> frozenset[tuple[int, int]]:
     """The identity of `folder` alone, to find it among another folder's ancestors."""
     st = folder.stat()
     return frozenset([(st.st_dev, st.st_ino)])
-
-
-class _CallableModule(ModuleType):
-    """`augment.expand(...)` works whichever `augment.expand` is: this module (the import
-    system sets the package's attribute to it once it is imported) or its function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ExpandSummary:
-        return expand(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
