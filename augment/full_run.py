@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from augment import __version__
+from augment.annotations.output import write_annotation_files
 from augment.defaults import default_workers
 from augment.errors import OutputError
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import ImageHash
 from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.recipe.annotated import BOX_RULES, check_annotated_recipe
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.source import RecipeFile
 from augment.rerun.spill import SortedSpill
@@ -65,6 +69,7 @@ class RunSetup:
     inputs: str | None  # the digest of the run's inputs; None: a rerun is never proven
     foreign: bool  # OUT holds files augment did not write (--force)
     recipe_file: RecipeFile  # as read once for this run
+    dropped: Counter[str] = field(default_factory=Counter)  # objects a transform dropped
 
 
 @dataclass
@@ -117,6 +122,8 @@ def run(
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
     loaded.recipe.check_classes(dataset.classes)
+    if dataset.task != "classification":
+        check_annotated_recipe(loaded.recipe)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     previous_header, previous = read_previous(out)
     guard.callback(previous.close)
@@ -160,6 +167,7 @@ def run(
     summary.removed = removed
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
+    summary.dropped_objects = dict(sorted(setup.dropped.items()))
     return summary
 
 
@@ -216,6 +224,8 @@ def _execute(
         output_format=options.output_format,
         quality=options.quality,
         max_pixels=options.max_pixels,
+        annotations=None if setup.dataset.task == "classification" else setup.dataset.kind,
+        names=tuple(setup.dataset.names),
     )
     pool = executor or multiprocessing_pool(options.workers or default_workers())
     try:
@@ -247,7 +257,9 @@ def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str,
     """Train originals get N outputs: the original (variant 0) and N-1 variants, or N
     variants with --no-originals."""
     variants = range(1, options.times + 1) if options.no_originals else range(0, options.times)
-    return dict.fromkeys(dataset.classes, tuple(variants))
+    # An annotated image's label is its dominant class, or NO_OBJECTS for a negative.
+    labels = {*dataset.classes, *(o.label for o in dataset.originals)}
+    return dict.fromkeys(sorted(labels), tuple(variants))
 
 
 def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
@@ -287,6 +299,8 @@ def _write_outputs(
         files.discard()
         raise
     listed = {split for split, _ in pairs}
+    if dataset.task != "classification":
+        listed = set()  # annotated outputs have their own files, no metadata.csv
     files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
     counts = class_counts(pairs)
     header = build_header(
@@ -299,6 +313,11 @@ def _write_outputs(
         rejected,
         grouping.hashes,
     )
+    if dataset.task != "classification":
+        header["annotations"] = {"format": dataset.kind, "names": dataset.names, **BOX_RULES}
+        setup.dropped = write_annotation_files(
+            out, dataset.kind, dataset.names, (json.loads(row.line) for _, row in rows)
+        )
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.

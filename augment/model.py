@@ -28,6 +28,7 @@ class LabeledObject:
     label: str
     box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
     polygon: tuple[float, ...] = ()
+    crowd: bool = False  # COCO iscrowd: a region of many instances, kept as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class Annotation:
     sha256: str
     objects: tuple[LabeledObject, ...] = ()
     mask: str | None = None  # a semantic mask's path, relative to the root
+    split: str | None = None  # the split the source's layout gives it (images/train, ...)
 
 
 # slots: there is one per source, held for the whole run; __slots__ saves a third of it.
@@ -69,13 +71,16 @@ class Rejected:
 @dataclass
 class Dataset:
     root: Path
-    kind: str  # "folders" | "labels"
+    kind: str  # "folders" | "labels" | "yolo" | "coco"
     task: str = "classification"  # one of TASKS
+    names: list[str] = field(default_factory=list)  # annotated sets: class names, in id order
     originals: list[Original] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
+        if self.task != "classification":  # the object classes, not the images' labels
+            return sorted(self.names)
         return sorted({o.label for o in self.originals})
 
 
@@ -177,6 +182,7 @@ class ExpandSummary:
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     # Proven to change nothing, so nothing was planned, read or written (augment/uptodate.py).
     fast_path: bool = False
+    dropped_objects: dict[str, int] = field(default_factory=dict)  # class -> objects dropped
 
     @property
     def total(self) -> int:

@@ -82,3 +82,116 @@ def straddling_seed(src: Path) -> int:
         if split_of[PAIRS[0][0]] != split_of[PAIRS[0][1]]:
             return seed
     raise AssertionError("no seed splits the pair")  # pragma: no cover
+
+
+# --- Annotated sets (detection): scenes drawn on a real photo, in YOLO or COCO layout ----
+
+DETECTION = SAMPLE / "detection_yolo"
+# Pure colours no grey background pixel comes near: an object's pixels are found by colour.
+OBJECT_COLOURS = {"magenta": (255, 0, 255), "green": (0, 255, 0), "blue": (0, 0, 255)}
+Box = tuple[int, int, int, int]
+
+
+def scene_pixels(width: int, height: int, objects: list[tuple[str, Box]], seed: int) -> bytes:
+    """A PNG: a crop of scikit-image's camera photo (grey, so R = G = B), with each object a
+    filled rectangle of its class's colour; its box is exact by construction."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    camera = data.camera()
+    y0, x0 = (seed * 37) % (camera.shape[0] - height), (seed * 53) % (camera.shape[1] - width)
+    grey = camera[y0 : y0 + height, x0 : x0 + width]
+    pixels = np.repeat(grey[..., None], 3, axis=2)
+    for label, (bx0, by0, bx1, by1) in objects:
+        pixels[by0:by1, bx0:bx1] = OBJECT_COLOURS[label]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+Scene = tuple[str, int, int, list[tuple[str, Box]]]  # stem, width, height, objects
+
+
+def scenes(count: int, negatives: int = 1) -> list[Scene]:
+    """`count` scenes of 96-128 x 80-104 pixels with 1-3 objects of distinct classes, well
+    inside the image; the last `negatives` have none."""
+    made: list[Scene] = []
+    names = list(OBJECT_COLOURS)
+    for i in range(count):
+        width, height = 96 + (i * 8) % 40, 80 + (i * 6) % 30
+        objects: list[tuple[str, Box]] = []
+        if i < count - negatives:
+            for j in range(1 + i % 3):
+                x, y = 14 + j * 26, 18 + (i * 5 + j * 9) % 30
+                objects.append((names[(i + j) % 3], (x, y, x + 14 + j * 3, y + 12 + i % 7)))
+        made.append((f"scene_{i:02d}", width, height, objects))
+    return made
+
+
+def write_yolo(root: Path, made: list[Scene], split_of: dict[str, str] | None = None) -> Path:
+    """The scenes as a YOLO dataset (images/, labels/, data.yaml); `split_of` (stem -> train
+    or val) makes it pre-split under images/<split>/."""
+    names = list(OBJECT_COLOURS)
+    for i, (stem, width, height, objects) in enumerate(made):
+        sub = f"{split_of[stem]}/" if split_of else ""
+        image = root / "images" / f"{sub}{stem}.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(scene_pixels(width, height, objects, i))
+        lines = [
+            f"{names.index(label)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+            f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}\n"
+            for label, (x0, y0, x1, y1) in objects
+        ]
+        label_file = root / "labels" / f"{sub}{stem}.txt"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text("".join(lines))
+    (root / "data.yaml").write_text("names: [" + ", ".join(names) + "]\n")
+    return root
+
+
+def write_coco(root: Path, made: list[Scene], polygons: bool = True) -> Path:
+    """The scenes as a COCO dataset: annotations/instances.json and images/ beside it; each
+    object's outline is its rectangle as a polygon."""
+    names = list(OBJECT_COLOURS)
+    doc: dict = {"images": [], "annotations": [], "categories": []}
+    doc["categories"] = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    for i, (stem, width, height, objects) in enumerate(made):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{stem}.png").write_bytes(scene_pixels(width, height, objects, i))
+        doc["images"].append({"id": i + 1, "file_name": f"{stem}.png", "width": width,
+                              "height": height})  # fmt: skip
+        for label, (x0, y0, x1, y1) in objects:
+            ann = {"id": len(doc["annotations"]) + 1, "image_id": i + 1,
+                   "category_id": names.index(label) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                   "area": (x1 - x0) * (y1 - y0), "iscrowd": 0}  # fmt: skip
+            if polygons:
+                ann["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+            doc["annotations"].append(ann)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "instances.json").write_text(json.dumps(doc))
+    return root
+
+
+# Geometry only (no colour change), nearest-neighbour, so objects keep their exact colour.
+GEOMETRIC_RECIPE = """\
+description: flips, affine and padding, nearest-neighbour (the geometric test)
+preprocess:
+  size: [128, 112]
+  fit: pad
+  pad_mode: constant
+  interpolation: nearest
+augment:
+  - HorizontalFlip: {p: 0.5}
+  - VerticalFlip: {p: 0.5}
+  - Affine:
+      rotate: [-30, 30]
+      scale: [0.8, 1.2]
+      translate_percent: [-0.08, 0.08]
+      interpolation: 0
+      border_mode: constant
+      p: 1.0
+  - PadIfNeeded: {min_height: 144, min_width: 144, border_mode: 0, p: 1.0}
+"""

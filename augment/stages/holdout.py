@@ -35,6 +35,7 @@ from augment.errors import DatasetError
 from augment.imaging.digests import ImageHash
 from augment.model import Dataset, ExpandOptions, LargeGroup, Original, QuotaShift
 from augment.stages.duplicates import Grouping, group_duplicates
+from augment.stages.multilabel import stratify
 
 SPLITS = ("train", "validation", "test")
 HELD_OUT = ("validation", "test")
@@ -212,6 +213,11 @@ def hold_out(
         threads=options.workers or default_workers(),
         found=found,
     )
+    if dataset.task != "classification":  # multi-object images: see stages/multilabel.py
+        split_of = stratify(
+            grouping.originals, options.val, options.test, options.seed, previous_splits
+        )
+        return grouping, Holdout(split_of, [])
     holdout = assign_splits(
         grouping.originals, options.val, options.test, options.seed, previous_splits
     )

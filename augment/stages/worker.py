@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,19 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from augment.annotations.output import annotation_record
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import UnreadableImage
 from augment.files import write_atomic
 from augment.imaging.codec import decode, encode
 from augment.imaging.digests import sha256_bytes
-from augment.model import Original, Rejected
+from augment.model import LabeledObject, Original, Rejected
+from augment.recipe.annotated import (
+    augment_objects,
+    build_annotated_pipeline,
+    preprocess_objects,
+    removed_for_classes,
+)
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
 from augment.recipe.preprocess import apply_preprocess
@@ -48,6 +56,9 @@ class RunContext:
     output_format: str  # "same" | "jpg" | "png" | "webp"
     quality: int
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Annotated sets: the input's format ("yolo", "coco") and class names, in id order.
+    annotations: str | None = None
+    names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,6 +86,7 @@ class Rendered:
     params: list[dict[str, Any]]
     sources: list[dict[str, Any]]
     soft_label: dict[str, float] | None = None
+    annotation: dict[str, Any] | None = None  # annotated sets: the record's `annotation`
 
 
 _CANNOT_APPLY = "the recipe cannot be applied to this image"
@@ -105,6 +117,8 @@ class Worker:
         # One pipeline per class, with the transforms its policy forbids taken out.
         self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
+        # Annotated sets: a pipeline per set of classes an image holds (see recipe/annotated).
+        self._annotated: dict[tuple[str, ...], tuple[A.Compose, list[str]]] = {}
 
     def run(self, shard: list[SourceTask]) -> ShardResult:
         result = ShardResult()
@@ -146,6 +160,8 @@ class Worker:
             }
             if item.soft_label is not None:
                 record["soft_label"] = item.soft_label
+            if item.annotation is not None:
+                record["annotation"] = item.annotation
             result.records.append(record)
         result.unmade += len(task.outputs) - (len(result.records) - first)
 
@@ -153,6 +169,9 @@ class Worker:
         """The pixels of every output of a task, in job order; `augment preview` shows these
         very pixels. A source that cannot be used yields one Rejected instead."""
         original = task.original
+        if original.annotation is not None:
+            yield from self._render_annotated(task)
+            return
         try:
             prepared = self.prepare(original)
             own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
@@ -170,8 +189,66 @@ class Worker:
         except SourceProblem as exc:
             yield Rejected(original.path, str(exc), exc.retry)
 
+    def _render_annotated(self, task: SourceTask) -> Iterator[Rendered | Rejected]:
+        """`render` for an annotated source: its objects move with the pixels."""
+        ctx, original = self.ctx, task.original
+        assert original.annotation is not None and ctx.annotations is not None
+        try:
+            prepared, decoded_size = self.prepare_sized(original)
+            objects, dropped = preprocess_objects(
+                original.annotation.objects,
+                (original.width, original.height),
+                decoded_size,
+                ctx.recipe.preprocess,
+            )
+            own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
+            for job in task.outputs:
+                pixels, kept, lost = prepared, objects, dropped
+                params: list[dict[str, Any]] = []
+                if job.variant:
+                    pixels, kept, params, more = self.augment_annotated(prepared, objects, job.seed)
+                    lost = dropped + more
+                size = (pixels.shape[1], pixels.shape[0])
+                record = annotation_record(ctx.annotations, ctx.names, job.path, kept, size, lost)
+                yield Rendered(job, original.label, pixels, params, [own], annotation=record)
+        except SourceProblem as exc:
+            yield Rejected(original.path, str(exc), exc.retry)
+
+    def augment_annotated(
+        self, prepared: np.ndarray, objects: list[LabeledObject], seed: int
+    ) -> tuple[np.ndarray, list[LabeledObject], list[dict[str, Any]], Counter[str]]:
+        """The recipe's transforms on an image and its objects, as the classes on it may
+        use them (a policy must allow every one)."""
+        labels = tuple(sorted({o.label for o in objects}))
+        if labels not in self._annotated:
+            recipe = self.ctx.recipe
+            self._annotated[labels] = (
+                build_annotated_pipeline(recipe, labels),
+                removed_for_classes(recipe.augment, labels),
+            )
+        pipeline, removed = self._annotated[labels]
+        seed_pipeline(pipeline, seed)
+        try:
+            result, kept, dropped = augment_objects(pipeline, prepared.copy(), objects)
+        except Exception as exc:
+            raise SourceProblem(
+                f"{_CANNOT_APPLY}: {exc}", retry=isinstance(exc, MemoryError)
+            ) from exc
+        pixels = np.ascontiguousarray(result["image"])
+        params = applied_params(result.get("applied_transforms", []))
+        if removed:
+            params.insert(
+                0, {"transform": "ClassPolicy", "labels": list(labels), "removed": removed}
+            )
+        return pixels, kept, params, dropped
+
     def prepare(self, original: Original) -> np.ndarray:
         """Read, check, decode and preprocess one original."""
+        return self.prepare_sized(original)[0]
+
+    def prepare_sized(self, original: Original) -> tuple[np.ndarray, tuple[int, int]]:
+        """`prepare`, and the (width, height) the source was decoded at (a JPEG may be
+        decoded reduced, see codec.decode): what annotations are scaled from."""
         ctx = self.ctx
         try:
             data = (ctx.src_root / original.path).read_bytes()
@@ -190,8 +267,9 @@ class Worker:
             raise SourceProblem(str(exc)) from exc
         # albumentations and OpenCV raise assorted types when a step does not fit an image
         # (a crop or kernel larger than it): one image's problem, not the run's.
+        size = (decoded.pixels.shape[1], decoded.pixels.shape[0])
         try:
-            return apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
+            return apply_preprocess(decoded.pixels, ctx.recipe.preprocess), size
         except Exception as exc:
             raise SourceProblem(
                 f"{_CANNOT_APPLY}: preprocess: {exc}", retry=isinstance(exc, MemoryError)
