@@ -1,0 +1,149 @@
+"""Reading YOLO and COCO sources: what ingest makes of them, each bad annotation rejected
+with its reason, and half-recognised layouts refused (real files throughout)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from augment.errors import DatasetError
+from augment.stages.ingest import ingest
+from tests.helpers import augment_command, scenes, write_coco, write_yolo
+
+
+def test_a_yolo_set_is_read_with_boxes_in_pixels(tmp_path: Path) -> None:
+    made = scenes(4)
+    dataset = ingest(write_yolo(tmp_path, made))
+    assert (dataset.kind, dataset.task, dataset.names) == (
+        "yolo",
+        "detection",
+        ["magenta", "green", "blue"],
+    )
+    by_path = {o.path: o for o in dataset.originals}
+    for stem, _, _, objects in made:
+        original = by_path[f"images/{stem}.png"]
+        assert original.annotation is not None
+        assert original.annotation.file == f"labels/{stem}.txt"
+        got = [(o.label, tuple(round(v) for v in o.box)) for o in original.annotation.objects]
+        assert got == [(label, box) for label, box in objects]
+    assert by_path["images/scene_03.png"].annotation.objects == ()  # a negative is kept
+
+
+def test_a_coco_set_is_read_with_outlines(tmp_path: Path) -> None:
+    made = scenes(4)
+    dataset = ingest(write_coco(tmp_path, made))
+    assert dataset.kind == "coco" and dataset.names == ["magenta", "green", "blue"]
+    first = next(o for o in dataset.originals if o.path == "images/scene_00.png")
+    assert first.annotation is not None
+    (obj,) = first.annotation.objects
+    x0, y0, x1, y1 = obj.box
+    assert obj.polygon == (x0, y0, x1, y0, x1, y1, x0, y1)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("0 1.2 0.5 0.4 0.4", "lies outside the"),
+        ("0 0.5 0.5 0 0.3", "zero-area box"),
+        ("7 0.5 0.5 0.2 0.2", "class id 7 is not in data.yaml's names (0..2)"),
+        ("0 0.5 zero 0.2 0.2", "expected 'class cx cy w h' numbers"),
+        ("0 0.5 0.5", "expected 5 numbers"),
+    ],
+)
+def test_a_bad_yolo_line_rejects_its_image_with_the_reason(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    write_yolo(tmp_path, scenes(3))
+    (tmp_path / "labels" / "scene_00.txt").write_text(line + "\n")
+    dataset = ingest(tmp_path)
+    (rejected,) = dataset.rejected
+    assert rejected.path == "images/scene_00.png"
+    assert rejected.reason.startswith("labels/scene_00.txt line 1: ")
+    assert reason in rejected.reason
+    assert len(dataset.originals) == 2
+
+
+def test_a_bad_coco_annotation_rejects_its_image(tmp_path: Path) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["category_id"] = 99
+    doc["images"][1]["width"] += 5
+    path.write_text(json.dumps(doc))
+    reasons = {r.path: r.reason for r in ingest(tmp_path).rejected}
+    assert "category_id 99 is not in the categories" in reasons["images/scene_00.png"]
+    assert (
+        "the annotation says 109x86 pixels, the image is 104x86" in reasons["images/scene_01.png"]
+    )
+
+
+def test_a_label_file_without_an_image_is_rejected(tmp_path: Path) -> None:
+    write_yolo(tmp_path, scenes(4))
+    (tmp_path / "labels" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    assert [(r.path, r.reason) for r in ingest(tmp_path).rejected] == [
+        ("labels/stray.txt", "label file without an image")
+    ]
+
+
+def test_labels_whose_images_are_missing_are_an_error(tmp_path: Path) -> None:
+    write_yolo(tmp_path, scenes(6))
+    for image in sorted((tmp_path / "images").iterdir())[1:]:
+        image.unlink()
+    with pytest.raises(DatasetError, match="label files have no image under images/"):
+        ingest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("no-data-yaml", "has images/ and labels/ but no data.yaml"),
+        ("no-images", "has data.yaml but no images/ folder"),
+        ("no-names", "data.yaml needs a non-empty 'names' list"),
+    ],
+)
+def test_a_half_recognised_yolo_layout_is_a_clear_error(
+    tmp_path: Path, damage: str, message: str
+) -> None:
+    src = write_yolo(tmp_path / "src", scenes(3))
+    if damage == "no-data-yaml":
+        (src / "data.yaml").unlink()
+    elif damage == "no-images":
+        for image in (src / "images").iterdir():
+            image.unlink()
+        (src / "images").rmdir()
+    else:
+        (src / "data.yaml").write_text("nc: 3\n")
+    result = subprocess.run(
+        augment_command("expand", str(src), str(tmp_path / "out")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_coco_file_without_categories_is_a_clear_error(tmp_path: Path) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    del doc["categories"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match="has no 'categories': the class names are missing"):
+        ingest(tmp_path)
+
+
+def test_a_class_folder_named_images_is_still_a_class(tmp_path: Path) -> None:
+    """Only images/ with labels/*.txt (or a data.yaml) is YOLO: a class called `images`
+    stays a classification set."""
+    write_yolo(tmp_path / "y", scenes(2))
+    for cls in ("images", "cats"):
+        (tmp_path / "src" / cls).mkdir(parents=True)
+        for png in (tmp_path / "y" / "images").iterdir():
+            (tmp_path / "src" / cls / png.name).write_bytes(png.read_bytes())
+    dataset = ingest(tmp_path / "src")
+    assert dataset.kind == "folders" and dataset.classes == ["cats", "images"]
