@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from augment.commands.audit_annotations import is_annotated, split_folder
 from augment.commands.audit_report import Finding, image_files
 from augment.errors import ManifestError
 from augment.imaging.digests import sha256_file
@@ -172,7 +173,7 @@ def integrity_findings(
         if not target.resolve().is_relative_to(root):
             add("outside", f"{path}: the manifest points outside the output folder", path)
             continue
-        if path.split("/", 1)[0] != r["split"]:
+        if path.split("/", 1)[0] != r["split"] and not _in_annotated_folder(path, r, header):
             add("wrong-folder", f"{path}: recorded as {r['split']} but not in {r['split']}/", path)
         if not target.is_file():
             add("missing", f"{path}: listed in the manifest but missing", path)
@@ -205,7 +206,8 @@ def integrity_findings(
         )
     findings += _holdout_agrees(records, header)
     for split in sorted({r["split"] for r in records}):
-        findings += _metadata_agrees(out, split, records)
+        if not is_annotated(header):  # annotated outputs have no metadata.csv
+            findings += _metadata_agrees(out, split, records)
     return findings
 
 
@@ -262,3 +264,8 @@ def _metadata_agrees(out: Path, split: str, records: Iterable[Record]) -> list[F
             )
         ]
     return []
+
+
+def _in_annotated_folder(path: str, record: Record, header: Mapping[str, Any]) -> bool:
+    """An annotated output's images are in images/<split folder>/ (audit_annotations.py)."""
+    return is_annotated(header) and path.startswith(split_folder(record["split"]) + "/")

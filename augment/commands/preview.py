@@ -19,13 +19,16 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from augment.commands.preview_boxes import draw_objects
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError, OutputError
 from augment.files import write_atomic
+from augment.recipe.annotated import check_annotated_recipe
 from augment.recipe.build import Recipe, load_recipe
 from augment.stages.duplicates import group_duplicates
 from augment.stages.holdout import SPLITS, assign_splits
 from augment.stages.ingest import ingest
+from augment.stages.multilabel import stratify
 from augment.stages.plan import Fingerprints, Plan, SourceTask
 from augment.stages.worker import Rendered, RunContext, Worker
 
@@ -87,9 +90,14 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     recipe = load_recipe(options.recipe)
     dataset = ingest(src, options.group_by, options.max_pixels)
     recipe.check_classes(dataset.classes)
+    if dataset.task != "classification":
+        check_annotated_recipe(recipe)
     # As expand holds out a fresh output: duplicate originals grouped, then split.
     originals = group_duplicates(dataset.root, dataset.originals, options.near_duplicates).originals
-    holdout = assign_splits(originals, options.val, options.test, options.seed, {})
+    if dataset.task == "classification":
+        split_of = assign_splits(originals, options.val, options.test, options.seed, {}).split_of
+    else:  # an annotated set: as expand holds it out (stages/multilabel.py)
+        split_of = stratify(originals, options.val, options.test, options.seed)
     fingerprints = Fingerprints(
         preprocess=recipe.preprocess_fingerprint("png", 95),
         recipe=recipe.fingerprint("png", 95),
@@ -97,8 +105,9 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     variants = tuple(range(0, options.variants + 1))
     plan = Plan(
         originals,
-        holdout.split_of,
-        dict.fromkeys(dataset.classes, variants),
+        split_of,
+        # An annotated image's label is its dominant class (or it has no objects).
+        dict.fromkeys({*dataset.classes, *(o.label for o in originals)}, variants),
         fingerprints,
         options.seed,
         "png",
@@ -116,6 +125,8 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
         output_format="png",
         quality=95,
         max_pixels=options.max_pixels,
+        annotations=None if dataset.task == "classification" else dataset.kind,
+        names=tuple(dataset.names),
     )
     worker = Worker(ctx)
     rows: list[list[Rendered]] = []
@@ -161,6 +172,9 @@ def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptio
             x0 = left + (options.cell - thumb.shape[1]) // 2
             y0 = top + (options.cell - thumb.shape[0]) // 2
             sheet.paste(Image.fromarray(thumb, "RGB"), (x0, y0))
+            if item.annotation is not None:  # boxes, class-coloured and labelled
+                scale = thumb.shape[1] / item.pixels.shape[1]
+                draw_objects(draw, item.annotation["objects"], (x0, y0), scale, font)
             first, second = _caption(item)
             text_top = top + options.cell + 2
             colour = MIXED_TEXT if item.soft_label else TEXT
