@@ -314,10 +314,15 @@ def _write_outputs(
         grouping.hashes,
     )
     if dataset.task != "classification":
-        header["annotations"] = {"format": dataset.kind, "names": dataset.names, **BOX_RULES}
         setup.dropped = write_annotation_files(
             out, dataset.kind, dataset.names, (json.loads(row.line) for _, row in rows)
         )
+        header["annotations"] = {
+            "format": dataset.kind,
+            "names": dataset.names,
+            **BOX_RULES,
+            "dropped": dict(sorted(setup.dropped.items())),  # objects, per class, all outputs
+        }
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.

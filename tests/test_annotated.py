@@ -254,3 +254,36 @@ def test_the_yolo_output_loads_in_supervision(yolo_out: Path) -> None:
             for a, b in zip(ours, theirs, strict=True):
                 assert a[0] == b[0]
                 assert np.allclose(a[1:], b[1:], atol=0.01)
+
+
+def test_sigkill_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
+    """Killed after a few images, then rerun: the same files (label files, data.yaml and
+    manifest included) as a run never interrupted."""
+    import os
+    import signal
+    import time
+
+    from tests.helpers import DETECTION, ROOT
+
+    recipe = str(ROOT / "pipelines" / "detection.yaml")
+    options = ExpandOptions(times=3, recipe=recipe, workers=1)
+    expand(DETECTION, tmp_path / "clean", options)
+    out = tmp_path / "out"
+    args = ["expand", str(DETECTION), str(out), "--recipe", recipe, "--times", "3", "-j", "2"]
+    proc = subprocess.Popen(
+        augment_command(*args, "--quiet"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.exists() and len(list(out.glob("images/*/*.jpg"))) >= 5:
+            break
+        time.sleep(0.002)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    expand(DETECTION, out, options)
+    assert file_tree(out) == file_tree(tmp_path / "clean")

@@ -77,6 +77,9 @@ def format_summary(summary: ExpandSummary) -> str:
         )
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
+    if summary.dropped_objects:  # annotated sets (see docs/annotations.md, box rules)
+        per_class = ", ".join(f"{label} {n}" for label, n in summary.dropped_objects.items())
+        lines.append(f"note: objects dropped by the transforms (too little left): {per_class}")
     if summary.rejected:
         lines.append(
             f"rejected {len(summary.rejected)} input files "
