@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from augment.model import LabeledObject, Original, Rejected
 from augment.recipe.annotated import (
     augment_objects,
     build_annotated_pipeline,
+    for_classes,
     preprocess_objects,
     removed_for_classes,
 )
@@ -118,7 +120,7 @@ class Worker:
         self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
         # Annotated sets: a pipeline per set of classes an image holds (see recipe/annotated).
-        self._annotated: dict[tuple[str, ...], tuple[A.Compose, list[str]]] = {}
+        self._annotated: dict[str, A.Compose] = {}
 
     def run(self, shard: list[SourceTask]) -> ShardResult:
         result = ShardResult()
@@ -220,13 +222,13 @@ class Worker:
         """The recipe's transforms on an image and its objects, as the classes on it may
         use them (a policy must allow every one)."""
         labels = tuple(sorted({o.label for o in objects}))
-        if labels not in self._annotated:
-            recipe = self.ctx.recipe
-            self._annotated[labels] = (
-                build_annotated_pipeline(recipe, labels),
-                removed_for_classes(recipe.augment, labels),
-            )
-        pipeline, removed = self._annotated[labels]
+        removed = removed_for_classes(self.ctx.recipe.augment, labels)
+        # Keyed by the transforms the classes may use, not by the classes: without a
+        # policy, one pipeline serves every image (building one costs more than applying it).
+        key = json.dumps(for_classes(self.ctx.recipe.augment, labels, root=True), sort_keys=True)
+        if key not in self._annotated:
+            self._annotated[key] = build_annotated_pipeline(self.ctx.recipe, labels)
+        pipeline = self._annotated[key]
         seed_pipeline(pipeline, seed)
         try:
             result, kept, dropped = augment_objects(pipeline, prepared.copy(), objects)
