@@ -195,3 +195,23 @@ augment:
       p: 1.0
   - PadIfNeeded: {min_height: 144, min_width: 144, border_mode: 0, p: 1.0}
 """
+
+
+def write_voc(root: Path, made: list[Scene]) -> Path:
+    """The scenes as a Pascal VOC dataset: JPEGImages/ (PNG files, as VOC tools accept) and
+    Annotations/<stem>.xml with 1-based inclusive boxes; negatives have no XML."""
+    for i, (stem, width, height, objects) in enumerate(made):
+        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (root / "JPEGImages" / f"{stem}.png").write_bytes(scene_pixels(width, height, objects, i))
+        if not objects:
+            continue
+        parts = [f"<annotation><filename>{stem}.png</filename><size><width>{width}</width>"
+                 f"<height>{height}</height><depth>3</depth></size>"]  # fmt: skip
+        for label, (x0, y0, x1, y1) in objects:
+            parts.append(
+                f"<object><name>{label}</name><bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
+                f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            )
+        (root / "Annotations" / f"{stem}.xml").write_text("".join(parts) + "</annotation>\n")
+    return root

@@ -26,6 +26,7 @@ from tests.helpers import (
     manifest_by_path,
     scenes,
     write_coco,
+    write_voc,
     write_yolo,
 )
 
@@ -63,6 +64,41 @@ def coco_out(tmp_path_factory: pytest.TempPathFactory, geometric: Path) -> Path:
     result = _run(src, root / "out", geometric, "--val", "0.2", "--test", "0.2")
     assert result.returncode == 0, result.stderr
     return root / "out"
+
+
+@pytest.fixture(scope="module")
+def voc_out(tmp_path_factory: pytest.TempPathFactory, geometric: Path) -> Path:
+    root = tmp_path_factory.mktemp("voc")
+    src = write_voc(root / "src", scenes(14))
+    result = _run(src, root / "out", geometric, "--val", "0.2", "--test", "0.2")
+    assert result.returncode == 0, result.stderr
+    return root / "out"
+
+
+def test_voc_output_has_an_xml_per_image_and_image_sets(voc_out: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    records = manifest_by_path(voc_out)
+    for path, record in records.items():
+        xml = voc_out / record["annotation"]["file"]
+        assert hashlib.sha256(xml.read_bytes()).hexdigest() == record["annotation"]["sha256"]
+        doc = ET.parse(xml).getroot()
+        assert f"images/{doc.findtext('folder')}/{doc.findtext('filename')}" == path
+        boxes = sorted(
+            (o.findtext("name"), *(float(o.findtext(f"bndbox/{k}")) for k in
+                                   ("xmin", "ymin", "xmax", "ymax")))
+            for o in doc.iter("object")
+        )  # fmt: skip
+        ours = sorted(
+            (o["label"], o["box"][0] + 1, o["box"][1] + 1, o["box"][2], o["box"][3])
+            for o in record["annotation"]["objects"]
+        )
+        assert np.allclose([b[1:] for b in boxes], [o[1:] for o in ours], atol=1e-6)
+    for folder in ("train", "val", "test"):
+        listed = (voc_out / "ImageSets" / "Main" / f"{folder}.txt").read_text().split()
+        assert sorted(listed) == sorted(
+            Path(p).stem for p in records if p.startswith(f"images/{folder}/")
+        )
 
 
 def test_yolo_output_has_a_label_file_per_image_and_a_data_yaml(yolo_out: Path) -> None:
@@ -124,13 +160,13 @@ def _colour_mask(pixels: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray
     return np.all(np.abs(pixels.astype(int) - colour) <= 8, axis=2)
 
 
-@pytest.mark.parametrize("which", ["yolo", "coco"])
+@pytest.mark.parametrize("which", ["yolo", "coco", "voc"])
 def test_every_object_lies_in_its_box_and_the_box_is_tight(
-    which: str, yolo_out: Path, coco_out: Path
+    which: str, yolo_out: Path, coco_out: Path, voc_out: Path
 ) -> None:
     """After flips, affine and padding (nearest-neighbour, so colours stay exact), the
     pixels of each object's colour lie inside its box, and the box hugs them."""
-    out = yolo_out if which == "yolo" else coco_out
+    out = {"yolo": yolo_out, "coco": coco_out, "voc": voc_out}[which]
     checked = 0
     for path, record in manifest_by_path(out).items():
         pixels = np.asarray(Image.open(out / path).convert("RGB"))

@@ -1,6 +1,7 @@
-"""Which annotated layout a source is, if any: YOLO (`data.yaml`, `images/` + `labels/`) or
-COCO (an instances JSON). A layout that is half there (images without labels, a data.yaml
-without images, a COCO file without categories) is an error naming what is missing, never a
+"""Which annotated layout a source is, if any: YOLO (`data.yaml`, `images/` + `labels/`),
+COCO (an instances JSON) or Pascal VOC (`Annotations/` + `JPEGImages/`). A layout that is
+half there (images without labels, a data.yaml without images, a COCO file without
+categories, Annotations/ without JPEGImages/) is an error naming what is missing, never a
 silent fallback to class folders.
 """
 
@@ -9,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augment.annotations import coco, yolo
+from augment.annotations import coco, voc, yolo
 from augment.annotations.objects import Listed
 from augment.errors import DatasetError
 
 
 @dataclass
 class AnnotatedSource:
-    kind: str  # "yolo" | "coco"
+    kind: str  # "yolo" | "coco" | "voc"
     names: list[str]
     listed: list[Listed] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # label files without an image
@@ -39,6 +40,11 @@ def detect_layout(src: Path) -> str | None:
         return "yolo"  # read_names says data.yaml is missing
     if coco.find_files(src):
         return "coco"
+    if voc.is_voc(src):
+        for needed in ("Annotations", "JPEGImages"):
+            if not (src / needed).is_dir():
+                raise DatasetError(f"{src} looks like Pascal VOC but has no {needed}/ folder")
+        return "voc"
     return None
 
 
@@ -52,6 +58,11 @@ def read_annotated(src: Path, kind: str) -> AnnotatedSource:
         if not listed:
             raise DatasetError(f"{src}: a YOLO layout with no images under images/")
         return AnnotatedSource(kind, names, listed, _labels_without_images(root, listed))
+    if kind == "voc":
+        listed = list(voc.list_images(root))
+        if not listed:
+            raise DatasetError(f"{src}: a Pascal VOC layout with no images in JPEGImages/")
+        return AnnotatedSource(kind, voc.names_of(listed), listed)
     files = coco.find_files(root)
     names_by_id: dict[int, str] = {}
     listed = []

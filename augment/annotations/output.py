@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from augment.annotations import coco, yolo
+from augment.annotations import coco, voc, yolo
 from augment.annotations.objects import SPLIT_FOLDERS, content_sha256
 from augment.files import ChangedFile
 from augment.model import LabeledObject
 
-FORMATS = ("yolo", "coco")
+FORMATS = ("yolo", "coco", "voc")
 
 
 def annotation_record(
@@ -43,6 +43,9 @@ def annotation_record(
     if kind == "yolo":
         file = yolo.label_path(image_path)
         sha = hashlib.sha256(yolo.label_text(objects, size, names).encode()).hexdigest()
+    elif kind == "voc":
+        file = voc.xml_path(image_path)
+        sha = hashlib.sha256(voc.xml_text(image_path, size, listed).encode()).hexdigest()
     else:
         split_folder = image_path.split("/")[1]
         file = coco.split_file(split_folder)
@@ -86,11 +89,20 @@ def write_annotation_files(
         if kind == "yolo":
             labels.add(annotation["file"])
             _write_changed(out / annotation["file"], _yolo_text(entry, names))
+        elif kind == "voc":
+            labels.add(annotation["file"])
+            text = voc.xml_text(record["path"], entry["size"], entry["objects"])
+            _write_changed(out / annotation["file"], text)
     folders = [f for f in SPLIT_FOLDERS.values() if f in per_split]
     if kind == "yolo":
         splits = [s for s, f in SPLIT_FOLDERS.items() if f in per_split]
         _write_changed(out / yolo.DATA_YAML, yolo.data_yaml(names, splits))
-        _remove_unlisted_labels(out, labels)
+        _remove_unlisted(out, "labels", ".txt", labels)
+    elif kind == "voc":
+        _remove_unlisted(out, "Annotations", ".xml", labels)
+        for folder in folders:
+            stems = "".join(Path(e["path"]).stem + "\n" for e in per_split[folder])
+            _write_changed(out / "ImageSets" / "Main" / f"{folder}.txt", stems)
     else:
         for folder in folders:
             doc = coco.split_document(names, per_split[folder], f"images/{folder}")
@@ -119,16 +131,16 @@ def _write_changed(path: Path, text: str) -> None:
     file.commit()
 
 
-def _remove_unlisted_labels(out: Path, listed: set[str]) -> None:
+def _remove_unlisted(out: Path, folder: str, suffix: str, listed: set[str]) -> None:
     """Label files of outputs no longer made (the image went stale), named as augment names
-    them (`__<key>.txt`): a file the user put there is never touched."""
-    labels = out / "labels"
+    them (`__<key>.txt`, `__<key>.xml`): a file the user put there is never touched."""
+    labels = out / folder
     if not labels.is_dir():
         return
-    for path in sorted(labels.rglob("*.txt")):
+    for path in sorted(labels.rglob(f"*{suffix}")):
         rel = path.relative_to(out).as_posix()
         if rel not in listed and "__" in path.stem:
             path.unlink()
-    for folder in sorted(labels.rglob("*"), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            os.rmdir(folder)
+    for sub in sorted(labels.rglob("*"), reverse=True):
+        if sub.is_dir() and not any(sub.iterdir()):
+            os.rmdir(sub)

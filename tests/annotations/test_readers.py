@@ -11,7 +11,7 @@ import pytest
 
 from augment.errors import DatasetError
 from augment.stages.ingest import ingest
-from tests.helpers import augment_command, scenes, write_coco, write_yolo
+from tests.helpers import augment_command, scenes, write_coco, write_voc, write_yolo
 
 
 def test_a_yolo_set_is_read_with_boxes_in_pixels(tmp_path: Path) -> None:
@@ -147,3 +147,36 @@ def test_a_class_folder_named_images_is_still_a_class(tmp_path: Path) -> None:
             (tmp_path / "src" / cls / png.name).write_bytes(png.read_bytes())
     dataset = ingest(tmp_path / "src")
     assert dataset.kind == "folders" and dataset.classes == ["cats", "images"]
+
+
+def test_a_voc_set_is_read_with_boxes_from_1_based_indices(tmp_path: Path) -> None:
+    made = scenes(4)
+    dataset = ingest(write_voc(tmp_path, made))
+    assert dataset.kind == "voc" and dataset.names == sorted({"magenta", "green", "blue"})
+    by_path = {o.path: o for o in dataset.originals}
+    for stem, _, _, objects in made:
+        annotation = by_path[f"JPEGImages/{stem}.png"].annotation
+        assert annotation is not None
+        assert [(o.label, o.box) for o in annotation.objects] == [
+            (label, tuple(map(float, box))) for label, box in objects
+        ]
+
+
+def test_a_broken_voc_xml_rejects_its_image(tmp_path: Path) -> None:
+    write_voc(tmp_path, scenes(3))
+    (tmp_path / "Annotations" / "scene_00.xml").write_text("<annotation><object>")
+    (tmp_path / "Annotations" / "scene_01.xml").write_text(
+        "<annotation><object><name>blue</name></object></annotation>"
+    )
+    reasons = {r.path: r.reason for r in ingest(tmp_path).rejected}
+    assert reasons["JPEGImages/scene_00.png"].startswith("Annotations/scene_00.xml is not valid")
+    assert "needs a <name> and a <bndbox>" in reasons["JPEGImages/scene_01.png"]
+
+
+def test_voc_annotations_without_images_are_a_clear_error(tmp_path: Path) -> None:
+    write_voc(tmp_path, scenes(3))
+    for image in (tmp_path / "JPEGImages").iterdir():
+        image.unlink()
+    (tmp_path / "JPEGImages").rmdir()
+    with pytest.raises(DatasetError, match="looks like Pascal VOC but has no JPEGImages/"):
+        ingest(tmp_path)
