@@ -110,10 +110,12 @@ def augment_objects(
 ) -> tuple[dict[str, Any], list[LabeledObject], Counter[str]]:
     """Run `pipeline` (seeded by the caller) on the image and its objects: the result dict,
     the objects that remain, and the dropped ones per class."""
+    # Keypoints are pixel centres (albumentations flips x to width - 1 - x); an outline's
+    # vertices are on pixel edges (x to width - x): shifted by half a pixel there and back.
     vertices, owners = [], []
     for i, o in enumerate(objects):
         for x, y in zip(o.polygon[0::2], o.polygon[1::2], strict=True):
-            vertices.append((x, y))
+            vertices.append((x - 0.5, y - 0.5))
             owners.append(i)
     result = pipeline(
         image=image,
@@ -128,7 +130,7 @@ def augment_objects(
         result["keypoints"][:, :2].tolist(), result["vertex_owner"], strict=True
     ):
         outlines.setdefault(int(owner), []).extend(
-            [min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))]
+            [min(max(x + 0.5, 0.0), float(width)), min(max(y + 0.5, 0.0), float(height))]
         )
     kept: list[LabeledObject] = []
     for box, index in zip(result["bboxes"].tolist(), result["object_index"], strict=True):
