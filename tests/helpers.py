@@ -215,3 +215,27 @@ def write_voc(root: Path, made: list[Scene]) -> Path:
             )
         (root / "Annotations" / f"{stem}.xml").write_text("".join(parts) + "</annotation>\n")
     return root
+
+
+def write_masks(root: Path, made: list[Scene], classes: bool = True) -> Path:
+    """The scenes as a semantic segmentation set: images/ and masks/ (class ids: 0 the
+    background, then the OBJECT_COLOURS in order) and, with `classes`, classes.txt."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    names = list(OBJECT_COLOURS)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for i, (stem, width, height, objects) in enumerate(made):
+        (root / "images" / f"{stem}.png").write_bytes(scene_pixels(width, height, objects, i))
+        ids = np.zeros((height, width), np.uint8)
+        for label, (x0, y0, x1, y1) in objects:
+            ids[y0:y1, x0:x1] = names.index(label) + 1
+        buffer = io.BytesIO()
+        Image.fromarray(ids, "L").save(buffer, format="PNG")
+        (root / "masks" / f"{stem}.png").write_bytes(buffer.getvalue())
+    if classes:
+        (root / "classes.txt").write_text("background\n" + "\n".join(names) + "\n")
+    return root

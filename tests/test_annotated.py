@@ -343,3 +343,39 @@ def test_coco_outlines_are_the_warped_objects(coco_out: Path) -> None:
                 assert iou > 0.85, (image["file_name"], names[ann["category_id"]], iou)
                 checked += 1
     assert checked > 40
+
+
+@pytest.fixture(scope="module")
+def masks_out(tmp_path_factory: pytest.TempPathFactory, geometric: Path) -> Path:
+    from tests.helpers import write_masks
+
+    root = tmp_path_factory.mktemp("masks")
+    src = write_masks(root / "src", scenes(14))
+    result = _run(src, root / "out", geometric, "--val", "0.2", "--test", "0.2")
+    assert result.returncode == 0, result.stderr
+    return root / "out"
+
+
+def test_masks_equal_the_warped_objects(masks_out: Path) -> None:
+    """Every output's mask (class ids, nearest-neighbour) covers exactly the pixels its
+    image shows in that class's colour, after flips, affine and padding."""
+    names = list(OBJECT_COLOURS)
+    records = manifest_by_path(masks_out)
+    checked = 0
+    for path, record in records.items():
+        mask_file = masks_out / record["annotation"]["file"]
+        assert hashlib.sha256(mask_file.read_bytes()).hexdigest() == record["annotation"]["sha256"]
+        ids = np.asarray(Image.open(mask_file))
+        pixels = np.asarray(Image.open(masks_out / path).convert("RGB"))
+        assert ids.shape == pixels.shape[:2]
+        assert set(np.unique(ids).tolist()) <= {0, 1, 2, 3}
+        for class_id, name in enumerate(names, start=1):
+            drawn = _colour_mask(pixels, OBJECT_COLOURS[name])
+            labelled = ids == class_id
+            assert (drawn == labelled).all(), (path, name)
+            if labelled.any():
+                ys, xs = np.nonzero(labelled)
+                box = next(o["box"] for o in record["annotation"]["objects"] if o["label"] == name)
+                assert box == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                checked += 1
+    assert checked > 40

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augment.annotations import coco, voc, yolo
+from augment.annotations import coco, masks, voc, yolo
 from augment.annotations.objects import Listed
 from augment.errors import DatasetError
 
 
 @dataclass
 class AnnotatedSource:
-    kind: str  # "yolo" | "coco" | "voc"
+    kind: str  # "yolo" | "coco" | "voc" | "masks"
     names: list[str]
     listed: list[Listed] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # label files without an image
@@ -40,6 +40,10 @@ def detect_layout(src: Path) -> str | None:
         return "yolo"  # read_names says data.yaml is missing
     if coco.find_files(src):
         return "coco"
+    if masks.is_masks(src):
+        if not images.is_dir():
+            raise DatasetError(f"{src} has masks/ but no images/ folder (segmentation layout)")
+        return "masks"
     if voc.is_voc(src):
         for needed in ("Annotations", "JPEGImages"):
             if not (src / needed).is_dir():
@@ -58,6 +62,12 @@ def read_annotated(src: Path, kind: str) -> AnnotatedSource:
         if not listed:
             raise DatasetError(f"{src}: a YOLO layout with no images under images/")
         return AnnotatedSource(kind, names, listed, _labels_without_images(root, listed))
+    if kind == "masks":
+        full = masks.read_names(root)  # ids 0, 1, ...: classes.txt, or None (ids as names)
+        listed = list(masks.list_images(root, full))
+        if not listed:
+            raise DatasetError(f"{src}: a segmentation layout with no images under images/")
+        return AnnotatedSource(kind, full or [], listed)
     if kind == "voc":
         listed = list(voc.list_images(root))
         if not listed:

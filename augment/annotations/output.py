@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from augment.annotations import coco, voc, yolo
+from augment.annotations import coco, masks, voc, yolo
 from augment.annotations.objects import SPLIT_FOLDERS, content_sha256
 from augment.files import ChangedFile
 from augment.model import LabeledObject
 
-FORMATS = ("yolo", "coco", "voc")
+FORMATS = ("yolo", "coco", "voc", "masks")
 
 
 def annotation_record(
@@ -37,12 +37,16 @@ def annotation_record(
     objects: Sequence[LabeledObject],
     size: tuple[int, int],
     dropped: Mapping[str, int],
+    mask_bytes: bytes | None = None,
 ) -> dict[str, Any]:
-    """The `annotation` of an output's manifest record."""
+    """The `annotation` of an output's manifest record (`mask_bytes`: its encoded mask)."""
     listed = [_object_entry(o) for o in objects]
     if kind == "yolo":
         file = yolo.label_path(image_path)
         sha = hashlib.sha256(yolo.label_text(objects, size, names).encode()).hexdigest()
+    elif kind == "masks":
+        file = masks.mask_path(image_path)
+        sha = hashlib.sha256(mask_bytes or b"").hexdigest()
     elif kind == "voc":
         file = voc.xml_path(image_path)
         sha = hashlib.sha256(voc.xml_text(image_path, size, listed).encode()).hexdigest()
@@ -84,7 +88,7 @@ def write_annotation_files(
         dropped.update(annotation.get("dropped", {}))
         folder = record["path"].split("/")[1]
         entry = {"path": record["path"], "size": annotation["size"],
-                 "objects": annotation["objects"]}  # fmt: skip
+                 "objects": annotation["objects"], "file": annotation["file"]}  # fmt: skip
         per_split.setdefault(folder, []).append(entry)
         if kind == "yolo":
             labels.add(annotation["file"])
@@ -98,6 +102,8 @@ def write_annotation_files(
         splits = [s for s, f in SPLIT_FOLDERS.items() if f in per_split]
         _write_changed(out / yolo.DATA_YAML, yolo.data_yaml(names, splits))
         _remove_unlisted(out, "labels", ".txt", labels)
+    elif kind == "masks":  # written by the workers beside their images
+        _remove_unlisted(out, "masks", ".png", {a for a in _files(per_split)})
     elif kind == "voc":
         _remove_unlisted(out, "Annotations", ".xml", labels)
         for folder in folders:
@@ -109,6 +115,10 @@ def write_annotation_files(
             text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
             _write_changed(out / coco.split_file(folder), text)
     return dropped
+
+
+def _files(per_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> Iterable[str]:
+    return (entry["file"] for entries in per_split.values() for entry in entries)
 
 
 def _yolo_text(entry: Mapping[str, Any], names: Sequence[str]) -> str:

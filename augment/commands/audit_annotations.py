@@ -66,7 +66,7 @@ def annotation_findings(
                         f"{width}x{height}")  # fmt: skip
         except OSError:
             continue  # integrity reports a missing or unreadable image
-        if kind in ("yolo", "voc"):  # a file per image
+        if kind in ("yolo", "voc", "masks"):  # a file per image
             label = out / annotation["file"]
             if not label.is_file():
                 add("missing-label-file", f"{annotation['file']} is missing")

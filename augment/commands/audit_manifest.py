@@ -167,6 +167,8 @@ def integrity_findings(
 
     root = out.resolve()
     listed = {r["path"] for r in records}
+    # A segmentation output's masks are its records' annotation files, not unlisted images.
+    listed |= {r["annotation"]["file"] for r in records if isinstance(r.get("annotation"), dict)}
     for r in records:
         path = r["path"]
         target = out / path

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import albumentations as A
@@ -29,7 +30,7 @@ from augment.errors import RecipeError
 from augment.model import LabeledObject
 from augment.recipe.build import Recipe
 from augment.recipe.policy import POLICY_KEYS, _policy_allows, short_name
-from augment.recipe.preprocess import Preprocess, _fit_inside
+from augment.recipe.preprocess import Preprocess, _fit_inside, apply_preprocess
 
 BOX_RULES: dict[str, Any] = {"min_visibility": 0.25, "min_area": 4.0, "clip": True}
 _MIRRORING_BORDERS = {cv2.BORDER_REFLECT, cv2.BORDER_REFLECT_101, cv2.BORDER_WRAP}
@@ -106,10 +107,14 @@ def build_annotated_pipeline(recipe: Recipe, labels: Sequence[str]) -> A.Compose
 
 
 def augment_objects(
-    pipeline: A.Compose, image: np.ndarray, objects: Sequence[LabeledObject]
+    pipeline: A.Compose,
+    image: np.ndarray,
+    objects: Sequence[LabeledObject],
+    mask: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[LabeledObject], Counter[str]]:
-    """Run `pipeline` (seeded by the caller) on the image and its objects: the result dict,
-    the objects that remain, and the dropped ones per class."""
+    """Run `pipeline` (seeded by the caller) on the image and its objects (and its class-id
+    mask: albumentations warps masks nearest-neighbour, borders 0, the background): the
+    result dict, the objects that remain, and the dropped ones per class."""
     # Keypoints are pixel centres (albumentations flips x to width - 1 - x); an outline's
     # vertices are on pixel edges (x to width - x): shifted by half a pixel there and back.
     vertices, owners = [], []
@@ -117,7 +122,9 @@ def augment_objects(
         for x, y in zip(o.polygon[0::2], o.polygon[1::2], strict=True):
             vertices.append((x - 0.5, y - 0.5))
             owners.append(i)
+    extra = {} if mask is None else {"mask": mask}
     result = pipeline(
+        **extra,
         image=image,
         bboxes=np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4),
         object_index=list(range(len(objects))),
@@ -149,6 +156,19 @@ def _rounded(values: Iterable[float]) -> tuple[float, ...]:
 def _box(values: Sequence[float]) -> tuple[float, float, float, float]:
     x0, y0, x1, y1 = _rounded(values)
     return x0, y0, x1, y1
+
+
+def preprocess_mask(
+    mask: np.ndarray, decoded_size: tuple[int, int], spec: Preprocess
+) -> np.ndarray:
+    """A class-id mask through the very geometry the image's preprocess has (the same
+    function), nearest-neighbour, padded with 0 (background): ids are never interpolated."""
+    width, height = decoded_size
+    if (mask.shape[1], mask.shape[0]) != (width, height):  # the image was decoded reduced
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    nearest = replace(spec, interpolation="nearest", pad_mode="constant", pad_color=(0, 0, 0))
+    stacked = np.repeat(mask[..., None], 3, axis=2)
+    return np.ascontiguousarray(apply_preprocess(stacked, nearest)[..., 0])
 
 
 def preprocess_objects(

@@ -88,7 +88,8 @@ def _ingest_annotated(
     size: a bad box or class rejects that image, with the reason."""
     found = read_annotated(src, layout)
     root = src.resolve()
-    dataset = Dataset(root=root, kind=layout, task="detection", names=found.names)
+    task = "segmentation" if layout == "masks" else "detection"
+    dataset = Dataset(root=root, kind=layout, task=task, names=found.names)
     dataset.rejected.extend(Rejected(p, "label file without an image") for p in found.orphans)
     for listed in found.listed:
         original = _read_original(root, listed.image, "", None, pattern, max_pixels, dataset, cache)
@@ -99,6 +100,8 @@ def _ingest_annotated(
         except AnnotationProblem as exc:
             dataset.rejected.append(Rejected(listed.image, str(exc)))
             continue
+        if layout == "masks":  # the mask is the annotation; its objects, each class's extent
+            annotation = replace(annotation, mask=annotation.file)
         label = dominant_class(annotation.objects)
         dataset.originals.append(replace(original, label=label, annotation=annotation))
     dataset.originals.sort(key=lambda o: o.path)

@@ -21,6 +21,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from augment.annotations.masks import decode_mask, encode_mask, objects_of
 from augment.annotations.output import annotation_record
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import UnreadableImage
@@ -32,6 +33,7 @@ from augment.recipe.annotated import (
     augment_objects,
     build_annotated_pipeline,
     for_classes,
+    preprocess_mask,
     preprocess_objects,
     removed_for_classes,
 )
@@ -89,6 +91,7 @@ class Rendered:
     sources: list[dict[str, Any]]
     soft_label: dict[str, float] | None = None
     annotation: dict[str, Any] | None = None  # annotated sets: the record's `annotation`
+    mask: bytes | None = None  # segmentation sets: the encoded mask, written beside it
 
 
 _CANNOT_APPLY = "the recipe cannot be applied to this image"
@@ -148,6 +151,8 @@ class Worker:
                 continue
             encoded = encode(item.pixels, fmt, ctx.quality)  # type: ignore[arg-type]
             write_atomic(ctx.out / item.job.path, encoded)
+            if item.mask is not None and item.annotation is not None:
+                write_atomic(ctx.out / item.annotation["file"], item.mask)
             record: Record = {
                 "path": item.job.path,
                 "split": task.split,
@@ -197,30 +202,57 @@ class Worker:
         assert original.annotation is not None and ctx.annotations is not None
         try:
             prepared, decoded_size = self.prepare_sized(original)
+            mask = self._source_mask(original.annotation.mask, decoded_size)
             objects, dropped = preprocess_objects(
                 original.annotation.objects,
                 (original.width, original.height),
                 decoded_size,
                 ctx.recipe.preprocess,
             )
+            if mask is not None:  # a mask's objects are its classes' extents on it
+                objects = objects_of(mask, ctx.names or None)
+                dropped = Counter(o.label for o in original.annotation.objects) - Counter(
+                    o.label for o in objects
+                )
             own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
             for job in task.outputs:
-                pixels, kept, lost = prepared, objects, dropped
+                pixels, kept, lost, warped = prepared, objects, dropped, mask
                 params: list[dict[str, Any]] = []
                 if job.variant:
-                    pixels, kept, params, more = self.augment_annotated(prepared, objects, job.seed)
+                    pixels, kept, params, more, warped = self.augment_annotated(
+                        prepared, objects, job.seed, mask
+                    )
                     lost = dropped + more
+                encoded = None if warped is None else encode_mask(warped)
                 size = (pixels.shape[1], pixels.shape[0])
-                record = annotation_record(ctx.annotations, ctx.names, job.path, kept, size, lost)
-                yield Rendered(job, original.label, pixels, params, [own], annotation=record)
+                record = annotation_record(
+                    ctx.annotations, ctx.names, job.path, kept, size, lost, encoded
+                )
+                yield Rendered(job, original.label, pixels, params, [own], None, record, encoded)
         except SourceProblem as exc:
             yield Rejected(original.path, str(exc), exc.retry)
 
+    def _source_mask(self, rel: str | None, decoded_size: tuple[int, int]) -> np.ndarray | None:
+        """A segmentation source's class-id mask, preprocessed as its image was."""
+        if rel is None:
+            return None
+        try:
+            ids = decode_mask((self.ctx.src_root / rel).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise SourceProblem(f"cannot read its mask {rel}: {exc}", retry=True) from exc
+        return preprocess_mask(ids, decoded_size, self.ctx.recipe.preprocess)
+
     def augment_annotated(
-        self, prepared: np.ndarray, objects: list[LabeledObject], seed: int
-    ) -> tuple[np.ndarray, list[LabeledObject], list[dict[str, Any]], Counter[str]]:
-        """The recipe's transforms on an image and its objects, as the classes on it may
-        use them (a policy must allow every one)."""
+        self,
+        prepared: np.ndarray,
+        objects: list[LabeledObject],
+        seed: int,
+        mask: np.ndarray | None = None,
+    ) -> tuple[
+        np.ndarray, list[LabeledObject], list[dict[str, Any]], Counter[str], np.ndarray | None
+    ]:
+        """The recipe's transforms on an image and its objects (and mask), as the classes
+        on it may use them (a policy must allow every one)."""
         labels = tuple(sorted({o.label for o in objects}))
         removed = removed_for_classes(self.ctx.recipe.augment, labels)
         # Keyed by the transforms the classes may use, not by the classes: without a
@@ -231,7 +263,7 @@ class Worker:
         pipeline = self._annotated[key]
         seed_pipeline(pipeline, seed)
         try:
-            result, kept, dropped = augment_objects(pipeline, prepared.copy(), objects)
+            result, kept, dropped = augment_objects(pipeline, prepared.copy(), objects, mask)
         except Exception as exc:
             raise SourceProblem(
                 f"{_CANNOT_APPLY}: {exc}", retry=isinstance(exc, MemoryError)
@@ -242,7 +274,11 @@ class Worker:
             params.insert(
                 0, {"transform": "ClassPolicy", "labels": list(labels), "removed": removed}
             )
-        return pixels, kept, params, dropped
+        warped = None if mask is None else np.ascontiguousarray(result["mask"])
+        if warped is not None:  # a mask's objects are its classes' extents, once warped
+            kept = objects_of(warped, self.ctx.names or None)
+            dropped = Counter(o.label for o in objects) - Counter(o.label for o in kept)
+        return pixels, kept, params, dropped, warped
 
     def prepare(self, original: Original) -> np.ndarray:
         """Read, check, decode and preprocess one original."""

@@ -180,3 +180,54 @@ def test_voc_annotations_without_images_are_a_clear_error(tmp_path: Path) -> Non
     (tmp_path / "JPEGImages").rmdir()
     with pytest.raises(DatasetError, match="looks like Pascal VOC but has no JPEGImages/"):
         ingest(tmp_path)
+
+
+def test_a_mask_set_is_read_with_each_class_extent(tmp_path: Path) -> None:
+    from tests.helpers import write_masks
+
+    made = scenes(4)
+    dataset = ingest(write_masks(tmp_path, made))
+    assert (dataset.kind, dataset.task) == ("masks", "segmentation")
+    first = next(o for o in dataset.originals if o.path == "images/scene_00.png")
+    assert first.annotation is not None and first.annotation.mask == "masks/scene_00.png"
+    ((label, box),) = made[0][3]
+    assert [(o.label, o.box) for o in first.annotation.objects] == [(label, tuple(map(float, box)))]
+
+
+def test_a_bad_mask_rejects_its_image(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import write_masks
+
+    write_masks(tmp_path, scenes(4))
+    Image.fromarray(np.zeros((10, 10), np.uint8), "L").save(tmp_path / "masks" / "scene_00.png")
+    Image.fromarray(np.zeros((80, 96, 3), np.uint8)).save(tmp_path / "masks" / "scene_01.png")
+    Image.fromarray(np.full((86, 104), 9, np.uint8), "L").save(tmp_path / "masks" / "scene_02.png")
+    reasons = {r.path: r.reason for r in ingest(tmp_path).rejected}
+    assert reasons["images/scene_00.png"] == (
+        "masks/scene_00.png: the annotation says 10x10 pixels, the image is 96x80"
+    )
+    assert (
+        "a mask must be a single-channel PNG of class ids, not RGB"
+        in reasons["images/scene_01.png"]
+    )
+    assert reasons["images/scene_02.png"] == "masks/scene_02.png: class id 9 is not in classes.txt"
+
+
+def test_a_clean_mask_output_passes_the_audit(tmp_path: Path) -> None:
+    from augment.commands.audit import audit_output
+    from augment.expand import expand
+    from augment.model import ExpandOptions
+    from tests.helpers import GEOMETRIC_RECIPE, write_masks
+
+    recipe = tmp_path / "g.yaml"
+    recipe.write_text(GEOMETRIC_RECIPE)
+    src = write_masks(tmp_path / "src", scenes(8))
+    options = ExpandOptions(times=2, recipe=str(recipe), workers=1, val=0.25, test=0.25)
+    expand(src, tmp_path / "out", options)
+    found = [f for f in audit_output(tmp_path / "out").findings if f.check != "balance"]
+    assert found == []
+    (tmp_path / "out" / "masks" / "train").rename(tmp_path / "out" / "masks" / "gone")
+    kinds = {f.kind for f in audit_output(tmp_path / "out").findings}
+    assert "missing-label-file" in kinds
