@@ -88,8 +88,11 @@ def removed_for_classes(entry: dict[str, Any], labels: Sequence[str]) -> list[st
     return [n for c in entry.get("transforms", ()) for n in removed_for_classes(c, labels)]
 
 
-def build_annotated_pipeline(recipe: Recipe, labels: Sequence[str]) -> A.Compose:
-    """The recipe's transforms for an image holding `labels`, moving boxes and outlines."""
+def build_annotated_pipeline(
+    recipe: Recipe, labels: Sequence[str], outlines: bool = True
+) -> A.Compose:
+    """The recipe's transforms for an image holding `labels`, moving boxes (and outlines:
+    without any, the keypoint processor's cost is spared)."""
     spec = for_classes(recipe.augment, labels, root=True)
     assert spec is not None
     built = A.from_dict({"transform": spec})
@@ -100,7 +103,9 @@ def build_annotated_pipeline(recipe: Recipe, labels: Sequence[str]) -> A.Compose
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["object_index"], **BOX_RULES),
         keypoint_params=A.KeypointParams(
             format="xy", label_fields=["vertex_owner"], remove_invisible=False
-        ),
+        )
+        if outlines
+        else None,
         save_applied_params=True,
     )
     return pipeline
@@ -122,20 +127,20 @@ def augment_objects(
         for x, y in zip(o.polygon[0::2], o.polygon[1::2], strict=True):
             vertices.append((x - 0.5, y - 0.5))
             owners.append(i)
-    extra = {} if mask is None else {"mask": mask}
+    extra: dict[str, Any] = {} if mask is None else {"mask": mask}
+    if "keypoints" in pipeline.processors:
+        extra["keypoints"] = np.array(vertices, dtype=np.float64).reshape(-1, 2)
+        extra["vertex_owner"] = owners
     result = pipeline(
         **extra,
         image=image,
         bboxes=np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4),
         object_index=list(range(len(objects))),
-        keypoints=np.array(vertices, dtype=np.float64).reshape(-1, 2),
-        vertex_owner=owners,
     )
     height, width = result["image"].shape[:2]
     outlines: dict[int, list[float]] = {}
-    for (x, y), owner in zip(
-        result["keypoints"][:, :2].tolist(), result["vertex_owner"], strict=True
-    ):
+    moved = result["keypoints"][:, :2].tolist() if "keypoints" in result else []
+    for (x, y), owner in zip(moved, result.get("vertex_owner", []), strict=True):
         outlines.setdefault(int(owner), []).extend(
             [min(max(x + 0.5, 0.0), float(width)), min(max(y + 0.5, 0.0), float(height))]
         )

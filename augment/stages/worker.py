@@ -257,9 +257,11 @@ class Worker:
         removed = removed_for_classes(self.ctx.recipe.augment, labels)
         # Keyed by the transforms the classes may use, not by the classes: without a
         # policy, one pipeline serves every image (building one costs more than applying it).
-        key = json.dumps(for_classes(self.ctx.recipe.augment, labels, root=True), sort_keys=True)
+        outlines = any(o.polygon for o in objects)
+        allowed = for_classes(self.ctx.recipe.augment, labels, root=True)
+        key = json.dumps([allowed, outlines], sort_keys=True)
         if key not in self._annotated:
-            self._annotated[key] = build_annotated_pipeline(self.ctx.recipe, labels)
+            self._annotated[key] = build_annotated_pipeline(self.ctx.recipe, labels, outlines)
         pipeline = self._annotated[key]
         seed_pipeline(pipeline, seed)
         try:
