@@ -189,13 +189,29 @@ def test_every_object_lies_in_its_box_and_the_box_is_tight(
     assert checked > 40
 
 
-@pytest.mark.slow
-def test_workers_1_and_2_make_the_same_bytes(tmp_path: Path, geometric: Path) -> None:
-    src = write_yolo(tmp_path / "src", scenes(8))
+WRITERS = {"yolo": write_yolo, "coco": write_coco, "voc": write_voc}
+
+
+@pytest.mark.parametrize("which", ["yolo", "coco", "voc", "masks"])
+def test_workers_1_and_2_make_the_same_bytes(tmp_path: Path, geometric: Path, which: str) -> None:
+    from tests.helpers import write_masks
+
+    # 72 outputs: three shards, so that a second process really takes part.
+    src = {**WRITERS, "masks": write_masks}[which](tmp_path / "src", scenes(24))
     for workers in (1, 2):
         options = ExpandOptions(times=3, recipe=str(geometric), workers=workers)
         expand(src, tmp_path / f"out{workers}", options)
     assert file_tree(tmp_path / "out1") == file_tree(tmp_path / "out2")
+
+
+@pytest.mark.parametrize("which", ["coco", "voc"])
+def test_a_rerun_writes_nothing(tmp_path: Path, geometric: Path, which: str) -> None:
+    src = WRITERS[which](tmp_path / "src", scenes(6))
+    options = ExpandOptions(times=2, recipe=str(geometric), workers=2)
+    expand(src, tmp_path / "out", options)
+    before = every_file(tmp_path / "out")
+    assert expand(src, tmp_path / "out", options).written == 0
+    assert every_file(tmp_path / "out") == before
 
 
 def test_a_rerun_writes_nothing_and_an_edited_label_remakes_only_its_image(
