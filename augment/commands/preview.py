@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from augment.commands.preview_boxes import draw_objects
+from augment.commands.preview_boxes import draw_objects, overlay_mask
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError, OutputError
 from augment.files import write_atomic
@@ -136,7 +136,7 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
             rows.append(rendered)
         if len(rows) == options.rows:
             break
-    return draw_sheet(rows, recipe, options)
+    return draw_sheet(rows, recipe, options, dataset.names)
 
 
 def sample_rows(tasks: Sequence[SourceTask], seed: int) -> list[SourceTask]:
@@ -154,7 +154,12 @@ def sample_rows(tasks: Sequence[SourceTask], seed: int) -> list[SourceTask]:
     return order
 
 
-def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptions) -> PreviewSheet:
+def draw_sheet(
+    rows: list[list[Rendered]],
+    recipe: Recipe,
+    options: PreviewOptions,
+    names: Sequence[str] = (),  # an annotated set's class names (a mask's ids)
+) -> PreviewSheet:
     columns = max(len(r) for r in rows)
     width, height = sheet_size(len(rows), columns, options.cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -169,6 +174,8 @@ def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptio
         for c, item in enumerate(row):
             left = PAD + c * (options.cell + PAD)
             thumb = _thumbnail(item.pixels, options.cell)
+            if item.mask is not None:
+                thumb = overlay_mask(thumb, item.mask, names)
             x0 = left + (options.cell - thumb.shape[1]) // 2
             y0 = top + (options.cell - thumb.shape[0]) // 2
             sheet.paste(Image.fromarray(thumb, "RGB"), (x0, y0))

@@ -1,5 +1,5 @@
-"""Boxes on `augment preview`'s cells for annotated sets: each object's box in its class's
-colour, with the class name, at the thumbnail's scale."""
+"""Boxes and masks on `augment preview`'s cells for annotated sets: each object's box in its
+class's colour, with the class name, at the thumbnail's scale; a mask as a colour overlay."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from PIL import ImageDraw, ImageFont
 
 
@@ -31,3 +32,22 @@ def draw_objects(
         colour = class_colour(o["label"])
         draw.rectangle((left + x0, top + y0, left + x1, top + y1), outline=colour, width=1)
         draw.text((left + x0 + 1, top + y0), o["label"], fill=colour, font=font)
+
+
+def overlay_mask(thumb: np.ndarray, mask_png: bytes, names: Sequence[str]) -> np.ndarray:
+    """The thumbnail with its class-id mask laid over it: each class in its colour (the
+    same as its box), at 45% opacity; the background left as it is."""
+    import cv2
+
+    from augment.annotations.masks import class_name, decode_mask
+
+    ids = decode_mask(mask_png)
+    ids = cv2.resize(ids, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_NEAREST)
+    out = thumb.astype(np.float32)
+    for class_id in np.unique(ids).tolist():
+        if class_id == 0:
+            continue
+        colour = np.array(class_colour(class_name(class_id, names or None)), np.float32)
+        where = ids == class_id
+        out[where] = out[where] * 0.55 + colour * 0.45
+    return np.round(out).astype(np.uint8)

@@ -79,3 +79,24 @@ def test_the_preview_draws_each_box_in_its_class_colour(tmp_path: Path, recipe: 
                 if np.all(region == class_colour(name), axis=2).sum() > 20
             }
             assert drawn == classes[cell.source], (cell.source, cell.variant)
+
+
+def test_a_mask_is_laid_over_its_thumbnail_in_its_class_colour() -> None:
+    from augment.annotations.masks import encode_mask
+    from augment.commands.preview_boxes import overlay_mask
+
+    thumb = np.full((40, 60, 3), 100, np.uint8)
+    ids = np.zeros((80, 120), np.uint8)  # twice the thumbnail: scaled nearest-neighbour
+    ids[20:60, 30:90] = 2
+    out = overlay_mask(thumb, encode_mask(ids), ["background", "cat", "dog"])
+    tint = np.round(100 * 0.55 + np.array(class_colour("dog")) * 0.45)
+    assert (out[10:30, 15:45] == tint).all()
+    assert (out[:10] == 100).all() and (out[:, :15] == 100).all()
+
+
+def test_the_preview_of_a_mask_set_shows_its_cells(tmp_path: Path, recipe: Path) -> None:
+    from tests.helpers import write_masks
+
+    src = write_masks(tmp_path / "src", scenes(6))
+    sheet = preview(src, PreviewOptions(recipe=str(recipe), rows=3, variants=1, cell=144))
+    assert len(sheet.rows) == 3 and all(len(row) == 2 for row in sheet.rows)
