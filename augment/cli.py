@@ -20,12 +20,15 @@ from augment.commands.cli import (
     EXIT_INTERRUPTED,
     UserError,
     audit,
+    column_options,
     diff_cmd,
     holdout_options,
+    inspect_cmd,
     preview,
     prune_cache_cmd,
     recipes,
 )
+from augment.commands.progress import phase_bars
 from augment.commands.report import format_summary
 from augment.defaults import (
     DEFAULT_MAX_PIXELS,
@@ -34,7 +37,7 @@ from augment.defaults import (
 )
 from augment.errors import AugmentError
 from augment.expand import expand
-from augment.model import ExpandOptions
+from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun import heap
 
 if TYPE_CHECKING:
@@ -67,11 +70,13 @@ Examples:
   augment expand labels.csv out/ --recipe no-flip --val 0.2 --test 0.1 --seed 7
   augment expand photos/ out/ --group-by '^[^/]+/(\\w+)_' --format jpg --quality 90
   augment expand sample_data/textures out/ --recipe mixup --balance
+  augment expand kaggle_set/ out/ --resplit --val 0.2     # pool its train/val/test, split again
 """
 )
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @holdout_options
+@column_options
 @click.option(
     "--times",
     "-n",
@@ -130,15 +135,23 @@ Examples:
     help="Write into a non-empty folder that is not an augment output; nothing in it is "
     "deleted or overwritten (the run stops if a file would be).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option(
+    "--resplit",
+    is_flag=True,
+    help="Hold out again: pool a source already split (train/, val/, test/ folders or a "
+    "split column), or re-split an OUT split with other --seed/--val/--test.",
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar and no summary (rejections still shown)."
+)
 def expand_cmd(
     src: Path,
     out: Path,
     times: int,
     no_originals: bool,
     recipe: str,
-    val: float | int,
-    test: float | int,
+    val: float | int | None,
+    test: float | int | None,
     group_by: str | None,
     seed: int,
     workers: int | None,
@@ -149,13 +162,17 @@ def expand_cmd(
     strict: bool,
     force: bool,
     near_duplicates: int,
+    path_column: str | None,
+    label_column: str | None,
+    resplit: bool,
     quiet: bool,
 ) -> None:
     """Hold out originals, augment train N times, and write OUT with a manifest.
 
-    SRC is a folder of class folders (SRC/<class>/<image>) or a labels file (CSV or JSONL
-    with path,label[,group] columns, paths relative to the file). Rerunning the same command
-    only does what changed.
+    SRC is a folder of class folders (SRC/<class>/<image>), a folder already split
+    (SRC/train|val|test/<class>/<image>: that split is kept), or a labels file (CSV or
+    JSONL with path,label[,group][,split] columns, paths relative to the file). `augment
+    inspect SRC` shows what it sees. Rerunning the same command only does what changed.
     """
     options = ExpandOptions(
         times=times,
@@ -172,6 +189,9 @@ def expand_cmd(
         max_pixels=max_pixels,
         force=force,
         near_duplicates=near_duplicates,
+        resplit=resplit,
+        path_column=path_column,
+        label_column=label_column,
     )
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[Any] | None = None
@@ -194,7 +214,8 @@ def expand_cmd(
     # program calling expand() keeps its allocator as it was).
     heap.reuse_image_buffers()
     try:
-        summary = expand(src, out, options, progress=progress, on_plan=on_plan)
+        phase = phase_bars(show_bar)
+        summary = expand(src, out, options, progress=progress, on_plan=on_plan, phase=phase)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt:
@@ -207,6 +228,7 @@ def expand_cmd(
             bar.close()
     if not quiet:
         click.echo(format_summary(summary))
+    _report_rejections(summary)
     if strict and summary.rejected:
         click.echo(
             f"--strict: {len(summary.rejected)} input files rejected (listed in "
@@ -216,8 +238,19 @@ def expand_cmd(
         sys.exit(EXIT_FINDINGS)
 
 
+def _report_rejections(summary: ExpandSummary) -> None:
+    """On stderr, even with -q: a rejection is never silent."""
+    if summary.rejected:
+        first = summary.rejected[0]
+        click.echo(
+            f"augment: {len(summary.rejected)} input files rejected (first: {first.path}: "
+            f"{first.reason}); all are listed in {summary.out / 'augment.json'}",
+            err=True,
+        )
+
+
 expand_cmd.name = "expand"
 
 
-for _command in (preview, recipes, audit, diff_cmd, prune_cache_cmd):
+for _command in (preview, recipes, audit, diff_cmd, prune_cache_cmd, inspect_cmd):
     main.add_command(_command)

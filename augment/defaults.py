@@ -15,6 +15,18 @@ FORMAT_CHOICES = ("same", "jpg", "png", "webp")
 # Source files by extension (what is inside is checked when the file is read).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit, made explicit
+# The holdout when SRC is not split already (a fraction of each class).
+DEFAULT_VAL = 0.1
+DEFAULT_TEST = 0.1
+# A source already split: folders (or a labels file's `split` values) with these names, in
+# any case, are its splits; the value is the output's split.
+SPLIT_NAMES = {
+    "train": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+}
 
 # Measured on the bundled sample data (README, "Audit"; benchmarks/similarity_margins.py):
 # re-encoded (JPEG q30-q70), resized and mirrored copies stay within 4 bits; two different

@@ -19,6 +19,10 @@ class OutputError(AugmentError):
     """The output folder cannot be used (overlaps the source, foreign content, not writable)."""
 
 
+class RunFailed(AugmentError):
+    """The run went through but made nothing useful (every train image rejected)."""
+
+
 class ManifestError(AugmentError):
     """A manifest or run header is missing or malformed."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from augment.errors import ManifestError, OutputError
 from augment.files import output_error
 from augment.layout import HEADER_NAME, STATE_DIR
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.source import read_recipe
 from augment.rerun.state import RunState, exclusive_run, load_state
 from augment.rerun.uptodate import (
@@ -29,10 +30,10 @@ from augment.rerun.uptodate import (
     tool_stamp,
     unchanged_since_last_run,
 )
-from augment.stages.holdout import hold_out, holdout_entries
+from augment.stages.holdout import check_holdout_options, hold_out, holdout_entries
 from augment.stages.ingest import ingest
 from augment.stages.manifest import read_header
-from augment.summary import Laps, summarize
+from augment.summary import Laps, check_train_made, summarize
 
 if TYPE_CHECKING:
     from augment.stages.executor import Executor
@@ -45,17 +46,20 @@ def expand(
     executor: Executor | None = None,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    phase: Phase | None = None,
 ) -> ExpandSummary:
     """Build (or bring up to date) an augmented dataset in OUT from SRC.
 
     `progress(n)` is called as n more outputs are done; `on_plan(total)` once the number of
-    outputs still to write is known.
+    outputs still to write is known; `phase` hears of the phases before that (reading the
+    sources, hashing them for duplicates).
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     lap = Laps(timings)
     with contextlib.ExitStack() as guard:
-        summary = _expand(Path(src), Path(out), options, executor, progress, on_plan, guard, lap)
+        reports = _Reports(progress, on_plan, phase)
+        summary = _expand(Path(src), Path(out), options, executor, reports, guard, lap)
     summary.seconds = time.perf_counter() - started
     summary.timings = timings
     return summary
@@ -66,8 +70,7 @@ def _expand(
     out: Path,
     options: ExpandOptions,
     executor: Executor | None,
-    progress: Callable[[int], None] | None,
-    on_plan: Callable[[int], None] | None,
+    reports: _Reports,
     guard: contextlib.ExitStack,
     lap: Laps,
 ) -> ExpandSummary:
@@ -81,8 +84,16 @@ def _expand(
     # checked first, so that a mistake in it is reported before any source is read.
     recipe = _full_run().load(recipe_file, options) if state.last_run is None else None
     lap("recipe")
-    dataset = ingest(src, options.group_by, options.max_pixels, cache=state.sources)
+    dataset = ingest(
+        src,
+        options.group_by,
+        options.max_pixels,
+        cache=state.sources,
+        phase=reports.phase,
+        columns=(options.path_column, options.label_column),
+    )
     lap("ingest")
+    check_holdout_options(dataset, options)
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
         recipe.recipe.check_classes(dataset.classes)
     foreign = check_output_location(dataset, out, options.force)
@@ -101,15 +112,26 @@ def _expand(
     )
     summary = _unchanged_run(out, state, dataset, options) if proven else None
     if summary is not None:
-        if on_plan is not None:
-            on_plan(0)
+        if reports.on_plan is not None:
+            reports.on_plan(0)
         lap("check")
+        check_train_made(summary, options)  # a failed run fails again, unchanged or not
         return summary
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
-    return full_run.run(setup, recipe, guard, executor, full_run.Progress(lap, progress, on_plan))
+    progress = full_run.Progress(lap, reports.progress, reports.on_plan, reports.phase)
+    return full_run.run(setup, recipe, guard, executor, progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reports:
+    """Where a run reports how far it is (see `expand`)."""
+
+    progress: Callable[[int], None] | None
+    on_plan: Callable[[int], None] | None
+    phase: Phase | None
 
 
 def _full_run() -> ModuleType:
@@ -197,3 +219,14 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
 
 def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
+
+
+class _CallableModule(ModuleType):
+    """`augment.expand(...)` works whichever `augment.expand` is: this module (the import
+    system sets the package's attribute to it once it is imported) or its function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ExpandSummary:
+        return expand(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

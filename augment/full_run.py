@@ -23,8 +23,14 @@ from augment.defaults import default_workers
 from augment.errors import OutputError
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import ImageHash
-from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.layout import (
+    CLASSES_NAME,
+    HEADER_NAME,
+    MANIFEST_NAME,
+    METADATA_NAME,
+    STATE_DIR,
+)
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.annotated import BOX_RULES, check_annotated_recipe
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.source import RecipeFile
@@ -33,11 +39,19 @@ from augment.rerun.state import RunState, save_state
 from augment.rerun.uptodate import remember_run
 from augment.stages.duplicates import Grouping
 from augment.stages.executor import Executor, multiprocessing_pool
-from augment.stages.holdout import SPLITS, Holdout, hold_out, holdout_entries
+from augment.stages.holdout import (
+    SPLITS,
+    Holdout,
+    check_same_holdout,
+    hold_out,
+    holdout_entries,
+    uses_source_split,
+)
 from augment.stages.manifest import (
     HEADER_FORMAT,
     RecordFiles,
     clear_journal,
+    write_dataset_card,
     write_header,
 )
 from augment.stages.plan import Fingerprints, Plan, shard_tasks
@@ -52,7 +66,7 @@ from augment.stages.reconcile import (
     write_records,
 )
 from augment.stages.worker import RunContext
-from augment.summary import Laps, summarize
+from augment.summary import Laps, check_train_made, missing_classes, summarize
 
 OUTPUTS_PER_SHARD = 32
 
@@ -79,6 +93,7 @@ class Progress:
     lap: Laps
     progress: Callable[[int], None] | None = None  # n more outputs done
     on_plan: Callable[[int], None] | None = None  # the number of outputs to write, once
+    phase: Phase | None = None  # the phases before (see augment.model.Phase)
 
 
 @dataclass(frozen=True)
@@ -127,7 +142,8 @@ def run(
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     previous_header, previous = read_previous(out)
     guard.callback(previous.close)
-    grouping, holdout = hold_out(dataset, options, previous_header)
+    check_same_holdout(previous_header, dataset, options)
+    grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
     plan = _plan(dataset, holdout, loaded, options)
@@ -168,6 +184,7 @@ def run(
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
     summary.dropped_objects = dict(sorted(setup.dropped.items()))
+    check_train_made(summary, options)
     return summary
 
 
@@ -264,7 +281,12 @@ def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str,
 
 def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
     """--force never overwrites: stop before writing if a file augment would write exists."""
-    own = [HEADER_NAME, MANIFEST_NAME, *(f"{split}/metadata.csv" for split in SPLITS)]
+    own = [
+        HEADER_NAME,
+        MANIFEST_NAME,
+        CLASSES_NAME,
+        *(f"{split}/{METADATA_NAME}" for split in SPLITS),
+    ]
     clashes = [
         p for p in itertools.chain(own, planned) if (out / p).exists() or (out / p).is_symlink()
     ]
@@ -301,8 +323,17 @@ def _write_outputs(
     listed = {split for split, _ in pairs}
     if dataset.task != "classification":
         listed = set()  # annotated outputs have their own files, no metadata.csv
-    files.commit([split for split in SPLITS if (out / split).is_dir() or split in listed])
+    present = [split for split in SPLITS if (out / split).is_dir() or split in listed]
+    files.commit(present)
     counts = class_counts(pairs)
+    soft = dataset.classes if recipe.mix else []
+    try:
+        write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
+        for split, missing in missing_classes(dataset.classes, counts).items():
+            for label in missing:  # an empty folder: every loader numbers the classes alike
+                (out / split / label).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc, "write the dataset card in") from exc
     header = build_header(
         dataset,
         recipe,
@@ -354,7 +385,7 @@ def build_header(
             "preprocess_fingerprint": fingerprints.preprocess,
             "spec": recipe.to_dict(),
         },
-        "options": options.to_dict(),
+        "options": options.to_dict(uses_source_split(dataset, options)),
         "source": {
             "kind": dataset.kind,
             "originals": len(dataset.originals),

@@ -11,13 +11,18 @@ have none: their label is the `Original.label`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
+from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, DEFAULT_TEST, DEFAULT_VAL
 
 TASKS = ("classification", "detection", "segmentation")
+
+# A long phase reports as it goes: `phase(name, total)` once, then `advance(n)` as n more of
+# the total are done. The command line draws a bar for a phase that lasts over a second.
+Phase = Callable[[str, int], Callable[[int], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,19 @@ class Dataset:
     names: list[str] = field(default_factory=list)  # annotated sets: class names, in id order
     originals: list[Original] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    # A source already split (SRC/train/<class>/..., a labels file's `split` column):
+    # path -> "train" | "validation" | "test"; empty when the tool holds out.
+    given_splits: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> str:
+        """The layout as a user would name it."""
+        if self.task != "classification":  # see augment/annotations/
+            name = {"yolo": "YOLO", "coco": "COCO", "voc": "Pascal VOC", "masks": "masks"}
+            return name.get(self.kind, self.kind) + (" already split" if self.given_splits else "")
+        if self.kind == "labels":
+            return "labels file" + (" with a split column" if self.given_splits else "")
+        return "split folders of class folders" if self.given_splits else "class folders"
 
     @property
     def classes(self) -> list[str]:
@@ -128,8 +146,9 @@ class ExpandOptions:
     times: int = 5
     no_originals: bool = False
     recipe: str = "default"
-    val: float | int = 0.1
-    test: float | int = 0.1
+    # None: not asked for; the source's own split if it has one, else DEFAULT_VAL/TEST.
+    val: float | int | None = None
+    test: float | int | None = None
     group_by: str | None = None
     seed: int = 0
     workers: int | None = None  # None: all cores
@@ -142,16 +161,34 @@ class ExpandOptions:
     force: bool = False
     # Originals whose pHashes are this many bits apart or fewer are held out together; -1 off.
     near_duplicates: int = DEFAULT_MAX_DISTANCE
+    # A source already split is pooled and held out again, and an OUT split by other
+    # --seed/--val/--test is split again (see docs/holdout.md).
+    resplit: bool = False
+    # A labels file's path and label columns, when not found by their usual names.
+    path_column: str | None = None
+    label_column: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The options that decide the output (not `workers`: it never changes a byte)."""
+    @property
+    def holdout_val(self) -> float | int:
+        return DEFAULT_VAL if self.val is None else self.val
+
+    @property
+    def holdout_test(self) -> float | int:
+        return DEFAULT_TEST if self.test is None else self.test
+
+    def to_dict(self, source_split: bool = False) -> dict[str, Any]:
+        """The options that decide the output (not `workers`: it never changes a byte).
+        With `source_split` (the source's own split was used) no holdout is recorded."""
+        holdout: dict[str, Any] = (
+            {"split": "source"}
+            if source_split
+            else {"val": self.holdout_val, "test": self.holdout_test, "group_by": self.group_by}
+        )
         return {
             "times": self.times,
             "no_originals": self.no_originals,
             "seed": self.seed,
-            "val": self.val,
-            "test": self.test,
-            "group_by": self.group_by,
+            **holdout,
             "format": self.output_format,
             "quality": self.quality,
             "balance": self.balance,
@@ -183,6 +220,10 @@ class ExpandSummary:
     # Proven to change nothing, so nothing was planned, read or written (augment/uptodate.py).
     fast_path: bool = False
     dropped_objects: dict[str, int] = field(default_factory=dict)  # class -> objects dropped
+    source_split: bool = False  # the splits are the source's own (train/, val/, test/...)
+    # split -> classes it has no file of: their folders are left empty (see manifest.py).
+    missing_classes: dict[str, list[str]] = field(default_factory=dict)
+    webp_outputs: bool = False  # some outputs are WebP: Keras' loader skips them
 
     @property
     def total(self) -> int:

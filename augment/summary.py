@@ -8,9 +8,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from augment.errors import RunFailed
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
 from augment.stages.duplicates import Grouping
-from augment.stages.holdout import SPLITS, Holdout
+from augment.stages.holdout import SPLITS, Holdout, uses_source_split
 
 
 def summarize(
@@ -45,7 +46,24 @@ def summarize(
         quota_shifts=holdout.quota_shifts,
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
+        source_split=uses_source_split(dataset, options),
+        missing_classes=missing_classes(dataset.classes, counts),
+        webp_outputs=_writes_webp(dataset, options),
     )
+
+
+def missing_classes(
+    classes: Sequence[str], counts: Mapping[str, Mapping[str, int]]
+) -> dict[str, list[str]]:
+    """split -> the classes it has no file of (splits with files only)."""
+    found = {s: [c for c in classes if not per_class.get(c)] for s, per_class in counts.items()}
+    return {s: missing for s, missing in found.items() if missing}
+
+
+def _writes_webp(dataset: Dataset, options: ExpandOptions) -> bool:
+    if options.output_format != "same":
+        return options.output_format == "webp"
+    return any(o.format == "WEBP" for o in dataset.originals)
 
 
 class Laps:
@@ -59,3 +77,21 @@ class Laps:
         now = time.perf_counter()
         self.timings[phase] = now - self.last
         self.last = now
+
+
+def check_train_made(summary: ExpandSummary, options: ExpandOptions) -> None:
+    """A run whose recipe rejected every train image, or every train variant, failed: the
+    first reason is the likely fix."""
+    train = sum(summary.counts.get("train", {}).values())
+    originals = 0 if options.no_originals else sum(summary.train_originals.values())
+    variants_wanted = options.times - (0 if options.no_originals else 1) > 0
+    if train and (train > originals or not variants_wanted):
+        return
+    if not summary.rejected:
+        return
+    first = next((r for r in summary.rejected if "variant" in r.reason), summary.rejected[0])
+    what = "train image" if not train else "train variant"
+    raise RunFailed(
+        f"every {what} was rejected ({len(summary.rejected)} rejections); the first: "
+        f"{first.path}: {first.reason}"
+    )

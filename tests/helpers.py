@@ -176,6 +176,8 @@ def write_coco(root: Path, made: list[Scene], polygons: bool = True) -> Path:
 
 
 # Geometry only (no colour change), nearest-neighbour, so objects keep their exact colour.
+# The padding is the preprocess's (every source is 96-128 x 80-104, fitted into 128x112) and
+# the Affine's constant border (its scale goes below 1).
 GEOMETRIC_RECIPE = """\
 description: flips, affine and padding, nearest-neighbour (the geometric test)
 preprocess:
@@ -193,7 +195,6 @@ augment:
       interpolation: 0
       border_mode: constant
       p: 1.0
-  - PadIfNeeded: {min_height: 144, min_width: 144, border_mode: 0, p: 1.0}
 """
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.stages.plan import NAME_SEPARATOR
 from tests.helpers import (
     GEOMETRIC_RECIPE,
     OBJECT_COLOURS,
@@ -230,12 +231,12 @@ def test_a_rerun_writes_nothing_and_an_edited_label_remakes_only_its_image(
     label.write_text(label.read_text() + "2 0.8 0.8 0.1 0.1\n")
     summary = expand(src, out, options)
     new = set(manifest_by_path(out))
-    changed = {Path(p).name.split("__")[0] for p in old ^ new}
+    changed = {Path(p).name.split(NAME_SEPARATOR)[0] for p in old ^ new}
     assert changed == {"scene_01"}
     assert summary.written == len(new - old) == 3
-    assert sorted(p.name for p in (out / "labels").rglob("scene_01__*.txt")) == sorted(
-        Path(p).with_suffix(".txt").name for p in new if "scene_01__" in p
-    )
+    assert sorted(
+        p.name for p in (out / "labels").rglob(f"scene_01{NAME_SEPARATOR}*.txt")
+    ) == sorted(Path(p).with_suffix(".txt").name for p in new if f"scene_01{NAME_SEPARATOR}" in p)
 
 
 def test_a_pre_split_yolo_set_keeps_its_split(tmp_path: Path, geometric: Path) -> None:
@@ -395,3 +396,21 @@ def test_masks_equal_the_warped_objects(masks_out: Path) -> None:
                 assert box == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
                 checked += 1
     assert checked > 40
+
+
+def test_a_pre_split_set_refuses_holdout_options_unless_resplit(
+    tmp_path: Path, geometric: Path
+) -> None:
+    made = scenes(12)
+    split_of = {stem: ("val" if i % 4 == 0 else "train") for i, (stem, *_) in enumerate(made)}
+    src = write_yolo(tmp_path / "src", made, split_of)
+    refused = _run(src, tmp_path / "out", geometric, "--val", "0.3")
+    assert refused.returncode == 2 and "already split" in refused.stderr
+    resplit = _run(src, tmp_path / "out2", geometric, "--val", "0.3", "--resplit")
+    assert resplit.returncode == 0, resplit.stderr
+    splits = {
+        r["sources"][0]["path"]: r["split"] for r in manifest_by_path(tmp_path / "out2").values()
+    }
+    assert any(
+        s == "train" and split_of[Path(p).stem] == "val" for p, s in splits.items()
+    )  # held out again: a source val image went to train

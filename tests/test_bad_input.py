@@ -174,7 +174,7 @@ def test_each_bad_file_is_listed_with_its_reason(messy: MessyRun, path: str, rea
     # ...and nothing of it reaches the output: no file, no record, no planned-but-missing one.
     assert not messy.outputs_of(path)
     stem = Path(path.rstrip("/")).stem
-    assert not [p for p in messy.out.rglob(f"{stem}__*")]
+    assert not [p for p in messy.out.rglob(f"{stem}_nohash_*")]
 
 
 def test_every_rejection_is_accounted_for(messy: MessyRun) -> None:
@@ -193,8 +193,7 @@ def test_a_file_rejected_only_at_decode_time_is_reported_like_the_others(
     """Pillow reads a truncated JPEG's header fine; only the worker finds the missing data."""
     assert "cat/truncated.jpg" in [h["path"] for h in messy.header["holdout"]]
     assert not [p for p in messy.out.rglob(".*") if p.is_file() and p.parent != messy.out]
-    for split in ("train", "validation", "test"):
-        assert "truncated" not in (messy.out / split / "metadata.csv").read_text()
+    assert not any("truncated" in r["path"] for r in read_manifest(messy.out))
 
 
 def _output_pixels(messy: MessyRun, source: str) -> np.ndarray:
@@ -245,7 +244,7 @@ def test_animated_gif_gives_its_first_frame(messy: MessyRun) -> None:
 def test_unicode_and_spaces_in_names(messy: MessyRun) -> None:
     outputs = messy.outputs_of("cat/chat noir é 猫.jpg")
     assert outputs and all((messy.out / r["path"]).is_file() for r in outputs)
-    assert all("chat noir é 猫__" in r["path"] for r in outputs)
+    assert all("chat noir é 猫_nohash_" in r["path"] for r in outputs)
     dog = [r for r in messy.records if r["label"] == "dog house ü"]
     assert dog and all(r["path"].split("/")[1] == "dog house ü" for r in dog)
     with Image.open(messy.out / outputs[0]["path"]) as img:
@@ -344,8 +343,9 @@ def test_labels_file_faults(tmp_path: Path) -> None:
     assert "file not found" in reasons["images/missing.jpg"]
     assert "duplicate row" in reasons["images/0.jpg"]
     assert "listed again with another label ('a' first)" in reasons["images/1.jpg"]
-    for escaping in ("../data/images/2.jpg", "images/../../outside/o.jpg", "/etc/hostname.jpg"):
+    for escaping in ("../data/images/2.jpg", "images/../../outside/o.jpg"):
         assert "escapes the labels file's folder" in reasons[escaping]
+    assert "absolute path outside the labels file's folder" in reasons["/etc/hostname.jpg"]
     assert "pointing outside the source folder" in reasons["images/linked/o.jpg"]
     assert "empty path or label" in reasons["labels.csv line 15"]
     assert "empty path or label" in reasons["images/5.jpg"]
@@ -358,7 +358,7 @@ def test_labels_file_faults(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("path,label\nimages/0.jpg,caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
-        (b"file,class\nimages/0.jpg,a\n", "needs a header with 'path' and 'label'"),
+        (b"name,kind\nimages/0.jpg,a\n", "needs a header with a path column"),
         (b"", "needs a header"),
         (b"path;label\nimages/0.jpg;a\n", "separated by commas, not ';'"),
         (b"path,label\n", "no usable images"),
@@ -379,10 +379,7 @@ def test_unreadable_labels_files_are_a_clear_error(
 
 @pytest.mark.parametrize(
     ("transform", "reason"),
-    [
-        ("RandomCrop: {height: 90, width: 90}", "Crop size"),
-        ("ToFloat: {}", "not 8-bit RGB"),
-    ],
+    [("RandomCrop: {height: 90, width: 90}", "Crop size")],
 )
 def test_a_recipe_that_does_not_fit_an_image_rejects_that_image(
     tmp_path: Path, transform: str, reason: str
@@ -402,7 +399,9 @@ def test_a_recipe_that_does_not_fit_an_image_rejects_that_image(
     assert set(rejected) == failing
     assert all("the recipe cannot be applied to this image" in r for r in rejected.values())
     assert all(reason in r for r in rejected.values())
-    made = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*__*")}
+    made = {
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*_nohash_*")
+    }
     assert made == {r["path"] for r in read_manifest(tmp_path / "out")}  # no orphan files
     assert summary.counts.get("train", {}).get("large", 0) == (30 if "Crop" in reason else 0)
 

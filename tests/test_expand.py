@@ -3,7 +3,6 @@ the manifest, and byte-identical output whatever the worker count."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import shutil
@@ -81,17 +80,15 @@ def test_manifest_hashes_and_metadata(expanded: tuple[Path, ExpandSummary]) -> N
         src = TEXTURES / r["sources"][0]["path"]
         assert hashlib.sha256(src.read_bytes()).hexdigest() == r["sources"][0]["sha256"]
         assert r["sources"][0]["weight"] == 1.0
-        # <stem>__<key>.<ext>: the stem of the source, a 12-hex-digit key.
-        stem, key = Path(r["path"]).stem.rsplit("__", 1)
+        # <stem>_nohash_<key>.<ext>: the stem of the source, a 12-hex-digit key.
+        stem, key = Path(r["path"]).stem.rsplit("_nohash_", 1)
         assert stem == Path(r["sources"][0]["path"]).stem and len(key) == 12
         with Image.open(out / r["path"]) as img:
             assert img.size == (64, 48) and img.mode == "RGB"
+    # No metadata.csv without soft labels: Hugging Face then reads the class folders.
     for split in ("train", "validation", "test"):
-        with (out / split / "metadata.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        assert {(f"{split}/{row['file_name']}", row["label"]) for row in rows} == {
-            (r["path"], r["label"]) for r in records if r["split"] == split
-        }
+        assert not (out / split / "metadata.csv").exists()
+    assert json.loads((out / "classes.json").read_text()) == sorted({r["label"] for r in records})
 
 
 def test_variants_differ_from_original_and_record_params(

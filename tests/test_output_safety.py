@@ -9,6 +9,7 @@ CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so that they do (tests/faults.py).
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.stages.manifest import read_manifest
 from tests import faults
-from tests.helpers import DIGITS, ROOT, augment_command, file_tree
+from tests.helpers import DIGITS, ROOT, SMALL_RECIPE, augment_command, file_tree
 
 
 def run_cli(
@@ -78,7 +79,7 @@ def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     assert "rerun the same command to resume" in full.stderr
     assert_no_partial_file(out)
     assert not (out / "manifest.jsonl").exists() and not (out / "augment.json").exists()
-    written_before = len(list(out.rglob("*__*.png")))
+    written_before = len(list(out.rglob("*_nohash_*.png")))
     if limit == 40_000:
         assert written_before == 140  # every image was done; only the manifest failed
 
@@ -100,7 +101,7 @@ def assert_no_partial_file(out: Path) -> None:
     """Every image a loader can see is whole. A worker stopped mid-write by the pool's
     shutdown may leave its hidden temporary (`.name.tmp-PID`), which loaders skip and the
     next run removes; a write that fails removes its own."""
-    for path in out.rglob("*__*.png"):  # temporaries end in .tmp-PID: not matched
+    for path in out.rglob("*_nohash_*.png"):  # temporaries end in .tmp-PID: not matched
         with Image.open(path) as img:
             img.load()
     assert all(p.name.startswith(".") for p in temp_files(out))
@@ -222,6 +223,20 @@ def test_stale_removal_keeps_a_file_the_user_replaced(tmp_path: Path, small_reci
     # Every variant is stale now; the one whose bytes are no longer augment's is kept.
     assert summary.removed == len(variants) - 1
     assert replaced.read_bytes() == b"my own edit"
-    assert [p for p in out.rglob("*__*.png") if p.relative_to(out).as_posix() in variants] == [
-        replaced
-    ]
+    assert [
+        p for p in out.rglob("*_nohash_*.png") if p.relative_to(out).as_posix() in variants
+    ] == [replaced]
+
+
+def test_a_readme_of_the_users_in_a_forced_folder_is_kept(tmp_path: Path) -> None:
+    """--force next to a README.md augment did not write: it stays, and the run goes on."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("# my project\n")
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    options = ExpandOptions(times=2, recipe=str(recipe), workers=1, force=True)
+    expand(DIGITS, out, options)
+    expand(DIGITS, out, dataclasses.replace(options, force=False))
+    assert (out / "README.md").read_text() == "# my project\n"
+    assert (out / "classes.json").is_file()

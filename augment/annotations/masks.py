@@ -4,7 +4,7 @@ the first for id 0, the background). Without one, a class is named by its id.
 
 Each class present on a mask becomes an object whose box is the bounding box of its pixels:
 what the holdout stratifies on and the manifest counts. On output: `masks/<split>/
-<stem>__<key>.png` beside `images/<split>/` (written by the worker with its image; class ids,
+<stem>_nohash_<key>.png` beside `images/<split>/` (written by the worker with its image; class ids,
 warped with nearest-neighbour, borders background) and `classes.txt`.
 """
 

@@ -7,7 +7,7 @@ canonical JSON of that image's entries in the split's file. The files themselves
 written once at the end of a run from the records (reused outputs' too), each only when its
 bytes change, so a rerun that changes nothing writes nothing:
 
-- yolo: `labels/<split>/<stem>__<key>.txt` per image and `data.yaml` listing the splits;
+- yolo: `labels/<split>/<stem>_nohash_<key>.txt` per image and `data.yaml` listing the splits;
   label files no record lists any more are removed;
 - coco: `annotations/instances_<split>.json` per split.
 """
@@ -26,6 +26,7 @@ from augment.annotations import coco, masks, voc, yolo
 from augment.annotations.objects import SPLIT_FOLDERS, content_sha256
 from augment.files import ChangedFile
 from augment.model import LabeledObject
+from augment.stages.plan import NAME_SEPARATOR
 
 FORMATS = ("yolo", "coco", "voc", "masks")
 
@@ -143,13 +144,13 @@ def _write_changed(path: Path, text: str) -> None:
 
 def _remove_unlisted(out: Path, folder: str, suffix: str, listed: set[str]) -> None:
     """Label files of outputs no longer made (the image went stale), named as augment names
-    them (`__<key>.txt`, `__<key>.xml`): a file the user put there is never touched."""
+    them (`_nohash_<key>.txt`, `_nohash_<key>.xml`): a file the user put there is never touched."""
     labels = out / folder
     if not labels.is_dir():
         return
     for path in sorted(labels.rglob(f"*{suffix}")):
         rel = path.relative_to(out).as_posix()
-        if rel not in listed and "__" in path.stem:
+        if rel not in listed and NAME_SEPARATOR in path.stem:
             path.unlink()
     for sub in sorted(labels.rglob("*"), reverse=True):
         if sub.is_dir() and not any(sub.iterdir()):

@@ -3,7 +3,7 @@ and a `<bndbox>` of 1-based, inclusive pixel indices) beside `JPEGImages/`. An i
 an XML is an image without objects; `ImageSets/Main/{train,val,test}.txt` keep the user's
 split. The classes are the names the XML files use.
 
-On output: `Annotations/<split>/<stem>__<key>.xml` beside `images/<split>/`, the XML's
+On output: `Annotations/<split>/<stem>_nohash_<key>.xml` beside `images/<split>/`, the XML's
 `<folder>`/`<filename>` naming the image, and `ImageSets/Main/<split>.txt` listing the stems.
 """
 

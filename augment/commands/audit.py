@@ -49,14 +49,19 @@ from augment.commands.audit_report import (
 )
 from augment.commands.report import class_count_table
 from augment.errors import DatasetError, ManifestError
+from augment.model import Phase
 from augment.stages.holdout import SPLITS
 from augment.stages.manifest import Record, read_header, read_manifest
 
 # --------------------------------------------------------------------------- entry points
 
 
-def audit_output(out: Path, options: AuditOptions | None = None) -> AuditReport:
-    """Audit an `augment expand` output folder against its manifest: all five checks."""
+def audit_output(
+    out: str | Path, options: AuditOptions | None = None, phase: Phase | None = None
+) -> AuditReport:
+    """Audit an `augment expand` output folder against its manifest: all five checks.
+    `phase` hears of the images decoded ("decoding")."""
+    out = Path(out)
     options = options or AuditOptions()
     if not out.is_dir():
         raise ManifestError(f"{out} is not a folder")
@@ -73,7 +78,7 @@ def audit_output(out: Path, options: AuditOptions | None = None) -> AuditReport:
     checks = [c for c in CHECKS if c != ANNOTATIONS or annotated]
     report = AuditReport(str(out), "manifest", tuple(checks), options)
     report.findings += lineage_findings(records, header)
-    report.findings += duplicate_findings(files, [s for s in splits], options)
+    report.findings += duplicate_findings(files, [s for s in splits], options, phase)
     report.findings += integrity_findings(out, records, header)
     if annotated:
         report.findings += annotation_findings(out, records, header)
@@ -105,7 +110,9 @@ def object_balance(
     return {s: counts.get(s, {}) for s in splits}, findings
 
 
-def audit_splits(splits: Mapping[str, Path], options: AuditOptions | None = None) -> AuditReport:
+def audit_splits(
+    splits: Mapping[str, Path], options: AuditOptions | None = None, phase: Phase | None = None
+) -> AuditReport:
     """Audit folders split by another tool (`--split train=DIR ...`): checks 2, 3 and 5."""
     options = options or AuditOptions()
     if len(splits) < 2:
@@ -123,7 +130,7 @@ def audit_splits(splits: Mapping[str, Path], options: AuditOptions | None = None
     report = AuditReport(
         ", ".join(f"{n}={p}" for n, p in splits.items()), "folders", FOLDER_CHECKS, options
     )
-    report.findings += duplicate_findings(files, list(splits), options)
+    report.findings += duplicate_findings(files, list(splits), options, phase)
     report.counts, balance = balance_findings(files, list(splits))
     report.findings += balance
     return report

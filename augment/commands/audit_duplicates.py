@@ -25,6 +25,7 @@ from augment.imaging.similarity import (
     phash_rgb,
     pixel_digest,
 )
+from augment.model import Phase
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,10 @@ def _size(shape: tuple[int, ...]) -> str:
 
 
 def duplicate_findings(
-    files: Sequence[ImageFile], splits: Sequence[str], options: AuditOptions
+    files: Sequence[ImageFile],
+    splits: Sequence[str],
+    options: AuditOptions,
+    phase: Phase | None = None,
 ) -> list[Finding]:
     """Compare every file with every file of the *other* splits (never within a split)."""
     findings: list[Finding] = []
@@ -61,7 +65,12 @@ def duplicate_findings(
     pixels = lru_cache(maxsize=64)(_decode_pixels)
     # Pillow and OpenCV release the GIL while decoding and resizing: threads use the cores.
     with ThreadPoolExecutor(max_workers=options.workers or default_workers()) as pool:
-        fingerprints = list(pool.map(_try_fingerprint, (f.file for f in files)))
+        advance = phase("decoding", len(files)) if phase is not None and files else None
+        fingerprints = []
+        for result in pool.map(_try_fingerprint, (f.file for f in files)):
+            fingerprints.append(result)
+            if advance is not None:
+                advance(1)
     for i, (f, result) in enumerate(zip(files, fingerprints, strict=True)):
         if isinstance(result, _Fingerprint):
             prints[i] = result

@@ -207,8 +207,10 @@ def integrity_findings(
             *other_recipe[:1],
         )
     findings += _holdout_agrees(records, header)
-    for split in sorted({r["split"] for r in records}):
-        if not is_annotated(header):  # annotated outputs have no metadata.csv
+    # Only a mixing run writes metadata.csv (its soft labels); any other leaves the labels
+    # to the class folders, which Hugging Face reads only when no metadata file is there.
+    if (header.get("recipe") or {}).get("spec", {}).get("mix"):
+        for split in sorted({r["split"] for r in records}):
             findings += _metadata_agrees(out, split, records)
     return findings
 

@@ -1,4 +1,5 @@
-"""The click commands other than `expand`: preview, recipes, audit, diff, prune-cache, and
+"""The click commands other than `expand`: preview, recipes, audit, diff, prune-cache,
+inspect, and
 what every command shares (the domain error shown as a message, the exit codes).
 `augment/cli.py` puts them in the `augment` group."""
 
@@ -13,8 +14,11 @@ from typing import TYPE_CHECKING
 import click
 
 from augment.commands.diff import diff_outputs, format_diff
+from augment.commands.progress import phase_bars
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
+    DEFAULT_TEST,
+    DEFAULT_VAL,
     REENCODE_MIN_PSNR,
     default_workers,
 )
@@ -29,10 +33,6 @@ if TYPE_CHECKING:
 # and `expand` imports its full run only when there is one: numpy, OpenCV, Pillow and
 # albumentations are most of a command's start-up (~0.5 s), which `--help`, `diff` and a
 # rerun that changes nothing do without.
-
-EXIT_FINDINGS = 1
-EXIT_INTERRUPTED = 130
-
 
 EXIT_FINDINGS = 1
 EXIT_INTERRUPTED = 130
@@ -60,6 +60,20 @@ class _Amount(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def column_options(command: Callable[..., None]) -> Callable[..., None]:
+    """A labels file's path and label columns, for names the tool does not know."""
+    command = click.option(
+        "--label-column",
+        metavar="NAME",
+        help="A labels file's label column [default: label, class, category].",
+    )(command)
+    return click.option(
+        "--path-column",
+        metavar="NAME",
+        help="A labels file's image path column [default: path, file_name, filename, image...].",
+    )(command)
+
+
 def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options that decide the holdout and what each variant looks like. `expand` and
     `preview` share them, so a preview shows what expand writes with the same options."""
@@ -69,21 +83,20 @@ def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
             "-r",
             default="default",
             show_default=True,
-            help="A bundled recipe name (see `augment recipes`) or a path to a YAML file.",
+            help="A bundled recipe name (see `augment recipes`), a path to a YAML file, or a "
+            "pipeline albumentations saved (A.save, YAML or JSON).",
         ),
         click.option(
             "--val",
-            default="0.1",
-            show_default=True,
             type=_Amount(),
-            help="Validation originals held out: a fraction per class, or a total count.",
+            help=f"Validation originals held out: a fraction per class, or a total count "
+            f"[default: {DEFAULT_VAL}; none for a source already split].",
         ),
         click.option(
             "--test",
-            default="0.1",
-            show_default=True,
             type=_Amount(),
-            help="Test originals held out: a fraction per class, or a total count.",
+            help=f"Test originals held out: a fraction per class, or a total count "
+            f"[default: {DEFAULT_TEST}; none for a source already split].",
         ),
         click.option(
             "--group-by",
@@ -168,8 +181,8 @@ def preview(
     variants: int,
     split: str,
     seed: int,
-    val: float | int,
-    test: float | int,
+    val: float | int | None,
+    test: float | int | None,
     group_by: str | None,
     near_duplicates: int,
     cell: int,
@@ -188,8 +201,8 @@ def preview(
         variants=variants,
         split=split,
         seed=seed,
-        val=val,
-        test=test,
+        val=DEFAULT_VAL if val is None else val,
+        test=DEFAULT_TEST if test is None else test,
         group_by=group_by,
         near_duplicates=near_duplicates,
         cell=cell,
@@ -291,10 +304,19 @@ def audit(
     from augment.commands.audit import AuditOptions, audit_output, audit_splits, format_report
 
     options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
-    if (out is None) == (not splits):
+    if out is None and not splits:
+        raise click.UsageError(
+            "give the output folder to audit (augment audit OUT), or --split NAME=DIR "
+            "options for folders split by another tool"
+        )
+    if out is not None and splits:
         raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
     try:
-        report = audit_output(out, options) if out is not None else audit_splits(splits, options)
+        phase = phase_bars(sys.stderr.isatty())
+        if out is not None:
+            report = audit_output(out, options, phase)
+        else:
+            report = audit_splits(splits, options, phase)
     except AugmentError as exc:
         raise UserError(exc) from None
     if as_json:
@@ -367,3 +389,56 @@ def prune_cache_cmd(cache: Path, out: Path, dry_run: bool) -> None:
         f"{verb} {len(result.stale)} stale entries, kept {result.kept} current, "
         f"left {result.ignored} other files alone"
     )
+
+
+@click.command(
+    "inspect",
+    epilog="""\b
+Examples:
+  augment inspect sample_data/textures
+  augment inspect labels.csv --val 0.2 --test 0.1 --seed 7
+  augment inspect photos/ --json > inspect.json
+""",
+)
+@click.argument("src", type=click.Path(path_type=Path))
+@holdout_options
+@column_options
+@click.option("--resplit", is_flag=True, help="Pool a source already split and hold out again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
+def inspect_cmd(
+    src: Path,
+    recipe: str,
+    val: float | int | None,
+    test: float | int | None,
+    group_by: str | None,
+    seed: int,
+    near_duplicates: int,
+    path_column: str | None,
+    label_column: str | None,
+    resplit: bool,
+    as_json: bool,
+) -> None:
+    """Show what `expand` would see in SRC, writing nothing: the layout, the classes and
+    their originals per planned split, the files it would reject, duplicate originals."""
+    from augment.commands.inspect import format_inspection, inspect_source
+    from augment.model import ExpandOptions
+
+    del recipe  # shared with expand's options; the holdout does not depend on it
+    options = ExpandOptions(
+        val=val,
+        test=test,
+        group_by=group_by,
+        seed=seed,
+        near_duplicates=near_duplicates,
+        resplit=resplit,
+        path_column=path_column,
+        label_column=label_column,
+    )
+    try:
+        found = inspect_source(src, options)
+    except AugmentError as exc:
+        raise UserError(exc) from None
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_inspection(found))

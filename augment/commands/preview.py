@@ -26,7 +26,7 @@ from augment.files import write_atomic
 from augment.recipe.annotated import check_annotated_recipe
 from augment.recipe.build import Recipe, load_recipe
 from augment.stages.duplicates import group_duplicates
-from augment.stages.holdout import SPLITS, assign_splits
+from augment.stages.holdout import SPLITS, Holdout, assign_splits
 from augment.stages.ingest import ingest
 from augment.stages.multilabel import stratify
 from augment.stages.plan import Fingerprints, Plan, SourceTask
@@ -95,9 +95,11 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     # As expand holds out a fresh output: duplicate originals grouped, then split.
     originals = group_duplicates(dataset.root, dataset.originals, options.near_duplicates).originals
     if dataset.task == "classification":
-        split_of = assign_splits(originals, options.val, options.test, options.seed, {}).split_of
+        holdout = assign_splits(originals, options.val, options.test, options.seed, {})
     else:  # an annotated set: as expand holds it out (stages/multilabel.py)
-        split_of = stratify(originals, options.val, options.test, options.seed)
+        holdout = Holdout(stratify(originals, options.val, options.test, options.seed), [])
+    if dataset.given_splits:  # a source already split: its own split, as expand keeps it
+        holdout = Holdout({o.path: dataset.given_splits[o.path] for o in originals}, [])
     fingerprints = Fingerprints(
         preprocess=recipe.preprocess_fingerprint("png", 95),
         recipe=recipe.fingerprint("png", 95),
@@ -105,7 +107,7 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     variants = tuple(range(0, options.variants + 1))
     plan = Plan(
         originals,
-        split_of,
+        holdout.split_of,
         # An annotated image's label is its dominant class (or it has no objects).
         dict.fromkeys({*dataset.classes, *(o.label for o in originals)}, variants),
         fingerprints,

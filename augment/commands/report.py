@@ -55,11 +55,12 @@ def format_summary(summary: ExpandSummary) -> str:
             names = cluster.labels
             filed = f" (filed under classes {', '.join(names)})" if len(names) > 1 else ""
             lines.append(f"  {', '.join(cluster.paths)}{filed}")
+    by = "the source's own split" if summary.source_split else "an earlier run"
     for conflict in summary.duplicate_conflicts:
         placed = ", ".join(f"{p} ({s})" for p, s in sorted(conflict.previous_splits.items()))
         lines.append(
-            f"warning: duplicate originals {', '.join(conflict.paths)} were split apart by an "
-            f"earlier run and stay where they are: {placed}; `augment audit` reports the leak"
+            f"warning: duplicate originals {', '.join(conflict.paths)} were split apart by "
+            f"{by} and stay where they are: {placed}; `augment audit` reports the leak"
         )
     for g in summary.large_groups:
         lines.append(
@@ -80,6 +81,7 @@ def format_summary(summary: ExpandSummary) -> str:
     if summary.dropped_objects:  # annotated sets (see docs/annotations.md, box rules)
         per_class = ", ".join(f"{label} {n}" for label, n in summary.dropped_objects.items())
         lines.append(f"note: objects dropped by the transforms (too little left): {per_class}")
+    lines.extend(consumer_notes(summary))
     if summary.rejected:
         lines.append(
             f"rejected {len(summary.rejected)} input files "
@@ -87,3 +89,22 @@ def format_summary(summary: ExpandSummary) -> str:
         )
         lines.extend(f"  {r.path}: {r.reason}" for r in summary.rejected)
     return "\n".join(lines)
+
+
+def consumer_notes(summary: ExpandSummary) -> list[str]:
+    """What a trainer loading OUT must know: the split used, classes a split lacks, WebP."""
+    lines = []
+    if summary.source_split:
+        lines.append("split: the source's own (its train/validation/test); --resplit pools it")
+    for split, missing in summary.missing_classes.items():
+        lines.append(
+            f"note: {split} has no image of class {', '.join(map(repr, missing))}: its folder is "
+            f"left empty so that every loader numbers the classes alike (torchvision ImageFolder "
+            f"needs allow_empty=True; {summary.out / 'classes.json'} lists them in index order)"
+        )
+    if summary.webp_outputs:
+        lines.append(
+            "note: some outputs are WebP, which Keras image_dataset_from_directory skips "
+            "without a word: use --format png or --format jpg for Keras"
+        )
+    return lines

@@ -62,6 +62,7 @@ from augment.recipe.policy import (
     removed,
 )
 from augment.recipe.preprocess import Preprocess
+from augment.recipe.sizes import size_changes
 from augment.recipe.source import RecipeFile, read_recipe
 
 # Bump when a change to the project's own pixel code changes output bytes, so that every
@@ -70,7 +71,9 @@ from augment.recipe.source import RecipeFile, read_recipe
 # pad's background blurred at 32 pixels instead of 64.
 PIXEL_VERSION = 3
 
-RECIPE_KEYS = frozenset({"description", "preprocess", "augment", "mix"})
+RECIPE_KEYS = frozenset({"description", "engine", "preprocess", "augment", "mix"})
+# The engine that runs the `augment` part; imgaug's only when a recipe names it (imgaug_engine.py).
+ENGINES = ("albumentations", "imgaug")
 _MIX_ARGS = ("p", "alpha", "other_class", *POLICY_KEYS)
 
 
@@ -86,10 +89,19 @@ class Recipe:
     # `build_pipeline` strips after choosing the entries a class may use.
     augment: dict[str, Any] = field(repr=False)
     mix: tuple[MixSpec, ...] = ()
+    engine: str = "albumentations"
+    engine_version: str | None = None  # imgaug's version, for the fingerprint
 
     def build_pipeline(self, label: str | None = None) -> A.Compose:
-        """A fresh Compose for images of class `label` (None: every transform); callers seed
-        it per job with `seed_pipeline`."""
+        """A fresh pipeline for images of class `label` (None: every transform); callers seed
+        it per job with `seed_pipeline`. An imgaug recipe's is called and seeded the same."""
+        if self.engine == "imgaug":
+            from augment.recipe.imgaug_engine import build_pipeline
+
+            return build_pipeline(for_class(self.augment, label, root=True) or {})
+        return self._albumentations_pipeline(label)
+
+    def _albumentations_pipeline(self, label: str | None) -> A.Compose:
         spec = for_class(self.augment, label, root=True)
         assert spec is not None
         pipeline = A.from_dict({"transform": spec})
@@ -150,6 +162,8 @@ class Recipe:
         }
         if self.mix:  # only when present, so recipes without mixing keep their fingerprints
             parts["mix"] = [m.to_dict() for m in self.mix]
+        if self.engine != "albumentations":  # likewise: albumentations recipes keep theirs
+            parts["engine"] = [self.engine, self.engine_version]
         return _digest(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +175,8 @@ class Recipe:
         }
         if self.mix:
             out["mix"] = [m.to_dict() for m in self.mix]
+        if self.engine != "albumentations":
+            out["engine"] = {"name": self.engine, "version": self.engine_version}
         return out
 
 
@@ -216,20 +232,14 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"{where}: preprocess: {exc}") from exc
 
-    policies: dict[int, dict[str, list[str]]] = {}
-    transforms = _build_augment(doc.get("augment"), where, policies)
-    try:
-        compose = A.Compose(transforms, p=1.0)
-        # Round-trip now: a transform that cannot be rebuilt from its dict would otherwise
-        # fail inside every worker. The rebuilt pipeline's dict is the canonical form: a
-        # first serialisation can still say `0` where a reloaded one says `0.0`, and the
-        # fingerprint must not depend on which form the recipe was written in.
-        rebuilt = A.from_dict(A.to_dict(compose))
-        augment = A.to_dict(rebuilt)["transform"]
-    except Exception as exc:  # albumentations raises assorted types here; all mean "bad recipe"
-        raise RecipeError(f"{where}: augment: {exc}") from exc
-    augment = json.loads(json.dumps(augment, default=_jsonable))
-    attach_policies(compose, augment, policies)
+    engine, engine_version = _engine(doc.get("engine", "albumentations"), where)
+    if engine == "imgaug":
+        from augment.recipe import imgaug_engine  # imported only for a recipe that uses it
+
+        augment = imgaug_engine.build_augment(doc.get("augment"), where)
+    else:
+        augment = _albumentations_augment(doc.get("augment"), where)
+        _refuse_size_changes(augment, preprocess.size, where)
     mix = _build_mix(doc.get("mix"), where)
     if mix and preprocess.size is None:
         raise RecipeError(
@@ -242,7 +252,55 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
         background=background,
         augment=augment,
         mix=mix,
+        engine=engine,
+        engine_version=engine_version,
     )
+
+
+def _refuse_size_changes(augment: Any, size: tuple[int, int] | None, where: str) -> None:
+    changing = size_changes(augment, size)
+    if changing and size is not None:
+        raise RecipeError(
+            f"{where}: augment: {', '.join(changing)} would make train images another size "
+            f"than the validation and test images ({size[0]}x{size[1]}): augment runs on "
+            "train only. "
+            "Set the size in preprocess (size, fit), which every split gets alike"
+        )
+
+
+def _engine(name: object, where: str) -> tuple[str, str | None]:
+    """The engine a recipe names, and its version when it is not albumentations."""
+    if name not in ENGINES:
+        hint = difflib.get_close_matches(str(name), ENGINES, n=1)
+        raise RecipeError(
+            f"{where}: unknown engine {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; engines: {', '.join(ENGINES)}"
+        )
+    if name == "albumentations":
+        return "albumentations", None
+    from augment.recipe import imgaug_engine
+
+    imgaug_engine.imgaug_module(where)  # says how to install the extra when it is missing
+    return "imgaug", imgaug_engine.imgaug_version()
+
+
+def _albumentations_augment(spec: object, where: str) -> dict[str, Any]:
+    policies: dict[int, dict[str, list[str]]] = {}
+    transforms = _build_augment(spec, where, policies)
+    try:
+        compose = A.Compose(transforms, p=1.0)
+        # Round-trip now: a transform that cannot be rebuilt from its dict would otherwise
+        # fail inside every worker. The rebuilt pipeline's dict is the canonical form: a
+        # first serialisation can still say `0` where a reloaded one says `0.0`, and the
+        # fingerprint must not depend on which form the recipe was written in.
+        rebuilt = A.from_dict(A.to_dict(compose))
+        augment = A.to_dict(rebuilt)["transform"]
+    except Exception as exc:  # albumentations raises assorted types here; all mean "bad recipe"
+        raise RecipeError(f"{where}: augment: {exc}") from exc
+    augment = json.loads(json.dumps(augment, default=_jsonable))
+    attach_policies(compose, augment, policies)
+    return augment
 
 
 def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:

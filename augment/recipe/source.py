@@ -1,9 +1,10 @@
 """Which file a `--recipe` names, and what it says, found and read without albumentations.
 
-A bundled name (`default`) or a path to a YAML file. `augment/recipe.py` builds and checks
-the transforms from it; a rerun proven unchanged (augment/uptodate.py) only needs to know
-that the recipe says what it said last time, and must not pay for importing albumentations
-to learn it.
+A bundled name (`default`), a path to a YAML file, or a file albumentations saved itself
+(`A.save`, YAML or JSON), taken as the recipe's `augment` part. `augment/recipe/build.py`
+builds and checks the transforms from it; a rerun proven unchanged (augment/uptodate.py)
+only needs to know that the recipe says what it said last time, and must not pay for
+importing albumentations to learn it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from typing import Any
 import yaml
 
 from augment.errors import RecipeError
+
+# A recipe file: YAML, or the JSON albumentations' `A.save` writes (JSON is YAML too).
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+# The top-level keys of a file albumentations saved itself (`A.save`, YAML or JSON).
+ALBUMENTATIONS_FILE_KEYS = frozenset({"__version__", "transform"})
 
 
 def bundled_recipes_dir() -> Path:
@@ -36,18 +42,18 @@ def find_recipe(name_or_path: str) -> Path:
     """The YAML file `name_or_path` names: a path to one, or a bundled recipe's name.
     RecipeError, with the likely name, when there is none."""
     path = Path(name_or_path)
-    if path.suffix.lower() in (".yaml", ".yml") and path.exists():
+    if path.suffix.lower() in RECIPE_SUFFIXES and path.exists():
         return path
     bundled = bundled_recipes()
     if name_or_path in bundled:
         return bundled[name_or_path]
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if path.suffix.lower() in RECIPE_SUFFIXES:
         raise RecipeError(f"recipe file {name_or_path} does not exist")
     hint = difflib.get_close_matches(name_or_path, list(bundled), n=1)
     raise RecipeError(
         f"unknown recipe {name_or_path!r}"
         + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        + f"; bundled recipes: {', '.join(bundled)}; or give a path to a .yaml file"
+        + f"; bundled recipes: {', '.join(bundled)}; or give a path to a .yaml or .json file"
     )
 
 
@@ -66,8 +72,12 @@ class RecipeFile:
 
     @functools.cached_property
     def document(self) -> Any:
-        """The parsed YAML; yaml.YAMLError when it is not YAML."""
-        return yaml.safe_load(self.text)
+        """The parsed YAML; yaml.YAMLError when it is not YAML. A file albumentations saved
+        itself (`A.save`) is the recipe's `augment` part."""
+        doc = yaml.safe_load(self.text)
+        if isinstance(doc, dict) and "transform" in doc and set(doc) <= ALBUMENTATIONS_FILE_KEYS:
+            return {"augment": doc}
+        return doc
 
     @property
     def statement(self) -> str | None:

@@ -47,8 +47,9 @@ from augment.rerun.state import OutputStamp, RunState, Stamp
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
 # The libraries whose versions can change output bytes: albumentations and OpenCV make
 # pixels, numpy draws the noise, Pillow and simplejpeg decode and encode, PyYAML reads the
-# recipe and pydantic fills in the transforms' arguments.
-_LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "pydantic")
+# recipe and pydantic fills in the transforms' arguments; imgaug makes the pixels of imgaug
+# recipes (absent without the extra: its stamp then says so).
+_LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "pydantic", "imgaug")
 # What the state folder holds between runs; anything else (a journal, a temporary file
 # left by a killed write) comes from an interrupted run.
 _SETTLED_STATE = frozenset(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from augment.errors import UnreadableImage
 from augment.imaging.digests import ImageHash
-from augment.model import Cluster, Original
+from augment.model import Cluster, Original, Phase
 
 
 @dataclass
@@ -89,7 +89,11 @@ _HASH_BATCH = 16
 
 
 def hash_originals(
-    root: Path, originals: Sequence[Original], known: Mapping[str, ImageHash], threads: int = 1
+    root: Path,
+    originals: Sequence[Original],
+    known: Mapping[str, ImageHash],
+    threads: int = 1,
+    phase: Phase | None = None,
 ) -> tuple[dict[str, ImageHash], int]:
     """Path -> hash for every readable original; `known` (sha256 -> hash) is reused.
 
@@ -99,6 +103,7 @@ def hash_originals(
     hashes = {o.path: known[o.sha256] for o in originals if o.sha256 in known}
     todo = [o.path for o in originals if o.path not in hashes]
     threads = max(1, threads)
+    advance = phase("hashing", len(todo)) if phase is not None and todo else None
     with ThreadPoolExecutor(max_workers=threads) as pool:
         # A few hundred at a time: `map` makes a future (~1 KB) per item up front, which
         # would make memory grow with the dataset.
@@ -113,6 +118,8 @@ def hash_originals(
             for path, value in zip(paths, hashed, strict=True):
                 if value is not None:
                     hashes[path] = value
+            if advance is not None:
+                advance(len(paths))
     return hashes, len(todo)
 
 
@@ -124,6 +131,7 @@ def group_duplicates(
     previous_splits: Mapping[str, str] | None = None,
     threads: int = 1,
     found: Sequence[Sequence[str]] | None = None,
+    phase: Phase | None = None,
 ) -> Grouping:
     """Merge the groups of duplicate originals. `max_distance` < 0 turns grouping off, and
     the hashing with it: it is a tenth of a first run's time.
@@ -137,7 +145,7 @@ def group_duplicates(
         return Grouping(list(originals), {}, [], [], 0)
     previous_splits = previous_splits or {}
     if found is None:
-        hashes, computed = hash_originals(root, originals, known or {}, threads)
+        hashes, computed = hash_originals(root, originals, known or {}, threads, phase)
         clusters = _similar(originals, hashes, max_distance)
     else:
         known = known or {}

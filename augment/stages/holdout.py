@@ -18,7 +18,11 @@ The rule, per class (stratified):
 - Which groups are held out follows a hash of (seed, group key); the group key defaults to the
   path relative to SRC, so moving the dataset elsewhere does not reshuffle it.
 - Sticky: an original that an earlier run placed keeps its split; new originals fill what the
-  class's quotas still lack, so growing the dataset never moves an existing original.
+  class's quotas still lack, so growing the dataset never moves an existing original. A
+  rerun asking for another seed or other amounts stops (`check_same_holdout`) unless
+  `--resplit`, which holds out afresh.
+- A source already split (split folders, a labels file's split column) is not held out: its
+  own split is the split (`uses_source_split`), unless `--resplit` pools it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 from augment.defaults import default_workers
 from augment.errors import DatasetError
 from augment.imaging.digests import ImageHash
-from augment.model import Dataset, ExpandOptions, LargeGroup, Original, QuotaShift
+from augment.model import Dataset, ExpandOptions, LargeGroup, Original, Phase, QuotaShift
 from augment.stages.duplicates import Grouping, group_duplicates
 from augment.stages.multilabel import stratify
 
@@ -58,8 +62,8 @@ def parse_amount(text: str | float | int, option: str) -> float | int:
         raise DatasetError(
             f"{option} must be a fraction (0.1) or a count (10), not {text!r}"
         ) from None
-    if value < 0 or math.isnan(value):
-        raise DatasetError(f"{option} must not be negative, got {text}")
+    if value < 0 or not math.isfinite(value):
+        raise DatasetError(f"{option} must not be negative or infinite, got {text}")
     if value < 1:
         return value
     if value != int(value):
@@ -198,12 +202,20 @@ def hold_out(
     options: ExpandOptions,
     previous_header: Mapping[str, Any],
     found: Sequence[Sequence[str]] | None = None,
+    phase: Phase | None = None,
 ) -> tuple[Grouping, Holdout]:
     """Duplicates kept together, then the holdout; sticky to the previous header's splits.
     `found`: the duplicate clusters, when known (see group_duplicates)."""
     previous_splits = {
         h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
     }
+    source_split = uses_source_split(dataset, options)
+    if source_split:
+        # The source's own split is the split: duplicates across it are reported (the
+        # user's split leaks), never moved.
+        previous_splits = dict(dataset.given_splits)
+    elif options.resplit:
+        previous_splits = {}
     grouping = group_duplicates(
         dataset.root,
         dataset.originals,
@@ -212,16 +224,94 @@ def hold_out(
         previous_splits,
         threads=options.workers or default_workers(),
         found=found,
+        phase=phase,
     )
+    if source_split:
+        given = {o.path: dataset.given_splits[o.path] for o in grouping.originals}
+        return grouping, Holdout(given, [])
     if dataset.task != "classification":  # multi-object images: see stages/multilabel.py
         split_of = stratify(
-            grouping.originals, options.val, options.test, options.seed, previous_splits
+            grouping.originals,
+            options.holdout_val,
+            options.holdout_test,
+            options.seed,
+            previous_splits,
+            layout_split=not options.resplit,
         )
         return grouping, Holdout(split_of, [])
     holdout = assign_splits(
-        grouping.originals, options.val, options.test, options.seed, previous_splits
+        grouping.originals,
+        options.holdout_val,
+        options.holdout_test,
+        options.seed,
+        previous_splits,
     )
     return grouping, holdout
+
+
+STICKY_OPTIONS = (("seed", "--seed"), ("val", "--val"), ("test", "--test"))
+
+
+def check_same_holdout(
+    previous_header: Mapping[str, Any], dataset: Dataset, options: ExpandOptions
+) -> None:
+    """An OUT keeps its split across runs: a rerun that asks for another one stops and says
+    what is there, unless --resplit (or the source's own split) decides."""
+    before = previous_header.get("options")
+    if options.resplit or uses_source_split(dataset, options) or not isinstance(before, dict):
+        return
+    if before.get("split") == "source":
+        return  # an earlier run kept the source's split; this one holds out for itself
+    now = {"seed": options.seed, "val": options.holdout_val, "test": options.holdout_test}
+    changed = [flag for key, flag in STICKY_OPTIONS if key in before and before[key] != now[key]]
+    if not changed:
+        return
+    used = " ".join(f"{flag} {before[key]}" for key, flag in STICKY_OPTIONS if key in before)
+    counts = Counter(
+        h.get("split") for h in previous_header.get("holdout", []) if isinstance(h, dict)
+    )
+    held = ", ".join(f"{counts[s]} {s}" for s in SPLITS if counts[s])
+    asked = " ".join(f"{flag} {now[key]}" for key, flag in STICKY_OPTIONS if flag in changed)
+    raise DatasetError(
+        f"the output was split with {used} ({held} originals) and keeps that split; this run "
+        f"asks for {asked}. Rerun with {used} to update it, add --resplit to hold out again "
+        "(the outputs of originals that move are rebuilt), or choose a new output folder"
+    )
+
+
+def uses_source_split(dataset: Dataset, options: ExpandOptions) -> bool:
+    """Whether the run keeps the source's own split (it has one, and --resplit is not given)."""
+    return bool(dataset.given_splits) and not options.resplit
+
+
+def check_holdout_options(dataset: Dataset, options: ExpandOptions) -> None:
+    """A source already split takes no holdout options unless --resplit pools it; fractions
+    must leave train something."""
+    val, test = options.holdout_val, options.holdout_test
+    if isinstance(val, float) and isinstance(test, float) and val + test >= 1:
+        raise DatasetError(
+            f"--val {val} and --test {test} add up to {val + test:g}: nothing would be left "
+            "for train; their sum must be below 1"
+        )
+    if not uses_source_split(dataset, options):
+        return
+    given = [
+        f"--{name}"
+        for name, v in (
+            ("val", options.val),
+            ("test", options.test),
+            ("group-by", options.group_by),
+        )
+        if v is not None
+    ]
+    if given:
+        counts = Counter(dataset.given_splits[o.path] for o in dataset.originals)
+        found = ", ".join(f"{counts[s]} {s}" for s in SPLITS if counts[s])
+        raise DatasetError(
+            f"{dataset.root} is already split ({dataset.layout}: {found} originals), so "
+            f"{' and '.join(given)} would not be used: leave {'them' if len(given) > 1 else 'it'} "
+            "out to keep your split, or add --resplit to pool every split and hold out again"
+        )
 
 
 def holdout_entries(

@@ -1,4 +1,5 @@
-"""Reading a labeled source dataset: a class-folder tree or a CSV/JSONL labels file.
+"""Reading a labeled source dataset: a class-folder tree (`SRC/<class>/...`, or split
+already, `SRC/<split>/<class>/...`) or a CSV/JSONL labels file (augment/stages/labels_file.py).
 
 Every file is read once here to take its sha256 (the identity that names, seeds and caches
 derive from) and its real format from the header. Pixels are decoded later, in the workers.
@@ -11,9 +12,6 @@ both are reported.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import re
 import stat
@@ -24,10 +22,11 @@ from typing import TYPE_CHECKING
 
 from augment.annotations.detect import detect_layout, read_annotated
 from augment.annotations.objects import AnnotationProblem, dominant_class, finish
-from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
-from augment.model import Dataset, Original, Rejected
+from augment.model import Dataset, Original, Phase, Rejected
+from augment.stages.labels_file import read_labels_file
 
 if TYPE_CHECKING:
     from augment.rerun.state import SourceCache, Stamp
@@ -40,11 +39,15 @@ def ingest(
     group_by: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     cache: SourceCache | None = None,
+    phase: Phase | None = None,
+    columns: tuple[str | None, str | None] = (None, None),
 ) -> Dataset:
     """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`).
 
     With a `cache` (see augment/state.py), a source whose stamp is unchanged since an
-    earlier run is not read again: a rerun costs one `stat` per source.
+    earlier run is not read again: a rerun costs one `stat` per source. `phase` hears of
+    the sources read ("reading"). `columns`: a labels file's path and label columns, when
+    not the first of the usual names it has (see augment/stages/labels_file.py).
     """
     pattern = _compile_group_by(group_by)
     if not src.exists():
@@ -57,16 +60,20 @@ def ingest(
             raise DatasetError(f"source {src} is a file but not a labels file (.csv or .jsonl)")
         root = src.parent.resolve()
         dataset = Dataset(root=root, kind="labels")
-        entries: Iterable[tuple[str, str, str | None]] = _read_labels_file(src, dataset)
+        entries: Iterable[tuple[str, str, str | None]] = read_labels_file(src, dataset, columns)
     else:
         root = src.resolve()
         dataset = Dataset(root=root, kind="folders")
-        entries = _walk_class_folders(root, dataset)
+        entries = _walk_class_folders(root, dataset, split_folders(root))
 
-    for rel, label, group in entries:
+    listed = list(entries)  # names only: the total a progress bar needs
+    advance = phase("reading", len(listed)) if phase is not None else None
+    for rel, label, group in listed:
         original = _read_original(root, rel, label, group, pattern, max_pixels, dataset, cache)
         if original is not None:
             dataset.originals.append(original)
+        if advance is not None:
+            advance(1)
     dataset.originals.sort(key=lambda o: o.path)
     if not dataset.originals:
         raise DatasetError(
@@ -105,6 +112,9 @@ def _ingest_annotated(
         label = dominant_class(annotation.objects)
         dataset.originals.append(replace(original, label=label, annotation=annotation))
     dataset.originals.sort(key=lambda o: o.path)
+    given = {o.path: o.annotation.split for o in dataset.originals if o.annotation}
+    if given and all(given.values()):  # images/train, images/val...: the source's own split
+        dataset.given_splits = {path: split for path, split in given.items() if split}
     if not dataset.originals:
         raise DatasetError(
             f"no usable images in the {layout} dataset {src} ({len(dataset.rejected)} rejected)"
@@ -138,7 +148,23 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str, str | None]]:
+def split_folders(root: Path) -> dict[str, str]:
+    """SRC's split folders (folder name -> split) when SRC is already split: every visible
+    folder at its top is named train, val, valid, validation or test (any case), and one of
+    them is train. Else empty: the top folders are the classes."""
+    try:
+        tops = [e.name for e in os.scandir(root) if e.is_dir() and not _is_hidden(e.name)]
+    except OSError:
+        return {}
+    splits = {name: SPLIT_NAMES.get(name.lower(), "") for name in tops}
+    if not splits or not all(splits.values()) or "train" not in splits.values():
+        return {}
+    return splits
+
+
+def _walk_class_folders(
+    root: Path, dataset: Dataset, splits: dict[str, str]
+) -> Iterator[tuple[str, str, str | None]]:
     def unreadable(exc: OSError) -> None:
         # os.walk would skip a folder it cannot list without a word: its images would be
         # lost silently.
@@ -161,7 +187,8 @@ def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str
         dirnames[:] = sorted(
             d for d in dirnames if not _is_hidden(d) and not (here / d).is_symlink()
         )
-        if len(rel_dir.parts) == 1 and not _has_visible_file(here):
+        depth = 2 if splits else 1  # the class folders' depth
+        if len(rel_dir.parts) == depth and not _has_visible_file(here):
             dataset.rejected.append(
                 Rejected(f"{_printable(rel_dir.as_posix())}/", "empty class folder: class left out")
             )
@@ -175,12 +202,15 @@ def _walk_class_folders(root: Path, dataset: Dataset) -> Iterator[tuple[str, str
                     Rejected(_printable(rel), "file name is not valid UTF-8: rename it")
                 )
                 continue
-            if not rel_dir.parts:
+            if len(rel_dir.parts) < depth:
+                expected = "SRC/<split>/<class>/<image>" if splits else "SRC/<class>/<image>"
                 dataset.rejected.append(
-                    Rejected(rel, "not inside a class folder (expected SRC/<class>/<image>)")
+                    Rejected(rel, f"not inside a class folder (expected {expected})")
                 )
                 continue
-            yield rel, rel_dir.parts[0], None
+            if splits:
+                dataset.given_splits[rel] = splits[rel_dir.parts[0]]
+            yield rel, rel_dir.parts[depth - 1], None
 
 
 def _has_visible_file(folder: Path) -> bool:
@@ -204,81 +234,6 @@ def _is_utf8(name: str) -> bool:
 def _printable(name: str) -> str:
     """The name as the user's `ls` would escape it (`bad-\xff.jpg`), fit for the manifest."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def _read_labels_file(path: Path, dataset: Dataset) -> list[tuple[str, str, str | None]]:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"labels file {path} is not UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise DatasetError(f"cannot read labels file {path}: {exc.strerror}") from exc
-    rows = _jsonl_rows(path, text) if path.suffix.lower() == ".jsonl" else _csv_rows(path, text)
-    entries: list[tuple[str, str, str | None]] = []
-    seen: dict[str, str] = {}
-    for line_no, row in rows:
-        rel, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
-        group = (row.get("group") or "").strip() or None
-        where = f"{path.name} line {line_no}"
-        if not rel or not label:
-            dataset.rejected.append(Rejected(rel or where, f"{where}: empty path or label"))
-            continue
-        if "\x00" in rel:
-            dataset.rejected.append(Rejected(repr(rel), f"{where}: path contains a NUL byte"))
-            continue
-        normal = os.path.normpath(rel).replace(os.sep, "/")
-        if os.path.isabs(rel) or normal == ".." or normal.startswith("../"):
-            dataset.rejected.append(
-                Rejected(rel, f"{where}: path escapes the labels file's folder")
-            )
-            continue
-        if normal in seen:
-            reason = (
-                "duplicate row"
-                if seen[normal] == label
-                else f"listed again with another label ({seen[normal]!r} first)"
-            )
-            dataset.rejected.append(Rejected(normal, f"{where}: {reason}; first row kept"))
-            continue
-        seen[normal] = label
-        entries.append((normal, label, group))
-    return entries
-
-
-def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
-    # newline="": the csv module splits lines itself, so a lone \r ends a line as it does
-    # in the file (old Mac exports) instead of being an error inside a field.
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-    except csv.Error as exc:
-        raise DatasetError(f"labels file {path} line 1: {exc}") from exc
-    if "path" not in fields or "label" not in fields:
-        separator = next((s for s in (";", "\t", "|") if any(s in f for f in fields)), None)
-        raise DatasetError(
-            f"labels file {path} needs a header with 'path' and 'label' columns "
-            f"(and optionally 'group'); found {reader.fieldnames}"
-            + (f" (columns are separated by commas, not {separator!r})" if separator else "")
-        )
-    reader.fieldnames = fields
-    try:
-        for row in reader:
-            yield reader.line_num, {k: v for k, v in row.items() if isinstance(v, str)}
-    except csv.Error as exc:
-        raise DatasetError(f"labels file {path} line {reader.line_num}: {exc}") from exc
-
-
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"labels file {path} line {line_no}: not JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise DatasetError(f"labels file {path} line {line_no}: expected a JSON object")
-        yield line_no, {k: str(v) for k, v in row.items() if v is not None}
 
 
 def _read_original(

@@ -18,7 +18,15 @@ from typing import Any
 
 from augment.errors import ManifestError
 from augment.files import ChangedFile, temp_path_for, write_text_atomic
-from augment.layout import HEADER_NAME, JOURNAL_DIR, MANIFEST_NAME, STATE_DIR
+from augment.layout import (
+    CARD_NAME,
+    CLASSES_NAME,
+    HEADER_NAME,
+    JOURNAL_DIR,
+    MANIFEST_NAME,
+    METADATA_NAME,
+    STATE_DIR,
+)
 
 HEADER_FORMAT = "augment-output/1"
 
@@ -129,6 +137,7 @@ def clear_journal(out: Path) -> None:
 
 
 SOFT_LABEL_PREFIX = "p_"
+CARD_MARKER = "Made by `augment expand`"  # a README.md holding it is augment's to rewrite
 
 
 def _probability(value: float) -> str:
@@ -142,21 +151,24 @@ class RecordFiles:
     records given one at a time in path order, so that no list of them is held. `commit`
     puts in place the files whose bytes changed.
 
-    `metadata.csv` is `file_name,label` per split, the form Hugging Face `imagefolder`
-    reads. With `soft_classes` (a run that mixes images), one more column per class,
-    `p_<class>`, holds the image's probability of that class: the soft label a trainer can
-    read without the manifest. Unmixed images get 1 in their own class's column, 0
-    elsewhere. Every split gets the same columns, as `imagefolder` needs. Its temporaries
+    `metadata.csv` is written only with `soft_classes` (a run that mixes images): a
+    `file_name,label` row per image, the form Hugging Face `imagefolder` reads, and one more
+    column per class, `p_<class>`, the image's probability of that class: the soft label a
+    trainer can read without the manifest. Unmixed images get 1 in their own class's
+    column, 0 elsewhere. Every split gets the same columns, as `imagefolder` needs. Without
+    soft labels there is none: `imagefolder` takes the labels from the class folders only
+    when no split has a metadata file, and then gives them as a ClassLabel. Its temporaries
     are made in the state folder, not in the split's folder: one that only held outputs
     since removed as stale must be left empty.
     """
 
     def __init__(self, out: Path, splits: Sequence[str], soft_classes: Sequence[str] = ()) -> None:
+        self._out = out
         self._soft_classes = soft_classes
         self._manifest = ChangedFile(out / MANIFEST_NAME)
         self._metadata: dict[str, ChangedFile] = {}
         self._rows: dict[str, Any] = {}
-        for split in splits:
+        for split in splits if soft_classes else ():
             temp = temp_path_for(out / STATE_DIR / f"{split}-metadata.csv")
             file = self._metadata[split] = ChangedFile(out / split / "metadata.csv", temp)
             self._rows[split] = csv.writer(_Encoded(file), lineterminator="\n")
@@ -184,6 +196,9 @@ class RecordFiles:
                     file.commit()
                 else:
                     file.discard()
+            if not self._soft_classes:  # an earlier mixing run's would hide the class labels
+                for split in metadata:
+                    (self._out / split / METADATA_NAME).unlink(missing_ok=True)
             if manifest:
                 self._manifest.commit()
         finally:
@@ -202,3 +217,53 @@ class _Encoded:
 
     def write(self, text: str) -> None:
         self.file.write(text.encode())
+
+
+def write_dataset_card(
+    out: Path, classes: Sequence[str], splits: Sequence[str], soft_classes: Sequence[str] = ()
+) -> None:
+    """`classes.json` (the class names in index order) and the dataset card `README.md`,
+    whose features make Hugging Face `load_dataset(OUT)` give `label` as a ClassLabel with
+    every class's name in every split, even a split that lacks some class. A README.md
+    augment did not write (in a folder used with --force) is left as it is, card-less."""
+    import yaml  # the card's front matter; class names may hold anything YAML must quote
+
+    _write_changed(out / CLASSES_NAME, json.dumps(list(classes), ensure_ascii=False) + "\n")
+    names = {str(i): c for i, c in enumerate(classes)}
+
+    def features() -> list[dict[str, Any]]:  # a fresh copy each time: no YAML aliases
+        return [
+            {"name": "image", "dtype": "image"},
+            {"name": "label", "dtype": {"class_label": {"names": dict(names)}}},
+            *({"name": SOFT_LABEL_PREFIX + c, "dtype": "float64"} for c in soft_classes),
+        ]
+
+    config = {
+        "config_name": "default",
+        "data_files": [{"split": s, "path": f"{s}/**"} for s in splits],
+        "features": features(),
+    }
+    front = yaml.safe_dump(
+        {"dataset_info": {"features": features()}, "configs": [config]},
+        allow_unicode=True,
+        sort_keys=False,
+    )
+    body = (
+        "# Augmented image classification dataset\n\n"
+        f"{CARD_MARKER}: held-out splits are preprocessed originals, train holds "
+        "augmented variants. `manifest.jsonl` records every file's source and recipe; "
+        f"`{CLASSES_NAME}` lists the classes in index order.\n"
+    )
+    card = out / CARD_NAME
+    try:
+        ours = not card.exists() or CARD_MARKER in card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if ours:
+        _write_changed(card, f"---\n{front}---\n\n{body}")
+
+
+def _write_changed(path: Path, text: str) -> None:
+    file = ChangedFile(path)
+    file.write(text.encode())
+    file.commit()

@@ -48,8 +48,10 @@ def stratify(
     test: float | int,
     seed: int,
     previous: Mapping[str, str] | None = None,
+    layout_split: bool = True,
 ) -> dict[str, str]:
-    """path -> split for every original (see the module's docstring)."""
+    """path -> split for every original (see the module's docstring); without
+    `layout_split` (--resplit) the source layout's own split is not kept."""
     previous = previous or {}
     members: dict[str, list[Original]] = defaultdict(list)
     for o in originals:
@@ -72,7 +74,8 @@ def stratify(
 
     fresh = []
     for g in sorted(members, key=lambda g: _rank(seed, g)):
-        fixed = next((_given(o, previous) for o in members[g] if _given(o, previous)), None)
+        given = [_given(o, previous, layout_split) for o in members[g]]
+        fixed = next((s for s in given if s), None)
         if fixed is not None:
             place(g, fixed)
         else:
@@ -94,10 +97,12 @@ def stratify(
     return split_of
 
 
-def _given(original: Original, previous: Mapping[str, str]) -> str | None:
+def _given(original: Original, previous: Mapping[str, str], layout_split: bool) -> str | None:
     """The split an earlier run or the source's own layout gave the original."""
     if previous.get(original.path) in _SPLITS:
         return previous[original.path]
+    if not layout_split:
+        return None
     if original.annotation is not None and original.annotation.split in _SPLITS:
         return original.annotation.split
     return None

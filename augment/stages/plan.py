@@ -44,6 +44,10 @@ from augment.recipe.mixing import (
 from augment.stages.balance import balanced_variants
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
+# Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
+# a folder by hashing each file name with `_nohash_` and all after it removed: every output
+# of one original then hashes alike, and their own split keeps them together.
+NAME_SEPARATOR = "_nohash_"
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 _MAX_STEM_BYTES = 120
 
@@ -251,7 +255,7 @@ class Plan:
             )
             jobs.append(
                 OutputJob(
-                    path=f"{folder}/{stem}__{key}.{ext}",
+                    path=f"{folder}/{stem}{NAME_SEPARATOR}{key}.{ext}",
                     variant=v,
                     seed=job_seed_,
                     mix=planned_mix,

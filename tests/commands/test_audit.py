@@ -232,10 +232,17 @@ def test_changed_bytes_and_stale_header(out: Path) -> None:
     assert found == {"sha256-mismatch", "header-counts"}
 
 
-def test_metadata_csv_must_agree(out: Path) -> None:
+def test_metadata_csv_must_agree(tmp_path: Path) -> None:
+    """A mixing run's metadata.csv (its soft labels) must agree with the manifest."""
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("preprocess: {size: [24, 24]}\nmix:\n  - MixUp: {p: 0.5, alpha: 0.4}\n")
+    out = tmp_path / "out"
+    expand(TEXTURES, out, ExpandOptions(times=2, recipe=str(recipe), workers=1))
+    assert kinds(out) == set()
     path = out / "validation" / "metadata.csv"
     lines = path.read_text().splitlines()
-    lines[1] = lines[1].rsplit(",", 1)[0] + ",grass_but_wrong"
+    name, _, probabilities = lines[1].split(",", 2)
+    lines[1] = f"{name},grass_but_wrong,{probabilities}"
     path.write_text("\n".join(lines) + "\n")
     assert kinds(out) == {("integrity", "metadata")}
 

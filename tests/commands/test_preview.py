@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from augment.cli import main
 from augment.commands.preview import CAPTION, HEADER, PAD, PreviewOptions, preview
 from augment.expand import expand
 from augment.model import ExpandOptions
-from tests.helpers import SMALL_RECIPE, TEXTURES
+from tests.helpers import DIGITS, SMALL_RECIPE, TEXTURES
 
 MIXING_RECIPE = SMALL_RECIPE + "mix:\n  - MixUp: {p: 0.3, alpha: 0.4}\n  - CutMix: {p: 0.3}\n"
 
@@ -113,3 +114,13 @@ def test_cli_writes_the_png(tmp_path: Path, small_recipe: Path) -> None:
     assert empty.exit_code == 2 and "no test originals" in empty.output
     jpeg = CliRunner().invoke(main, ["preview", str(TEXTURES), "-o", str(tmp_path / "x.jpg")])
     assert jpeg.exit_code == 2 and "name it *.png" in jpeg.output
+
+
+def test_preview_of_a_split_source_shows_its_own_validation(tmp_path: Path) -> None:
+    """`--split validation` on SRC/train + SRC/val shows the originals of val/."""
+    src = tmp_path / "src"
+    shutil.copytree(DIGITS, src / "train")
+    shutil.copytree(DIGITS / "3", src / "val" / "3")
+    options = PreviewOptions(recipe="no-flip", rows=3, variants=0, split="validation")
+    sheet = preview(src, options)
+    assert sheet.rows and all(row[0].source.startswith("val/3/") for row in sheet.rows)

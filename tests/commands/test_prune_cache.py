@@ -123,3 +123,17 @@ def test_entry_names() -> None:
     assert output_name_of(name) == name
     assert output_name_of("digit1_00.png_features.txt") is None
     assert output_name_of("digit1_00__0123456789ab.bmp.npy") is None
+
+
+def test_an_augment_output_given_as_the_cache_is_refused(tmp_path: Path) -> None:
+    """`prune-cache OLD_OUT NEW_OUT` would delete every image of the old output."""
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    old, new = tmp_path / "old", tmp_path / "new"
+    expand(DIGITS, old, ExpandOptions(times=2, recipe=str(recipe), workers=1, seed=1))
+    expand(DIGITS, new, ExpandOptions(times=2, recipe=str(recipe), workers=1, seed=2))
+    before = sorted(p for p in old.rglob("*") if p.is_file())
+    result = CliRunner().invoke(main, ["prune-cache", str(old), str(new)])
+    assert result.exit_code == 2, result.output
+    assert "is an augment output, not a cache: nothing deleted" in result.output
+    assert sorted(p for p in old.rglob("*") if p.is_file()) == before

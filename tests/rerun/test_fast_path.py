@@ -255,8 +255,8 @@ def _delete_header(src: Path, out: Path) -> None:
     (out / "augment.json").unlink()
 
 
-def _delete_metadata(src: Path, out: Path) -> None:
-    (out / "train" / "metadata.csv").unlink()
+def _delete_card(src: Path, out: Path) -> None:
+    (out / "README.md").unlink()
 
 
 def _journal_left(src: Path, out: Path) -> None:
@@ -287,7 +287,7 @@ CHANGES: dict[str, Callable[[Path, Path], None]] = {
     "output touched": _touch_output,
     "manifest record dropped": _drop_manifest_record,
     "header deleted": _delete_header,
-    "metadata.csv deleted": _delete_metadata,
+    "dataset card deleted": _delete_card,
     "journal of an interrupted run": _journal_left,
     "temporary file in the state folder": _temporary_state_left,
 }
@@ -331,11 +331,11 @@ def test_a_changed_option_takes_the_full_run(
 ) -> None:
     out = tmp_path / "out"
     expand(src, out, opts(small_recipe))
-    changed = opts(small_recipe, **OPTION_CHANGES[change])
+    # Another holdout is refused (see test_another_holdout_is_refused): --resplit asks.
+    resplit = {"resplit": True} if change in ("seed", "val", "test") else {}
+    changed = opts(small_recipe, **OPTION_CHANGES[change], **resplit)
     assert not expand(src, out, changed).fast_path
-    # More held out keeps the earlier splits (sticky): unlike a clean run's.
-    if change not in ("val", "test"):
-        assert file_tree(out) == clean_run(src, changed, tmp_path)
+    assert file_tree(out) == clean_run(src, changed, tmp_path)
     assert expand(src, out, changed).fast_path
 
 
@@ -389,10 +389,10 @@ def test_a_file_or_folder_added_to_the_output_takes_the_full_run(
     assert not expand(src, out, opts(small_recipe)).fast_path
     assert file_tree(out) == {**clean, "train/0/mine.txt": b"a note of the user's\n"}
     assert expand(src, out, opts(small_recipe)).fast_path  # left alone, and now known
-    # An empty folder counts: the full run gives a split folder its metadata.csv.
+    # An empty folder counts too.
     (out / "test").mkdir()
     assert not expand(src, out, opts(small_recipe)).fast_path
-    assert (out / "test" / "metadata.csv").read_text() == "file_name,label\n"
+    assert expand(src, out, opts(small_recipe)).fast_path
 
 
 def test_a_symbolic_link_in_the_output_keeps_reruns_on_the_full_path(

@@ -83,7 +83,7 @@ def test_without_grouping_the_pair_leaks_and_audit_finds_it(
     assert {"brick_03", "brick_03_small"} <= straddling
     # Preprocessed to one size, the half-size copy may even count as the same pixels.
     leaks = [f for f in audit_output(out).findings if f.check.endswith("duplicates")]
-    found = {Path(p).parts[-1].split("__")[0] for f in leaks for p in f.paths}
+    found = {Path(p).parts[-1].split("_nohash_")[0] for f in leaks for p in f.paths}
     assert found == straddling
 
 

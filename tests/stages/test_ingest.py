@@ -56,7 +56,7 @@ def test_labels_jsonl(tmp_path: Path) -> None:
 def test_labels_csv_without_header_is_a_clear_error(tmp_path: Path) -> None:
     root = _labels_dir(tmp_path)
     (root / "labels.csv").write_text("images/00.png,a\n")
-    with pytest.raises(DatasetError, match="'path' and 'label'"):
+    with pytest.raises(DatasetError, match="needs a header with a path column"):
         ingest(root / "labels.csv")
 
 

@@ -130,7 +130,7 @@ def test_added_removed_and_modified_sources_change_only_their_outputs(
     _new_digit(digits_copy / "7" / "new_seven.png", 90)
     diff, _ = step()
     assert diff.removed == [] and diff.changed == []
-    assert diff.added and all("/7/new_seven__" in p for p in diff.added)
+    assert diff.added and all("/7/new_seven_nohash_" in p for p in diff.added)
     assert len(diff.added) in (1, 3)  # held out (1 original) or train (3 images)
 
     # A removed source removes only its outputs.
@@ -138,7 +138,7 @@ def test_added_removed_and_modified_sources_change_only_their_outputs(
     gone.unlink()
     diff, after = step()
     assert diff.added == [] and diff.changed == []
-    assert diff.removed and all(f"/2/{gone.stem}__" in p for p in diff.removed)
+    assert diff.removed and all(f"/2/{gone.stem}_nohash_" in p for p in diff.removed)
     assert not any(p in after for p in diff.removed)
 
     # A modified source (same path, new bytes) regenerates only its outputs.
@@ -147,5 +147,5 @@ def test_added_removed_and_modified_sources_change_only_their_outputs(
     diff, _ = step()
     assert diff.added == [] and diff.removed == []
     assert diff.changed and {c.why for c in diff.changed} == {("source",)}
-    assert all("/7/new_seven__" in c.new and c.new != c.old for c in diff.changed)
+    assert all("/7/new_seven_nohash_" in c.new and c.new != c.old for c in diff.changed)
     assert diff.unchanged

@@ -1,0 +1,57 @@
+"""`import augment` as a library: cheap to import, the main calls at the top, paths as str."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import augment
+from tests.helpers import DIGITS, SMALL_RECIPE
+
+
+def test_import_augment_loads_no_image_library() -> None:
+    code = (
+        "import sys, augment; "
+        "print([m for m in ('numpy', 'cv2', 'PIL', 'albumentations') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_expand_audit_and_inspect_from_the_package_take_str_paths(tmp_path: Path) -> None:
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    out = str(tmp_path / "out")
+    options = augment.ExpandOptions(times=2, recipe=str(recipe), workers=1)
+    summary = augment.expand(str(DIGITS), out, options)
+    assert summary.counts["train"] and Path(out, "augment.json").is_file()
+    report = augment.audit_output(out)
+    assert report.target == out and report.mode == "manifest"
+    assert sum(augment.inspect_source(str(DIGITS)).planned["train"].values()) == 40
+    assert "expand" in augment.__all__ and "audit_output" in augment.__all__
+
+
+def test_long_phases_report_as_they_go(tmp_path: Path) -> None:
+    """Reading the sources, hashing them and the audit's decoding each say their total first,
+    then advance to it: the command line draws a bar for each (tqdm, once it lasts 1 s)."""
+    heard: dict[str, list[int]] = {}
+
+    def phase(name: str, total: int):  # type: ignore[no-untyped-def]
+        heard[name] = [total, 0]
+
+        def advance(n: int) -> None:
+            heard[name][1] += n
+
+        return advance
+
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    out = tmp_path / "out"
+    augment.expand(
+        DIGITS, out, augment.ExpandOptions(times=2, recipe=str(recipe), workers=1), phase=phase
+    )
+    assert heard == {"reading": [60, 60], "hashing": [60, 60]}
+    augment.audit_output(out, phase=phase)
+    outputs = sum(1 for p in out.rglob("*.png"))
+    assert heard["decoding"] == [outputs, outputs]
