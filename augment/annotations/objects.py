@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from augment.model import Annotation, LabeledObject
@@ -97,7 +97,3 @@ def dominant_class(objects: Iterable[LabeledObject]) -> str:
     if not counts:
         return NO_OBJECTS
     return min(counts, key=lambda label: (-counts[label], label))
-
-
-def objects_per_class(objects: Sequence[LabeledObject]) -> dict[str, int]:
-    return dict(sorted(Counter(o.label for o in objects).items()))

@@ -28,8 +28,6 @@ from augment.files import ChangedFile
 from augment.model import LabeledObject
 from augment.stages.plan import NAME_SEPARATOR
 
-FORMATS = ("yolo", "coco", "voc", "masks")
-
 
 def annotation_record(
     kind: str,

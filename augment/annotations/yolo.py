@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,3 @@ def label_path(image_path: str) -> str:
     folder, _, name = image_path.partition("/")
     assert folder == "images", image_path
     return "labels/" + os.path.splitext(name)[0] + ".txt"
-
-
-def split_folder(split: str) -> str:
-    return SPLIT_FOLDERS[split]
-
-
-def names_of(mapping: Mapping[int, str]) -> list[str]:
-    return [mapping[i] for i in sorted(mapping)]
