@@ -136,9 +136,7 @@ def run(
     write the records, the header and the state."""
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
-    loaded.recipe.check_classes(dataset.classes)
-    if dataset.task != "classification":
-        check_annotated_recipe(loaded.recipe)
+    check_recipe_fits(loaded.recipe, dataset)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     previous_header, previous = read_previous(out)
     guard.callback(previous.close)
@@ -345,15 +343,7 @@ def _write_outputs(
         grouping.hashes,
     )
     if dataset.task != "classification":
-        setup.dropped = write_annotation_files(
-            out, dataset.kind, dataset.names, (json.loads(row.line) for _, row in rows)
-        )
-        header["annotations"] = {
-            "format": dataset.kind,
-            "names": dataset.names,
-            **BOX_RULES,
-            "dropped": dict(sorted(setup.dropped.items())),  # objects, per class, all outputs
-        }
+        header["annotations"] = _write_annotations(setup, rows)
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
@@ -362,6 +352,28 @@ def _write_outputs(
         remember_run(out, state, setup.inputs, stamps, grouping.found, complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
+
+
+def check_recipe_fits(recipe: Recipe, dataset: Dataset) -> None:
+    """The recipe's policies name classes the dataset has; for an annotated set, nothing in
+    it makes unlabeled objects (see recipe/annotated.py)."""
+    recipe.check_classes(dataset.classes)
+    if dataset.task != "classification":
+        check_annotated_recipe(recipe)
+
+
+def _write_annotations(setup: RunSetup, rows: SortedSpill[Row]) -> dict[str, Any]:
+    """An annotated run's annotation files, from its records; the header's `annotations`."""
+    dataset = setup.dataset
+    setup.dropped = write_annotation_files(
+        setup.out, dataset.kind, dataset.names, (json.loads(row.line) for _, row in rows)
+    )
+    return {
+        "format": dataset.kind,
+        "names": dataset.names,
+        **BOX_RULES,
+        "dropped": dict(sorted(setup.dropped.items())),  # objects, per class, all outputs
+    }
 
 
 def build_header(

@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -414,3 +415,20 @@ def test_a_pre_split_set_refuses_holdout_options_unless_resplit(
     assert any(
         s == "train" and split_of[Path(p).stem] == "val" for p, s in splits.items()
     )  # held out again: a source val image went to train
+
+
+def test_objects_a_crop_drops_are_counted_per_class(tmp_path: Path) -> None:
+    """A centre crop cuts the objects near the scenes' left edge: each output's record, the
+    header and the printed summary count them per class, and they agree."""
+    recipe = tmp_path / "crop.yaml"
+    recipe.write_text("description: crop\npreprocess: {size: [32, 64], fit: crop}\naugment: []\n")
+    src = write_yolo(tmp_path / "src", scenes(12))
+    result = _run(src, tmp_path / "out", recipe, "--times", "1")
+    assert result.returncode == 0, result.stderr
+    per_record = Counter()
+    for record in manifest_by_path(tmp_path / "out").values():
+        per_record.update(record["annotation"]["dropped"])
+    header = json.loads((tmp_path / "out" / "augment.json").read_text())
+    assert per_record and dict(per_record) == header["annotations"]["dropped"]
+    shown = ", ".join(f"{label} {n}" for label, n in sorted(per_record.items()))
+    assert f"objects dropped by the transforms (too little left): {shown}" in result.stdout

@@ -28,6 +28,14 @@ def class_count_table(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
     return lines
 
 
+def _dropped_note(summary: ExpandSummary) -> list[str]:
+    """Annotated sets: the objects the transforms dropped (see docs/annotations.md)."""
+    if not summary.dropped_objects:
+        return []
+    per_class = ", ".join(f"{label} {n}" for label, n in summary.dropped_objects.items())
+    return [f"note: objects dropped by the transforms (too little left): {per_class}"]
+
+
 def format_summary(summary: ExpandSummary) -> str:
     """What `augment expand` prints when it is done."""
     lines = [f"wrote {summary.out}"]
@@ -78,9 +86,7 @@ def format_summary(summary: ExpandSummary) -> str:
         )
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
-    if summary.dropped_objects:  # annotated sets (see docs/annotations.md, box rules)
-        per_class = ", ".join(f"{label} {n}" for label, n in summary.dropped_objects.items())
-        lines.append(f"note: objects dropped by the transforms (too little left): {per_class}")
+    lines.extend(_dropped_note(summary))
     lines.extend(consumer_notes(summary))
     if summary.rejected:
         lines.append(
