@@ -43,6 +43,8 @@ from augment.rerun import heap
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from augment.stages.executor import Executor
+
 # Commands import what only they use (audit, preview, recipes, prune-cache) when they run,
 # and `expand` imports its full run only when there is one: numpy, OpenCV, Pillow and
 # albumentations are most of a command's start-up (~0.5 s), which `--help`, `diff` and a
@@ -95,6 +97,36 @@ Examples:
     "-j",
     type=click.IntRange(min=1),
     help=f"Worker processes [default: all cores, here {default_workers()}].",
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "ray"]),
+    help="Where workers run: a local process pool, or Ray (the `ray` extra): a private "
+    "local cluster of --workers CPUs, or the cluster at --ray-address.",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --executor ray: join the running Ray cluster at ADDR (host:port) instead of "
+    "starting a local one. A cluster is never joined without it.",
+)
+@click.option(
+    "--output-format",
+    "layout",
+    default="folders",
+    show_default=True,
+    type=click.Choice(["folders", "webdataset", "parquet"]),
+    help="Also pack the outputs into shards in OUT/shards/: WebDataset tar files or Parquet "
+    "(image bytes and the manifest's columns); the folders stay.",
+)
+@click.option(
+    "--shard-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples per shard with --output-format webdataset|parquet.",
 )
 @click.option(
     "--format",
@@ -155,6 +187,10 @@ def expand_cmd(
     group_by: str | None,
     seed: int,
     workers: int | None,
+    executor: str,
+    ray_address: str | None,
+    layout: str,
+    shard_size: int,
     output_format: str,
     quality: int,
     balance: bool,
@@ -193,6 +229,7 @@ def expand_cmd(
         path_column=path_column,
         label_column=label_column,
     )
+    run_on = _executor(executor, ray_address, workers)
     show_bar = not quiet and sys.stderr.isatty()
     bar: tqdm[Any] | None = None
 
@@ -215,7 +252,13 @@ def expand_cmd(
     heap.reuse_image_buffers()
     try:
         phase = phase_bars(show_bar)
-        summary = expand(src, out, options, progress=progress, on_plan=on_plan, phase=phase)
+        summary = expand(
+            src, out, options, executor=run_on, progress=progress, on_plan=on_plan, phase=phase
+        )
+        if layout != "folders":
+            from augment.writers.shards import write_shards
+
+            write_shards(out, layout, shard_size)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt:
@@ -250,6 +293,22 @@ def _report_rejections(summary: ExpandSummary) -> None:
 
 
 expand_cmd.name = "expand"
+
+
+def _executor(name: str, ray_address: str | None, workers: int | None) -> Executor | None:
+    """The executor --executor names (None: expand's default, the local pool)."""
+    if name != "ray":
+        if ray_address is not None:
+            raise click.UsageError("--ray-address needs --executor ray")
+        return None
+    if ray_address is not None and workers is not None:
+        raise click.UsageError("--workers sizes a local Ray cluster; a joined one uses its own")
+    from augment.stages.ray_executor import ray_executor
+
+    try:
+        return ray_executor(workers or default_workers(), ray_address)
+    except AugmentError as exc:
+        raise UserError(exc) from None
 
 
 for _command in (preview, recipes, audit, diff_cmd, prune_cache_cmd, inspect_cmd):

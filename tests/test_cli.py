@@ -3,6 +3,7 @@ exit code 2, never tracebacks."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,22 @@ def test_user_errors_are_clean(tmp_path: Path, args: list[str], message: str) ->
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_ray_address_without_the_ray_executor_is_a_usage_error(tmp_path: Path) -> None:
+    args = ["expand", str(DIGITS), str(tmp_path / "out"), "--ray-address", "127.0.0.1:6379"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "--ray-address needs --executor ray" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
+def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["expand", str(DIGITS), str(tmp_path / "out"), "--executor", "ray"]
+    )
+    assert result.exit_code == 2
+    assert "pip install 'augment[ray]'" in result.output
+    assert not isinstance(result.exception, ImportError)
+    assert not (tmp_path / "out").exists()

@@ -19,12 +19,8 @@ from augment.defaults import default_workers
 from augment.errors import UnreadableImage
 from augment.imaging.codec import decode
 from augment.imaging.digests import ImageHash
-from augment.imaging.similarity import (
-    block_psnr,
-    hamming_pairs,
-    phash_rgb,
-    pixel_digest,
-)
+from augment.imaging.hash_index import near_pairs
+from augment.imaging.similarity import block_psnr, phash_rgb, pixel_digest
 from augment.model import Phase
 
 
@@ -102,8 +98,8 @@ def duplicate_findings(
         direct = np.array([prints[i].hash.direct for i in left], dtype=np.uint64)
         other = np.array([prints[j].hash.direct for j in right], dtype=np.uint64)
         mirror = np.array([prints[j].hash.mirror for j in right], dtype=np.uint64)
-        hits = [(a, b, d, False) for a, b, d in hamming_pairs(direct, other, options.max_distance)]
-        hits += [(a, b, d, True) for a, b, d in hamming_pairs(direct, mirror, options.max_distance)]
+        hits = [(a, b, d, False) for a, b, d in near_pairs(direct, other, options.max_distance)]
+        hits += [(a, b, d, True) for a, b, d in near_pairs(direct, mirror, options.max_distance)]
         for a, b, distance, mirrored in sorted(hits, key=lambda h: (h[3], h[2], h[0], h[1])):
             i, j = pair(left[a], right[b])
             if (i, j) in seen:

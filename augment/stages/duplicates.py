@@ -206,7 +206,8 @@ def _similar(
     # given them and should start without loading either (see augment/defaults.py).
     import numpy as np
 
-    from augment.imaging.similarity import hamming_pairs, pair_max_distance
+    from augment.imaging.hash_index import near_pairs
+    from augment.imaging.similarity import pair_max_distance
 
     # One node per distinct content: byte-identical copies are one picture, always together.
     nodes: list[list[int]] = []
@@ -222,7 +223,8 @@ def _similar(
     mirror = np.array([hashes[originals[nodes[n][0]].path].mirror for n in hashed], np.uint64)
     near: dict[int, dict[int, int]] = {}
     for right in (direct, mirror):
-        for a, b, bits in hamming_pairs(direct, right, max_distance):
+        # Candidates for the widest threshold; the pair's own is checked below.
+        for a, b, bits in near_pairs(direct, right, max_distance):
             if a != b and bits <= pair_max_distance(max_distance, min(side[a], side[b])):
                 na, nb = hashed[a], hashed[b]
                 near.setdefault(na, {})[nb] = min(bits, near.get(na, {}).get(nb, bits))
