@@ -324,14 +324,8 @@ def _write_outputs(
     present = [split for split in SPLITS if (out / split).is_dir() or split in listed]
     files.commit(present)
     counts = class_counts(pairs)
-    soft = dataset.classes if recipe.mix else []
-    try:
-        write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
-        for split, missing in missing_classes(dataset.classes, counts).items():
-            for label in missing:  # an empty folder: every loader numbers the classes alike
-                (out / split / label).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(out, exc, "write the dataset card in") from exc
+    if dataset.task == "classification":  # annotated sets: their format's files instead
+        _write_card(out, dataset, counts, dataset.classes if recipe.mix else [])
     header = build_header(
         dataset,
         recipe,
@@ -360,6 +354,19 @@ def check_recipe_fits(recipe: Recipe, dataset: Dataset) -> None:
     recipe.check_classes(dataset.classes)
     if dataset.task != "classification":
         check_annotated_recipe(recipe)
+
+
+def _write_card(
+    out: Path, dataset: Dataset, counts: Mapping[str, Mapping[str, int]], soft: Sequence[str]
+) -> None:
+    """The dataset card and classes.json; an empty folder for a class a split lacks."""
+    try:
+        write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
+        for split, missing in missing_classes(dataset.classes, counts).items():
+            for label in missing:  # an empty folder: every loader numbers the classes alike
+                (out / split / label).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc, "write the dataset card in") from exc
 
 
 def _write_annotations(setup: RunSetup, rows: SortedSpill[Row]) -> dict[str, Any]:

@@ -432,3 +432,28 @@ def test_objects_a_crop_drops_are_counted_per_class(tmp_path: Path) -> None:
     assert per_record and dict(per_record) == header["annotations"]["dropped"]
     shown = ", ".join(f"{label} {n}" for label, n in sorted(per_record.items()))
     assert f"objects dropped by the transforms (too little left): {shown}" in result.stdout
+
+
+def test_an_annotated_output_holds_only_its_format_s_files(
+    yolo_out: Path, coco_out: Path, voc_out: Path, masks_out: Path
+) -> None:
+    """No class folders, dataset card or classes.json (those are for classification sets)."""
+    top = {"augment.json", "manifest.jsonl", "images"}
+    assert {p.name for p in yolo_out.iterdir() if p.name != ".augment"} == top | {
+        "data.yaml",
+        "labels",
+    }
+    assert {p.name for p in coco_out.iterdir() if p.name != ".augment"} == top | {"annotations"}
+    assert {p.name for p in voc_out.iterdir() if p.name != ".augment"} == top | {
+        "Annotations",
+        "ImageSets",
+    }
+    assert {p.name for p in masks_out.iterdir() if p.name != ".augment"} == top | {"masks"}
+
+
+def test_shards_are_refused_for_an_annotated_set(tmp_path: Path, geometric: Path) -> None:
+    src = write_yolo(tmp_path / "src", scenes(4))
+    result = _run(src, tmp_path / "out", geometric, "--output-format", "webdataset")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--output-format webdataset is not supported for annotated datasets" in result.stderr
+    assert not (tmp_path / "out").exists()
