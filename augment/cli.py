@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 findings (audit) or rejected inputs under --strict (the output is
 still written, the good files processed); 2 a usage or input error the message explains (bad
-source, recipe or output folder, disk full, permission denied); 130 interrupted (rerun the
-same command to resume). No user error shows a traceback.
+source, recipe or output folder, disk full, permission denied); 130 interrupted, 143 and
+129 stopped by SIGTERM and SIGHUP (rerun the same command to resume). No user error shows a
+traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import click
 from augment import __version__
 from augment.commands.cli import (
     EXIT_FINDINGS,
-    EXIT_INTERRUPTED,
     UserError,
     audit,
     column_options,
@@ -37,6 +37,7 @@ from augment.defaults import (
 )
 from augment.errors import AugmentError
 from augment.expand import expand
+from augment.interrupts import say_interrupted
 from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun import heap
 
@@ -265,11 +266,8 @@ def expand_cmd(
             write_shards(out, layout, shard_size)
     except AugmentError as exc:
         raise UserError(exc) from None
-    except KeyboardInterrupt:
-        click.echo(
-            "\ninterrupted: finished work is kept; rerun the same command to resume", err=True
-        )
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (augment/interrupts.py)
+        sys.exit(say_interrupted(exc))
     finally:
         if bar is not None:
             bar.close()

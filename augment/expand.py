@@ -18,8 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from augment.errors import ManifestError, OutputError
-from augment.files import output_error
+from augment.errors import DatasetError, ManifestError, OutputError
+from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.source import read_recipe
@@ -77,6 +77,11 @@ def _expand(
     if options.times < 1:
         raise OutputError("--times must be at least 1")
     recipe_file = read_recipe(options.recipe)  # an unknown name or no such file: fails now
+    if is_augment_output(src.parent if src.is_file() else src):
+        raise DatasetError(
+            f"source {src} is an augment output (it has {HEADER_NAME} or {STATE_DIR}/): its "
+            "train/validation/test would be taken as classes; give the source it was made from"
+        )
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
     state.sources.tool = tool_stamp()
@@ -96,6 +101,7 @@ def _expand(
     check_holdout_options(dataset, options)
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
         recipe.recipe.check_classes(dataset.classes)
+        _full_run().check_class_folders(dataset.classes)
     foreign = check_output_location(dataset, out, options.force)
     statement = recipe_file.statement
     inputs = None
@@ -202,6 +208,20 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
         )
     if src_root.is_relative_to(target):
         raise OutputError(f"output {out} contains the source {src_root}; choose another folder")
+    # By identity too: a bind mount or a link gives a folder of SRC an unrelated path.
+    inside = source_folder_of(out.absolute(), source_folders(src_root))
+    if inside is not None:
+        raise OutputError(
+            f"output {out} is inside the source {src_root} ({inside} is a folder of the "
+            "source: the same device and inode, by a bind mount or a link); choose a folder "
+            "outside it"
+        )
+    with contextlib.suppress(OSError):
+        if source_folder_of(src_root, source_folders_of_one(target)) is not None:
+            raise OutputError(
+                f"output {out} contains the source {src_root} (by a bind mount or a link); "
+                "choose another folder"
+            )
     if target.exists() and not target.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
     try:
@@ -219,6 +239,12 @@ def check_output_location(dataset: Dataset, out: Path, force: bool = False) -> b
 
 def is_augment_output(out: Path) -> bool:
     return (out / HEADER_NAME).is_file() or (out / STATE_DIR).is_dir()
+
+
+def source_folders_of_one(folder: Path) -> frozenset[tuple[int, int]]:
+    """The identity of `folder` alone, to find it among another folder's ancestors."""
+    st = folder.stat()
+    return frozenset([(st.st_dev, st.st_ino)])
 
 
 class _CallableModule(ModuleType):

@@ -2,8 +2,14 @@
 
 Each file is written to a hidden temporary name in its final folder, then renamed over the
 final name, which POSIX makes atomic. The temporary names start with a dot so that folder
-loaders (ImageFolder, imagefolder) never pick one up, and carry the process id so that two
-workers never share one.
+loaders (ImageFolder, imagefolder) never pick one up, carry the process id so that two
+workers never share one, and a mark no user's file plausibly has (`.a.jpg.augment-tmp-123`):
+only such names, in the folders augment writes, are ever removed as leftovers. A temporary
+is opened without following a link and never over an existing file.
+
+The source is never written, whatever its paths look like: a bind mount or a link gives one
+folder two unrelated paths, so OUT and each folder a run writes into are compared with the
+source's folders by device and inode (`source_folders`, `check_write_folders`).
 
 A write that fails (disk full, permission denied, file too large) removes its temporary and
 raises `OutputError` naming the file and the cause: the run stops with a clear message, no
@@ -15,17 +21,31 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from augment.errors import OutputError
 
-TEMP_MARK = ".tmp-"
+TEMP_MARK = ".augment-tmp-"
+_TEMP_NAME = re.compile(r"\..+\.augment-tmp-[0-9]+")
+FolderId = tuple[int, int]  # (st_dev, st_ino): one folder, by whatever path it is reached
 
 
 def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
+def _open_temp(tmp: Path) -> BinaryIO:
+    """A new temporary: never through a link (O_NOFOLLOW), never an existing file (O_EXCL,
+    after removing a leftover of this same name, which only this process id could own)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    return os.fdopen(os.open(tmp, flags, 0o666), "wb")
 
 
 _HINTS = {
@@ -53,11 +73,11 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = temp_path_for(path)
     try:
         try:
-            f = tmp.open("wb")
+            f = _open_temp(tmp)
         except FileNotFoundError:
             # Folders are made on the first write into them, not checked on every write.
             path.parent.mkdir(parents=True, exist_ok=True)
-            f = tmp.open("wb")
+            f = _open_temp(tmp)
         with f:
             f.write(data)
         os.replace(tmp, path)
@@ -119,7 +139,7 @@ class ChangedFile:
 
     def _start_temp(self) -> BinaryIO:
         """From the first difference on: the bytes that matched, copied, then the rest."""
-        self._tmp = self._tmp_path.open("wb")
+        self._tmp = _open_temp(self._tmp_path)
         if self._matched and self._old is not None:
             self._old.seek(0)
             shutil.copyfileobj(_Prefix(self._old, self._matched), self._tmp)
@@ -168,16 +188,94 @@ class _Prefix:
 
 
 def is_temp_file(path: Path) -> bool:
-    return path.name.startswith(".") and TEMP_MARK in path.name
+    return _TEMP_NAME.fullmatch(path.name) is not None
 
 
-def remove_temp_files(folder: Path) -> int:
-    """Remove temporaries an interrupted run left behind; returns how many."""
+def remove_temp_files(folder: Path, own: Iterable[str] | None = None) -> int:
+    """Remove temporaries an interrupted run left behind; returns how many. Only in the
+    folders augment writes: `folder` itself and, under it, the `own` folders (all of it if
+    None), links never followed; a user's file is never taken for one (see the top)."""
     removed = 0
-    if not folder.exists():
+    if not folder.is_dir():
         return 0
-    for path in folder.rglob(f".*{TEMP_MARK}*"):
-        if path.is_file() and is_temp_file(path):
-            path.unlink()
+    tops = [folder] if own is None else [folder / name for name in own]
+    for name in os.listdir(folder) if own is not None else ():
+        if _TEMP_NAME.fullmatch(name) and os.path.isfile(folder / name):
+            os.unlink(folder / name)
             removed += 1
+    for top in tops:
+        for parent, _, names in os.walk(top):  # followlinks=False
+            for name in names:
+                path = os.path.join(parent, name)
+                if _TEMP_NAME.fullmatch(name) and stat.S_ISREG(os.lstat(path).st_mode):
+                    os.unlink(path)
+                    removed += 1
     return removed
+
+
+def source_folders(root: Path) -> frozenset[FolderId]:
+    """The identity of `root` and of every folder under it (hidden ones too; links not
+    followed, as the source walk never follows them)."""
+    found: set[FolderId] = set()
+    try:
+        st = os.stat(root)
+    except OSError:
+        return frozenset()
+    found.add((st.st_dev, st.st_ino))
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        found.add((st.st_dev, st.st_ino))
+                        stack.append(entry.path)
+        except OSError:
+            continue  # a folder the walk cannot list is one ingest cannot read either
+    return frozenset(found)
+
+
+def source_folder_of(path: Path, folders: frozenset[FolderId]) -> Path | None:
+    """The first of `path` and its existing ancestors that is one of `folders` (a bind
+    mount or a link into the source shows up here, whatever the path says), or None."""
+    for candidate in [path, *path.parents]:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in folders:
+            return candidate
+    return None
+
+
+def check_write_folders(
+    out: Path, folders: Iterable[str], source: frozenset[FolderId], src: Path
+) -> None:
+    """Before a run writes: each existing folder on the way from OUT to each of `folders`
+    (relative to OUT) must be a real folder, not a link (a write would follow it, maybe into
+    the source), and none may be one of the `source` folders (a bind mount)."""
+    seen: set[str] = set()
+    for rel in folders:
+        parts = Path(rel).parts
+        for depth in range(1, len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            if sub in seen:
+                continue
+            seen.add(sub)
+            try:
+                st = os.lstat(out / sub)
+            except FileNotFoundError:
+                break  # made by the run itself, from here down
+            except OSError as exc:
+                raise output_error(out / sub, exc, "check the output folder") from exc
+            if stat.S_ISLNK(st.st_mode):
+                raise OutputError(
+                    f"output folder {out / sub} is a symbolic link; augment never writes "
+                    "through a link (it could lead into the source): replace it with a folder"
+                )
+            if (st.st_dev, st.st_ino) in source:
+                raise OutputError(
+                    f"output folder {out / sub} is a folder of the source {src} (the same "
+                    "device and inode: a bind mount); choose an output outside the source"
+                )

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from augment import __version__
-from augment.annotations.output import write_annotation_files
+from augment.annotations.output import write_annotations
 from augment.defaults import default_workers
-from augment.errors import OutputError
-from augment.files import output_error, remove_temp_files
+from augment.errors import DatasetError, OutputError
+from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
 from augment.layout import (
     CLASSES_NAME,
@@ -31,8 +29,9 @@ from augment.layout import (
     STATE_DIR,
 )
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
-from augment.recipe.annotated import BOX_RULES, check_annotated_recipe
+from augment.recipe.annotated import check_annotated_recipe
 from augment.recipe.build import Recipe, build_recipe
+from augment.recipe.preprocess import check_output_size
 from augment.recipe.source import RecipeFile
 from augment.rerun.spill import SortedSpill
 from augment.rerun.state import RunState, save_state
@@ -54,13 +53,14 @@ from augment.stages.manifest import (
     write_dataset_card,
     write_header,
 )
-from augment.stages.plan import Fingerprints, Plan, shard_tasks
+from augment.stages.plan import Fingerprints, Plan, safe_name, shard_tasks
 from augment.stages.reconcile import (
     Previous,
     Reuse,
     Row,
     add_written,
     read_previous,
+    remove_orphans,
     reuse_done,
     write_interrupted,
     write_records,
@@ -83,7 +83,7 @@ class RunSetup:
     inputs: str | None  # the digest of the run's inputs; None: a rerun is never proven
     foreign: bool  # OUT holds files augment did not write (--force)
     recipe_file: RecipeFile  # as read once for this run
-    dropped: Counter[str] = field(default_factory=Counter)  # objects a transform dropped
+    dropped: dict[str, int] = field(default_factory=dict)  # objects a transform dropped
 
 
 @dataclass
@@ -116,6 +116,9 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     """The recipe, built and checked (a mistake in it fails here, naming the transform),
     with the fingerprints that name its outputs."""
     recipe = build_recipe(recipe_file)
+    check_output_size(
+        recipe.preprocess, options.output_format, options.max_pixels, str(recipe_file.path)
+    )
     return LoadedRecipe(
         recipe,
         Fingerprints(
@@ -123,6 +126,46 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
             recipe=recipe.fingerprint(options.output_format, options.quality),
         ),
     )
+
+
+def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset) -> None:
+    """An OUT made from another source keeps that run's splits by path (sticky), which a
+    new source's files of the same names would inherit: refused when none of its held-out
+    originals (by sha256) is in this source."""
+    known = {h.get("sha256") for h in header.get("holdout", []) if isinstance(h, dict)}
+    if known and dataset.originals and not any(o.sha256 in known for o in dataset.originals):
+        raise OutputError(
+            f"output {out} was made from another source: none of its {len(known)} originals "
+            f"is in {dataset.root}; choose another output folder, or empty this one"
+        )
+
+
+def class_folders(classes: Sequence[str]) -> list[str]:
+    """`split/class` for every folder the run's outputs go into."""
+    return [f"{split}/{safe_name(c)}" for split in SPLITS for c in classes]
+
+
+def check_class_folders(classes: Sequence[str]) -> None:
+    """Each class its own folder in every split: two classes that clean to one folder name
+    (`a:b` and `a_b`; two long names alike in their first 120 bytes) would merge into one
+    class for every folder loader, and a class folder named `metadata.csv` would take the
+    split's labels file's place. Refused before anything is written, naming both."""
+    by_folder: dict[str, str] = {}
+    for label in classes:
+        folder = safe_name(label)
+        if folder == METADATA_NAME:
+            raise DatasetError(
+                f"class {label!r} would be written as the folder <split>/{folder}, where each "
+                "split's labels file goes: rename that class folder"
+            )
+        if folder in by_folder:
+            raise DatasetError(
+                f"classes {by_folder[folder]!r} and {label!r} would both be written to the "
+                f"folder {folder!r} (names are made safe for every file system: separators "
+                'and :*?"<>| become _, and at most 120 bytes are kept), merging two classes: '
+                "rename one"
+            )
+        by_folder[folder] = label
 
 
 def run(
@@ -138,9 +181,11 @@ def run(
     loaded = loaded or load(setup.recipe_file, options)
     check_recipe_fits(loaded.recipe, dataset)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
-    previous_header, previous = read_previous(out)
+    warnings: list[str] = []
+    previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
     check_same_holdout(previous_header, dataset, options)
+    check_same_source(out, previous_header, dataset)
     grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
@@ -183,6 +228,7 @@ def run(
     summary.outputs_rehashed = reuse.rehashed
     summary.dropped_objects = dict(sorted(setup.dropped.items()))
     check_train_made(summary, options)
+    summary.warnings = warnings
     return summary
 
 
@@ -208,9 +254,12 @@ def _prepare_output(setup: RunSetup, plan: Plan) -> None:
     out = setup.out
     if setup.foreign:
         refuse_overwrites(out, (job.path for task in plan.tasks() for job in task.outputs))
+    folders = class_folders(setup.dataset.classes)
+    root = setup.dataset.root
+    check_write_folders(out, [STATE_DIR, *folders], source_folders(root), root)
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-        remove_temp_files(out)
+        remove_temp_files(out, [STATE_DIR, *SPLITS])
     except OSError as exc:
         raise output_error(out, exc, "create the output folder") from exc
 
@@ -272,8 +321,7 @@ def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str,
     """Train originals get N outputs: the original (variant 0) and N-1 variants, or N
     variants with --no-originals."""
     variants = range(1, options.times + 1) if options.no_originals else range(0, options.times)
-    # An annotated image's label is its dominant class, or NO_OBJECTS for a negative.
-    labels = {*dataset.classes, *(o.label for o in dataset.originals)}
+    labels = {*dataset.classes, *(o.label for o in dataset.originals)}  # annotated: dominant
     return dict.fromkeys(sorted(labels), tuple(variants))
 
 
@@ -315,17 +363,26 @@ def _write_outputs(
     files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
     try:
         pairs, removed = write_records(out, rows, leftovers, files)
+        if not setup.foreign:  # a folder someone else filled has no orphans of augment's
+            removed += remove_orphans(out, rows, leftovers, class_folders(dataset.classes))
     except BaseException:
         files.discard()
         raise
-    listed = {split for split, _ in pairs}
-    if dataset.task != "classification":
-        listed = set()  # annotated outputs have their own files, no metadata.csv
+    classification = dataset.task == "classification"  # else no metadata, card or folders
+    folders = dataset.classes if classification else []
+    listed = {split for split, _ in pairs} if classification else set()
     present = [split for split in SPLITS if (out / split).is_dir() or split in listed]
     files.commit(present)
     counts = class_counts(pairs)
-    if dataset.task == "classification":  # annotated sets: their format's files instead
-        _write_card(out, dataset, counts, dataset.classes if recipe.mix else [])
+    soft = dataset.classes if recipe.mix else []
+    try:
+        if classification:
+            write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
+        for split, missing in missing_classes(folders, counts).items():
+            for label in missing:  # an empty folder: every loader numbers the classes alike
+                (out / split / label).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc, "write the dataset card in") from exc
     header = build_header(
         dataset,
         recipe,
@@ -336,8 +393,9 @@ def _write_outputs(
         rejected,
         grouping.hashes,
     )
-    if dataset.task != "classification":
-        header["annotations"] = _write_annotations(setup, rows)
+    if not classification:
+        lines = (row.line for _, row in rows)
+        setup.dropped, header["annotations"] = write_annotations(out, dataset, lines)
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
@@ -349,38 +407,12 @@ def _write_outputs(
 
 
 def check_recipe_fits(recipe: Recipe, dataset: Dataset) -> None:
-    """The recipe's policies name classes the dataset has; for an annotated set, nothing in
-    it makes unlabeled objects (see recipe/annotated.py)."""
+    """Policies name known classes; nothing makes unlabeled objects (recipe/annotated.py)."""
     recipe.check_classes(dataset.classes)
-    if dataset.task != "classification":
+    if dataset.task == "classification":  # class folders: only classification outputs
+        check_class_folders(dataset.classes)
+    else:
         check_annotated_recipe(recipe)
-
-
-def _write_card(
-    out: Path, dataset: Dataset, counts: Mapping[str, Mapping[str, int]], soft: Sequence[str]
-) -> None:
-    """The dataset card and classes.json; an empty folder for a class a split lacks."""
-    try:
-        write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
-        for split, missing in missing_classes(dataset.classes, counts).items():
-            for label in missing:  # an empty folder: every loader numbers the classes alike
-                (out / split / label).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(out, exc, "write the dataset card in") from exc
-
-
-def _write_annotations(setup: RunSetup, rows: SortedSpill[Row]) -> dict[str, Any]:
-    """An annotated run's annotation files, from its records; the header's `annotations`."""
-    dataset = setup.dataset
-    setup.dropped = write_annotation_files(
-        setup.out, dataset.kind, dataset.names, (json.loads(row.line) for _, row in rows)
-    )
-    return {
-        "format": dataset.kind,
-        "names": dataset.names,
-        **BOX_RULES,
-        "dropped": dict(sorted(setup.dropped.items())),  # objects, per class, all outputs
-    }
 
 
 def build_header(

@@ -210,6 +210,7 @@ class ExpandSummary:
     duplicate_conflicts: list[Cluster] = field(default_factory=list)  # split by an earlier run
     large_groups: list[LargeGroup] = field(default_factory=list)  # > a tenth of their class
     quota_shifts: list[QuotaShift] = field(default_factory=list)  # a group moved a class's split
+    warnings: list[str] = field(default_factory=list)  # e.g. a damaged manifest, rebuilt
     seconds: float = 0.0
     train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
     balanced: bool = False

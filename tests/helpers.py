@@ -84,6 +84,46 @@ def straddling_seed(src: Path) -> int:
     raise AssertionError("no seed splits the pair")  # pragma: no cover
 
 
+def source_state(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry under root, hidden ones too, as the source guarantee covers it: its mode,
+    mtime and bytes (a file), target (a link) or nothing more (a folder); faults.tree_state
+    has the content and links only. Equal before and after a command: the command wrote
+    nothing there, not even a timestamp."""
+    found: dict[str, tuple[object, ...]] = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            found[rel] = (st.st_mode, str(p.readlink()))
+        elif not p.is_file():  # a folder, FIFO, device or socket: never read here
+            found[rel] = (st.st_mode, st.st_mtime_ns)
+        else:
+            # A huge (sparse) file by its ctime, which any write moves, not by its bytes.
+            huge = st.st_size > 1 << 30
+            found[rel] = (st.st_mode, st.st_mtime_ns, st.st_ctime_ns if huge else p.read_bytes())
+    return found
+
+
+def tiny_source(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 4) -> Path:
+    """A class-folder source of small, distinct PNG images (made with Pillow), mtimes set
+    in the past so that their stamps are trusted on a rerun."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = root / name / f"{i}.png"
+            # Noise from a seed per image: no two are near duplicates. Uncompressed: every
+            # image has one byte length (an in-place edit test swaps contents).
+            pixels = np.random.default_rng(100 * c + i).integers(0, 256, (16, 24, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(path, compress_level=0)
+            os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    return root
+
+
 # --- Annotated sets (detection): scenes drawn on a real photo, in YOLO or COCO layout ----
 
 DETECTION = SAMPLE / "detection_yolo"

@@ -22,6 +22,7 @@ from PIL import Image
 
 from augment.cli import main
 from augment.expand import expand
+from augment.files import TEMP_MARK
 from augment.model import ExpandOptions
 from augment.stages.manifest import read_manifest
 from tests import faults
@@ -44,7 +45,7 @@ def run_cli(
 
 
 def temp_files(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*.tmp-*") if p.is_file()]
+    return [p for p in out.rglob(f"*{TEMP_MARK}*") if p.is_file()]
 
 
 def _digits_args(out: Path, recipe: Path, *extra: str) -> list[str]:
@@ -99,9 +100,9 @@ def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
 
 def assert_no_partial_file(out: Path) -> None:
     """Every image a loader can see is whole. A worker stopped mid-write by the pool's
-    shutdown may leave its hidden temporary (`.name.tmp-PID`), which loaders skip and the
+    shutdown may leave its hidden temporary (`.name.augment-tmp-PID`), which loaders skip and the
     next run removes; a write that fails removes its own."""
-    for path in out.rglob("*_nohash_*.png"):  # temporaries end in .tmp-PID: not matched
+    for path in out.rglob("*_nohash_*.png"):  # temporaries end in .augment-tmp-PID: not matched
         with Image.open(path) as img:
             img.load()
     assert all(p.name.startswith(".") for p in temp_files(out))

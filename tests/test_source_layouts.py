@@ -163,8 +163,8 @@ def test_a_rejection_is_reported_on_stderr_even_quiet(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--val", "0.6", "--test", "0.6"], "add up to 1.2: nothing would be left for train"),
-        (["--val", "inf"], "must not be negative or infinite"),
-        (["--test", "nan"], "must not be negative or infinite"),
+        (["--val", "inf"], "must be a finite fraction or count"),
+        (["--test", "nan"], "must be a finite fraction or count"),
     ],
 )
 def test_impossible_holdouts_are_refused(tmp_path: Path, args: list[str], message: str) -> None:

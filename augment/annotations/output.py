@@ -25,7 +25,8 @@ from typing import Any
 from augment.annotations import coco, masks, voc, yolo
 from augment.annotations.objects import SPLIT_FOLDERS, content_sha256
 from augment.files import ChangedFile
-from augment.model import LabeledObject
+from augment.model import Dataset, LabeledObject
+from augment.recipe.annotated import BOX_RULES
 from augment.stages.plan import NAME_SEPARATOR
 
 
@@ -153,3 +154,18 @@ def _remove_unlisted(out: Path, folder: str, suffix: str, listed: set[str]) -> N
     for sub in sorted(labels.rglob("*"), reverse=True):
         if sub.is_dir() and not any(sub.iterdir()):
             os.rmdir(sub)
+
+
+def write_annotations(
+    out: Path, dataset: Dataset, lines: Iterable[str]
+) -> tuple[Counter[str], dict[str, Any]]:
+    """An annotated run's annotation files, from its manifest lines (path order): the
+    objects the transforms dropped, per class, and the header's `annotations`."""
+    records = (json.loads(line) for line in lines)
+    dropped = write_annotation_files(out, dataset.kind, dataset.names, records)
+    return dropped, {
+        "format": dataset.kind,
+        "names": dataset.names,
+        **BOX_RULES,
+        "dropped": dict(sorted(dropped.items())),  # objects, per class, all outputs
+    }

@@ -11,6 +11,7 @@ from typing import Any
 
 from augment.defaults import DEFAULT_MAX_DISTANCE, IMAGE_EXTENSIONS, REENCODE_MIN_PSNR
 from augment.errors import DatasetError
+from augment.layout import STATE_DIR
 
 CHECKS: dict[str, str] = {
     "lineage": "train files come only from train originals",
@@ -100,14 +101,28 @@ def _unreadable(exc: OSError) -> None:
     raise DatasetError(f"cannot read folder {exc.filename}: {exc.strerror}")
 
 
+# What the consumers read as images: torchvision's ImageFolder (.ppm, .pgm too), Keras and
+# Hugging Face imagefolder. The audit sees every file any of them would train on.
+CONSUMER_EXTENSIONS = IMAGE_EXTENSIONS | {".ppm", ".pgm", ".pbm", ".pnm", ".jfif", ".tga"}
+
+
 def image_files(folder: Path, split: str, prefix: str) -> list[ImageFile]:
-    """Image files under a split folder (hidden files and folders skipped), sorted."""
+    """Image files under a split folder, sorted, as the most eager consumer finds them:
+    torchvision's ImageFolder reads hidden files and folders and follows linked folders, so
+    the audit does too (each folder once: a link loop ends there). Only augment's own state
+    folder at the top of OUT is left out."""
     found: list[ImageFile] = []
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         rel_dir = Path(dirpath).relative_to(folder)
+        dirnames[:] = sorted(d for d in dirnames if rel_dir.parts or d != STATE_DIR)
         for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            if Path(name).suffix.lower() not in CONSUMER_EXTENSIONS:
                 continue
             rel = (rel_dir / name).as_posix()
             label = rel_dir.parts[0] if rel_dir.parts else ""

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from augment.commands.preview_boxes import draw_objects, overlay_mask
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError, OutputError
-from augment.files import write_atomic
+from augment.files import source_folder_of, source_folders, write_atomic
 from augment.recipe.annotated import check_annotated_recipe
 from augment.recipe.build import Recipe, load_recipe
 from augment.stages.duplicates import group_duplicates
@@ -207,6 +207,13 @@ def write_preview(src: Path, target: Path, options: PreviewOptions) -> PreviewSh
         raise OutputError(f"the preview is a PNG: name it *.png, not {target.name}")
     if target.is_dir():
         raise OutputError(f"{target} is a folder; give the PNG's file name")
+    root = src.parent if src.is_file() else src  # a labels file's folder is the source
+    # By identity, not by path: a link or a bind mount can lead into the source.
+    if source_folder_of(target.absolute().parent, source_folders(root)) is not None:
+        raise OutputError(
+            f"{target} is inside the source {root}; augment never writes into the source "
+            "(a later expand would take the sheet for an image): choose a path outside it"
+        )
     sheet = preview(src, options)
     write_atomic(target, sheet.png())
     return sheet

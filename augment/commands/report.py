@@ -84,6 +84,7 @@ def format_summary(summary: ExpandSummary) -> str:
             f"its quotas: the class's splits moved by {moved} (train/validation/test "
             f"{counts} instead of {quotas})"
         )
+    lines.extend(f"warning: {text}" for text in summary.warnings)
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
     lines.extend(_dropped_note(summary))

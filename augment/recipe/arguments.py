@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from typing import Any
 
 import albumentations as A
@@ -111,3 +112,18 @@ def convert_args(args: dict[str, Any], at: str) -> dict[str, Any]:
                 )
             out[key] = INTERPOLATIONS[mode]
     return out
+
+
+def check_finite(doc: object, where: str) -> None:
+    """Every number in the recipe finite: YAML reads `.inf` and `.nan`, and albumentations
+    takes them (`rotate: [-.inf, .inf]` makes black images, and writes `Infinity`/`NaN` that
+    strict JSON readers refuse into the manifest). RecipeError naming the first one."""
+    stack: list[tuple[object, str]] = [(doc, "")]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(f"{where}: {at or 'the recipe'} must be a finite number, got {value}")
+        if isinstance(value, dict):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(value))

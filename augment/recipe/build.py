@@ -46,6 +46,7 @@ import yaml
 from augment.errors import RecipeError
 from augment.recipe.arguments import (
     COMPOSITIONS,
+    check_finite,
     colour,
     construct,
     convert_args,
@@ -212,6 +213,7 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
         doc = {}
     if not isinstance(doc, dict):
         raise RecipeError(f"{where}: a recipe is a mapping with preprocess/augment keys")
+    check_finite(doc, where)
     unknown = sorted(set(map(str, doc)) - RECIPE_KEYS)
     if unknown:
         raise RecipeError(

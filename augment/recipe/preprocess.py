@@ -25,6 +25,9 @@ from typing import Any, Literal, get_args
 import cv2
 import numpy as np
 
+from augment.defaults import DEFAULT_MAX_PIXELS
+from augment.errors import RecipeError
+
 __all__ = [
     "FIT_MODES",
     "INTERPOLATIONS",
@@ -313,3 +316,36 @@ def _parse_color(value: object) -> tuple[int, int, int]:
         "preprocess.pad_color: expected [r, g, b] with integers 0..255, one integer 0..255 "
         f"or '#rrggbb', got {value!r}"
     )
+
+
+# The largest side each output format can hold (libjpeg's JPEG_MAX_DIMENSION, WebP's
+# 14-bit sizes; PNG's 31-bit sizes are past any memory first).
+FORMAT_MAX_SIDE = {"jpg": 65_500, "webp": 16_383, "png": 2**31 - 1}
+FORMAT_NAMES = {"jpg": "JPEG", "webp": "WebP", "png": "PNG"}
+
+
+def size_problem(width: int, height: int, output_format: str, max_pixels: int) -> str | None:
+    """Why an output of width x height cannot be made (its format cannot hold it, or it is
+    over the pixel budget a run keeps to: --max-pixels, which bounds the sources, and never
+    less than its default, so a low limit for sources does not refuse small outputs), or
+    None. `same` is each source's own format, known per source."""
+    max_pixels = max(max_pixels, DEFAULT_MAX_PIXELS)
+    limit = FORMAT_MAX_SIDE.get(output_format)
+    if limit is not None and max(width, height) > limit:
+        name = FORMAT_NAMES[output_format]
+        return f"{width}x{height}: a {name} image is at most {limit} pixels a side"
+    if width * height > max_pixels:
+        return (
+            f"{width}x{height} is {width * height:,} pixels an image, over the limit of "
+            f"{max_pixels:,} (--max-pixels)"
+        )
+    return None
+
+
+def check_output_size(spec: Preprocess, output_format: str, max_pixels: int, where: str) -> None:
+    """At recipe load: a `preprocess.size` no output can have is the recipe's mistake, told
+    before any image is made."""
+    if spec.size is not None:
+        problem = size_problem(*spec.size, output_format, max_pixels)
+        if problem is not None:
+            raise RecipeError(f"{where}: preprocess.size {problem}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from augment.bounded import load_yaml
 from augment.errors import RecipeError
 
 # A recipe file: YAML, or the JSON albumentations' `A.save` writes (JSON is YAML too).
@@ -74,7 +75,7 @@ class RecipeFile:
     def document(self) -> Any:
         """The parsed YAML; yaml.YAMLError when it is not YAML. A file albumentations saved
         itself (`A.save`) is the recipe's `augment` part."""
-        doc = yaml.safe_load(self.text)
+        doc = load_yaml(self.text)
         if isinstance(doc, dict) and "transform" in doc and set(doc) <= ALBUMENTATIONS_FILE_KEYS:
             return {"augment": doc}
         return doc

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import IO, Any, Generic, TypeVar
 
+from augment.errors import OutputError
+
 V = TypeVar("V")
 
 SPILL_BUDGET = 2 << 20  # bytes held in memory per spill before a run goes to disk
@@ -91,10 +93,18 @@ class SortedSpill(Generic[V]):
 
 
 def _write_run(entries: Iterable[Any]) -> IO[bytes]:
-    run = tempfile.TemporaryFile()  # noqa: SIM115 - open until close(), read when merging
-    it = iter(entries)
-    while block := list(itertools.islice(it, _BLOCK)):
-        pickle.dump(block, run, pickle.HIGHEST_PROTOCOL)
+    try:
+        run = tempfile.TemporaryFile()  # noqa: SIM115 - open until close(), read when merging
+        it = iter(entries)
+        while block := list(itertools.islice(it, _BLOCK)):
+            pickle.dump(block, run, pickle.HIGHEST_PROTOCOL)
+        run.flush()
+    except OSError as exc:  # a full or read-only temporary folder: the user's to fix
+        raise OutputError(
+            f"cannot write the run's records to the temporary folder {tempfile.gettempdir()}: "
+            f"{exc.strerror or exc} (set TMPDIR to a folder with room); finished work is "
+            "kept: rerun the same command to resume"
+        ) from exc
     return run
 
 

@@ -3,7 +3,9 @@
 A rerun of an unchanged dataset must cost a small fraction of the first run, and most of
 that cost would be reading and hashing every source and every output again. Like `make`,
 git's index or DVC's state database, this file remembers a file's stamp (size, mtime_ns,
-inode) next to what its bytes were found to be:
+ctime_ns, inode) next to what its bytes were found to be. The ctime is git's answer to an
+edit that keeps the size and sets the mtime back (`touch -r`, an editor or a sync tool that
+restores times): no user call can set a ctime, and any write moves it.
 
 In `state.json`, one JSON document:
 
@@ -16,7 +18,7 @@ In `state.json`, one JSON document:
 
 In `outputs.jsonl`, a line per output file: its path, the stamp and the sha256 it had when
 this tool wrote or last verified it, so an unchanged output is only `stat`-ed; a different
-size *or* mtime (or inode) means the file is read and hashed again, and made again if its
+size, mtime, ctime *or* inode means the file is read and hashed again, and made again if its
 bytes are wrong.
 
 Stamps are per machine, so they live here and never in `manifest.jsonl`, whose bytes must
@@ -48,16 +50,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from augment.bounded import loads_json
 from augment.errors import OutputError
 from augment.files import ChangedFile
 from augment.layout import OUTPUTS_STATE_NAME, STATE_NAME
 from augment.model import Original, Rejected
 from augment.rerun.spill import SortedSpill
 
-STATE_FORMAT = "augment-state/2"  # 1 kept the outputs' entries inside state.json
+STATE_FORMAT = "augment-state/3"  # 2 had no ctime in stamps; 1 kept the outputs in state.json
 RACY_NS = 2_000_000_000  # coarser than any common file system's mtime granularity
 
-Stamp = tuple[int, int, int]  # size, mtime_ns, inode
+Stamp = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+STAMP_LEN = 4
 
 # Fields of Original that come from the file's bytes (the rest come from its listing, or,
 # for an annotation, from files the state does not stamp).
@@ -72,7 +76,11 @@ def stamp_of(path: Path) -> Stamp | None:
         st = path.stat()
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    return stamp_from(st)
+
+
+def stamp_from(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 # A source's entry as held in memory: its stamp's three fields, then the Original fields
@@ -81,7 +89,7 @@ def stamp_of(path: Path) -> Stamp | None:
 # the JSON-shaped {"stamp": [...], "original": {...}} took ~570, and the cache holds an
 # entry per source for the whole run (in every pool process forked from it, too).
 SourceEntry = tuple[Any, ...]
-_REJECTED_LEN = 5  # stamp, reason, tool
+_REJECTED_LEN = STAMP_LEN + 2  # stamp, reason, tool
 
 
 @dataclass
@@ -100,6 +108,7 @@ class SourceCache:
     misses: int = 0
 
     stamp = staticmethod(stamp_of)
+    stamp_from = staticmethod(stamp_from)
 
     def lookup(
         self, rel: str, stamp: Stamp | None, label: str, group: str, max_pixels: int
@@ -119,14 +128,14 @@ class SourceCache:
         self, rel: str, stamp: Stamp | None, label: str, group: str
     ) -> Original | Rejected | None:
         entry = self.entries.get(rel)
-        if entry is None or stamp is None or stamp != entry[:3]:
+        if entry is None or stamp is None or stamp != entry[:STAMP_LEN]:
             return None
         rejected = len(entry) == _REJECTED_LEN
-        if rejected and entry[4] != self.tool:
+        if rejected and entry[STAMP_LEN + 1] != self.tool:
             return None
         self.hits += 1
         if rejected:
-            return Rejected(rel, entry[3])
+            return Rejected(rel, entry[STAMP_LEN])
         return Original(path=rel, label=label, group=group, **_content(entry))
 
     def remember(self, rel: str, before: Stamp | None, path: Path, original: Original) -> None:
@@ -163,16 +172,17 @@ class SourceCache:
 def _source_json(entry: SourceEntry) -> dict[str, Any]:
     """A source entry as state.json holds it (the inverse of `_source_entries`)."""
     if len(entry) == _REJECTED_LEN:
-        return {"stamp": list(entry[:3]), "rejected": entry[3], "tool": entry[4]}
-    return {"stamp": list(entry[:3]), "original": _content(entry)}
+        stamp, (reason, tool) = entry[:STAMP_LEN], entry[STAMP_LEN:]
+        return {"stamp": list(stamp), "rejected": reason, "tool": tool}
+    return {"stamp": list(entry[:STAMP_LEN]), "original": _content(entry)}
 
 
 def _content(entry: SourceEntry) -> dict[str, Any]:
     """The Original fields of a source entry, by name."""
-    return dict(zip(_CONTENT_FIELDS, entry[3:], strict=True))
+    return dict(zip(_CONTENT_FIELDS, entry[STAMP_LEN:], strict=True))
 
 
-OutputStamp = dict[str, Any]  # {"stamp": [size, mtime_ns, inode], "sha256": ...}
+OutputStamp = dict[str, Any]  # {"stamp": [size, mtime_ns, ctime_ns, inode], "sha256": ...}
 
 
 def output_stamp(out: Path, path: str, sha256: str) -> OutputStamp | None:
@@ -224,7 +234,7 @@ def load_state(out: Path, src_root: Path) -> RunState:
     out damaged, none is used (those files are hashed again)."""
     root = str(src_root.resolve())
     try:
-        doc = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))
+        doc = loads_json((out / STATE_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):  # json.JSONDecodeError included
         return RunState(SourceCache(root))
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or doc.get("root") != root:
@@ -245,7 +255,7 @@ def _read_outputs(out: Path, spill: SortedSpill[OutputStamp | None]) -> None:
     try:
         with (out / OUTPUTS_STATE_NAME).open(encoding="utf-8") as lines:
             for line in lines:
-                entry = json.loads(line)
+                entry = loads_json(line)
                 path = entry.pop("path", None) if isinstance(entry, dict) else None
                 if not isinstance(path, str):
                     raise ValueError("no path")
@@ -259,7 +269,7 @@ def _well_formed_entry(entry: Any, key: str, kind: type) -> bool:
         isinstance(entry, dict)
         and isinstance(entry.get(key), kind)
         and isinstance(entry.get("stamp"), list)
-        and len(entry["stamp"]) == 3
+        and len(entry["stamp"]) == STAMP_LEN
     )
 
 

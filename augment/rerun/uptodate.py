@@ -42,7 +42,7 @@ from typing import Any
 from augment import __version__
 from augment.layout import LEGACY_LOCK_NAME, OUTPUTS_STATE_NAME, STATE_DIR, STATE_NAME
 from augment.model import Dataset
-from augment.rerun.state import OutputStamp, RunState, Stamp
+from augment.rerun.state import OutputStamp, RunState, Stamp, stamp_from
 
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
 # The libraries whose versions can change output bytes: albumentations and OpenCV make
@@ -141,7 +141,7 @@ def output_snapshot(out: Path) -> dict[str, Stamp | None] | None:
                         folders.append((rel + "/", Path(entry.path)))
                     else:
                         st = entry.stat()
-                        found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+                        found[rel] = stamp_from(st)
         except OSError:
             return None
     return found

@@ -66,12 +66,33 @@ def _init_worker(ctx: RunContext) -> None:
 
     import cv2
 
-    # Ctrl-C is the main process's to handle: it stops the pool and leaves OUT consistent.
-    # A worker that also took it would print a traceback from inside the pool.
+    # Ctrl-C, and the terminal's hang-up, are the main process's to handle: it stops the
+    # pool and leaves OUT consistent. A worker that also took them would print a traceback
+    # from inside the pool. SIGTERM is how the pool stops a worker: it ends it at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()
     cv2.setNumThreads(1)
     heap.reuse_image_buffers()  # inherited when forked; a spawned worker needs its own
     _worker = Worker(ctx)
+
+
+def die_with_parent() -> None:
+    """End this worker the moment the main process is gone, even killed with SIGKILL: an
+    orphan would go on writing into OUT and print on a terminal that is no longer the
+    run's. Linux's parent-death signal; elsewhere a worker stops at its next shard, when
+    the pool's pipe is closed."""
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent or parent == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _run_shard(shard: list[SourceTask]) -> ShardResult:
@@ -242,7 +263,9 @@ class _BackgroundPool:
             with self._lock:
                 if self._pool is None:
                     self._abandoned = True
-                    if self._error is not None:
+                    # A pool that could not start (fork refused: a process limit, no
+                    # memory) only means this process did every shard alone.
+                    if self._error is not None and not isinstance(self._error, OSError):
                         raise self._error
                     return
                 if self._in_flight == 0:

@@ -62,8 +62,10 @@ def parse_amount(text: str | float | int, option: str) -> float | int:
         raise DatasetError(
             f"{option} must be a fraction (0.1) or a count (10), not {text!r}"
         ) from None
-    if value < 0 or not math.isfinite(value):
-        raise DatasetError(f"{option} must not be negative or infinite, got {text}")
+    if not math.isfinite(value):  # inf, 1e400 (read as inf), nan
+        raise DatasetError(f"{option} must be a finite fraction or count, got {text}")
+    if value < 0:
+        raise DatasetError(f"{option} must not be negative, got {text}")
     if value < 1:
         return value
     if value != int(value):

@@ -259,10 +259,7 @@ def _read_original(
     if cache is not None:
         # Taken before reading (see SourceCache.remember); a link's is its target's.
         st, linked = found
-        if st is None or linked:
-            before = cache.stamp(Path(full))
-        else:
-            before = (st.st_size, st.st_mtime_ns, st.st_ino)
+        before = cache.stamp(Path(full)) if st is None or linked else cache.stamp_from(st)
         cached = cache.lookup(rel, before, label, group, max_pixels)
         if isinstance(cached, Rejected):  # the same bytes, not an image: the same reason
             dataset.rejected.append(cached)
@@ -320,7 +317,13 @@ def _read_bytes(
     """Read the file and its image header: its sha256, real format and size."""
     reject = dataset.rejected.append
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, max_source_bytes(max_pixels))
+    except MemoryError:
+        reject(Rejected(rel, "not enough memory to read it", retry=True))
+        return None
+    except NotRegularFile as exc:
+        reject(Rejected(rel, str(exc)))
+        return None
     except FileNotFoundError:
         reject(Rejected(rel, "file not found"))
         return None
@@ -357,3 +360,47 @@ def _read_bytes(
     if cache is not None:
         cache.remember(rel, before, path, original)
     return original
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+class NotRegularFile(OSError):
+    """A FIFO, device or socket where an image file was expected."""
+
+
+def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file. Anything else is never read: a FIFO would block the run
+    forever, a device could stream without end. Checked before opening (a device is not
+    even opened), and again on the open file, opened non-blocking, in case it was swapped.
+    A file over `max_bytes` is not read either (NotRegularFile says why)."""
+    _check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        _check_regular(path, st.st_mode)
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise NotRegularFile(
+                f"{st.st_size:,} bytes, more than any image within --max-pixels can take "
+                f"({max_bytes:,}): not read"
+            )
+        return f.read()
+
+
+def max_source_bytes(max_pixels: int) -> int:
+    """The largest file an image within `max_pixels` can be: 16-bit RGBA uncompressed, with
+    room for metadata (a file larger is no image the run could use, however it is padded)."""
+    return max_pixels * 8 + (64 << 20)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise NotRegularFile(f"{kind}, not an image file: not read")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from augment.bounded import loads_json
 from augment.defaults import SPLIT_NAMES
 from augment.errors import DatasetError
 from augment.model import Dataset, Rejected
@@ -160,7 +161,7 @@ def _jsonl_rows(
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_json(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"labels file {path} line {line_no}: not JSON ({exc.msg})") from exc
         if not isinstance(row, dict):

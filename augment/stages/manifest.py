@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from augment.bounded import header_problem, loads_json
 from augment.errors import ManifestError
 from augment.files import ChangedFile, temp_path_for, write_text_atomic
 from augment.layout import (
@@ -57,7 +58,7 @@ def iter_jsonl(path: Path) -> Iterator[Record]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except json.JSONDecodeError as exc:
                 raise ManifestError(f"{path} line {n}: not JSON ({exc.msg})") from exc
             if not isinstance(record, dict) or not isinstance(record.get("path"), str):
@@ -104,13 +105,15 @@ def _indented(value: Any, level: int) -> str:
 def read_header(out: Path) -> dict[str, Any]:
     path = out / HEADER_NAME
     try:
-        header = json.loads(path.read_text(encoding="utf-8"))
+        header = loads_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ManifestError(f"{path} does not exist: not an augment output") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path} is not a readable augment header: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != HEADER_FORMAT:
         raise ManifestError(f"{path} is not an augment header (format {HEADER_FORMAT!r})")
+    if problem := header_problem(header):  # the wrong shape (augment/bounded.py)
+        raise ManifestError(f"{path} is not a readable augment header: {problem}")
     return header
 
 

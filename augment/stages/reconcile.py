@@ -15,16 +15,21 @@ merge join, so the run's memory does not grow with the dataset:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from augment.annotations.objects import SPLIT_FOLDERS
 from augment.errors import ManifestError
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import sha256_file
+from augment.layout import STATE_DIR
 from augment.rerun.spill import SortedSpill, merge_groups
 from augment.rerun.state import OutputStamp, RunState, output_is_current, output_stamp, save_state
 from augment.stages.holdout import SPLITS
@@ -38,7 +43,7 @@ from augment.stages.manifest import (
     iter_jsonl,
     read_header,
 )
-from augment.stages.plan import Plan
+from augment.stages.plan import NAME_SEPARATOR, Plan
 
 
 class Row(NamedTuple):
@@ -73,28 +78,56 @@ class Previous(NamedTuple):
         return self.row.size + 250
 
 
-def read_previous(out: Path) -> tuple[dict[str, Any], SortedSpill[Previous]]:
+def read_previous(
+    out: Path, warnings: list[str] | None = None
+) -> tuple[dict[str, Any], SortedSpill[Previous]]:
     """The last run's header and records: `manifest.jsonl`, and the journal of a run that
     did not finish (a folder without a header has only that), the later record of a path
-    winning."""
+    winning.
+
+    A damaged header or manifest (truncated, garbled, the wrong shape) is taken as absent,
+    with a warning naming it in `warnings`, in an OUT that has augment's state folder (an
+    `augment.json` without one may be someone else's, and is never overwritten): every
+    output is content-keyed, so this run remakes what it cannot vouch for."""
+    warn = (warnings if warnings is not None else []).append
     sources: list[Iterable[Record]] = []
     header: dict[str, Any] = {}
     if (out / HEADER_NAME).exists():
-        header = read_header(out)
+        try:
+            header = read_header(out)
+        except ManifestError as exc:
+            if not (out / STATE_DIR).is_dir():  # no state: someone else's file, kept
+                raise
+            warn(f"{exc}; taken as absent: the holdout is made anew and the outputs checked")
         if (out / MANIFEST_NAME).exists():
             sources.append(iter_jsonl(out / MANIFEST_NAME))
     sources.append(iter_journal(out))
     previous: SortedSpill[Previous] = SortedSpill()
-    try:
-        for records in sources:
+    for records in sources:
+        try:
             for record in records:
+                if not _own_output_path(record["path"]):
+                    warn(f"a record of {record['path']!r} (not an output path) was ignored")
+                    continue
                 row = row_of(record)
                 entry = Previous(record.get("sha256"), record.get("recipe"), row)
                 previous.add(record["path"], entry, entry.size)
-    except ManifestError:
-        previous.close()
-        raise
+        except ManifestError as exc:
+            warn(f"{exc}; the records from there on are taken as absent and made again")
     return header, previous
+
+
+def _own_output_path(path: str) -> bool:
+    """Inside a split folder (`split/class/name`): the only place a record may name, whatever
+    a damaged or edited manifest says (a stale one is deleted: never outside them)."""
+    parts = path.split("/")
+    # An annotated output's images are in images/<split folder>/ (annotations/objects.py).
+    annotated = len(parts) == 3 and parts[0] == "images" and parts[1] in SPLIT_FOLDERS.values()
+    return (
+        len(parts) >= 2
+        and (parts[0] in SPLITS or annotated)
+        and all(p not in ("", ".", "..") and "\x00" not in p for p in parts)
+    )
 
 
 @dataclass
@@ -207,6 +240,67 @@ def write_records(
     return counts, removed
 
 
+# An output's name: `<stem>_nohash_<12 hex digits of its key>.<ext>` (augment/stages/plan.py).
+_OUTPUT_NAME = re.compile(rf"[^.].*{re.escape(NAME_SEPARATOR)}[0-9a-f]{{12}}\.[a-z]+")
+
+
+def remove_orphans(
+    out: Path, rows: SortedSpill[Row], leftovers: SortedSpill[Previous], folders: Iterable[str]
+) -> int:
+    """Remove the outputs no record lists: what an interrupted or failed run wrote before
+    it could journal it (a worker killed mid-shard, a disk full), whatever changed since
+    (recipe, seed, format, sources). Only files named as augment names outputs, in the
+    class `folders` (`split/class`) this run writes, that are not among this run's `rows`
+    nor the last run's records (`leftovers`: those stale removal judges by their bytes, and
+    keeps if the user replaced them): OUT then holds what a clean run of this command
+    holds. Returns how many.
+
+    Both come in path order, so each folder's paths come together: one folder's names are
+    held at a time."""
+    removed = 0
+    todo = set(folders)
+    folder, names = None, set[str]()
+    for path, _ in merge_groups(rows, leftovers):
+        parent, _, name = path.rpartition("/")
+        if parent != folder:
+            if folder is not None and folder in todo:
+                removed += _sweep(out, folder, names)
+                todo.discard(folder)
+            folder, names = parent, set()
+        names.add(name)
+    if folder is not None and folder in todo:
+        removed += _sweep(out, folder, names)
+        todo.discard(folder)
+    return removed + sum(_sweep(out, rest, set()) for rest in sorted(todo))
+
+
+def _sweep(out: Path, folder: str, kept: set[str]) -> int:
+    try:
+        names = os.listdir(out / folder)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise output_error(out / folder, exc, "read") from exc
+    removed = 0
+    for name in names:
+        path = out / folder / name
+        if name in kept or not _OUTPUT_NAME.fullmatch(name) or path.is_symlink():
+            continue
+        if not path.is_file():
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise output_error(path, exc, "remove orphaned outputs in") from exc
+        removed += 1
+    # A folder only orphans filled goes too, as a clean run never makes it.
+    with contextlib.suppress(OSError):
+        if removed:
+            (out / folder).rmdir()  # only if empty
+            (out / folder).parent.rmdir()
+    return removed
+
+
 def _remove_stale(out: Path, path: str, sha256: Any) -> bool:
     """Delete an output an earlier run wrote that this run no longer makes. Only a file the
     manifest lists, still holding the bytes it recorded, is touched: a file the tool did not
@@ -240,7 +334,7 @@ def write_interrupted(
     loader sees a consistent folder. augment.json is left as the last complete run wrote
     it; the journal stays, and a rerun resumes. `pending` are the outputs this run was to
     write."""
-    remove_temp_files(out)
+    remove_temp_files(out, [STATE_DIR, *SPLITS])
     with SortedSpill[Row]() as journal, SortedSpill[None]() as todo:
         # The journal also has the shards that workers finished but this process had not
         # received yet when the pool was stopped.

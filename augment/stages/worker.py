@@ -39,7 +39,7 @@ from augment.recipe.annotated import (
 )
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
-from augment.recipe.preprocess import apply_preprocess
+from augment.recipe.preprocess import apply_preprocess, size_problem
 from augment.stages.manifest import Record, write_journal
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 
@@ -309,11 +309,15 @@ class Worker:
         # (a crop or kernel larger than it): one image's problem, not the run's.
         size = (decoded.pixels.shape[1], decoded.pixels.shape[0])
         try:
-            return apply_preprocess(decoded.pixels, ctx.recipe.preprocess), size
+            prepared = apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
         except Exception as exc:
             raise SourceProblem(
                 f"{_CANNOT_APPLY}: preprocess: {exc}", retry=isinstance(exc, MemoryError)
             ) from exc
+        fmt = output_extension(original, ctx.output_format)  # a source kept at its own size
+        if problem := size_problem(prepared.shape[1], prepared.shape[0], fmt, ctx.max_pixels):
+            raise SourceProblem(f"cannot be written as {fmt}: {problem} (set preprocess.size)")
+        return prepared, size
 
     def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""

@@ -56,7 +56,7 @@ def _write_state(out: Path, doc: dict[str, object], outputs: list[str]) -> None:
 def test_damaged_state_is_ignored_entry_by_entry(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / ".augment").mkdir(parents=True)
-    good = {"stamp": [1, 2, 3], "sha256": "ab"}
+    good = {"stamp": [1, 2, 3, 4], "sha256": "ab"}
     doc = {
         "format": STATE_FORMAT,
         "root": str(tmp_path.resolve()),
@@ -71,7 +71,7 @@ def test_damaged_state_is_ignored_entry_by_entry(tmp_path: Path) -> None:
     usable = {path: entry for path, entry in state.outputs if entry is not None}
     assert state.sources.entries == {} and usable == {"train/a/x.png": good}
     # A line without a path, or not an object, drops the outputs' entries: hashed again.
-    for bad in ('{"stamp": [1, 2, 3], "sha256": "ab"}', "[1, 2]", "{not json"):
+    for bad in ('{"stamp": [1, 2, 3, 4], "sha256": "ab"}', "[1, 2]", "{not json"):
         _write_state(out, doc, [*outputs, bad])
         assert not len(load_state(out, tmp_path).outputs)
     (out / STATE_NAME).write_text("{not json")
@@ -85,7 +85,8 @@ def test_source_entries_are_saved_back_as_they_were_read(tmp_path: Path) -> None
     out = tmp_path / "out"
     (out / ".augment").mkdir(parents=True)
     content = {"sha256": "ab" * 32, "format": "PNG", "width": 3000, "height": 2000}
-    good = {"stamp": [1234, 1_700_000_000_123_456_789, 42], "original": content}
+    stamp = [1234, 1_700_000_000_123_456_789, 1_700_000_000_123_456_789, 42]
+    good = {"stamp": stamp, "original": content}
     doc = {
         "format": STATE_FORMAT,
         "root": str(tmp_path.resolve()),
@@ -113,10 +114,10 @@ def test_a_state_with_damaged_outputs_keeps_its_sources(tmp_path: Path) -> None:
     doc = {
         "format": STATE_FORMAT,
         "root": str(tmp_path.resolve()),
-        "sources": {"a/x.png": {"stamp": [1, 2, 3], "original": content}},
+        "sources": {"a/x.png": {"stamp": [1, 2, 3, 4], "original": content}},
     }
     lines = [
-        json.dumps({"path": f"train/a/{n}.png", "stamp": [1, 2, 3], "sha256": "cd"})
+        json.dumps({"path": f"train/a/{n}.png", "stamp": [1, 2, 3, 4], "sha256": "cd"})
         for n in range(9)
     ]
     for damaged in ([*lines[:5], lines[5][:20]], [*lines, "{"]):

@@ -1,0 +1,73 @@
+"""Stopping the tool: Ctrl-C, SIGTERM (`kill`, a container stopping, a job scheduler) and
+SIGHUP (the terminal closed) all stop a run the same way, leaving OUT consistent and
+resumable, and end the process with the shell's code for that signal (130, 143, 129).
+
+The handlers are installed before anything heavy is imported, so a signal during start-up
+is a message too, not a traceback. The pool's workers undo them (augment/stages/executor.py):
+the main process alone decides how a run stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+MESSAGE = "interrupted: finished work is kept; rerun the same command to resume"
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would be: every Ctrl-C path handles it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def install() -> None:
+    """SIGTERM and SIGHUP raise `Stopped` in the main thread, as SIGINT raises
+    KeyboardInterrupt (a SIGHUP already ignored, as under nohup, stays ignored)."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _raise_stopped)
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as a shell reports a process its signal ended."""
+    return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
+
+
+def say_interrupted(exc: KeyboardInterrupt) -> int:
+    """Tell the user (if the terminal is still there) and return the exit code."""
+    with contextlib.suppress(OSError, ValueError):  # a closed terminal (SIGHUP), a closed pipe
+        print("\n" + MESSAGE, file=sys.stderr, flush=True)
+    _handled()
+    return exit_code(exc)
+
+
+def _handled() -> None:
+    """CPython 3.11 marks a KeyboardInterrupt raised inside `exec` of a string (scipy runs
+    one on import) as unhandled for good, and then ends the process by SIGINT (-2), not
+    with the exit code given: the mark is cleared once the interrupt is handled."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run the command `main` (imported inside it, so its import is covered too)."""
+    try:
+        main()
+    except KeyboardInterrupt as exc:
+        code = say_interrupted(exc)
+        # Nothing more may reach a terminal that is gone, not even at exit.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        sys.exit(code)
