@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from augment import __version__
+from augment.annotations.output import write_annotations
 from augment.defaults import default_workers
 from augment.errors import DatasetError, OutputError
 from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
@@ -28,6 +29,7 @@ from augment.layout import (
     STATE_DIR,
 )
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
+from augment.recipe.annotated import check_annotated_recipe
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.preprocess import check_output_size
 from augment.recipe.source import RecipeFile
@@ -81,6 +83,7 @@ class RunSetup:
     inputs: str | None  # the digest of the run's inputs; None: a rerun is never proven
     foreign: bool  # OUT holds files augment did not write (--force)
     recipe_file: RecipeFile  # as read once for this run
+    dropped: dict[str, int] = field(default_factory=dict)  # objects a transform dropped
 
 
 @dataclass
@@ -176,8 +179,7 @@ def run(
     write the records, the header and the state."""
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
-    loaded.recipe.check_classes(dataset.classes)
-    check_class_folders(dataset.classes)
+    check_recipe_fits(loaded.recipe, dataset)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     warnings: list[str] = []
     previous_header, previous = read_previous(out, warnings)
@@ -224,6 +226,7 @@ def run(
     summary.removed = removed
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
+    summary.dropped_objects = dict(sorted(setup.dropped.items()))
     check_train_made(summary, options)
     summary.warnings = warnings
     return summary
@@ -285,6 +288,8 @@ def _execute(
         output_format=options.output_format,
         quality=options.quality,
         max_pixels=options.max_pixels,
+        annotations=None if setup.dataset.task == "classification" else setup.dataset.kind,
+        names=tuple(setup.dataset.names),
     )
     pool = executor or multiprocessing_pool(options.workers or default_workers())
     try:
@@ -316,7 +321,8 @@ def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str,
     """Train originals get N outputs: the original (variant 0) and N-1 variants, or N
     variants with --no-originals."""
     variants = range(1, options.times + 1) if options.no_originals else range(0, options.times)
-    return dict.fromkeys(dataset.classes, tuple(variants))
+    labels = {*dataset.classes, *(o.label for o in dataset.originals)}  # annotated: dominant
+    return dict.fromkeys(sorted(labels), tuple(variants))
 
 
 def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
@@ -362,14 +368,17 @@ def _write_outputs(
     except BaseException:
         files.discard()
         raise
-    listed = {split for split, _ in pairs}
+    classification = dataset.task == "classification"  # else no metadata, card or folders
+    folders = dataset.classes if classification else []
+    listed = {split for split, _ in pairs} if classification else set()
     present = [split for split in SPLITS if (out / split).is_dir() or split in listed]
     files.commit(present)
     counts = class_counts(pairs)
     soft = dataset.classes if recipe.mix else []
     try:
-        write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
-        for split, missing in missing_classes(dataset.classes, counts).items():
+        if classification:
+            write_dataset_card(out, dataset.classes, [s for s in SPLITS if s in counts], soft)
+        for split, missing in missing_classes(folders, counts).items():
             for label in missing:  # an empty folder: every loader numbers the classes alike
                 (out / split / label).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -384,6 +393,9 @@ def _write_outputs(
         rejected,
         grouping.hashes,
     )
+    if not classification:
+        lines = (row.line for _, row in rows)
+        setup.dropped, header["annotations"] = write_annotations(out, dataset, lines)
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
@@ -392,6 +404,15 @@ def _write_outputs(
         remember_run(out, state, setup.inputs, stamps, grouping.found, complete)
     save_state(out, state, ((path, row.stamp) for path, row in rows))
     return counts, removed
+
+
+def check_recipe_fits(recipe: Recipe, dataset: Dataset) -> None:
+    """Policies name known classes; nothing makes unlabeled objects (recipe/annotated.py)."""
+    recipe.check_classes(dataset.classes)
+    if dataset.task == "classification":  # class folders: only classification outputs
+        check_class_folders(dataset.classes)
+    else:
+        check_annotated_recipe(recipe)
 
 
 def build_header(

@@ -33,6 +33,7 @@ class LabeledObject:
     label: str
     box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
     polygon: tuple[float, ...] = ()
+    crowd: bool = False  # COCO iscrowd: a region of many instances, kept as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class Annotation:
     sha256: str
     objects: tuple[LabeledObject, ...] = ()
     mask: str | None = None  # a semantic mask's path, relative to the root
+    split: str | None = None  # the split the source's layout gives it (images/train, ...)
 
 
 # slots: there is one per source, held for the whole run; __slots__ saves a third of it.
@@ -74,8 +76,9 @@ class Rejected:
 @dataclass
 class Dataset:
     root: Path
-    kind: str  # "folders" | "labels"
+    kind: str  # "folders" | "labels" | "yolo" | "coco"
     task: str = "classification"  # one of TASKS
+    names: list[str] = field(default_factory=list)  # annotated sets: class names, in id order
     originals: list[Original] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     # A source already split (SRC/train/<class>/..., a labels file's `split` column):
@@ -85,12 +88,17 @@ class Dataset:
     @property
     def layout(self) -> str:
         """The layout as a user would name it."""
+        if self.task != "classification":  # see augment/annotations/
+            name = {"yolo": "YOLO", "coco": "COCO", "voc": "Pascal VOC", "masks": "masks"}
+            return name.get(self.kind, self.kind) + (" already split" if self.given_splits else "")
         if self.kind == "labels":
             return "labels file" + (" with a split column" if self.given_splits else "")
         return "split folders of class folders" if self.given_splits else "class folders"
 
     @property
     def classes(self) -> list[str]:
+        if self.task != "classification":  # the object classes, not the images' labels
+            return sorted(self.names)
         return sorted({o.label for o in self.originals})
 
 
@@ -212,6 +220,7 @@ class ExpandSummary:
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     # Proven to change nothing, so nothing was planned, read or written (augment/uptodate.py).
     fast_path: bool = False
+    dropped_objects: dict[str, int] = field(default_factory=dict)  # class -> objects dropped
     source_split: bool = False  # the splits are the source's own (train/, val/, test/...)
     # split -> classes it has no file of: their folders are left empty (see manifest.py).
     missing_classes: dict[str, list[str]] = field(default_factory=dict)

@@ -47,7 +47,10 @@ def summarize(
         train_originals=dict(sorted(train_originals.items())),
         balanced=options.balance,
         source_split=uses_source_split(dataset, options),
-        missing_classes=missing_classes(dataset.classes, counts),
+        # Annotated outputs have no class folders (audit's balance counts their objects).
+        missing_classes=(
+            missing_classes(dataset.classes, counts) if dataset.task == "classification" else {}
+        ),
         webp_outputs=_writes_webp(dataset, options),
     )
 

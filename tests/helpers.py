@@ -122,3 +122,161 @@ def tiny_source(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class
             Image.fromarray(pixels.astype(np.uint8)).save(path, compress_level=0)
             os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
     return root
+
+
+# --- Annotated sets (detection): scenes drawn on a real photo, in YOLO or COCO layout ----
+
+DETECTION = SAMPLE / "detection_yolo"
+# Pure colours no grey background pixel comes near: an object's pixels are found by colour.
+OBJECT_COLOURS = {"magenta": (255, 0, 255), "green": (0, 255, 0), "blue": (0, 0, 255)}
+Box = tuple[int, int, int, int]
+
+
+def scene_pixels(width: int, height: int, objects: list[tuple[str, Box]], seed: int) -> bytes:
+    """A PNG: a crop of scikit-image's camera photo (grey, so R = G = B), with each object a
+    filled rectangle of its class's colour; its box is exact by construction."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    camera = data.camera()
+    y0, x0 = (seed * 37) % (camera.shape[0] - height), (seed * 53) % (camera.shape[1] - width)
+    grey = camera[y0 : y0 + height, x0 : x0 + width]
+    pixels = np.repeat(grey[..., None], 3, axis=2)
+    for label, (bx0, by0, bx1, by1) in objects:
+        pixels[by0:by1, bx0:bx1] = OBJECT_COLOURS[label]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+Scene = tuple[str, int, int, list[tuple[str, Box]]]  # stem, width, height, objects
+
+
+def scenes(count: int, negatives: int = 1) -> list[Scene]:
+    """`count` scenes of 96-128 x 80-104 pixels with 1-3 objects of distinct classes, well
+    inside the image; the last `negatives` have none."""
+    made: list[Scene] = []
+    names = list(OBJECT_COLOURS)
+    for i in range(count):
+        width, height = 96 + (i * 8) % 40, 80 + (i * 6) % 30
+        objects: list[tuple[str, Box]] = []
+        if i < count - negatives:
+            for j in range(1 + i % 3):
+                x, y = 14 + j * 26, 18 + (i * 5 + j * 9) % 30
+                objects.append((names[(i + j) % 3], (x, y, x + 14 + j * 3, y + 12 + i % 7)))
+        made.append((f"scene_{i:02d}", width, height, objects))
+    return made
+
+
+def write_yolo(root: Path, made: list[Scene], split_of: dict[str, str] | None = None) -> Path:
+    """The scenes as a YOLO dataset (images/, labels/, data.yaml); `split_of` (stem -> train
+    or val) makes it pre-split under images/<split>/."""
+    names = list(OBJECT_COLOURS)
+    for i, (stem, width, height, objects) in enumerate(made):
+        sub = f"{split_of[stem]}/" if split_of else ""
+        image = root / "images" / f"{sub}{stem}.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(scene_pixels(width, height, objects, i))
+        lines = [
+            f"{names.index(label)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+            f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}\n"
+            for label, (x0, y0, x1, y1) in objects
+        ]
+        label_file = root / "labels" / f"{sub}{stem}.txt"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text("".join(lines))
+    (root / "data.yaml").write_text("names: [" + ", ".join(names) + "]\n")
+    return root
+
+
+def write_coco(root: Path, made: list[Scene], polygons: bool = True) -> Path:
+    """The scenes as a COCO dataset: annotations/instances.json and images/ beside it; each
+    object's outline is its rectangle as a polygon."""
+    names = list(OBJECT_COLOURS)
+    doc: dict = {"images": [], "annotations": [], "categories": []}
+    doc["categories"] = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    for i, (stem, width, height, objects) in enumerate(made):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"{stem}.png").write_bytes(scene_pixels(width, height, objects, i))
+        doc["images"].append({"id": i + 1, "file_name": f"{stem}.png", "width": width,
+                              "height": height})  # fmt: skip
+        for label, (x0, y0, x1, y1) in objects:
+            ann = {"id": len(doc["annotations"]) + 1, "image_id": i + 1,
+                   "category_id": names.index(label) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                   "area": (x1 - x0) * (y1 - y0), "iscrowd": 0}  # fmt: skip
+            if polygons:
+                ann["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+            doc["annotations"].append(ann)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "instances.json").write_text(json.dumps(doc))
+    return root
+
+
+# Geometry only (no colour change), nearest-neighbour, so objects keep their exact colour.
+# The padding is the preprocess's (every source is 96-128 x 80-104, fitted into 128x112) and
+# the Affine's constant border (its scale goes below 1).
+GEOMETRIC_RECIPE = """\
+description: flips, affine and padding, nearest-neighbour (the geometric test)
+preprocess:
+  size: [128, 112]
+  fit: pad
+  pad_mode: constant
+  interpolation: nearest
+augment:
+  - HorizontalFlip: {p: 0.5}
+  - VerticalFlip: {p: 0.5}
+  - Affine:
+      rotate: [-30, 30]
+      scale: [0.8, 1.2]
+      translate_percent: [-0.08, 0.08]
+      interpolation: 0
+      border_mode: constant
+      p: 1.0
+"""
+
+
+def write_voc(root: Path, made: list[Scene]) -> Path:
+    """The scenes as a Pascal VOC dataset: JPEGImages/ (PNG files, as VOC tools accept) and
+    Annotations/<stem>.xml with 1-based inclusive boxes; negatives have no XML."""
+    for i, (stem, width, height, objects) in enumerate(made):
+        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (root / "JPEGImages" / f"{stem}.png").write_bytes(scene_pixels(width, height, objects, i))
+        if not objects:
+            continue
+        parts = [f"<annotation><filename>{stem}.png</filename><size><width>{width}</width>"
+                 f"<height>{height}</height><depth>3</depth></size>"]  # fmt: skip
+        for label, (x0, y0, x1, y1) in objects:
+            parts.append(
+                f"<object><name>{label}</name><bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
+                f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            )
+        (root / "Annotations" / f"{stem}.xml").write_text("".join(parts) + "</annotation>\n")
+    return root
+
+
+def write_masks(root: Path, made: list[Scene], classes: bool = True) -> Path:
+    """The scenes as a semantic segmentation set: images/ and masks/ (class ids: 0 the
+    background, then the OBJECT_COLOURS in order) and, with `classes`, classes.txt."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    names = list(OBJECT_COLOURS)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for i, (stem, width, height, objects) in enumerate(made):
+        (root / "images" / f"{stem}.png").write_bytes(scene_pixels(width, height, objects, i))
+        ids = np.zeros((height, width), np.uint8)
+        for label, (x0, y0, x1, y1) in objects:
+            ids[y0:y1, x0:x1] = names.index(label) + 1
+        buffer = io.BytesIO()
+        Image.fromarray(ids, "L").save(buffer, format="PNG")
+        (root / "masks" / f"{stem}.png").write_bytes(buffer.getvalue())
+    if classes:
+        (root / "classes.txt").write_text("background\n" + "\n".join(names) + "\n")
+    return root

@@ -75,3 +75,20 @@ def test_the_memory_run_is_measured_and_its_rerun_writes_nothing(
     assert 20 < m["one"] <= m["rss"]  # MB: the largest process is one of the tree
     assert m["run"] >= 0 and 0 < m["rerun"] < m["rerun command"]
     assert not any(tmp_path.glob("tiny24*"))  # corpus and output cleaned up
+
+
+def test_the_detection_benchmark_contenders_make_what_they_claim(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "detection_bench", ROOT / "benchmarks" / "detection.py"
+    )
+    assert spec is not None and spec.loader is not None
+    detection = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detection)
+    classes = bench.make_corpus(tmp_path / "classes", 3, (120, 90), 90)
+    made = detection.make_yolo(classes, tmp_path / "yolo")
+    recipe = load_recipe(str(detection.RECIPE))
+    detection.bbox_loop(recipe, made, 2, tmp_path / "loop")
+    assert len(list((tmp_path / "loop").glob("*.jpg"))) == 6
+    assert all(p.read_text().strip() for p in (tmp_path / "loop").glob("*_0.txt"))

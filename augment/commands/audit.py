@@ -29,9 +29,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from augment.commands.audit_annotations import (
+    annotation_findings,
+    is_annotated,
+    object_counts,
+    split_folder,
+)
 from augment.commands.audit_duplicates import duplicate_findings
 from augment.commands.audit_manifest import integrity_findings, lineage_findings, validate_record
 from augment.commands.audit_report import (
+    ANNOTATIONS,
     CHECKS,
     FOLDER_CHECKS,
     AuditOptions,
@@ -44,7 +51,7 @@ from augment.commands.report import class_count_table
 from augment.errors import DatasetError, ManifestError
 from augment.model import Phase
 from augment.stages.holdout import SPLITS
-from augment.stages.manifest import read_header, read_manifest
+from augment.stages.manifest import Record, read_header, read_manifest
 
 # --------------------------------------------------------------------------- entry points
 
@@ -62,15 +69,45 @@ def audit_output(
     records = read_manifest(out)
     for n, record in enumerate(records, start=1):
         validate_record(record, n)
-    splits = [s for s in SPLITS if (out / s).is_dir() or any(r["split"] == s for r in records)]
-    files = [f for s in splits for f in image_files(out / s, s, prefix=f"{s}/")]
-    report = AuditReport(str(out), "manifest", tuple(CHECKS), options)
+    annotated = is_annotated(header)  # detection: images/<split>/ (audit_annotations.py)
+    folder = split_folder if annotated else str
+    splits = [
+        s for s in SPLITS if (out / folder(s)).is_dir() or any(r["split"] == s for r in records)
+    ]
+    files = [f for s in splits for f in image_files(out / folder(s), s, prefix=f"{folder(s)}/")]
+    checks = [c for c in CHECKS if c != ANNOTATIONS or annotated]
+    report = AuditReport(str(out), "manifest", tuple(checks), options)
     report.findings += lineage_findings(records, header)
     report.findings += duplicate_findings(files, [s for s in splits], options, phase)
     report.findings += integrity_findings(out, records, header)
-    report.counts, balance = balance_findings(files, splits)
+    if annotated:
+        report.findings += annotation_findings(out, records, header)
+        report.counts, balance = object_balance(records, splits)
+    else:
+        report.counts, balance = balance_findings(files, splits)
     report.findings += balance
     return report
+
+
+def object_balance(
+    records: Sequence[Record], splits: Sequence[str]
+) -> tuple[dict[str, dict[str, int]], list[Finding]]:
+    """An annotated output's balance: objects per split and class, from the records."""
+    counts = object_counts(records)
+    findings: list[Finding] = []
+    classes = sorted({c for per_class in counts.values() for c in per_class})
+    for split in splits:
+        if not counts.get(split):
+            findings.append(Finding("balance", "empty-split", f"{split}: no objects"))
+            continue
+        for label in classes:
+            if not counts[split].get(label):
+                findings.append(
+                    Finding(
+                        "balance", "missing-class", f"class {label!r} has no objects in {split}"
+                    )
+                )
+    return {s: counts.get(s, {}) for s in splits}, findings
 
 
 def audit_splits(

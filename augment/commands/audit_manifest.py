@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from augment.commands.audit_annotations import is_annotated, split_folder
 from augment.commands.audit_report import Finding, image_files
 from augment.errors import ManifestError
 from augment.imaging.digests import sha256_file
@@ -166,13 +167,15 @@ def integrity_findings(
 
     root = out.resolve()
     listed = {r["path"] for r in records}
+    # A segmentation output's masks are its records' annotation files, not unlisted images.
+    listed |= {r["annotation"]["file"] for r in records if isinstance(r.get("annotation"), dict)}
     for r in records:
         path = r["path"]
         target = out / path
         if not target.resolve().is_relative_to(root):
             add("outside", f"{path}: the manifest points outside the output folder", path)
             continue
-        if path.split("/", 1)[0] != r["split"]:
+        if path.split("/", 1)[0] != r["split"] and not _in_annotated_folder(path, r, header):
             add("wrong-folder", f"{path}: recorded as {r['split']} but not in {r['split']}/", path)
         if not target.is_file():
             add("missing", f"{path}: listed in the manifest but missing", path)
@@ -265,3 +268,8 @@ def _metadata_agrees(out: Path, split: str, records: Iterable[Record]) -> list[F
             )
         ]
     return []
+
+
+def _in_annotated_folder(path: str, record: Record, header: Mapping[str, Any]) -> bool:
+    """An annotated output's images are in images/<split folder>/ (audit_annotations.py)."""
+    return is_annotated(header) and path.startswith(split_folder(record["split"]) + "/")

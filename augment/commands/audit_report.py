@@ -19,7 +19,10 @@ CHECKS: dict[str, str] = {
     "near-duplicates": "no near-duplicate image in two splits (perceptual hash)",
     "integrity": "files, hashes, manifest and augment.json agree",
     "balance": "every class present in every split",
+    # Only for annotated outputs (see audit_annotations.py).
+    "annotations": "boxes inside their image, of a known class; annotation files agree",
 }
+ANNOTATIONS = "annotations"
 FOLDER_CHECKS = ("exact-duplicates", "near-duplicates", "balance")
 
 

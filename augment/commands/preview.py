@@ -19,13 +19,16 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from augment.commands.preview_boxes import draw_objects, overlay_mask
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError, OutputError
 from augment.files import source_folder_of, source_folders, write_atomic
+from augment.recipe.annotated import check_annotated_recipe
 from augment.recipe.build import Recipe, load_recipe
 from augment.stages.duplicates import group_duplicates
 from augment.stages.holdout import SPLITS, Holdout, assign_splits
 from augment.stages.ingest import ingest
+from augment.stages.multilabel import stratify
 from augment.stages.plan import Fingerprints, Plan, SourceTask
 from augment.stages.worker import Rendered, RunContext, Worker
 
@@ -87,9 +90,14 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     recipe = load_recipe(options.recipe)
     dataset = ingest(src, options.group_by, options.max_pixels)
     recipe.check_classes(dataset.classes)
+    if dataset.task != "classification":
+        check_annotated_recipe(recipe)
     # As expand holds out a fresh output: duplicate originals grouped, then split.
     originals = group_duplicates(dataset.root, dataset.originals, options.near_duplicates).originals
-    holdout = assign_splits(originals, options.val, options.test, options.seed, {})
+    if dataset.task == "classification":
+        holdout = assign_splits(originals, options.val, options.test, options.seed, {})
+    else:  # an annotated set: as expand holds it out (stages/multilabel.py)
+        holdout = Holdout(stratify(originals, options.val, options.test, options.seed), [])
     if dataset.given_splits:  # a source already split: its own split, as expand keeps it
         holdout = Holdout({o.path: dataset.given_splits[o.path] for o in originals}, [])
     fingerprints = Fingerprints(
@@ -100,7 +108,8 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     plan = Plan(
         originals,
         holdout.split_of,
-        dict.fromkeys(dataset.classes, variants),
+        # An annotated image's label is its dominant class (or it has no objects).
+        dict.fromkeys({*dataset.classes, *(o.label for o in originals)}, variants),
         fingerprints,
         options.seed,
         "png",
@@ -118,6 +127,8 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
         output_format="png",
         quality=95,
         max_pixels=options.max_pixels,
+        annotations=None if dataset.task == "classification" else dataset.kind,
+        names=tuple(dataset.names),
     )
     worker = Worker(ctx)
     rows: list[list[Rendered]] = []
@@ -127,7 +138,7 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
             rows.append(rendered)
         if len(rows) == options.rows:
             break
-    return draw_sheet(rows, recipe, options)
+    return draw_sheet(rows, recipe, options, dataset.names)
 
 
 def sample_rows(tasks: Sequence[SourceTask], seed: int) -> list[SourceTask]:
@@ -145,7 +156,12 @@ def sample_rows(tasks: Sequence[SourceTask], seed: int) -> list[SourceTask]:
     return order
 
 
-def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptions) -> PreviewSheet:
+def draw_sheet(
+    rows: list[list[Rendered]],
+    recipe: Recipe,
+    options: PreviewOptions,
+    names: Sequence[str] = (),  # an annotated set's class names (a mask's ids)
+) -> PreviewSheet:
     columns = max(len(r) for r in rows)
     width, height = sheet_size(len(rows), columns, options.cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -160,9 +176,14 @@ def draw_sheet(rows: list[list[Rendered]], recipe: Recipe, options: PreviewOptio
         for c, item in enumerate(row):
             left = PAD + c * (options.cell + PAD)
             thumb = _thumbnail(item.pixels, options.cell)
+            if item.mask is not None:
+                thumb = overlay_mask(thumb, item.mask, names)
             x0 = left + (options.cell - thumb.shape[1]) // 2
             y0 = top + (options.cell - thumb.shape[0]) // 2
             sheet.paste(Image.fromarray(thumb, "RGB"), (x0, y0))
+            if item.annotation is not None:  # boxes, class-coloured and labelled
+                scale = thumb.shape[1] / item.pixels.shape[1]
+                draw_objects(draw, item.annotation["objects"], (x0, y0), scale, font)
             first, second = _caption(item)
             text_top = top + options.cell + 2
             colour = MIXED_TEXT if item.soft_label else TEXT

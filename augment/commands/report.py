@@ -28,6 +28,14 @@ def class_count_table(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
     return lines
 
 
+def _dropped_note(summary: ExpandSummary) -> list[str]:
+    """Annotated sets: the objects the transforms dropped (see docs/annotations.md)."""
+    if not summary.dropped_objects:
+        return []
+    per_class = ", ".join(f"{label} {n}" for label, n in summary.dropped_objects.items())
+    return [f"note: objects dropped by the transforms (too little left): {per_class}"]
+
+
 def format_summary(summary: ExpandSummary) -> str:
     """What `augment expand` prints when it is done."""
     lines = [f"wrote {summary.out}"]
@@ -79,6 +87,7 @@ def format_summary(summary: ExpandSummary) -> str:
     lines.extend(f"warning: {text}" for text in summary.warnings)
     for label in summary.too_small:
         lines.append(f"note: class {label!r} has fewer than 3 originals: all kept in train")
+    lines.extend(_dropped_note(summary))
     lines.extend(consumer_notes(summary))
     if summary.rejected:
         lines.append(

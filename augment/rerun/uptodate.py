@@ -112,6 +112,8 @@ def inputs_digest(recipe: str, options: Mapping[str, Any], dataset: Dataset) -> 
         "source": [str(dataset.root), dataset.kind],
         "originals": [
             [o.path, o.label, o.group, o.sha256, o.format, o.width, o.height]
+            # An annotated source's annotation content: an edited label file is a change.
+            + ([o.annotation.sha256] if o.annotation is not None else [])
             for o in dataset.originals
         ],
         "rejected": [[r.path, r.reason] for r in dataset.rejected],

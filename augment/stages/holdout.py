@@ -39,6 +39,7 @@ from augment.errors import DatasetError
 from augment.imaging.digests import ImageHash
 from augment.model import Dataset, ExpandOptions, LargeGroup, Original, Phase, QuotaShift
 from augment.stages.duplicates import Grouping, group_duplicates
+from augment.stages.multilabel import stratify
 
 SPLITS = ("train", "validation", "test")
 HELD_OUT = ("validation", "test")
@@ -230,6 +231,16 @@ def hold_out(
     if source_split:
         given = {o.path: dataset.given_splits[o.path] for o in grouping.originals}
         return grouping, Holdout(given, [])
+    if dataset.task != "classification":  # multi-object images: see stages/multilabel.py
+        split_of = stratify(
+            grouping.originals,
+            options.holdout_val,
+            options.holdout_test,
+            options.seed,
+            previous_splits,
+            layout_split=not options.resplit,
+        )
+        return grouping, Holdout(split_of, [])
     holdout = assign_splits(
         grouping.originals,
         options.holdout_val,

@@ -16,9 +16,12 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from augment.annotations.detect import detect_layout, read_annotated
+from augment.annotations.objects import AnnotationProblem, dominant_class, finish
 from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
@@ -49,6 +52,9 @@ def ingest(
     pattern = _compile_group_by(group_by)
     if not src.exists():
         raise DatasetError(f"source {src} does not exist")
+    layout = detect_layout(src)
+    if layout is not None:  # an annotated layout (YOLO, COCO): see augment/annotations/
+        return _ingest_annotated(src, layout, pattern, max_pixels, cache)
     if src.is_file():
         if src.suffix.lower() not in LABEL_FILE_SUFFIXES:
             raise DatasetError(f"source {src} is a file but not a labels file (.csv or .jsonl)")
@@ -74,6 +80,44 @@ def ingest(
             f"no usable images in {src}"
             + (f" ({len(dataset.rejected)} files rejected)" if dataset.rejected else "")
             + "; expected SRC/<class>/<image> or a labels file with path,label columns"
+        )
+    return dataset
+
+
+def _ingest_annotated(
+    src: Path,
+    layout: str,
+    pattern: re.Pattern[str] | None,
+    max_pixels: int,
+    cache: SourceCache | None,
+) -> Dataset:
+    """Every listed image read as any source is, with its annotation checked against its
+    size: a bad box or class rejects that image, with the reason."""
+    found = read_annotated(src, layout)
+    root = src.resolve()
+    task = "segmentation" if layout == "masks" else "detection"
+    dataset = Dataset(root=root, kind=layout, task=task, names=found.names)
+    dataset.rejected.extend(Rejected(p, "label file without an image") for p in found.orphans)
+    for listed in found.listed:
+        original = _read_original(root, listed.image, "", None, pattern, max_pixels, dataset, cache)
+        if original is None:
+            continue
+        try:
+            annotation = finish(listed, original.width, original.height)
+        except AnnotationProblem as exc:
+            dataset.rejected.append(Rejected(listed.image, str(exc)))
+            continue
+        if layout == "masks":  # the mask is the annotation; its objects, each class's extent
+            annotation = replace(annotation, mask=annotation.file)
+        label = dominant_class(annotation.objects)
+        dataset.originals.append(replace(original, label=label, annotation=annotation))
+    dataset.originals.sort(key=lambda o: o.path)
+    given = {o.path: o.annotation.split for o in dataset.originals if o.annotation}
+    if given and all(given.values()):  # images/train, images/val...: the source's own split
+        dataset.given_splits = {path: split for path, split in given.items() if split}
+    if not dataset.originals:
+        raise DatasetError(
+            f"no usable images in the {layout} dataset {src} ({len(dataset.rejected)} rejected)"
         )
     return dataset
 

@@ -8,6 +8,8 @@ machine, so any worker count produces the same bytes under the same names:
   (source sha256, preprocess fingerprint): an augment-only recipe change keeps it;
 - variant v >= 1 (train only) is keyed by (source sha256, recipe fingerprint, seed, v),
   and seeded by (seed, source sha256, v).
+- for an annotated source (detection), "source sha256" in a key is `content_id`: the
+  source's bytes and its annotation content; its outputs go to OUT/images/<split>/.
 - a mixed variant (the recipe's `mix:`) also names its partner: a train original drawn from
   the job's seed, with the partner's sha256 in the key, so a different partner (the train
   split grew) always gives a new name. Whether it mixes, the weight and the CutMix box are
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from augment.annotations.objects import SPLIT_FOLDERS
 from augment.imaging.codec import same_format
 from augment.model import Original, Rejected
 from augment.recipe.mixing import (
@@ -119,6 +122,19 @@ def output_key(
         parts = ("mixed", source_sha, fingerprints.recipe, seed, variant, partner_sha)
         return _hash(*parts)[:KEY_LENGTH]
     return _hash("variant", source_sha, fingerprints.recipe, seed, variant)[:KEY_LENGTH]
+
+
+# Bumped when the way annotations are carried (box rules, clipping) changes: a new name.
+ANNOTATION_RULES_VERSION = 1
+
+
+def content_id(original: Original) -> str:
+    """What an output's key is made from: the source's bytes and, for an annotated source,
+    its annotation content (so editing one image's labels renames only its outputs). A
+    classification source's is its sha256 alone, as it always was."""
+    if original.annotation is None:
+        return original.sha256
+    return _hash("annotated", original.sha256, original.annotation.sha256, ANNOTATION_RULES_VERSION)
 
 
 def job_seed(seed: int, source_sha: str, variant: int) -> int:
@@ -231,10 +247,15 @@ class Plan:
             )
             label = planned_mix.label if planned_mix else original.label
             partner_sha = planned_mix.partner.sha256 if planned_mix else None
-            key = output_key(original.sha256, self._fingerprints, self._seed, v, partner_sha)
+            key = output_key(content_id(original), self._fingerprints, self._seed, v, partner_sha)
+            folder = (
+                f"{split}/{safe_name(label)}"
+                if original.annotation is None
+                else f"images/{SPLIT_FOLDERS[split]}"
+            )
             jobs.append(
                 OutputJob(
-                    path=f"{split}/{safe_name(label)}/{stem}{NAME_SEPARATOR}{key}.{ext}",
+                    path=f"{folder}/{stem}{NAME_SEPARATOR}{key}.{ext}",
                     variant=v,
                     seed=job_seed_,
                     mix=planned_mix,
@@ -258,6 +279,7 @@ def _drop_exact_duplicates(
             safe_name(Path(original.path).stem),
             original.sha256,
             output_extension(original, output_format),
+            content_id(original),
         )
         if identity in seen:
             rejected.append(Rejected(original.path, f"exact duplicate of {seen[identity]}"))

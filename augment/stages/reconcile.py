@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from augment.annotations.objects import SPLIT_FOLDERS
 from augment.errors import ManifestError
 from augment.files import output_error, remove_temp_files
 from augment.imaging.digests import sha256_file
@@ -120,9 +121,11 @@ def _own_output_path(path: str) -> bool:
     """Inside a split folder (`split/class/name`): the only place a record may name, whatever
     a damaged or edited manifest says (a stale one is deleted: never outside them)."""
     parts = path.split("/")
+    # An annotated output's images are in images/<split folder>/ (annotations/objects.py).
+    annotated = len(parts) == 3 and parts[0] == "images" and parts[1] in SPLIT_FOLDERS.values()
     return (
         len(parts) >= 2
-        and parts[0] in SPLITS
+        and (parts[0] in SPLITS or annotated)
         and all(p not in ("", ".", "..") and "\x00" not in p for p in parts)
     )
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +21,22 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from augment.annotations.masks import decode_mask, encode_mask, objects_of
+from augment.annotations.output import annotation_record
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import UnreadableImage
 from augment.files import write_atomic
 from augment.imaging.codec import decode, encode
 from augment.imaging.digests import sha256_bytes
-from augment.model import Original, Rejected
+from augment.model import LabeledObject, Original, Rejected
+from augment.recipe.annotated import (
+    augment_objects,
+    build_annotated_pipeline,
+    for_classes,
+    preprocess_mask,
+    preprocess_objects,
+    removed_for_classes,
+)
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
 from augment.recipe.preprocess import apply_preprocess, size_problem
@@ -48,6 +60,9 @@ class RunContext:
     output_format: str  # "same" | "jpg" | "png" | "webp"
     quality: int
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Annotated sets: the input's format ("yolo", "coco") and class names, in id order.
+    annotations: str | None = None
+    names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,6 +90,8 @@ class Rendered:
     params: list[dict[str, Any]]
     sources: list[dict[str, Any]]
     soft_label: dict[str, float] | None = None
+    annotation: dict[str, Any] | None = None  # annotated sets: the record's `annotation`
+    mask: bytes | None = None  # segmentation sets: the encoded mask, written beside it
 
 
 _CANNOT_APPLY = "the recipe cannot be applied to this image"
@@ -105,6 +122,8 @@ class Worker:
         # One pipeline per class, with the transforms its policy forbids taken out.
         self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
+        # Annotated sets: a pipeline per set of classes an image holds (see recipe/annotated).
+        self._annotated: dict[str, A.Compose] = {}
 
     def run(self, shard: list[SourceTask]) -> ShardResult:
         result = ShardResult()
@@ -132,6 +151,8 @@ class Worker:
                 continue
             encoded = encode(item.pixels, fmt, ctx.quality)  # type: ignore[arg-type]
             write_atomic(ctx.out / item.job.path, encoded)
+            if item.mask is not None and item.annotation is not None:
+                write_atomic(ctx.out / item.annotation["file"], item.mask)
             record: Record = {
                 "path": item.job.path,
                 "split": task.split,
@@ -146,6 +167,8 @@ class Worker:
             }
             if item.soft_label is not None:
                 record["soft_label"] = item.soft_label
+            if item.annotation is not None:
+                record["annotation"] = item.annotation
             result.records.append(record)
         result.unmade += len(task.outputs) - (len(result.records) - first)
 
@@ -153,6 +176,9 @@ class Worker:
         """The pixels of every output of a task, in job order; `augment preview` shows these
         very pixels. A source that cannot be used yields one Rejected instead."""
         original = task.original
+        if original.annotation is not None:
+            yield from self._render_annotated(task)
+            return
         try:
             prepared = self.prepare(original)
             own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
@@ -170,8 +196,99 @@ class Worker:
         except SourceProblem as exc:
             yield Rejected(original.path, str(exc), exc.retry)
 
+    def _render_annotated(self, task: SourceTask) -> Iterator[Rendered | Rejected]:
+        """`render` for an annotated source: its objects move with the pixels."""
+        ctx, original = self.ctx, task.original
+        assert original.annotation is not None and ctx.annotations is not None
+        try:
+            prepared, decoded_size = self.prepare_sized(original)
+            mask = self._source_mask(original.annotation.mask, decoded_size)
+            objects, dropped = preprocess_objects(
+                original.annotation.objects,
+                (original.width, original.height),
+                decoded_size,
+                ctx.recipe.preprocess,
+            )
+            if mask is not None:  # a mask's objects are its classes' extents on it
+                objects = objects_of(mask, ctx.names or None)
+                dropped = Counter(o.label for o in original.annotation.objects) - Counter(
+                    o.label for o in objects
+                )
+            own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
+            for job in task.outputs:
+                pixels, kept, lost, warped = prepared, objects, dropped, mask
+                params: list[dict[str, Any]] = []
+                if job.variant:
+                    pixels, kept, params, more, warped = self.augment_annotated(
+                        prepared, objects, job.seed, mask
+                    )
+                    lost = dropped + more
+                encoded = None if warped is None else encode_mask(warped)
+                size = (pixels.shape[1], pixels.shape[0])
+                record = annotation_record(
+                    ctx.annotations, ctx.names, job.path, kept, size, lost, encoded
+                )
+                yield Rendered(job, original.label, pixels, params, [own], None, record, encoded)
+        except SourceProblem as exc:
+            yield Rejected(original.path, str(exc), exc.retry)
+
+    def _source_mask(self, rel: str | None, decoded_size: tuple[int, int]) -> np.ndarray | None:
+        """A segmentation source's class-id mask, preprocessed as its image was."""
+        if rel is None:
+            return None
+        try:
+            ids = decode_mask((self.ctx.src_root / rel).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise SourceProblem(f"cannot read its mask {rel}: {exc}", retry=True) from exc
+        return preprocess_mask(ids, decoded_size, self.ctx.recipe.preprocess)
+
+    def augment_annotated(
+        self,
+        prepared: np.ndarray,
+        objects: list[LabeledObject],
+        seed: int,
+        mask: np.ndarray | None = None,
+    ) -> tuple[
+        np.ndarray, list[LabeledObject], list[dict[str, Any]], Counter[str], np.ndarray | None
+    ]:
+        """The recipe's transforms on an image and its objects (and mask), as the classes
+        on it may use them (a policy must allow every one)."""
+        labels = tuple(sorted({o.label for o in objects}))
+        removed = removed_for_classes(self.ctx.recipe.augment, labels)
+        # Keyed by the transforms the classes may use, not by the classes: without a
+        # policy, one pipeline serves every image (building one costs more than applying it).
+        outlines = any(o.polygon for o in objects)
+        allowed = for_classes(self.ctx.recipe.augment, labels, root=True)
+        key = json.dumps([allowed, outlines], sort_keys=True)
+        if key not in self._annotated:
+            self._annotated[key] = build_annotated_pipeline(self.ctx.recipe, labels, outlines)
+        pipeline = self._annotated[key]
+        seed_pipeline(pipeline, seed)
+        try:
+            result, kept, dropped = augment_objects(pipeline, prepared.copy(), objects, mask)
+        except Exception as exc:
+            raise SourceProblem(
+                f"{_CANNOT_APPLY}: {exc}", retry=isinstance(exc, MemoryError)
+            ) from exc
+        pixels = np.ascontiguousarray(result["image"])
+        params = applied_params(result.get("applied_transforms", []))
+        if removed:
+            params.insert(
+                0, {"transform": "ClassPolicy", "labels": list(labels), "removed": removed}
+            )
+        warped = None if mask is None else np.ascontiguousarray(result["mask"])
+        if warped is not None:  # a mask's objects are its classes' extents, once warped
+            kept = objects_of(warped, self.ctx.names or None)
+            dropped = Counter(o.label for o in objects) - Counter(o.label for o in kept)
+        return pixels, kept, params, dropped, warped
+
     def prepare(self, original: Original) -> np.ndarray:
         """Read, check, decode and preprocess one original."""
+        return self.prepare_sized(original)[0]
+
+    def prepare_sized(self, original: Original) -> tuple[np.ndarray, tuple[int, int]]:
+        """`prepare`, and the (width, height) the source was decoded at (a JPEG may be
+        decoded reduced, see codec.decode): what annotations are scaled from."""
         ctx = self.ctx
         try:
             data = (ctx.src_root / original.path).read_bytes()
@@ -190,6 +307,7 @@ class Worker:
             raise SourceProblem(str(exc)) from exc
         # albumentations and OpenCV raise assorted types when a step does not fit an image
         # (a crop or kernel larger than it): one image's problem, not the run's.
+        size = (decoded.pixels.shape[1], decoded.pixels.shape[0])
         try:
             prepared = apply_preprocess(decoded.pixels, ctx.recipe.preprocess)
         except Exception as exc:
@@ -199,7 +317,7 @@ class Worker:
         fmt = output_extension(original, ctx.output_format)  # a source kept at its own size
         if problem := size_problem(prepared.shape[1], prepared.shape[0], fmt, ctx.max_pixels):
             raise SourceProblem(f"cannot be written as {fmt}: {problem} (set preprocess.size)")
-        return prepared
+        return prepared, size
 
     def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""

@@ -1,0 +1,231 @@
+"""A recipe applied to an annotated image: the objects move with the pixels.
+
+- Preprocessing (stretch, crop, pad) maps every box and outline by the same scale and offset
+  the pixels get; a box the centre crop cuts is clipped, and dropped by the box rules below.
+- Augmentation runs the recipe's transforms with albumentations' `BboxParams` (boxes,
+  `pascal_voc` pixels) and `KeypointParams` (the outline's vertices), one draw for both.
+- BOX_RULES decide when a transformed object is dropped: less than `min_visibility` of its
+  area left in the image, or less than `min_area` square pixels. Boxes are clipped to the
+  image. Dropped objects are counted per class in the output's record and the summary.
+- Padding must not create unlabeled objects: a `reflect`/`wrap`/`blur` pad, or a transform
+  whose `border_mode` reflects or wraps, would show mirrored copies of objects without boxes.
+  Such a recipe is refused for an annotated dataset (RecipeError); use `constant` or `edge`.
+- MixUp/CutMix are refused for annotated datasets: carrying boxes through a mix is not built.
+- A per-class policy works on the classes an image contains: a transform is used on an image
+  only if its policy allows every class on it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from augment.errors import RecipeError
+from augment.model import LabeledObject
+from augment.recipe.build import Recipe
+from augment.recipe.policy import POLICY_KEYS, _policy_allows, short_name
+from augment.recipe.preprocess import Preprocess, _fit_inside, apply_preprocess
+
+BOX_RULES: dict[str, Any] = {"min_visibility": 0.25, "min_area": 4.0, "clip": True}
+_MIRRORING_BORDERS = {cv2.BORDER_REFLECT, cv2.BORDER_REFLECT_101, cv2.BORDER_WRAP}
+_BORDER_NAMES = {cv2.BORDER_REFLECT: "reflect", cv2.BORDER_REFLECT_101: "reflect_101",
+                 cv2.BORDER_WRAP: "wrap"}  # fmt: skip
+
+
+def check_annotated_recipe(recipe: Recipe) -> None:
+    """Refuse what would create unlabeled objects or lose boxes (see the module's doc)."""
+    advice = "annotated datasets need a pad that shows no image content"
+    spec = recipe.preprocess
+    if spec.size and spec.fit == "pad" and spec.pad_mode in ("reflect", "wrap", "blur"):
+        raise RecipeError(
+            f"recipe {recipe.name}: preprocess pad_mode {spec.pad_mode!r} mirrors objects "
+            f"into the border, where they have no box; {advice} (pad_mode: constant or edge)"
+        )
+    for entry in _entries(recipe.augment):
+        border = entry.get("border_mode")
+        if border in _MIRRORING_BORDERS:
+            raise RecipeError(
+                f"recipe {recipe.name}: {short_name(entry)} border_mode "
+                f"{_BORDER_NAMES[border]!r} mirrors objects into the border, where they have "
+                f"no box; {advice} (border_mode: constant)"
+            )
+    if recipe.mix:
+        raise RecipeError(
+            f"recipe {recipe.name}: mix (MixUp/CutMix) is not supported for annotated "
+            "datasets yet (their boxes are not carried through a mix); remove the mix entries"
+        )
+
+
+def _entries(entry: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    yield entry
+    for child in entry.get("transforms", ()):
+        yield from _entries(child)
+
+
+def for_classes(entry: dict[str, Any], labels: Sequence[str], root: bool = False) -> dict | None:
+    """policy.for_class for an image holding several classes: an entry stays only if its
+    policy allows every one of them."""
+    if not root and not all(_policy_allows(entry, label) for label in labels):
+        return None
+    out = {k: v for k, v in entry.items() if k not in POLICY_KEYS}
+    if "transforms" in entry:
+        children = [for_classes(c, labels) for c in entry["transforms"]]
+        out["transforms"] = [c for c in children if c is not None]
+        if not out["transforms"] and not root:
+            return None
+    return out
+
+
+def removed_for_classes(entry: dict[str, Any], labels: Sequence[str]) -> list[str]:
+    if not all(_policy_allows(entry, label) for label in labels):
+        return [short_name(entry)]
+    return [n for c in entry.get("transforms", ()) for n in removed_for_classes(c, labels)]
+
+
+def build_annotated_pipeline(
+    recipe: Recipe, labels: Sequence[str], outlines: bool = True
+) -> A.Compose:
+    """The recipe's transforms for an image holding `labels`, moving boxes (and outlines:
+    without any, the keypoint processor's cost is spared)."""
+    spec = for_classes(recipe.augment, labels, root=True)
+    assert spec is not None
+    built = A.from_dict({"transform": spec})
+    assert isinstance(built, A.Compose)
+    pipeline = A.Compose(
+        list(built.transforms),
+        p=built.p,
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["object_index"], **BOX_RULES),
+        keypoint_params=A.KeypointParams(
+            format="xy", label_fields=["vertex_owner"], remove_invisible=False
+        )
+        if outlines
+        else None,
+        save_applied_params=True,
+    )
+    return pipeline
+
+
+def augment_objects(
+    pipeline: A.Compose,
+    image: np.ndarray,
+    objects: Sequence[LabeledObject],
+    mask: np.ndarray | None = None,
+) -> tuple[dict[str, Any], list[LabeledObject], Counter[str]]:
+    """Run `pipeline` (seeded by the caller) on the image and its objects (and its class-id
+    mask: albumentations warps masks nearest-neighbour, borders 0, the background): the
+    result dict, the objects that remain, and the dropped ones per class."""
+    # Keypoints are pixel centres (albumentations flips x to width - 1 - x); an outline's
+    # vertices are on pixel edges (x to width - x): shifted by half a pixel there and back.
+    vertices, owners = [], []
+    for i, o in enumerate(objects):
+        for x, y in zip(o.polygon[0::2], o.polygon[1::2], strict=True):
+            vertices.append((x - 0.5, y - 0.5))
+            owners.append(i)
+    extra: dict[str, Any] = {} if mask is None else {"mask": mask}
+    if "keypoints" in pipeline.processors:
+        extra["keypoints"] = np.array(vertices, dtype=np.float64).reshape(-1, 2)
+        extra["vertex_owner"] = owners
+    result = pipeline(
+        **extra,
+        image=image,
+        bboxes=np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4),
+        object_index=list(range(len(objects))),
+    )
+    height, width = result["image"].shape[:2]
+    outlines: dict[int, list[float]] = {}
+    moved = result["keypoints"][:, :2].tolist() if "keypoints" in result else []
+    for (x, y), owner in zip(moved, result.get("vertex_owner", []), strict=True):
+        outlines.setdefault(int(owner), []).extend(
+            [min(max(x + 0.5, 0.0), float(width)), min(max(y + 0.5, 0.0), float(height))]
+        )
+    kept: list[LabeledObject] = []
+    for box, index in zip(result["bboxes"].tolist(), result["object_index"], strict=True):
+        source = objects[int(index)]
+        polygon = tuple(outlines.get(int(index), ()))
+        kept.append(LabeledObject(source.label, _box(box), _rounded(polygon), source.crowd))
+    dropped = Counter(o.label for o in objects) - Counter(o.label for o in kept)
+    return result, kept, dropped
+
+
+def _rounded(values: Iterable[float]) -> tuple[float, ...]:
+    # Two decimals: a hundredth of a pixel, and the same text on every machine.
+    return tuple(round(float(v), 2) for v in values)
+
+
+def _box(values: Sequence[float]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = _rounded(values)
+    return x0, y0, x1, y1
+
+
+def preprocess_mask(
+    mask: np.ndarray, decoded_size: tuple[int, int], spec: Preprocess
+) -> np.ndarray:
+    """A class-id mask through the very geometry the image's preprocess has (the same
+    function), nearest-neighbour, padded with 0 (background): ids are never interpolated."""
+    width, height = decoded_size
+    if (mask.shape[1], mask.shape[0]) != (width, height):  # the image was decoded reduced
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    nearest = replace(spec, interpolation="nearest", pad_mode="constant", pad_color=(0, 0, 0))
+    stacked = np.repeat(mask[..., None], 3, axis=2)
+    return np.ascontiguousarray(apply_preprocess(stacked, nearest)[..., 0])
+
+
+def preprocess_objects(
+    objects: Sequence[LabeledObject],
+    source_size: tuple[int, int],
+    decoded_size: tuple[int, int],
+    spec: Preprocess,
+) -> tuple[list[LabeledObject], Counter[str]]:
+    """The objects as the preprocessed image shows them (preprocess.apply_preprocess's
+    geometry): scaled, shifted, clipped; those the crop leaves too little of dropped."""
+    (sx, sy, ox, oy), (out_w, out_h) = _geometry(decoded_size, spec)
+    # A draft decode (see codec.decode) reduced the source: boxes are in the source's pixels.
+    sx, sy = sx * decoded_size[0] / source_size[0], sy * decoded_size[1] / source_size[1]
+    kept: list[LabeledObject] = []
+    dropped: Counter[str] = Counter()
+    for o in objects:
+        x0, y0 = o.box[0] * sx + ox, o.box[1] * sy + oy
+        x1, y1 = o.box[2] * sx + ox, o.box[3] * sy + oy
+        cx0, cy0 = min(max(x0, 0.0), out_w), min(max(y0, 0.0), out_h)
+        cx1, cy1 = min(max(x1, 0.0), out_w), min(max(y1, 0.0), out_h)
+        area, left = (x1 - x0) * (y1 - y0), (cx1 - cx0) * (cy1 - cy0)
+        if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
+            dropped[o.label] += 1
+            continue
+        polygon = tuple(
+            min(max(v * sx + ox, 0.0), out_w) if i % 2 == 0 else min(max(v * sy + oy, 0.0), out_h)
+            for i, v in enumerate(o.polygon)
+        )
+        box = _box((cx0, cy0, cx1, cy1))
+        kept.append(LabeledObject(o.label, box, _rounded(polygon), o.crowd))
+    return kept, dropped
+
+
+def _geometry(
+    decoded: tuple[int, int], spec: Preprocess
+) -> tuple[tuple[float, float, float, float], tuple[float, float]]:
+    """(scale x, scale y, offset x, offset y) from the decoded image to the preprocessed
+    one, and the preprocessed size: the same arithmetic as preprocess.py's fit modes."""
+    dec_w, dec_h = decoded
+    if spec.size is None or decoded == spec.size:
+        return (1.0, 1.0, 0.0, 0.0), (float(dec_w), float(dec_h))
+    width, height = spec.size
+    if spec.fit == "stretch":
+        return (width / dec_w, height / dec_h, 0.0, 0.0), (width, height)
+    if spec.fit == "crop":
+        if dec_w * height > width * dec_h:
+            crop_w, crop_h = min(dec_w, max(1, round(dec_h * width / height))), dec_h
+        else:
+            crop_w, crop_h = dec_w, min(dec_h, max(1, round(dec_w * height / width)))
+        x0, y0 = (dec_w - crop_w) // 2, (dec_h - crop_h) // 2
+        kx, ky = width / crop_w, height / crop_h
+        return (kx, ky, -x0 * kx, -y0 * ky), (width, height)
+    fit_w, fit_h = _fit_inside(dec_w, dec_h, width, height)
+    left, top = (width - fit_w) // 2, (height - fit_h) // 2
+    return (fit_w / dec_w, fit_h / dec_h, float(left), float(top)), (width, height)
