@@ -43,10 +43,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import make_corpus, stock_transform  # the photos and swaps bench.py uses
 
-from augment.expand import expand
 from augment.model import ExpandOptions
 from augment.recipe.annotated import BOX_RULES
 from augment.recipe.build import Recipe, load_recipe
+from augment.run import expand
 
 RECIPE = Path(__file__).resolve().parent.parent / "pipelines" / "detection.yaml"
 

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.executor import Executor, multiprocessing_pool
 from augment.stages.ray_executor import ray_executor
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bench import SOURCE_QUALITY, SOURCE_SIZE, make_corpus  # benchmarks/, the script's folder
 
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.executor import one_cv2_thread
 
 

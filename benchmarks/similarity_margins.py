@@ -21,11 +21,11 @@ import numpy as np
 
 from augment.commands.audit import audit_output
 from augment.defaults import DEFAULT_MAX_DISTANCE
-from augment.expand import expand
 from augment.imaging.codec import decode, encode
 from augment.imaging.digests import ImageHash
 from augment.imaging.similarity import block_psnr, phash_bytes, phash_rgb
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.ingest import ingest
 from augment.stages.manifest import Record, read_manifest
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from augment.stages.plan import NAME_SEPARATOR
 from tests.helpers import (
     GEOMETRIC_RECIPE,

@@ -59,7 +59,7 @@ def test_long_phases_report_as_they_go(tmp_path: Path) -> None:
 
 def test_augment_expand_stays_the_function_once_its_module_is_imported() -> None:
     # Importing a submodule sets the package's attribute of that name: a module named
-    # augment/expand.py would replace the function `augment.expand` with itself.
+    # augment/run.py would replace the function `augment.expand` with itself.
     import inspect
 
     import augment.full_run

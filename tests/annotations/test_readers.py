@@ -217,8 +217,8 @@ def test_a_bad_mask_rejects_its_image(tmp_path: Path) -> None:
 
 def test_a_clean_mask_output_passes_the_audit(tmp_path: Path) -> None:
     from augment.commands.audit import audit_output
-    from augment.expand import expand
     from augment.model import ExpandOptions
+    from augment.run import expand
     from tests.helpers import GEOMETRIC_RECIPE, write_masks
 
     recipe = tmp_path / "g.yaml"

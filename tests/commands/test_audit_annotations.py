@@ -13,8 +13,8 @@ import pytest
 from augment.commands.audit import audit_output
 from augment.commands.preview import PreviewOptions, preview
 from augment.commands.preview_boxes import class_colour
-from augment.expand import expand
 from augment.model import ExpandOptions
+from augment.run import expand
 from tests.helpers import GEOMETRIC_RECIPE, manifest_by_path, scenes, write_coco, write_yolo
 
 
