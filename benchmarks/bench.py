@@ -1,5 +1,5 @@
-"""How fast is `augment expand`, next to the codec floor, a bare albumentations loop and
-Augmentor, on the same photos with the same recipe, measured in one run?
+"""How fast is `augment expand`, next to the codec floor, a bare albumentations loop, imgaug,
+torchvision and Augmentor, on the same photos with the same recipe, measured in one run?
 
     pip install -e ".[bench]"
     python benchmarks/bench.py            # about 2-4 minutes; prints a markdown report
@@ -20,12 +20,19 @@ the recipe's output size and quality, and writes them to disk:
   without hashing, planning, manifest or atomic writes (the tool's overhead is measured
   against this);
 - augment expand at 1 worker and at all cores, then a rerun of the same command (a no-op);
-- Augmentor `sample()`, single-threaded, with the closest operations it has (it has no noise).
+- Augmentor `sample()`, single-threaded, with the closest operations it has (it has no noise),
+  resized first (its best case: every operation then works at the output size);
+- torchvision transforms.v2 on PIL images, when torchvision is installed;
+- imgaug's loop (benchmarks/imgaug_loop.py) as a command of its own in `--imgaug-python`, an
+  interpreter that has imgaug (it needs numpy and OpenCV below the core's), next to the
+  `augment expand` commands, start-up included on both sides.
 
 The single-core contenders run in this process with OpenCV limited to one thread; measurements
 are interleaved over `--repeats` rounds and the medians reported, so a noisy neighbour slows
-all of them alike. Ratios come from the same run. Peak memory is the summed RSS (and PSS) of
-an `augment expand --workers 2` process tree over 1k and 10k small sources.
+all of them alike. Each is timed in wall seconds and CPU seconds (this process's, plus the
+children it waited for: a command's, or the pool's once it has exited). Ratios come from the
+same run. Peak memory is the summed RSS (and PSS) of an `augment expand --workers 2` process
+tree over 1k and 10k small sources.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import io
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,7 +64,7 @@ import cv2
 import numpy as np
 import PIL
 import simplejpeg
-from PIL import Image
+from PIL import Image, ImageOps
 
 import augment
 from augment.defaults import default_workers
@@ -80,6 +88,21 @@ def _augmentor() -> tuple[Any, str]:
     except Exception as exc:  # any import failure (e.g. under numpy 2) is reported, not fatal
         return None, f"cannot be imported ({type(exc).__name__}: {exc})"
     return Augmentor, ""
+
+
+def _torchvision() -> tuple[Any, str]:
+    """torchvision.transforms.v2, or None and why not (an optional peer: not a dependency)."""
+    try:
+        from torchvision.transforms import v2
+    except ImportError:
+        return None, "not installed"
+    return v2, ""
+
+
+def imgaug_missing(python: str) -> str:
+    """Why `python` cannot run the imgaug loop, or "" when it can."""
+    found = subprocess.run([python, "-c", "import imgaug"], capture_output=True)
+    return "" if found.returncode == 0 else f"not installed (no imgaug module in {python})"
 
 
 # Colour photos scikit-image ships in its wheel (no download needed).
@@ -273,6 +296,39 @@ def cli_expand(s: Setup, out: Path, workers: int) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
+def imgaug_command(s: Setup, out: Path, python: str) -> None:
+    """imgaug's loop as a command in `python` (start-up included, as `cli_expand`)."""
+    width, height = s.recipe.preprocess.size or SOURCE_SIZE
+    script = Path(__file__).resolve().parent / "imgaug_loop.py"
+    command = [python, str(script), str(s.corpus), str(out), "--times", str(s.times)]
+    command += ["--size", str(width), str(height), "--quality", str(s.quality)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def torchvision_loop(s: Setup, out: Path) -> None:
+    """The default recipe in torchvision transforms.v2 on PIL images, Pillow codec."""
+    v2, _ = _torchvision()
+    width, height = s.recipe.preprocess.size or SOURCE_SIZE
+    pipeline = v2.Compose(
+        [
+            v2.RandomHorizontalFlip(0.5),
+            v2.RandomApply(
+                [v2.RandomAffine(degrees=12, translate=(0.06, 0.06), scale=(0.9, 1.1))], p=0.7
+            ),
+            v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.6),
+        ]
+    )
+    out.mkdir(parents=True)
+    for n, path in enumerate(s.files):
+        with Image.open(path) as opened:  # the fit: the longer side to the size, then pad
+            image = ImageOps.contain(opened.convert("RGB"), (width, height))
+        canvas = Image.new("RGB", (width, height))
+        canvas.paste(image, ((width - image.width) // 2, (height - image.height) // 2))
+        for v in range(s.times):
+            pixels = canvas if v == 0 else pipeline(canvas)
+            pixels.save(out / f"{n}_{v}.jpg", "JPEG", quality=s.quality)
+
+
 def augmentor_sample(s: Setup, out: Path) -> None:
     Augmentor, _ = _augmentor()
     width, height = s.recipe.preprocess.size or SOURCE_SIZE
@@ -298,16 +354,31 @@ def augmentor_sample(s: Setup, out: Path) -> None:
 @dataclass
 class Timings:
     seconds: dict[str, list[float]] = field(default_factory=dict)
+    cpu_seconds: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, name: str, value: float) -> None:
-        self.seconds.setdefault(name, []).append(value)
+    def add(self, name: str, value: tuple[float, float]) -> None:
+        self.seconds.setdefault(name, []).append(value[0])
+        self.cpu_seconds.setdefault(name, []).append(value[1])
 
     def median(self, name: str) -> float:
         return statistics.median(self.seconds[name])
 
+    def cpu(self, name: str) -> float:
+        return statistics.median(self.cpu_seconds[name])
 
-def timed(fn: Callable[[Path], None], out: Path, clear: bool = True) -> float:
-    """Seconds `fn(out)` takes; a cleared `out` first (not timed) unless clear is False.
+
+def cpu_now() -> float:
+    """CPU seconds of this process and of the children it has waited for."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(fn: Callable[[Path], None], out: Path, clear: bool = True) -> tuple[float, float]:
+    """(wall, CPU) seconds `fn(out)` takes; a cleared `out` first (not timed) unless clear is
+    False.
 
     The garbage the earlier contenders left is collected first, untimed: a full collection
     of this long-lived process's heap takes ~30 ms, and would otherwise be charged to
@@ -315,12 +386,39 @@ def timed(fn: Callable[[Path], None], out: Path, clear: bool = True) -> float:
     if clear:
         shutil.rmtree(out, ignore_errors=True)
     gc.collect()
-    started = time.perf_counter()
+    cpu, started = cpu_now(), time.perf_counter()
     fn(out)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_now() - cpu
 
 
-def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool, long_times: int) -> Timings:
+@dataclass
+class Peers:
+    """Which optional peers this run times."""
+
+    augmentor: bool
+    torchvision: bool
+    imgaug_python: str | None  # an interpreter with imgaug, or None
+    missing: dict[str, str] = field(default_factory=dict)  # peer -> why it was not run
+
+
+def find_peers(no_augmentor: bool, imgaug_python: str) -> Peers:
+    missing = {}
+    augmentor_missing = "skipped (--no-augmentor)" if no_augmentor else _augmentor()[1]
+    if augmentor_missing:
+        missing["Augmentor"] = augmentor_missing
+    if _torchvision()[1]:
+        missing["torchvision"] = _torchvision()[1]
+    if imgaug_missing(imgaug_python):
+        missing["imgaug"] = imgaug_missing(imgaug_python)
+    return Peers(
+        augmentor="Augmentor" not in missing,
+        torchvision="torchvision" not in missing,
+        imgaug_python=None if "imgaug" in missing else imgaug_python,
+        missing=missing,
+    )
+
+
+def throughput_rounds(s: Setup, repeats: int, peers: Peers, long_times: int) -> Timings:
     t = Timings()
     out = s.scratch / "out"
     long_run = replace(s, times=long_times)
@@ -333,13 +431,17 @@ def throughput_rounds(s: Setup, repeats: int, with_augmentor: bool, long_times: 
             t.add("expand 1", timed(lambda o: run_expand(s, o, 1), out))
             t.add("rerun 1", timed(lambda o: rerun_expand(s, o, 1), out, clear=False))
             t.add("expand 1 no dup", timed(lambda o: run_expand(s, o, 1, False), out))
-            if with_augmentor:
+            if peers.augmentor:
                 t.add("Augmentor", timed(lambda o: augmentor_sample(s, o), out))
+            if peers.torchvision:
+                t.add("torchvision", timed(lambda o: torchvision_loop(s, o), out))
         t.add("expand all", timed(lambda o: run_expand(s, o, s.workers), out))
         t.add("rerun all", timed(lambda o: rerun_expand(s, o, s.workers), out, clear=False))
         t.add("cli 1", timed(lambda o: cli_expand(s, o, 1), out))
         t.add("cli all", timed(lambda o: cli_expand(s, o, s.workers), out))
         t.add("cli rerun", timed(lambda o: cli_expand(s, o, s.workers), out, clear=False))
+        if peers.imgaug_python:
+            t.add("imgaug", timed(lambda o: imgaug_command(s, o, peers.imgaug_python or ""), out))
         if long_times and r < 3:
             # Worker processes take about a second to start (importing albumentations): a
             # longer run shows the scaling once they are up.
@@ -612,7 +714,7 @@ def settle(root: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str]:
+def versions(peers: Peers) -> dict[str, str]:
     out = {
         "python": platform.python_version(),
         "augment": augment.__version__,
@@ -624,6 +726,17 @@ def versions() -> dict[str, str]:
     }
     module, _ = _augmentor()
     out["Augmentor"] = getattr(module, "__version__", "?") if module else "unavailable"
+    out["torchvision"] = peers.missing.get("torchvision", "")
+    if not out["torchvision"]:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    out["imgaug"] = peers.missing.get("imgaug", "")
+    if peers.imgaug_python:
+        code = "import imgaug, numpy, cv2\nfor m in imgaug, numpy, cv2: print(m.__version__)"
+        got = subprocess.run([peers.imgaug_python, "-c", code], capture_output=True, text=True)
+        imgaug, numpy, opencv = got.stdout.split()
+        out["imgaug"] = f"{imgaug} (its own environment: numpy {numpy}, opencv {opencv})"
     return out
 
 
@@ -650,10 +763,7 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def report(
-    s: Setup, t: Timings, ops: list[tuple[str, float, str]], memory: dict, long_times: int
-) -> str:
-    n = s.outputs
+def throughput_table(s: Setup, t: Timings, peers: Peers, long_times: int) -> list[str]:
     rows = [
         ("codec floor", "codec floor (decode once, resize, encode + write N)"),
         ("albumentations loop", "bare albumentations loop (GaussNoise)"),
@@ -663,18 +773,83 @@ def report(
         ("expand all", f"augment expand --workers {s.workers}"),
         ("rerun 1", "augment expand rerun, no-op (--workers 1)"),
         ("rerun all", f"augment expand rerun, no-op (--workers {s.workers})"),
-        ("Augmentor", "Augmentor sample(), single-threaded"),
+        ("Augmentor", "Augmentor sample(), resized first, single-threaded"),
+        ("torchvision", "torchvision transforms.v2 loop on PIL"),
         ("cli 1", "`augment expand --workers 1` command (start-up included)"),
         ("cli all", f"`augment expand --workers {s.workers}` command (start-up included)"),
         ("cli rerun", f"`augment expand --workers {s.workers}` command rerun, no-op"),
+        ("imgaug", "imgaug loop command (start-up included)"),
         ("long 1", f"augment expand --workers 1, --times {long_times}"),
         ("long all", f"augment expand --workers {s.workers}, --times {long_times}"),
     ]
     lines = [
+        "| run | wall s | CPU s | outputs/s (wall) | CPU ms/output |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in rows:
+        if key not in t.seconds:
+            why = peers.missing.get(key)
+            if why:
+                lines.append(f"| {label} | {why} | | | |")
+            continue
+        sec, cpu = t.median(key), t.cpu(key)
+        made = len(s.files) * long_times if key.startswith("long") else s.outputs
+        lines.append(
+            f"| {label} | {sec:.3f} | {cpu:.3f} | {made / sec:,.0f} | {cpu / made * 1e3:.3f} |"
+        )
+    return lines
+
+
+def peer_targets(t: Timings, peers: Peers) -> list[tuple[str, str, str]]:
+    """The issue's targets against the peers: CPU seconds decide (the ratios the issue
+    states), wall seconds shown beside them. The loops compare with `expand` in this
+    process; imgaug, a command, with the `augment expand --workers 1` command."""
+    checks = [
+        ("Augmentor", "expand 1", "augment (1 worker) vs Augmentor, resized first: >= 3x", 3.0),
+        (
+            "albumentations loop",
+            "expand 1",
+            "augment (1 worker) vs albumentations loop: >= 1.3x",
+            1.3,
+        ),
+        ("imgaug", "cli 1", "`augment expand --workers 1` vs imgaug, as commands: >= 1.3x", 1.3),
+    ]
+    out = []
+    for peer, ours, label, at_least in checks:
+        if peer not in t.seconds:
+            out.append((label, "n/a", f"{peer} {peers.missing.get(peer, 'not run')}"))
+            continue
+        r, wall = t.cpu(peer) / t.cpu(ours), t.median(peer) / t.median(ours)
+        out.append((label, f"CPU {r:.2f}x (wall {wall:.2f}x)", verdict(r >= at_least)))
+    if "torchvision" in t.seconds:
+        r = t.cpu("torchvision") / t.cpu("expand 1")
+        out.append(("augment (1 worker) vs torchvision v2 (no target)", f"CPU {r:.2f}x", ""))
+    r = t.cpu("expand 1") / t.cpu("codec floor")
+    wall = t.median("expand 1") / t.median("codec floor")
+    out.append(
+        (
+            "augment (1 worker) / codec floor: <= 2x",
+            f"CPU {r:.2f}x (wall {wall:.2f}x)",
+            verdict(r <= 2),
+        )
+    )
+    return out
+
+
+def report(
+    s: Setup,
+    t: Timings,
+    ops: list[tuple[str, float, str]],
+    memory: dict,
+    long_times: int,
+    peers: Peers,
+) -> str:
+    n = s.outputs
+    lines = [
         "### Machine",
         "",
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores, {s.workers} usable",
-        "- " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "- " + ", ".join(f"{k} {v}" for k, v in versions(peers).items()),
         f"- corpus: {len(s.files)} JPEGs "
         f"({'made from skimage.data photos, ' + 'x'.join(map(str, SOURCE_SIZE)) + ' q90'})",
         f"- recipe `{s.recipe.name}`, --times {s.times} ({n} outputs per run), output JPEG "
@@ -685,33 +860,10 @@ def report(
         "",
         "### Throughput",
         "",
-        "| run | median s | outputs/s | ms/output |",
-        "|---|---:|---:|---:|",
+        *throughput_table(s, t, peers, long_times),
     ]
-    for key, label in rows:
-        if key not in t.seconds:
-            if key == "Augmentor":
-                why = _augmentor()[1] or "skipped (--no-augmentor)"
-                lines.append(f"| {label} | {why} | | |")
-            continue
-        sec = t.median(key)
-        made = len(s.files) * long_times if key.startswith("long") else n
-        lines.append(f"| {label} | {sec:.3f} | {made / sec:,.0f} | {sec / made * 1e3:.3f} |")
-
     e1, ea = t.median("expand 1"), t.median("expand all")
-    targets: list[tuple[str, str, str]] = []
-    if "Augmentor" in t.seconds:
-        r = t.median("Augmentor") / e1
-        targets.append(("expand (1 worker) vs Augmentor: >= 3x", f"{r:.2f}x", verdict(r >= 3)))
-    else:
-        why = _augmentor()[1] or "skipped (--no-augmentor)"
-        targets.append(("expand (1 worker) vs Augmentor: >= 3x", "n/a", f"Augmentor {why}"))
-    r = t.median("albumentations loop") / e1
-    targets.append(
-        ("expand (1 worker) vs albumentations loop: >= 1.3x", f"{r:.2f}x", verdict(r >= 1.3))
-    )
-    r = e1 / t.median("codec floor")
-    targets.append(("expand (1 worker) / codec floor: <= 2.5x", f"{r:.2f}x", verdict(r <= 2.5)))
+    targets = peer_targets(t, peers)
     r = e1 / ea
     targets.append((f"{s.workers} workers vs 1 worker: >= 1.8x", f"{r:.2f}x", verdict(r >= 1.8)))
     if "long 1" in t.seconds:
@@ -785,6 +937,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-augmentor", action="store_true", help="skip Augmentor")
     parser.add_argument(
+        "--imgaug-python",
+        default=sys.executable,
+        help="an interpreter that has imgaug, for the imgaug loop (default: this one)",
+    )
+    parser.add_argument(
         "--out-root",
         type=Path,
         help="where outputs are written (default: the temp folder); e.g. /dev/shm to take "
@@ -822,21 +979,21 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             scratch=scratch,
         )
-        with_augmentor = _augmentor()[0] is not None and not args.no_augmentor
+        peers = find_peers(args.no_augmentor, args.imgaug_python)
         # augment's workers keep image buffers on the heap (see augment/heap.py), and the
         # setting lasts for the rest of a process. Made here, before any contender runs, it
         # holds for all of them alike: the ratios compare the work, not the allocator.
         reuse_image_buffers()
         print("throughput", file=sys.stderr, flush=True)
         long_times = args.long_times if args.long_times is not None else (0 if args.quick else 20)
-        timings = throughput_rounds(s, repeats, with_augmentor, long_times)
+        timings = throughput_rounds(s, repeats, peers, long_times)
         print("cost of each step", file=sys.stderr, flush=True)
         ops = op_costs(s, sample=20)
         memory = {}
         for count in memory_counts:
             print(f"peak memory at {count} sources", file=sys.stderr, flush=True)
             memory[count] = peak_memory(scratch, count, times=2)
-        print(report(s, timings, ops, memory, long_times))
+        print(report(s, timings, ops, memory, long_times, peers))
     return 0
 
 

@@ -4,6 +4,7 @@ keeps it from rotting): every contender makes the outputs it claims, on a tiny r
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -43,20 +44,70 @@ def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> N
         workers=1,
         scratch=tmp_path / "scratch",
     )
-    for name, contender in [
-        ("floor", bench.codec_floor),
-        ("albumentations", bench.albumentations_loop),
-        ("no-tool", bench.same_work_no_tool),
-    ]:
+    peers = bench.find_peers(no_augmentor=False, imgaug_python=sys.executable)
+    contenders = [
+        ("codec floor", bench.codec_floor),
+        ("albumentations loop", bench.albumentations_loop),
+        ("same work, no tool", bench.same_work_no_tool),
+    ]
+    if peers.augmentor:
+        contenders.append(("Augmentor", bench.augmentor_sample))
+    if peers.torchvision:
+        contenders.append(("torchvision", bench.torchvision_loop))
+    if peers.imgaug_python:
+        contenders.append(("imgaug", lambda s, o: bench.imgaug_command(s, o, sys.executable)))
+    timings = bench.Timings()
+    for name, contender in contenders:
         out = tmp_path / name
-        contender(s, out)
-        made = sorted(out.iterdir())
-        assert len(made) == s.outputs
+        timings.add(name, bench.timed(lambda o, c=contender: c(s, o), out))
+        made = sorted(p for p in out.rglob("*") if p.is_file())
+        assert len(made) == s.outputs, name
         with Image.open(made[-1]) as img:
-            assert img.size == (224, 224)  # the recipe's output size
+            assert img.size == (224, 224), name  # the recipe's output size
     out = tmp_path / "expand"
-    bench.run_expand(s, out, 1)  # asserts every output was written
+    timings.add("expand 1", bench.timed(lambda o: bench.run_expand(s, o, 1), out))
     bench.rerun_expand(s, out, 1)  # asserts the rerun wrote nothing
+    if peers.imgaug_python:  # imgaug, a command, is compared with the command
+        timings.add("cli 1", bench.timed(lambda o: bench.cli_expand(s, o, 1), out))
+    # Every peer target gets a verdict with its ratio, or says why its peer was not run.
+    targets = {
+        label: (measured, verdict)
+        for label, measured, verdict in bench.peer_targets(timings, peers)
+    }
+    for peer in ("Augmentor", "albumentations loop", "imgaug"):
+        (measured, verdict), *_ = [v for k, v in targets.items() if peer in k]
+        if peer in timings.seconds:
+            assert measured.startswith("CPU ") and verdict in ("met", "**missed**")
+        else:
+            assert measured == "n/a" and ("not installed" in verdict or "cannot" in verdict)
+    assert any("codec floor: <= 2x" in label for label in targets)
+
+
+def test_missing_peers_say_so_and_are_not_run(bench: ModuleType) -> None:
+    peers = bench.find_peers(no_augmentor=True, imgaug_python=sys.executable)
+    assert not peers.augmentor and peers.missing["Augmentor"] == "skipped (--no-augmentor)"
+    has_imgaug = importlib.util.find_spec("imgaug") is not None
+    assert (peers.imgaug_python == sys.executable) is has_imgaug
+    assert has_imgaug or peers.missing["imgaug"].startswith("not installed")
+    has_torchvision = importlib.util.find_spec("torchvision") is not None
+    assert peers.torchvision is has_torchvision
+    assert has_torchvision or peers.missing["torchvision"] == "not installed"
+
+
+def test_a_command_is_timed_in_cpu_seconds_with_its_children(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """A whole command's CPU time is counted by the process that waited for it: at least
+    the CPU time the command itself reports (wall time would not do on a loaded machine)."""
+    busy = "import time; sum(range(10**7)); print(time.process_time())"
+    reported = []
+
+    def command(out: Path) -> None:
+        done = subprocess.run([sys.executable, "-c", busy], check=True, capture_output=True)
+        reported.append(float(done.stdout))
+
+    wall, cpu = bench.timed(command, tmp_path / "x")
+    assert cpu >= reported[0] > 0.05 and wall > 0
 
 
 def test_the_albumentations_loop_uses_stock_noise_of_the_same_strength(bench: ModuleType) -> None:
