@@ -13,8 +13,9 @@ What the user sees is the tool's own behaviour, whoever runs the worker:
 - a worker process that dies (killed, out of memory) has its shard run again by Ray (the
   worker writes each file atomically and the same bytes again, so a retried shard leaves
   the same files);
-- on Ctrl-C (or any error) the tasks still running are cancelled, their processes killed,
-  before this returns: `full_run` then writes the journal of what was made, and no task
+- on Ctrl-C (or any error) the tasks still running are stopped before this returns (a
+  private cluster is shut down with them; on a joined one they are cancelled, their
+  processes killed): `full_run` then writes the journal of what was made, and no task
   writes into OUT after that.
 
 Every node must see SRC and OUT at the same paths (a shared filesystem): the tasks read
@@ -114,16 +115,24 @@ def ray_executor(workers: int, address: str | None = None) -> Executor:
         ray = _import_ray()
         if ray.is_initialized():
             raise RayExecutorError("Ray is already connected in this process: not joining it")
+        stopped_early = True
         try:
             _connect(ray, workers, address)
-            yield from _results(ray, ctx, shards)
+            yield from _results(ray, ctx, shards, own_cluster=address is None)
+            stopped_early = False
         finally:
             ray.shutdown()
+            if stopped_early and address is None:
+                # The private cluster's processes end with it, any task among them: what a
+                # task killed mid-write left is a temporary file, and no task runs any more.
+                remove_temp_files(ctx.out)
 
     return run
 
 
-def _results(ray: Any, ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[Any]:
+def _results(
+    ray: Any, ctx: RunContext, shards: Iterable[list[SourceTask]], own_cluster: bool
+) -> Iterator[Any]:
     task = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=False)(_run_shard)
     ctx_ref = ray.put(ctx)
     run = ctx_ref.hex()  # unique to this run: a reused Ray worker never keeps an old Worker
@@ -144,9 +153,12 @@ def _results(ray: Any, ctx: RunContext, shards: Iterable[list[SourceTask]]) -> I
                 if following is not None:
                     in_flight.append(task.remote(run, ctx_ref, following))
     finally:
+        # A private cluster is shut down with its tasks (see `run`): cancelling them first
+        # is what a joined cluster needs, and Ray 2.60's core can abort the driver when a
+        # force-cancelled task's reply arrives ("Check failed ... submissible_tasks_").
         # A killed task (a retried shard, or one cancelled here) can leave a temporary file;
         # once no task runs any more, none is someone's write in progress.
-        if _cancel(ray, in_flight):
+        if not own_cluster and _cancel(ray, in_flight):
             remove_temp_files(ctx.out)
 
 
