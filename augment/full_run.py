@@ -29,7 +29,7 @@ from augment.layout import (
     STATE_DIR,
 )
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
-from augment.recipe.annotated import check_annotated_recipe
+from augment.recipe.annotated import check_recipe_for_task
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.preprocess import check_output_size
 from augment.recipe.source import RecipeFile
@@ -409,10 +409,9 @@ def _write_outputs(
 def check_recipe_fits(recipe: Recipe, dataset: Dataset) -> None:
     """Policies name known classes; nothing makes unlabeled objects (recipe/annotated.py)."""
     recipe.check_classes(dataset.classes)
+    check_recipe_for_task(recipe, dataset.task)
     if dataset.task == "classification":  # class folders: only classification outputs
         check_class_folders(dataset.classes)
-    else:
-        check_annotated_recipe(recipe)
 
 
 def build_header(
