@@ -44,7 +44,7 @@ from augment.recipe.mixing import (
     mosaic_weights,
     soft_label,
 )
-from augment.stages.balance import balanced_variants
+from augment.stages.balance import plan_balance
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 # Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
@@ -186,7 +186,7 @@ class Plan:
         *,
         mix: Sequence[MixSpec] = (),
         mix_size: tuple[int, int] | None = None,
-        balance: bool = False,
+        balance: bool | str = False,
     ) -> None:
         self._fingerprints = fingerprints
         self._seed = seed
@@ -198,7 +198,7 @@ class Plan:
         for original in accepted:
             if split_of[original.path] == "train":
                 train.setdefault(original.label, []).append(original)
-        per_original = balanced_variants(train, variants_per_class, seed) if balance else {}
+        per_original, self.balanced_objects = plan_balance(train, variants_per_class, seed, balance)
         self._partners = PartnerPool([o for members in train.values() for o in members], mix)
         self._sources: list[tuple[Original, str, Sequence[int]]] = []
         for original in accepted:
