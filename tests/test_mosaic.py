@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from augment.commands.audit import audit_output
+from augment.commands.preview import PreviewOptions, preview
 from augment.model import ExpandOptions
 from augment.run import expand
 from tests.helpers import (
@@ -24,6 +25,9 @@ from tests.helpers import (
     file_tree,
     manifest_by_path,
     scenes,
+    write_coco,
+    write_masks,
+    write_voc,
     write_yolo,
 )
 
@@ -135,6 +139,40 @@ def test_mosaic_workers_1_and_2_make_the_same_bytes_and_a_rerun_writes_nothing(
     options = ExpandOptions(times=3, recipe=str(recipe), workers=2)
     assert expand(src, tmp_path / "out2", options).written == 0
     assert every_file(tmp_path / "out2") == before
+
+
+@pytest.mark.parametrize("which", ["coco", "voc", "masks"])
+def test_mosaic_outputs_of_every_format_pass_the_audit(
+    tmp_path: Path, recipe: Path, which: str
+) -> None:
+    """COCO outlines, VOC XML and masks (placed nearest-neighbour, objects recomputed) come
+    through a mosaic: the audit's lineage, integrity and annotation checks find nothing."""
+    writer = {"coco": write_coco, "voc": write_voc, "masks": write_masks}[which]
+    src = writer(tmp_path / "src", scenes(10))
+    options = ExpandOptions(times=2, recipe=str(recipe), val=0, test=0, workers=1)
+    expand(src, tmp_path / "out", options)
+    records = manifest_by_path(tmp_path / "out").values()
+    assert sum(_is_mosaic(r) for r in records) == 10
+    checks = {"lineage", "integrity", "annotations"}
+    assert not [f for f in audit_output(tmp_path / "out").findings if f.check in checks]
+    if which == "masks":  # the placed mask lies under its colour's pixels (ids 1, 2, 3)
+        for record in (r for r in records if _is_mosaic(r)):
+            pixels = np.asarray(Image.open(tmp_path / "out" / record["path"]).convert("RGB"))
+            mask = np.asarray(Image.open(tmp_path / "out" / record["annotation"]["file"]))
+            for class_id, colour in enumerate(OBJECT_COLOURS.values(), start=1):
+                found = _colour(pixels, colour)
+                # Halved by area (the image) and nearest-neighbour (the mask): edges may differ.
+                assert (mask[found] == class_id).mean() >= 0.9 if found.any() else True
+
+
+def test_preview_shows_mosaics_with_their_boxes(tmp_path: Path, recipe: Path) -> None:
+    src = write_yolo(tmp_path / "src", scenes(10))
+    sheet = preview(src, PreviewOptions(recipe=str(recipe), rows=2, variants=2, cell=128))
+    pixels = np.asarray(sheet.image.convert("RGB"))
+    for row in sheet.rows:
+        for cell in row[1:]:  # every variant is a mosaic: four tiles, so a box in most
+            x0, y0, x1, y1 = cell.box
+            assert pixels[y0:y1, x0:x1].std() > 0
 
 
 def test_mosaic_is_refused_for_a_classification_set(tmp_path: Path, recipe: Path) -> None:
