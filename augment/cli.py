@@ -146,9 +146,13 @@ Examples:
 )
 @click.option(
     "--balance",
-    is_flag=True,
+    type=click.Choice(["classes", "instances"]),
+    is_flag=False,
+    flag_value="classes",
+    default=None,
     help="Give smaller classes more variants so every class ends train with the same count "
-    "(the largest class's N x originals).",
+    "(the largest class's N x originals); `--balance instances` (annotated sets): variants "
+    "per original so per-class object counts approach equal (docs/annotations.md).",
 )
 @click.option(
     "--max-pixels",
@@ -194,7 +198,7 @@ def expand_cmd(
     shard_size: int,
     output_format: str,
     quality: int,
-    balance: bool,
+    balance: str | None,
     max_pixels: int,
     strict: bool,
     force: bool,
@@ -222,7 +226,7 @@ def expand_cmd(
         workers=workers,
         output_format=output_format,
         quality=quality,
-        balance=balance,
+        balance="instances" if balance == "instances" else balance is not None,
         max_pixels=max_pixels,
         force=force,
         near_duplicates=near_duplicates,

@@ -21,15 +21,9 @@ from augment.defaults import default_workers
 from augment.errors import DatasetError, OutputError
 from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
-from augment.layout import (
-    CLASSES_NAME,
-    HEADER_NAME,
-    MANIFEST_NAME,
-    METADATA_NAME,
-    STATE_DIR,
-)
+from augment.layout import CLASSES_NAME, HEADER_NAME, MANIFEST_NAME, METADATA_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
-from augment.recipe.annotated import check_annotated_recipe
+from augment.recipe.annotated import check_recipe_for_task
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.preprocess import check_output_size
 from augment.recipe.source import RecipeFile
@@ -84,6 +78,7 @@ class RunSetup:
     foreign: bool  # OUT holds files augment did not write (--force)
     recipe_file: RecipeFile  # as read once for this run
     dropped: dict[str, int] = field(default_factory=dict)  # objects a transform dropped
+    balanced_objects: dict[str, dict[str, int]] = field(default_factory=dict)  # the plan's
 
 
 @dataclass
@@ -190,6 +185,7 @@ def run(
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
     plan = _plan(dataset, holdout, loaded, options)
+    setup.balanced_objects = plan.balanced_objects
     _prepare_output(setup, plan)
     # This run's records by path (the reused ones now, the others as shards finish), and
     # the last run's that are not reused.
@@ -227,6 +223,7 @@ def run(
     summary.sources_read = state.sources.reads
     summary.outputs_rehashed = reuse.rehashed
     summary.dropped_objects = dict(sorted(setup.dropped.items()))
+    summary.balanced_objects = setup.balanced_objects
     check_train_made(summary, options)
     summary.warnings = warnings
     return summary
@@ -396,6 +393,8 @@ def _write_outputs(
     if not classification:
         lines = (row.line for _, row in rows)
         setup.dropped, header["annotations"] = write_annotations(out, dataset, lines)
+    if setup.balanced_objects:  # --balance instances: objects per class, as planned
+        header["balance"] = {"objects": setup.balanced_objects}
     write_header(out, header)
     # Both walk the rows (in path order, from disk past the budget): the digests go into the
     # state, so they are taken first.
@@ -409,10 +408,9 @@ def _write_outputs(
 def check_recipe_fits(recipe: Recipe, dataset: Dataset) -> None:
     """Policies name known classes; nothing makes unlabeled objects (recipe/annotated.py)."""
     recipe.check_classes(dataset.classes)
+    check_recipe_for_task(recipe, dataset.task)
     if dataset.task == "classification":  # class folders: only classification outputs
         check_class_folders(dataset.classes)
-    else:
-        check_annotated_recipe(recipe)
 
 
 def build_header(

@@ -155,7 +155,9 @@ class ExpandOptions:
     output_format: str = "same"
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
-    balance: bool = False  # minority classes get more variants: every class ends train equal
+    # Minority classes get more variants: every class ends train equal ("instances": their
+    # objects do, for annotated sets; stages/balance.py).
+    balance: bool | str = False
     # Use a non-empty OUT that is not an augment output. Files already there are never
     # deleted or overwritten: the run stops first if one has a name augment would write.
     force: bool = False
@@ -214,6 +216,7 @@ class ExpandSummary:
     seconds: float = 0.0
     train_originals: dict[str, int] = field(default_factory=dict)  # class -> train originals
     balanced: bool = False
+    balanced_objects: dict[str, dict[str, int]] = field(default_factory=dict)  # --balance instances
     # What a rerun cost, to measure that a no-op rerun is cheap (see README, "Reruns"):
     sources_read: int = 0  # sources read and hashed (the others: unchanged stamp, not read)
     outputs_rehashed: int = 0  # existing outputs read to verify them (stamp had changed)

@@ -195,6 +195,7 @@ def _unchanged_run(
     summary = summarize(out, options, grouped, grouping, holdout, counts, rejected)
     summary.reused = summary.total
     summary.fast_path = True
+    summary.balanced_objects = header.get("balance", {}).get("objects", {})  # as planned
     return summary
 
 

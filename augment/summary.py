@@ -45,7 +45,7 @@ def summarize(
         large_groups=holdout.large_groups,
         quota_shifts=holdout.quota_shifts,
         train_originals=dict(sorted(train_originals.items())),
-        balanced=options.balance,
+        balanced=bool(options.balance),
         source_split=uses_source_split(dataset, options),
         # Annotated outputs have no class folders (audit's balance counts their objects).
         missing_classes=(

@@ -15,7 +15,9 @@ size (pipelines/detection.yaml: 320x240, constant pad) and writes them to disk:
   project's FastGaussianNoise) under `BboxParams(format="pascal_voc", min_visibility=0.25,
   min_area=4, clip=True)`, cv2 encode, a YOLO label file per output;
 - augment expand, classification (class folders; no boxes), 1 worker;
-- augment expand, detection (YOLO set; boxes moved, label files and data.yaml), 1 worker.
+- augment expand, detection (YOLO set; boxes moved, label files and data.yaml), 1 worker;
+- the same with `mix: [Mosaic: {p: 1.0}]`: every variant a mosaic of four sources, each
+  augmented on its own (so about four augmentations per variant output).
 
 Measurements are interleaved over `--repeats` rounds and the medians reported, OpenCV on
 one thread, near-duplicate grouping on (as a user runs it).
@@ -24,6 +26,7 @@ one thread, near-duplicate grouping on (as a user runs it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import shutil
@@ -126,10 +129,16 @@ def main() -> None:
         classes = make_corpus(root / "classes", args.sources, (500, 375), 90)
         made = make_yolo(classes, root / "yolo")
         options = ExpandOptions(times=args.times, recipe=str(RECIPE), workers=1, val=0, test=0)
+        mosaic_recipe = root / "mosaic.yaml"
+        mosaic_recipe.write_text(RECIPE.read_text() + "mix:\n  - Mosaic: {p: 1.0}\n")
+        mosaic = dataclasses.replace(options, recipe=str(mosaic_recipe))
         contenders: dict[str, Callable[[Path], object]] = {
             "bare albumentations BboxParams loop": lambda o: bbox_loop(recipe, made, args.times, o),
             "augment expand, classification (1 worker)": lambda o: expand(classes, o, options),
             "augment expand, detection (1 worker)": lambda o: expand(root / "yolo", o, options),
+            "augment expand, detection, every variant a Mosaic (1 worker)": lambda o: expand(
+                root / "yolo", o, mosaic
+            ),
         }
         seconds: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.repeats):

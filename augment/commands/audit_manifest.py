@@ -209,7 +209,9 @@ def integrity_findings(
     findings += _holdout_agrees(records, header)
     # Only a mixing run writes metadata.csv (its soft labels); any other leaves the labels
     # to the class folders, which Hugging Face reads only when no metadata file is there.
-    if (header.get("recipe") or {}).get("spec", {}).get("mix"):
+    # An annotated set (a mosaic mixes) has its labels in its annotation files instead.
+    mixing = (header.get("recipe") or {}).get("spec", {}).get("mix")
+    if mixing and not header.get("annotations"):
         for split in sorted({r["split"] for r in records}):
             findings += _metadata_agrees(out, split, records)
     return findings

@@ -23,7 +23,7 @@ from augment.commands.preview_boxes import draw_objects, overlay_mask
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS
 from augment.errors import DatasetError, OutputError
 from augment.files import source_folder_of, source_folders, write_atomic
-from augment.recipe.annotated import check_annotated_recipe
+from augment.recipe.annotated import check_recipe_for_task
 from augment.recipe.build import Recipe, load_recipe
 from augment.stages.duplicates import group_duplicates
 from augment.stages.holdout import SPLITS, Holdout, assign_splits
@@ -90,8 +90,7 @@ def preview(src: Path, options: PreviewOptions) -> PreviewSheet:
     recipe = load_recipe(options.recipe)
     dataset = ingest(src, options.group_by, options.max_pixels)
     recipe.check_classes(dataset.classes)
-    if dataset.task != "classification":
-        check_annotated_recipe(recipe)
+    check_recipe_for_task(recipe, dataset.task)
     # As expand holds out a fresh output: duplicate originals grouped, then split.
     originals = group_duplicates(dataset.root, dataset.originals, options.near_duplicates).originals
     if dataset.task == "classification":

@@ -36,11 +36,23 @@ def _dropped_note(summary: ExpandSummary) -> list[str]:
     return [f"note: objects dropped by the transforms (too little left): {per_class}"]
 
 
+def _balanced_objects(report: dict[str, dict[str, int]]) -> list[str]:
+    width = class_width(list(report))
+    lines = ["balanced train objects (planned, before objects the transforms drop):"]
+    lines.append(f"  {'class':<{width}}  {'originals':>9}  {'--times N':>9}  {'balanced':>8}")
+    for c, n in report.items():
+        row = f"{n['originals']:>9}  {n['times']:>9}  {n['planned']:>8}"
+        lines.append(f"  {c:<{width}}  {row}")
+    return lines
+
+
 def format_summary(summary: ExpandSummary) -> str:
     """What `augment expand` prints when it is done."""
     lines = [f"wrote {summary.out}"]
     lines.extend(class_count_table(summary.counts))
-    if summary.balanced:
+    if summary.balanced_objects:
+        lines.extend(_balanced_objects(summary.balanced_objects))
+    elif summary.balanced:
         classes = sorted({c for counts in summary.counts.values() for c in counts})
         width = class_width(classes)
         lines.append("balanced train: originals -> images per class")

@@ -10,7 +10,8 @@
 - Padding must not create unlabeled objects: a `reflect`/`wrap`/`blur` pad, or a transform
   whose `border_mode` reflects or wraps, would show mirrored copies of objects without boxes.
   Such a recipe is refused for an annotated dataset (RecipeError); use `constant` or `edge`.
-- MixUp/CutMix are refused for annotated datasets: carrying boxes through a mix is not built.
+- MixUp/CutMix are refused for annotated datasets: carrying boxes through a blend is not
+  built. Mosaic (recipe/mosaic.py) is allowed.
 - A per-class policy works on the classes an image contains: a transform is used on an image
   only if its policy allows every class on it.
 """
@@ -38,6 +39,18 @@ _BORDER_NAMES = {cv2.BORDER_REFLECT: "reflect", cv2.BORDER_REFLECT_101: "reflect
                  cv2.BORDER_WRAP: "wrap"}  # fmt: skip
 
 
+def check_recipe_for_task(recipe: Recipe, task: str) -> None:
+    """An annotated set's recipe makes no unlabeled objects; a classification set's has no
+    Mosaic (four classes have no one folder)."""
+    if task != "classification":
+        check_annotated_recipe(recipe)
+    elif any(spec.kind == "mosaic" for spec in recipe.mix):
+        raise RecipeError(
+            f"recipe {recipe.name}: Mosaic is for annotated datasets (boxes, outlines, masks); "
+            "for a classification set use CutMix or MixUp"
+        )
+
+
 def check_annotated_recipe(recipe: Recipe) -> None:
     """Refuse what would create unlabeled objects or lose boxes (see the module's doc)."""
     advice = "annotated datasets need a pad that shows no image content"
@@ -55,10 +68,10 @@ def check_annotated_recipe(recipe: Recipe) -> None:
                 f"{_BORDER_NAMES[border]!r} mirrors objects into the border, where they have "
                 f"no box; {advice} (border_mode: constant)"
             )
-    if recipe.mix:
+    if any(spec.kind != "mosaic" for spec in recipe.mix):
         raise RecipeError(
-            f"recipe {recipe.name}: mix (MixUp/CutMix) is not supported for annotated "
-            "datasets yet (their boxes are not carried through a mix); remove the mix entries"
+            f"recipe {recipe.name}: MixUp and CutMix are not supported for annotated "
+            "datasets yet (their boxes are not carried through a blend); Mosaic is"
         )
 
 

@@ -11,6 +11,7 @@ augment:               # train only; albumentations 2.0.x transforms or the proj
   - HorizontalFlip: {p: 0.5, except_classes: ["6", "9"]}   # per-class policy
   - Affine: {rotate: [-10, 10], border_mode: reflect, p: 0.7}
 mix:                   # train only; MixUp / CutMix with a second train original
+                       # (Mosaic: four, annotated sets only, recipe/mosaic.py)
   - MixUp: {p: 0.2, alpha: 0.4}
   - CutMix: {p: 0.2, alpha: 1.0, other_class: true}
 ```
@@ -326,6 +327,8 @@ def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     + f"; valid arguments: {', '.join(_MIX_ARGS)}"
                 )
+        if name == "Mosaic" and {"alpha", "other_class"} & set(args):
+            raise RecipeError(f"{at}: Mosaic takes p and a class policy only")
         policy = pop_policy(args, at)
         p = number(args.get("p", 0.5), f"{at}: p")
         alpha = number(args.get("alpha", 1.0), f"{at}: alpha")

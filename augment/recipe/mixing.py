@@ -26,8 +26,9 @@ from typing import Literal
 
 import numpy as np
 
-MixKind = Literal["mixup", "cutmix"]
-MIX_KINDS: dict[str, MixKind] = {"MixUp": "mixup", "CutMix": "cutmix"}
+MixKind = Literal["mixup", "cutmix", "mosaic"]
+# Mosaic (four images, annotated sets only) is recipe/mosaic.py.
+MIX_KINDS: dict[str, MixKind] = {"MixUp": "mixup", "CutMix": "cutmix", "Mosaic": "mosaic"}
 MIX_NAMES: dict[MixKind, str] = {v: k for k, v in MIX_KINDS.items()}
 
 # MixUp weights are rounded to this many decimals before they are used, so the manifest's
@@ -102,6 +103,43 @@ def cutmix_weight(box: Box, width: int, height: int) -> float:
     """The image's own weight: the fraction of its area the box leaves in place."""
     x0, y0, x1, y1 = box
     return 1.0 - ((x1 - x0) * (y1 - y0)) / (width * height)
+
+
+# Mosaic's draws and areas live here, with no image library, for the plan; the pixels and
+# objects are recipe/mosaic.py, which documents the geometry.
+
+
+def mosaic_centre(rng: np.random.Generator, width: int, height: int) -> tuple[int, int]:
+    cx = int(rng.integers(width // 4, 3 * width // 4 + 1))
+    cy = int(rng.integers(height // 4, 3 * height // 4 + 1))
+    return cx, cy
+
+
+def tile_boxes(centre: tuple[int, int], size: tuple[int, int]) -> list[Box]:
+    """Where each of the four half-size images goes (before the output's edge cuts it)."""
+    (cx, cy), (width, height) = centre, size
+    tw, th = width // 2, height // 2
+    return [
+        (cx - tw, cy - th, cx, cy),
+        (cx, cy - th, cx + tw, cy),
+        (cx - tw, cy, cx, cy + th),
+        (cx, cy, cx + tw, cy + th),
+    ]
+
+
+def visible_part(box: Box, size: tuple[int, int]) -> Box:
+    x0, y0, x1, y1 = box
+    return max(x0, 0), max(y0, 0), min(x1, size[0]), min(y1, size[1])
+
+
+def mosaic_weights(centre: tuple[int, int], size: tuple[int, int]) -> list[float]:
+    """Each image's share of the output's pixels."""
+    total = size[0] * size[1]
+    weights = []
+    for box in tile_boxes(centre, size):
+        x0, y0, x1, y1 = visible_part(box, size)
+        weights.append(round(max(x1 - x0, 0) * max(y1 - y0, 0) / total, WEIGHT_DECIMALS))
+    return weights
 
 
 def mixup(image: np.ndarray, partner: np.ndarray, weight: float) -> np.ndarray:

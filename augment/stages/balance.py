@@ -5,14 +5,28 @@ per original. Every other class gets the same total, T = N x (largest class's or
 spread over its originals as evenly as possible: each gets T // n images and the first
 T % n of them, in an order that follows a hash of (seed, original's sha256), get one more.
 Each original's images are its preprocessed original (unless --no-originals) and variants.
+
+`--balance instances` (annotated sets) balances objects, not images. The target T is the
+object count of the most common class under plain `--times N` (N x its objects in the train
+originals). Every original with objects starts at one image, every negative (no objects) at
+N, as plain. Then, one image at a time, the original whose objects are most wanted gets one
+more: each object of class c scores (T - total_c) / T, positive while c is short of T and
+negative once it is past it, so an image whose rare object sits beside common ones scores
+less, and not at all once the common ones outweigh it (co-occurring common classes are not
+inflated). It stops when no original scores above 0; no original gets more than
+MAX_REPEAT x N images. Ties go to the hash order of (seed, sha256, path).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from augment.errors import DatasetError
 from augment.model import Original
+
+MAX_REPEAT = 3  # --balance instances: at most this many times N images per original
 
 
 def balanced_variants(
@@ -49,3 +63,65 @@ def _order(members: Sequence[Original], seed: int) -> list[Original]:
         return hashlib.sha256(f"balance\x00{seed}\x00{o.sha256}\x00{o.path}".encode()).hexdigest()
 
     return sorted(members, key=rank)
+
+
+def plan_balance(
+    train: Mapping[str, Sequence[Original]],
+    variants_per_class: Mapping[str, Sequence[int]],
+    seed: int,
+    mode: bool | str,
+) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, int]]]:
+    """The variants `--balance` (True) or `--balance instances` gives each train original,
+    and, for instances, the objects per class: in the originals, under plain --times N, and
+    as planned."""
+    if mode == "instances":
+        return instance_variants(train, variants_per_class, seed)
+    return (balanced_variants(train, variants_per_class, seed) if mode else {}), {}
+
+
+def instance_variants(
+    train: Mapping[str, Sequence[Original]],
+    variants_per_class: Mapping[str, Sequence[int]],
+    seed: int,
+) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, int]]]:
+    """`--balance instances` (the rule in the module's doc)."""
+    members = _order([o for group in train.values() for o in group], seed)
+    if any(o.annotation is None for o in members):
+        raise DatasetError(
+            "--balance instances balances objects, which only an annotated set (YOLO, COCO, "
+            "VOC, masks) has; for class folders use --balance"
+        )
+    plain = [variants_per_class[o.label] for o in members]
+    objects = [Counter(obj.label for obj in o.annotation.objects) if o.annotation else Counter()
+               for o in members]  # fmt: skip
+    times: Counter[str] = Counter()
+    for counts, variants in zip(objects, plain, strict=True):
+        times.update({c: n * len(variants) for c, n in counts.items()})
+    target = max(times.values(), default=0)
+    images = [
+        1 if counts else len(variants) for counts, variants in zip(objects, plain, strict=True)
+    ]
+    totals: Counter[str] = Counter()
+    for counts, k in zip(objects, images, strict=True):
+        totals.update({c: n * k for c, n in counts.items()})
+    while target:
+        best, best_score = -1, 0.0
+        for i, counts in enumerate(objects):
+            if counts and images[i] < MAX_REPEAT * len(plain[i]):
+                score = sum(n * (target - totals[c]) / target for c, n in counts.items())
+                if score > best_score:
+                    best, best_score = i, score
+        if best < 0:
+            break
+        images[best] += 1
+        totals.update(objects[best])
+    out = {
+        o.path: tuple(range(min(v, default=0), min(v, default=0) + k))
+        for o, v, k in zip(members, plain, images, strict=True)
+    }
+    originals = sum(objects, Counter())
+    report = {
+        c: {"originals": originals[c], "times": times[c], "planned": totals[c]}
+        for c in sorted(times)
+    }
+    return out, report

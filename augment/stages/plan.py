@@ -13,7 +13,8 @@ machine, so any worker count produces the same bytes under the same names:
 - a mixed variant (the recipe's `mix:`) also names its partner: a train original drawn from
   the job's seed, with the partner's sha256 in the key, so a different partner (the train
   split grew) always gives a new name. Whether it mixes, the weight and the CutMix box are
-  drawn here too, because the dominant class decides the output's folder.
+  drawn here too, because the dominant class decides the output's folder. A mosaic (annotated
+  sets) names its three partners, drawn alike, and its centre.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from augment.recipe.mixing import (
     cutmix_weight,
     dominant_label,
     mixup_weight,
+    mosaic_centre,
+    mosaic_weights,
     soft_label,
 )
-from augment.stages.balance import balanced_variants
+from augment.stages.balance import plan_balance
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 # Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
@@ -54,6 +57,7 @@ _MAX_STEM_BYTES = 120
 
 # Mixing draws come from their own stream of the job's seed, apart from the transforms'.
 _MIX_STREAM = 0x6D6978
+MOSAIC_TILES = 4
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,19 @@ class PlannedMix:
     box: Box | None  # CutMix: where the partner's pixels go
     label: str  # the dominant class: the output's folder and hard label
     own_label: str  # the class of the image itself
+    # Mosaic: the three other train originals (top right, bottom left, bottom right; the
+    # first is also `partner`), the seeds of their augmentations, the centre, all weights.
+    tiles: tuple[Original, ...] = ()
+    tile_seeds: tuple[int, ...] = ()
+    centre: tuple[int, int] | None = None
+    weights: tuple[float, ...] = ()
+
+    @property
+    def partner_key(self) -> str:
+        """What a mixed variant's name holds of its partners: a new one is a new name."""
+        if not self.tiles:
+            return self.partner.sha256
+        return _hash("mosaic", *(o.sha256 for o in self.tiles))
 
     @property
     def soft_label(self) -> dict[str, float]:
@@ -169,7 +186,7 @@ class Plan:
         *,
         mix: Sequence[MixSpec] = (),
         mix_size: tuple[int, int] | None = None,
-        balance: bool = False,
+        balance: bool | str = False,
     ) -> None:
         self._fingerprints = fingerprints
         self._seed = seed
@@ -181,7 +198,7 @@ class Plan:
         for original in accepted:
             if split_of[original.path] == "train":
                 train.setdefault(original.label, []).append(original)
-        per_original = balanced_variants(train, variants_per_class, seed) if balance else {}
+        per_original, self.balanced_objects = plan_balance(train, variants_per_class, seed, balance)
         self._partners = PartnerPool([o for members in train.values() for o in members], mix)
         self._sources: list[tuple[Original, str, Sequence[int]]] = []
         for original in accepted:
@@ -246,7 +263,7 @@ class Plan:
                 else None
             )
             label = planned_mix.label if planned_mix else original.label
-            partner_sha = planned_mix.partner.sha256 if planned_mix else None
+            partner_sha = planned_mix.partner_key if planned_mix else None
             key = output_key(content_id(original), self._fingerprints, self._seed, v, partner_sha)
             folder = (
                 f"{split}/{safe_name(label)}"
@@ -328,6 +345,18 @@ class PartnerPool:
             chosen += 1  # skip the image itself
         return members[chosen]
 
+    def pick_several(
+        self, index: int, original: Original, rng: np.random.Generator, count: int
+    ) -> list[Original] | None:
+        """`count` different candidates other than the image itself, or None if too few."""
+        members, position = self.candidates(index, original.label)
+        own = position.get(original.sha256)
+        available = len(members) - (own is not None)
+        if available < count:
+            return None
+        chosen = rng.choice(available, size=count, replace=False).tolist()
+        return [members[c + (own is not None and c >= own)] for c in chosen]
+
 
 def plan_mix(
     original: Original,
@@ -344,6 +373,9 @@ def plan_mix(
     spec = specs[index]
     if not spec.allows(original.label):
         return None
+    if spec.kind == "mosaic":
+        assert size is not None, "a recipe with mix has a preprocess size"
+        return _plan_mosaic(original, index, partners, rng, size)
     partner = partners.pick(index, original, rng)
     if partner is None:
         return None  # e.g. other_class with one class in train: the variant is not mixed
@@ -367,6 +399,35 @@ def plan_mix(
         box=box,
         label=dominant_label(probs, original.label),
         own_label=original.label,
+    )
+
+
+def _plan_mosaic(
+    original: Original,
+    index: int,
+    partners: PartnerPool,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+) -> PlannedMix | None:
+    """Three other train originals, a centre and the area weights (recipe/mosaic.py)."""
+    tiles = partners.pick_several(index, original, rng, MOSAIC_TILES - 1)
+    if tiles is None:
+        return None  # fewer than four train originals: the variant is not a mosaic
+    seeds = tuple(int(rng.integers(2**63)) for _ in tiles)
+    centre = mosaic_centre(rng, *size)
+    weights = tuple(mosaic_weights(centre, size))
+    return PlannedMix(
+        kind="mosaic",
+        partner=tiles[0],
+        partner_seed=seeds[0],
+        weight=weights[0],
+        box=None,
+        label=original.label,
+        own_label=original.label,
+        tiles=tuple(tiles),
+        tile_seeds=seeds,
+        centre=centre,
+        weights=weights,
     )
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
-import cv2
 import numpy as np
 
 from augment.annotations.masks import decode_mask, encode_mask, objects_of
@@ -37,16 +36,13 @@ from augment.recipe.annotated import (
     preprocess_objects,
     removed_for_classes,
 )
+from augment.recipe.applied import applied_params
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
+from augment.recipe.mosaic import assemble, fit_size, mosaic_lineage
 from augment.recipe.preprocess import apply_preprocess, size_problem
 from augment.stages.manifest import Record, write_journal
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
-
-# Applied parameters bigger than this (noise maps, masks) are left out of the manifest:
-# the seed reproduces them, and they would make the manifest larger than the images.
-_MAX_PARAM_ELEMENTS = 16
-_DROPPED_PARAMS = frozenset({"shape"})
 
 
 @dataclass(frozen=True)
@@ -116,12 +112,17 @@ class PartnerProblem(_Unusable):
     """A mixing partner cannot be used: only the mixed output that needed it is left out."""
 
 
+# An annotated source preprocessed: pixels, objects, objects dropped per class, mask.
+_Prepared = tuple[np.ndarray, list[LabeledObject], Counter[str], np.ndarray | None]
+
+
 class Worker:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         # One pipeline per class, with the transforms its policy forbids taken out.
         self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
+        self._tiles: dict[str, _Prepared | SourceProblem] = {}  # mosaic partners, alike
         # Annotated sets: a pipeline per set of classes an image holds (see recipe/annotated).
         self._annotated: dict[str, A.Compose] = {}
 
@@ -131,6 +132,7 @@ class Worker:
         for task in shard:
             self._run_task(task, result)
         self._partners.clear()
+        self._tiles.clear()
         write_journal(self.ctx.out, shard_id(shard), result.records)
         return result
 
@@ -201,21 +203,12 @@ class Worker:
         ctx, original = self.ctx, task.original
         assert original.annotation is not None and ctx.annotations is not None
         try:
-            prepared, decoded_size = self.prepare_sized(original)
-            mask = self._source_mask(original.annotation.mask, decoded_size)
-            objects, dropped = preprocess_objects(
-                original.annotation.objects,
-                (original.width, original.height),
-                decoded_size,
-                ctx.recipe.preprocess,
-            )
-            if mask is not None:  # a mask's objects are its classes' extents on it
-                objects = objects_of(mask, ctx.names or None)
-                dropped = Counter(o.label for o in original.annotation.objects) - Counter(
-                    o.label for o in objects
-                )
+            prepared, objects, dropped, mask = self._prepare_annotated(original)
             own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
             for job in task.outputs:
+                if job.mix is not None:  # a mosaic (recipe/mosaic.py)
+                    yield self._mosaic(job, job.mix, original, (prepared, objects, dropped, mask))
+                    continue
                 pixels, kept, lost, warped = prepared, objects, dropped, mask
                 params: list[dict[str, Any]] = []
                 if job.variant:
@@ -231,6 +224,68 @@ class Worker:
                 yield Rendered(job, original.label, pixels, params, [own], None, record, encoded)
         except SourceProblem as exc:
             yield Rejected(original.path, str(exc), exc.retry)
+
+    def _prepare_annotated(self, original: Original) -> _Prepared:
+        """An annotated source read, preprocessed, its objects (and mask) moved alike."""
+        assert original.annotation is not None
+        prepared, decoded_size = self.prepare_sized(original)
+        mask = self._source_mask(original.annotation.mask, decoded_size)
+        objects, dropped = preprocess_objects(
+            original.annotation.objects,
+            (original.width, original.height),
+            decoded_size,
+            self.ctx.recipe.preprocess,
+        )
+        if mask is not None:  # a mask's objects are its classes' extents on it
+            objects = objects_of(mask, self.ctx.names or None)
+            dropped = Counter(o.label for o in original.annotation.objects) - Counter(
+                o.label for o in objects
+            )
+        return prepared, objects, dropped, mask
+
+    def _mosaic(
+        self, job: OutputJob, mix: PlannedMix, original: Original, prepared: _Prepared
+    ) -> Rendered | Rejected:
+        """Four train images, each augmented on its own (with its classes' policy), in one."""
+        ctx, size = self.ctx, self.ctx.recipe.preprocess.size
+        assert mix.centre is not None and size is not None and ctx.annotations is not None
+        tiles, tile_params, lost = [], [], Counter[str]()
+        for source, seed in [(original, job.seed), *zip(mix.tiles, mix.tile_seeds, strict=True)]:
+            try:
+                tile = prepared if source is original else self._prepared_tile(source)
+                pixels, kept, params, more, mask = self.augment_annotated(
+                    tile[0], tile[1], seed, tile[3]
+                )
+            except _Unusable as exc:  # the image itself rejects its source; a partner, this one
+                return Rejected(source.path, str(exc), exc.retry)
+            tiles.append((pixels, kept, mask))
+            tile_params.append(params)
+            lost += tile[2] + more
+        pixels, kept, cut, mask = assemble(tiles, mix.centre, size, ctx.recipe.preprocess.pad_color)
+        lost += cut
+        if mask is not None:  # a mask's objects are its classes' extents, once placed
+            kept = objects_of(mask, ctx.names or None)
+            lost = Counter({label: 1 for label in lost if label not in {o.label for o in kept}})
+        sources, entry = mosaic_lineage(
+            (original, *mix.tiles), mix.weights, mix.centre, tile_params
+        )
+        encoded = None if mask is None else encode_mask(mask)
+        record = annotation_record(ctx.annotations, ctx.names, job.path, kept, size, lost, encoded)
+        params = [*tile_params[0], entry]
+        return Rendered(job, original.label, pixels, params, sources, None, record, encoded)
+
+    def _prepared_tile(self, original: Original) -> _Prepared:
+        """A mosaic partner, prepared once per shard; its problem is a PartnerProblem."""
+        cached = self._tiles.get(original.sha256)
+        if cached is None:
+            try:
+                cached = self._prepare_annotated(original)
+            except SourceProblem as exc:
+                cached = exc
+            self._tiles[original.sha256] = cached
+        if isinstance(cached, SourceProblem):
+            raise PartnerProblem(str(cached), cached.retry)
+        return cached
 
     def _source_mask(self, rel: str | None, decoded_size: tuple[int, int]) -> np.ndarray | None:
         """A segmentation source's class-id mask, preprocessed as its image was."""
@@ -375,7 +430,7 @@ class Worker:
             )
         except SourceProblem as exc:
             raise PartnerProblem(str(exc), exc.retry) from exc
-        pixels, partner_pixels = _fit(pixels, size), _fit(partner_pixels, size)
+        pixels, partner_pixels = fit_size(pixels, size), fit_size(partner_pixels, size)
         if mix.kind == "mixup":
             mixed = mixup(pixels, partner_pixels, mix.weight)
         else:
@@ -391,47 +446,3 @@ class Worker:
             {"path": mix.partner.path, "sha256": mix.partner.sha256, "weight": 1 - mix.weight},
         ]
         return Rendered(job, mix.label, mixed, [*params, entry], sources, mix.soft_label)
-
-
-def _fit(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Mixing works at the preprocess size; a transform that changed the size (a crop in
-    `augment`) is scaled back so the two images line up and the weights stay exact."""
-    width, height = size
-    if pixels.shape[:2] == (height, width):
-        return pixels
-    return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def applied_params(applied: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """albumentations' applied parameters, made small and JSON-friendly for the manifest."""
-    out: list[dict[str, Any]] = []
-    for name, params in applied:
-        entry: dict[str, Any] = {"transform": name}
-        for key, value in params.items():
-            if key in _DROPPED_PARAMS:
-                continue
-            clean = _jsonable(value)
-            if clean is not _TOO_BIG:
-                entry[key] = clean
-        out.append(entry)
-    return out
-
-
-_TOO_BIG = object()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= _MAX_PARAM_ELEMENTS else _TOO_BIG
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        items = {str(k): _jsonable(v) for k, v in value.items()}
-        return {k: v for k, v in items.items() if v is not _TOO_BIG}
-    if isinstance(value, (list, tuple)):
-        if len(value) > _MAX_PARAM_ELEMENTS:
-            return _TOO_BIG
-        return [v for v in (_jsonable(v) for v in value) if v is not _TOO_BIG]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

@@ -82,7 +82,12 @@ def test_a_policy_applies_to_every_class_on_the_image() -> None:
         ),
         (
             "preprocess: {size: [64, 64]}\naugment: []\nmix:\n  - MixUp: {p: 0.5}\n",
-            "mix (MixUp/CutMix) is not supported for annotated datasets",
+            "MixUp and CutMix are not supported for annotated datasets",
+        ),
+        (
+            "preprocess: {size: [64, 64]}\naugment: []\nmix:\n  - Mosaic: {p: 0.5}\n"
+            "  - CutMix: {p: 0.5}\n",
+            "MixUp and CutMix are not supported for annotated datasets",
         ),
     ],
 )
@@ -93,6 +98,12 @@ def test_what_would_make_unlabeled_objects_is_refused(
     path.write_text("description: t\n" + recipe)
     with pytest.raises(RecipeError, match=re.escape(message)):
         check_annotated_recipe(load_recipe(str(path)))
+
+
+def test_mosaic_is_accepted_for_an_annotated_set(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("preprocess: {size: [64, 64]}\naugment: []\nmix:\n  - Mosaic: {p: 0.5}\n")
+    check_annotated_recipe(load_recipe(str(path)))
 
 
 def test_the_bundled_detection_recipe_is_accepted() -> None:

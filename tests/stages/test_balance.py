@@ -8,12 +8,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from augment.cli import main
 from augment.commands.report import format_summary
-from augment.model import ExpandOptions, Original
+from augment.errors import DatasetError
+from augment.model import Annotation, ExpandOptions, LabeledObject, Original
 from augment.run import expand
-from augment.stages.balance import balanced_variants, spread
-from tests.helpers import TEXTURES
+from augment.stages.balance import balanced_variants, instance_variants, spread
+from tests.helpers import DETECTION, TEXTURES
 
 
 def originals(sizes: dict[str, int]) -> dict[str, list[Original]]:
@@ -104,3 +107,81 @@ def test_balance_holds_with_mixing(tmp_path: Path) -> None:
         assert len(list((out / "train" / label).iterdir())) == 20
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert sum("soft_label" in r for r in records) > 20
+
+
+# --- --balance instances (annotated sets): objects per class, not images -------------------
+
+
+def annotated(path: str, *labels: str) -> Original:
+    objects = tuple(LabeledObject(label, (0.0, 0.0, 4.0, 4.0)) for label in labels)
+    annotation = Annotation(f"{path}.txt", f"{path}-labels", objects)
+    label = labels[0] if labels else ""
+    return Original(path, label, path, f"{path:0>64}", "PNG", 8, 8, annotation)
+
+
+def test_a_rare_class_beside_a_common_one_does_not_inflate_the_common_one() -> None:
+    """One image holds the only `rare` object beside a `common` one; nine hold a `common`
+    alone. Copying the rare image until `rare` matches (what per-image balancing does)
+    would add 19 `common` objects; instances stops `common` at its --times N total."""
+    train = {"common": [annotated("rare+common", "common", "rare")]}
+    train["common"] += [annotated(f"c{i}", "common") for i in range(9)]
+    plain = {"common": (0, 1)}  # --times 2
+    variants, report = instance_variants(train, plain, seed=0)
+    assert report == {
+        "common": {"originals": 10, "times": 20, "planned": 20},
+        "rare": {"originals": 1, "times": 2, "planned": 3 * 2},  # capped at MAX_REPEAT x N
+    }
+    assert variants["rare+common"] == (0, 1, 2, 3, 4, 5)
+    assert sum(len(v) for v in variants.values()) == 20  # as many images as --times 2
+
+
+def test_instances_is_refused_for_class_folders() -> None:
+    with pytest.raises(DatasetError, match="only an annotated set"):
+        instance_variants(originals({"a": 2}), {"a": (0, 1)}, seed=0)
+
+
+def _objects_per_class(out: Path) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["split"] == "train":
+            counts.update(record["annotation"]["counts"])
+    return counts
+
+
+def test_instances_evens_objects_on_the_sample_set_where_times_n_does_not(
+    tmp_path: Path,
+) -> None:
+    """sample_data/detection_yolo, --times 3: the objects per class the outputs hold (after
+    the transforms' drops), plain against --balance instances."""
+    plain = ExpandOptions(times=3, recipe="detection", workers=1)
+    expand(DETECTION, tmp_path / "plain", plain)
+    balanced = ExpandOptions(times=3, recipe="detection", workers=1, balance="instances")
+    summary = expand(DETECTION, tmp_path / "balanced", balanced)
+    before, after = (
+        _objects_per_class(tmp_path / "plain"),
+        _objects_per_class(tmp_path / "balanced"),
+    )
+    assert max(before.values()) / min(before.values()) > 1.4
+    assert max(after.values()) / min(after.values()) < 1.2
+    assert sum(after.values()) <= 1.5 * sum(before.values())
+    header = json.loads((tmp_path / "balanced" / "augment.json").read_text())
+    assert header["options"]["balance"] == "instances"
+    assert header["balance"]["objects"] == summary.balanced_objects
+    planned = [n["planned"] for n in summary.balanced_objects.values()]
+    assert max(planned) - min(planned) <= 2
+    assert "balanced train objects" in format_summary(summary)
+
+
+def test_the_command_prints_the_object_counts_and_a_rerun_prints_them_again(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    command = ["expand", str(DETECTION), str(out), "-n", "2", "-r", "detection", "-j", "1"]
+    command += ["--balance", "instances"]
+    first = CliRunner().invoke(main, command)
+    assert first.exit_code == 0, first.output
+    table = first.output[first.output.index("balanced train objects") :].splitlines()[:5]
+    assert [line.split()[0] for line in table[2:]] == ["one", "seven", "zero"]
+    again = CliRunner().invoke(main, command)
+    assert "0 files written" in again.output and "\n".join(table) in again.output

@@ -1,0 +1,47 @@
+"""The parameters albumentations applied, made small and JSON-friendly for the manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Applied parameters bigger than this (noise maps, masks) are left out of the manifest:
+# the seed reproduces them, and they would make the manifest larger than the images.
+_MAX_PARAM_ELEMENTS = 16
+_DROPPED_PARAMS = frozenset({"shape"})
+
+
+def applied_params(applied: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """albumentations' applied parameters, made small and JSON-friendly for the manifest."""
+    out: list[dict[str, Any]] = []
+    for name, params in applied:
+        entry: dict[str, Any] = {"transform": name}
+        for key, value in params.items():
+            if key in _DROPPED_PARAMS:
+                continue
+            clean = _jsonable(value)
+            if clean is not _TOO_BIG:
+                entry[key] = clean
+        out.append(entry)
+    return out
+
+
+_TOO_BIG = object()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= _MAX_PARAM_ELEMENTS else _TOO_BIG
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        items = {str(k): _jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not _TOO_BIG}
+    if isinstance(value, (list, tuple)):
+        if len(value) > _MAX_PARAM_ELEMENTS:
+            return _TOO_BIG
+        return [v for v in (_jsonable(v) for v in value) if v is not _TOO_BIG]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
