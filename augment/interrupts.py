@@ -61,11 +61,29 @@ def _handled() -> None:
         ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
 
 
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt behind `exc`, if any. Python wraps an exception raised while a class is
+    made (`__set_name__`, as pydantic models are made when albumentations is imported) in a
+    RuntimeError: a Ctrl-C at that moment arrives as one."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def run(main: Callable[[], object]) -> None:
     """Run the command `main` (imported inside it, so its import is covered too)."""
     try:
         main()
-    except KeyboardInterrupt as exc:
+    except BaseException as raised:
+        # An exit already chosen (click's, the CLI's own after an interrupt) stays as it is.
+        exc = None if isinstance(raised, SystemExit) else interrupt_in(raised)
+        if exc is None:
+            raise
         code = say_interrupted(exc)
         # Nothing more may reach a terminal that is gone, not even at exit.
         with contextlib.suppress(OSError, ValueError):

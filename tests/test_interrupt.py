@@ -155,3 +155,29 @@ def test_ctrl_c_leaves_a_consistent_output_and_resumes(
     finish(out, recipes[0])
     assert file_tree(out) == clean_runs["a.yaml"]
     assert_clean(out)
+
+
+def test_an_interrupt_wrapped_while_a_class_is_made_is_an_interrupt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A Ctrl-C during `import albumentations` can arrive inside pydantic's __set_name__,
+    # which Python re-raises as a RuntimeError: it must still end as an interrupt (130),
+    # with the message, not a traceback.
+    from augment import interrupts
+
+    def starting() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'PydanticDescriptorProxy'") from exc
+
+    with pytest.raises(SystemExit) as exited:
+        interrupts.run(starting)
+    assert exited.value.code == 130
+    assert interrupts.MESSAGE in capsys.readouterr().err
+
+    def failing() -> None:
+        raise RuntimeError("a real error")
+
+    with pytest.raises(RuntimeError, match="a real error"):
+        interrupts.run(failing)
