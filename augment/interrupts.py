@@ -75,13 +75,26 @@ def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+def _finished() -> None:
+    """The command is done: a signal now, while the interpreter shuts down, would end the
+    process by that signal (-2) instead of with the exit code the command chose."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    _handled()
+
+
 def run(main: Callable[[], object]) -> None:
     """Run the command `main` (imported inside it, so its import is covered too)."""
     try:
         main()
+        _finished()
+    except SystemExit:
+        # An exit already chosen (click's, the CLI's own after an interrupt) stays as it is,
+        # even where a library caught a Ctrl-C inside an `exec` (see `_handled`).
+        _finished()
+        raise
     except BaseException as raised:
-        # An exit already chosen (click's, the CLI's own after an interrupt) stays as it is.
-        exc = None if isinstance(raised, SystemExit) else interrupt_in(raised)
+        exc = interrupt_in(raised)
         if exc is None:
             raise
         code = say_interrupted(exc)

@@ -12,6 +12,7 @@ import gc
 import itertools
 import multiprocessing
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -156,6 +157,22 @@ class _SharedShards:
             return next(self._it)
 
 
+@contextlib.contextmanager
+def _deaf_to_ctrl_c(forking: bool) -> Iterator[None]:
+    """While workers are forked, SIGINT is ignored here, so they are born ignoring it: a
+    Ctrl-C reaches the whole process group, and one landing in a worker before its
+    initializer ran would print a traceback on the user's terminal. Only the main thread
+    may change a handler; the fork itself takes milliseconds."""
+    if not forking or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _BackgroundPool:
     """A process pool that joins this process's work once its processes are up.
 
@@ -191,7 +208,8 @@ class _BackgroundPool:
             # preloading would only keep a second full copy of them in memory.
             context.set_forkserver_preload(["augment.stages.worker"] if processes > 1 else [])
         try:
-            with _shared_with_forked_workers(context.get_start_method() == "fork"):
+            forked = context.get_start_method() == "fork"
+            with _shared_with_forked_workers(forked), _deaf_to_ctrl_c(forked):
                 pool = context.Pool(processes, initializer=_init_worker, initargs=(ctx,))
             # Pool() returns before its processes have imported anything; a shard handed to
             # one now would wait there while this process could have done it. A worker

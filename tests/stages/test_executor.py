@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import gc
 import multiprocessing
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -104,3 +105,23 @@ def test_forked_workers_leave_the_objects_they_inherit_out_of_their_collections(
         pool.join()
     assert frozen_in_worker > 1000
     assert gc.get_freeze_count() == 0
+
+
+def _sigint_handler_name(_: int) -> str:
+    import signal
+
+    return repr(signal.getsignal(signal.SIGINT))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the start method that inherits")
+def test_forked_workers_are_born_ignoring_ctrl_c() -> None:
+    # A Ctrl-C reaches the whole process group: a worker that is forked with this process's
+    # handler and gets it before its initializer ran prints a traceback on the terminal.
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("fork")
+    with executor._deaf_to_ctrl_c(True), context.Pool(1) as pool:
+        born_with = pool.map(_sigint_handler_name, [0])[0]
+    assert born_with == repr(signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored here
