@@ -1,5 +1,10 @@
 """Domain errors. The library raises these; the CLI maps them to messages and exit codes."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class AugmentError(Exception):
     """Base class for every error a user can cause and fix."""
@@ -35,3 +40,9 @@ class UnreadableImage(Exception):
 class TooManyPixels(UnreadableImage):
     """A source's header declares more pixels than --max-pixels allows: unlike the other
     reasons, a verdict on the file and this run's option together."""
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)`, naming the closest of `choices`, or "" when none is close."""
+    hint = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""

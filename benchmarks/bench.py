@@ -71,13 +71,13 @@ from augment.defaults import default_workers
 from augment.files import write_atomic
 from augment.imaging.codec import decode, decode_with_pillow, encode
 from augment.imaging.digests import sha256_bytes
+from augment.imaging.threads import one_cv2_thread
 from augment.model import ExpandOptions
 from augment.recipe.build import Recipe, load_recipe, seed_pipeline
 from augment.recipe.preprocess import Preprocess, apply_preprocess
 from augment.recipe.transforms import FastGaussianNoise, SaltAndPepperNoise
 from augment.rerun.heap import reuse_image_buffers
 from augment.run import expand
-from augment.stages.executor import one_cv2_thread
 
 
 def _augmentor() -> tuple[Any, str]:

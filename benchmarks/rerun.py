@@ -21,9 +21,9 @@ from pathlib import Path
 
 from bench import SOURCE_QUALITY, SOURCE_SIZE, make_corpus  # benchmarks/, the script's folder
 
+from augment.imaging.threads import one_cv2_thread
 from augment.model import ExpandOptions
 from augment.run import expand
-from augment.stages.executor import one_cv2_thread
 
 
 def command(corpus: Path, out: Path, options: ExpandOptions) -> list[str]:

@@ -4,7 +4,6 @@ answered with a "did you mean" hint naming the entry."""
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import albumentations as A
 import cv2
 
-from augment.errors import RecipeError
+from augment.errors import RecipeError, did_you_mean
 from augment.recipe.transforms import OWN_TRANSFORMS
 
 BORDER_MODES = {
@@ -60,10 +59,7 @@ def transform_class(name: str, at: str) -> type[A.BasicTransform]:
     if isinstance(cls, type) and issubclass(cls, A.BasicTransform):
         return cls
     known = [*OWN_TRANSFORMS, *_albumentations_names(), *COMPOSITIONS]
-    hint = difflib.get_close_matches(name, known, n=1)
-    raise RecipeError(
-        f"{at}: unknown transform {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    )
+    raise RecipeError(f"{at}: unknown transform {name!r}" + did_you_mean(name, known))
 
 
 def _albumentations_names() -> list[str]:
@@ -80,10 +76,9 @@ def construct(cls: type, args: dict[str, Any], at: str) -> Any:
         valid = [n for n in params if n != "self"]
         for arg in args:
             if arg not in params:
-                hint = difflib.get_close_matches(arg, valid, n=1)
                 raise RecipeError(
                     f"{at}: unknown argument {arg!r}"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + did_you_mean(arg, valid)
                     + f"; valid arguments: {', '.join(valid)}"
                 )
     try:

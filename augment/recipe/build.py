@@ -27,7 +27,6 @@ loaded, so a typo fails at once with the file and transform named, not inside a 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import random
@@ -44,7 +43,7 @@ import PIL
 import simplejpeg
 import yaml
 
-from augment.errors import RecipeError
+from augment.errors import RecipeError, did_you_mean
 from augment.recipe.arguments import (
     COMPOSITIONS,
     check_finite,
@@ -132,11 +131,10 @@ class Recipe:
         for where, listed in self.policy_classes().items():
             for name in listed:
                 if name not in known:
-                    hint = difflib.get_close_matches(name, sorted(known), n=1)
                     raise RecipeError(
                         f"recipe {self.name}: {where} names class {name!r}, which the dataset "
                         f"does not have"
-                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                        + did_you_mean(name, sorted(known))
                         + f"; classes: {', '.join(sorted(known))}"
                     )
 
@@ -263,10 +261,9 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
 def _engine(name: object, where: str) -> tuple[str, str | None]:
     """The engine a recipe names, and its version when it is not albumentations."""
     if name not in ENGINES:
-        hint = difflib.get_close_matches(str(name), ENGINES, n=1)
         raise RecipeError(
             f"{where}: unknown engine {name!r}"
-            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + did_you_mean(str(name), ENGINES)
             + f"; engines: {', '.join(ENGINES)}"
         )
     if name == "albumentations":
@@ -310,10 +307,9 @@ def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
         name, args = next(iter(entry.items()))
         at = f"{at} ({name})"
         if name not in MIX_KINDS:
-            hint = difflib.get_close_matches(str(name), list(MIX_KINDS), n=1)
             raise RecipeError(
                 f"{at}: unknown mix {name!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + did_you_mean(str(name), list(MIX_KINDS))
                 + f"; mix entries are {', '.join(MIX_KINDS)}"
             )
         args = dict(args or {})
@@ -321,10 +317,9 @@ def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
             raise RecipeError(f"{at}: arguments must be a mapping")
         for arg in args:
             if arg not in _MIX_ARGS:
-                hint = difflib.get_close_matches(str(arg), _MIX_ARGS, n=1)
                 raise RecipeError(
                     f"{at}: unknown argument {arg!r}"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + did_you_mean(str(arg), _MIX_ARGS)
                     + f"; valid arguments: {', '.join(_MIX_ARGS)}"
                 )
         if name == "Mosaic" and {"alpha", "other_class"} & set(args):

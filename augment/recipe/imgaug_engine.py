@@ -19,17 +19,16 @@ every JSON-able default spelled out, so writing a default changes no output name
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from augment.errors import RecipeError
+from augment.errors import RecipeError, did_you_mean
+from augment.imaging.threads import one_cv2_thread
 from augment.recipe.policy import pop_policy
 
 ENGINE = "imgaug"
@@ -84,25 +83,11 @@ def build_augment(spec: object, where: str) -> dict[str, Any]:
     try:
         pipeline = ImgaugPipeline(root)
         pipeline.set_random_state(np.random.default_rng(0), None)
-        with _one_cv2_thread():
+        with one_cv2_thread():
             pipeline(image=np.full((32, 32, 3), 128, np.uint8))
     except Exception as exc:  # imgaug raises assorted types; all mean "this recipe cannot run"
         raise RecipeError(f"{where}: augment: imgaug cannot apply the recipe: {exc}") from exc
     return root
-
-
-@contextlib.contextmanager
-def _one_cv2_thread() -> Iterator[None]:
-    # The trial run happens in the process that later forks the workers: had it started
-    # OpenCV's thread pool, a forked worker's first OpenCV call would wait forever on it.
-    import cv2
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
 
 
 def _entry(iaa: ModuleType, entry: object, at: str) -> dict[str, Any]:
@@ -150,10 +135,8 @@ def _augmenter_class(iaa: ModuleType, name: str, at: str) -> type:
     if name in known:
         cls: type = getattr(iaa, name)
         return cls
-    hint = difflib.get_close_matches(name, sorted(known), n=1)
     raise RecipeError(
-        f"{at}: unknown imgaug augmenter {name!r}"
-        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        f"{at}: unknown imgaug augmenter {name!r}" + did_you_mean(name, sorted(known))
     )
 
 
@@ -191,10 +174,9 @@ def _check_arguments(cls: type, args: dict[str, Any], at: str) -> None:
                 "job's seed (--seed), so outputs stay reproducible for any worker count"
             )
         if arg not in valid:
-            hint = difflib.get_close_matches(str(arg), valid, n=1)
             raise RecipeError(
                 f"{at}: unknown argument {arg!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + did_you_mean(str(arg), valid)
                 + f"; valid arguments: {', '.join(valid)}"
             )
 

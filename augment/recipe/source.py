@@ -9,7 +9,6 @@ importing albumentations to learn it.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import yaml
 
 from augment.bounded import load_yaml
-from augment.errors import RecipeError
+from augment.errors import RecipeError, did_you_mean
 
 # A recipe file: YAML, or the JSON albumentations' `A.save` writes (JSON is YAML too).
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -50,10 +49,9 @@ def find_recipe(name_or_path: str) -> Path:
         return bundled[name_or_path]
     if path.suffix.lower() in RECIPE_SUFFIXES:
         raise RecipeError(f"recipe file {name_or_path} does not exist")
-    hint = difflib.get_close_matches(name_or_path, list(bundled), n=1)
     raise RecipeError(
         f"unknown recipe {name_or_path!r}"
-        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        + did_you_mean(name_or_path, list(bundled))
         + f"; bundled recipes: {', '.join(bundled)}; or give a path to a .yaml or .json file"
     )
 

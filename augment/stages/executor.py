@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.pool import Pool
 from typing import Protocol
 
+from augment.imaging.threads import one_cv2_thread
 from augment.rerun import heap as heap
 from augment.stages.plan import SourceTask
 from augment.stages.worker import RunContext, ShardResult, Worker
@@ -28,20 +29,6 @@ class Executor(Protocol):
     def __call__(
         self, ctx: RunContext, shards: Iterable[list[SourceTask]]
     ) -> Iterator[ShardResult]: ...
-
-
-@contextlib.contextmanager
-def one_cv2_thread() -> Iterator[None]:
-    # Each worker is one lane of parallelism, this process included: OpenCV's own threads
-    # would oversubscribe the cores (and make --workers 1 use them all).
-    import cv2
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
 
 
 def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
