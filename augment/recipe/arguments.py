@@ -90,22 +90,14 @@ def construct(cls: type, args: dict[str, Any], at: str) -> Any:
 def convert_args(args: dict[str, Any], at: str) -> dict[str, Any]:
     """Accept readable names where albumentations wants OpenCV constants."""
     out = dict(args)
-    for key in ("border_mode",):
+    named = {"border_mode": BORDER_MODES}
+    named |= dict.fromkeys(("interpolation", "mask_interpolation"), INTERPOLATIONS)
+    for key, modes in named.items():
         if isinstance(out.get(key), str):
             mode = out[key].lower()
-            if mode not in BORDER_MODES:
-                raise RecipeError(
-                    f"{at}: {key} {out[key]!r} is not one of {', '.join(BORDER_MODES)}"
-                )
-            out[key] = BORDER_MODES[mode]
-    for key in ("interpolation", "mask_interpolation"):
-        if isinstance(out.get(key), str):
-            mode = out[key].lower()
-            if mode not in INTERPOLATIONS:
-                raise RecipeError(
-                    f"{at}: {key} {out[key]!r} is not one of {', '.join(INTERPOLATIONS)}"
-                )
-            out[key] = INTERPOLATIONS[mode]
+            if mode not in modes:
+                raise RecipeError(f"{at}: {key} {out[key]!r} is not one of {', '.join(modes)}")
+            out[key] = modes[mode]
     return out
 
 

@@ -12,10 +12,10 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import albumentations as A
 import numpy as np
@@ -276,16 +276,7 @@ class Worker:
 
     def _prepared_tile(self, original: Original) -> _Prepared:
         """A mosaic partner, prepared once per shard; its problem is a PartnerProblem."""
-        cached = self._tiles.get(original.sha256)
-        if cached is None:
-            try:
-                cached = self._prepare_annotated(original)
-            except SourceProblem as exc:
-                cached = exc
-            self._tiles[original.sha256] = cached
-        if isinstance(cached, SourceProblem):
-            raise PartnerProblem(str(cached), cached.retry)
-        return cached
+        return _prepared_once(self._tiles, original, self._prepare_annotated)
 
     def _source_mask(self, rel: str | None, decoded_size: tuple[int, int]) -> np.ndarray | None:
         """A segmentation source's class-id mask, preprocessed as its image was."""
@@ -405,17 +396,7 @@ class Worker:
         return pixels, params
 
     def _partner(self, partner: Original) -> np.ndarray:
-        cached = self._partners.get(partner.sha256)
-        if cached is None:
-            try:
-                cached = self.prepare(partner)
-            except SourceProblem as exc:
-                cached = exc
-            self._partners[partner.sha256] = cached
-        if isinstance(cached, SourceProblem):
-            # The same reason its own task gives, so the summary lists it once.
-            raise PartnerProblem(str(cached), cached.retry)
-        return cached
+        return _prepared_once(self._partners, partner, self.prepare)
 
     def _mixed(
         self, job: OutputJob, mix: PlannedMix, original: Original, prepared: np.ndarray
@@ -446,3 +427,23 @@ class Worker:
             {"path": mix.partner.path, "sha256": mix.partner.sha256, "weight": 1 - mix.weight},
         ]
         return Rendered(job, mix.label, mixed, [*params, entry], sources, mix.soft_label)
+
+
+_T = TypeVar("_T")
+
+
+def _prepared_once(
+    cache: dict[str, _T | SourceProblem], partner: Original, prepare: Callable[[Original], _T]
+) -> _T:
+    """A mixing or mosaic partner, prepared once per shard. Its problem is a PartnerProblem
+    with the same reason its own task gives, so the summary lists it once."""
+    cached = cache.get(partner.sha256)
+    if cached is None:
+        try:
+            cached = prepare(partner)
+        except SourceProblem as exc:
+            cached = exc
+        cache[partner.sha256] = cached
+    if isinstance(cached, SourceProblem):
+        raise PartnerProblem(str(cached), cached.retry)
+    return cached
