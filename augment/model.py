@@ -119,9 +119,10 @@ class LargeGroup:
 
     label: str  # the class the group counts for
     group: str  # its group key
-    size: int
+    size: int  # all its members, of every class
     class_size: int
     split: str  # where it went
+    in_class: int  # its members of class `label`; fewer than `size` if it spans classes
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,11 @@ def format_summary(summary: ExpandSummary) -> str:
             f"{by} and stay where they are: {placed}; `augment audit` reports the leak"
         )
     for g in summary.large_groups:
+        others = g.size - g.in_class
+        also = f" and {others} of other classes" if others else ""
         lines.append(
-            f"warning: class {g.label!r}: one group holds {g.size} of its {g.class_size} "
-            f"originals (more than a tenth), all in {g.split}: group {g.group!r}"
+            f"warning: class {g.label!r}: one group holds {g.in_class} of its {g.class_size} "
+            f"originals{also} (more than a tenth), all in {g.split}: group {g.group!r}"
         )
     for q in summary.quota_shifts:
         moved = ", ".join(f"{s} {n:+d}" for s, n in q.moved.items())

@@ -169,7 +169,8 @@ def assign_splits(
             size = len(members[g])
             if size > 1 and size > LARGE_GROUP_SHARE * n:
                 split = split_of[members[g][0].path]
-                large_groups.append(LargeGroup(label, g, size, n, split))
+                in_class = sum(o.label == label for o in members[g])
+                large_groups.append(LargeGroup(label, g, size, n, split, in_class))
         if misfits and any(abs(filled[s] - quota[s]) > tolerance for s in SPLITS):
             worst = max(misfits, key=lambda g: (len(members[g]), g))
             counts = {s: filled[s] for s in SPLITS}

@@ -105,3 +105,21 @@ def test_parse_amount() -> None:
     for bad in ("-1", "abc", "2.5", "nan"):
         with pytest.raises(DatasetError):
             parse_amount(bad, "--val")
+
+
+def test_a_group_spanning_classes_is_reported_with_its_members_per_class() -> None:
+    # One group holds 6 "a" and 6 "b" originals (ties go to the first class by name): the
+    # warning must say how many of class "a"'s 8 it holds, not "holds 12 of its 8 originals"
+    # as if all twelve were "a"s.
+    items = originals({"a": 8, "b": 8})
+    shared = [
+        Original(o.path, o.label, "shared", o.sha256, o.format, o.width, o.height)
+        for o in items
+        if int(o.path.split("img")[1][:3]) < 6
+    ]
+    rest = [o for o in items if int(o.path.split("img")[1][:3]) >= 6]
+    holdout = assign_splits(shared + rest, 0.2, 0.2, seed=0)
+    (big,) = holdout.large_groups
+    assert (big.label, big.group, big.class_size) == ("a", "shared", 8)
+    assert big.size == 12 and big.in_class == 6
+    assert big.in_class <= big.class_size
