@@ -18,8 +18,9 @@ instances and their jitter, the worker supplies the pixels.
   path's BOX_RULES (less than `min_visibility` of its pixels left, or under `min_area`
   square pixels). Otherwise an object with an outline or mask gets the box of its visible
   pixels and, for an outline, the outline of its largest visible piece (traced through the
-  boundary pixels' centres); a box-only object keeps its box (which pixels inside it are the
-  object is not known) and its visibility is counted on the box's pixels.
+  boundary pixels' centres). A box-only object's visibility is counted on its box's pixels,
+  and its box becomes the box of the box's pixels left visible (the object is inside its box,
+  so what is visible of it is inside that).
 - A pasted object's box is the tight box of its placed mask; its outline is its polygon
   moved by the same flip, scale and shift.
 """
@@ -37,17 +38,7 @@ import numpy as np
 
 from augment.model import LabeledObject
 from augment.recipe.annotated import BOX_RULES
-
-
-@dataclass(frozen=True)
-class Paste:
-    """One instance to paste, as the plan drew it."""
-
-    index: int  # which of the partner's objects (in its annotation's order)
-    scale: float
-    flip: bool
-    x: float  # where: fractions in [0, 1) of the room the output leaves beside it
-    y: float
+from augment.recipe.mixing import Paste
 
 
 @dataclass
@@ -152,6 +143,27 @@ def paste_instances(
         scale = round(nw / mask_width(mask), 4)
         placed.append({"label": source.label, "index": paste.index, "scale": scale,
                        "flip": paste.flip, "at": [px, py], "size": [nw, nh]})  # fmt: skip
+    kept, dropped = _left(layers)
+    return Pasted(out, kept, dropped, out_ids, int(taken.sum()), placed)
+
+
+def occlude(
+    objects: Sequence[LabeledObject],
+    covered: np.ndarray,
+    ids: np.ndarray | None = None,
+    names: Sequence[str] = (),
+) -> tuple[list[LabeledObject], Counter[str]]:
+    """The objects with the `covered` pixels (a bool mask) hidden: re-boxed or dropped, by
+    the module's occlusion rule (CutMix's region is such a cover)."""
+    size = (covered.shape[1], covered.shape[0])
+    masks = instance_masks(objects, size, ids, names)
+    layers = [_Layer(o, m, size) for o, m in zip(objects, masks, strict=True)]
+    for layer in layers:
+        layer.cover(covered)
+    return _left(layers)
+
+
+def _left(layers: Sequence[_Layer]) -> tuple[list[LabeledObject], Counter[str]]:
     kept: list[LabeledObject] = []
     dropped: Counter[str] = Counter()
     for layer in layers:
@@ -160,7 +172,7 @@ def paste_instances(
             dropped[layer.object.label] += 1
         else:
             kept.append(result)
-    return Pasted(out, kept, dropped, out_ids, int(taken.sum()), placed)
+    return kept, dropped
 
 
 def mask_width(mask: np.ndarray) -> int:
@@ -172,7 +184,7 @@ class _Layer:
     """An object on the output and the pixels of it the pastes after it leave visible."""
 
     def __init__(self, obj: LabeledObject, mask: np.ndarray | None, size: tuple[int, int]):
-        self.object, self.shaped = obj, mask is not None
+        self.object = obj
         if mask is None:  # a box-only object: the box's pixels stand for it
             x0, y0, x1, y1 = obj.box
             mask = np.zeros((size[1], size[0]), bool)
@@ -190,8 +202,6 @@ class _Layer:
             return self.object
         if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * self.area:
             return None
-        if not self.shaped:
-            return self.object
         polygon = _outline(self.visible) if self.object.polygon else ()
         return LabeledObject(self.object.label, _tight(self.visible), polygon, self.object.crowd)
 

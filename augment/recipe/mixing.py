@@ -98,6 +98,17 @@ class MixSpec:
         return {}
 
 
+@dataclass(frozen=True)
+class Paste:
+    """One instance copy-paste pastes, as the plan drew it (recipe/copy_paste.py)."""
+
+    index: int  # which of the partner's objects (in its annotation's order)
+    scale: float
+    flip: bool
+    x: float  # where: fractions in [0, 1) of the room the output leaves beside it
+    y: float
+
+
 def choose_mix(specs: Sequence[MixSpec], u: float) -> int | None:
     """Which entry fires for a uniform draw u in [0, 1): entries own consecutive bands of
     width p, so `p` is exactly the share of variants mixed that way (and at most one fires)."""

@@ -81,25 +81,41 @@ def place_objects(
         objects, tile_sizes, tile_boxes(centre, size), strict=True
     ):
         x0, y0, x1, y1 = box
-        sx, sy = (x1 - x0) / tile_w, (y1 - y0) / tile_h
-        vx0, vy0, vx1, vy1 = visible_part(box, size)
-        for o in tile_objects:
-            bx0, by0 = o.box[0] * sx + x0, o.box[1] * sy + y0
-            bx1, by1 = o.box[2] * sx + x0, o.box[3] * sy + y0
-            cx0, cy0 = min(max(bx0, vx0), vx1), min(max(by0, vy0), vy1)
-            cx1, cy1 = min(max(bx1, vx0), vx1), min(max(by1, vy0), vy1)
-            area, left = (bx1 - bx0) * (by1 - by0), (cx1 - cx0) * (cy1 - cy0)
-            if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
-                dropped[o.label] += 1
-                continue
-            polygon = tuple(
-                round(min(max(v * sx + x0, vx0), vx1), 2)
-                if i % 2 == 0
-                else round(min(max(v * sy + y0, vy0), vy1), 2)
-                for i, v in enumerate(o.polygon)
-            )
-            placed = (round(cx0, 2), round(cy0, 2), round(cx1, 2), round(cy1, 2))
-            kept.append(LabeledObject(o.label, placed, polygon, o.crowd))
+        scale = ((x1 - x0) / tile_w, (y1 - y0) / tile_h)
+        placed, cut = clip_objects(tile_objects, scale, (x0, y0), visible_part(box, size))
+        kept += placed
+        dropped += cut
+    return kept, dropped
+
+
+def clip_objects(
+    objects: Sequence[LabeledObject],
+    scale: tuple[float, float],
+    offset: tuple[float, float],
+    visible: tuple[float, float, float, float],
+) -> tuple[list[LabeledObject], Counter[str]]:
+    """Objects scaled and shifted, then clipped to the `visible` box (x0, y0, x1, y1); those
+    the clip leaves too little of dropped by BOX_RULES. Outline vertices are clipped alike."""
+    (sx, sy), (x0, y0), (vx0, vy0, vx1, vy1) = scale, offset, visible
+    kept: list[LabeledObject] = []
+    dropped: Counter[str] = Counter()
+    for o in objects:
+        bx0, by0 = o.box[0] * sx + x0, o.box[1] * sy + y0
+        bx1, by1 = o.box[2] * sx + x0, o.box[3] * sy + y0
+        cx0, cy0 = min(max(bx0, vx0), vx1), min(max(by0, vy0), vy1)
+        cx1, cy1 = min(max(bx1, vx0), vx1), min(max(by1, vy0), vy1)
+        area, left = (bx1 - bx0) * (by1 - by0), (cx1 - cx0) * (cy1 - cy0)
+        if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
+            dropped[o.label] += 1
+            continue
+        polygon = tuple(
+            round(min(max(v * sx + x0, vx0), vx1), 2)
+            if i % 2 == 0
+            else round(min(max(v * sy + y0, vy0), vy1), 2)
+            for i, v in enumerate(o.polygon)
+        )
+        placed = (round(cx0, 2), round(cy0, 2), round(cx1, 2), round(cy1, 2))
+        kept.append(LabeledObject(o.label, placed, polygon, o.crowd))
     return kept, dropped
 
 

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 
 from augment.model import LabeledObject
-from augment.recipe.copy_paste import Paste, instance_masks, paste_instances, polygon_mask
+from augment.recipe.copy_paste import instance_masks, paste_instances, polygon_mask
+from augment.recipe.mixing import Paste
 
 RED, GREEN = (255, 0, 0), (0, 255, 0)
 
@@ -80,7 +81,7 @@ def test_an_occluded_object_gets_the_box_of_its_visible_part_or_is_dropped() -> 
     assert (polygon_mask(result.objects[0].polygon, (80, 60))[1:29, 21:39]).all()
 
 
-def test_a_box_only_object_keeps_its_box_unless_hidden() -> None:
+def test_a_box_only_object_is_cut_to_what_is_left_of_its_box_or_dropped() -> None:
     partner, _, _ = _partner()
     square = np.zeros((60, 80), bool)
     square[0:20, 0:20] = True
@@ -89,7 +90,7 @@ def test_a_box_only_object_keeps_its_box_unless_hidden() -> None:
     target = np.zeros((60, 80, 3), np.uint8)
     pieces = [(Paste(0, 1.0, False, 0.0, 0.0), red, square)]
     result = paste_instances(target, boxes, None, partner, pieces, cv2.INTER_NEAREST)
-    assert result.objects[0] == boxes[0]  # half hidden: kept as it was
+    assert result.objects[0] == LabeledObject("g", (20.0, 0.0, 40.0, 20.0))  # half hidden
     assert result.dropped == {"g": 1}  # 2 of 22 columns left: under min_visibility
 
 
