@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from augment.errors import RecipeError
 from augment.model import LabeledObject, Original
 from augment.recipe.mixing import (
     Box,
@@ -102,6 +103,13 @@ class PartnerPool:
             unique.setdefault(original.sha256, original)  # one per content
         self._train = list(unique.values())
         self._specs = specs
+        for spec in specs:
+            if spec.kind == "copypaste" and train and not any(pasteable(o, spec) for o in train):
+                which = f" of the classes {', '.join(spec.classes)}" if spec.classes else ""
+                raise RecipeError(
+                    f"CopyPaste needs objects with an outline (polygon) or a mask{which}; no "
+                    f"train original has one (a set of boxes only cannot be copy-pasted)"
+                )
         # (entry, class of the image) -> the candidates, and where each sha256 sits in them
         self._cache: dict[tuple[int, str], tuple[list[Original], dict[str, int]]] = {}
 
