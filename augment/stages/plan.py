@@ -31,7 +31,7 @@ from augment.imaging.codec import same_format
 from augment.model import Original, Rejected
 from augment.recipe.mixing import MixSpec
 from augment.stages.balance import plan_balance
-from augment.stages.partners import PartnerPool, PlannedMix, plan_mix
+from augment.stages.partners import PartnerPool, PlannedMix, added_objects, plan_mix
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 # Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
@@ -150,8 +150,10 @@ class Plan:
         for original in accepted:
             if split_of[original.path] == "train":
                 train.setdefault(original.label, []).append(original)
-        per_original, self.balanced_objects = plan_balance(train, variants_per_class, seed, balance)
         self._partners = PartnerPool([o for members in train.values() for o in members], mix)
+        per_original, self.balanced_objects = plan_balance(
+            train, variants_per_class, seed, balance, self._added if mix else None
+        )
         self._sources: list[tuple[Original, str, Sequence[int]]] = []
         for original in accepted:
             split = split_of[original.path]
@@ -186,6 +188,12 @@ class Plan:
                 planned.update((p, original.path) for p in paths)
             kept.append((original, split, variants))
         self._sources = kept
+
+    def _added(self, original: Original, variant: int) -> Counter[str]:
+        """What a variant's mix brings besides its own objects (`--balance instances`)."""
+        seed = job_seed(self._seed, original.sha256, variant)
+        planned = plan_mix(original, seed, self._mix, self._partners, self._mix_size)
+        return added_objects(planned, self._mix_size) if planned else Counter()
 
     def __len__(self) -> int:
         return len(self._sources)
