@@ -14,7 +14,8 @@ machine, so any worker count produces the same bytes under the same names:
   the job's seed, with the partner's sha256 in the key, so a different partner (the train
   split grew) always gives a new name. Whether it mixes, the weight and the CutMix box are
   drawn here too, because the dominant class decides the output's folder. A mosaic (annotated
-  sets) names its three partners, drawn alike, and its centre.
+  sets) names its three partners, drawn alike, and its centre; a copy-paste its partner and the
+  partner's annotation. The draws are stages/partners.py.
 """
 
 from __future__ import annotations
