@@ -4,7 +4,7 @@
 mix:
   - MixUp: {p: 0.2, alpha: 0.4}
   - CutMix: {p: 0.2, alpha: 1.0, other_class: true}
-  - Mosaic: {p: 0.5, centre: [0.25, 0.75]}          # annotated sets
+  - Mosaic: {p: 0.5, centre: [0.25, 0.75], scale: [1, 1]}   # annotated sets
   - CopyPaste: {p: 0.5, classes: [seven], max_per_output: 3, scale: [0.75, 1.25],
                 flip: 0.5, blend: 0}                # annotated sets with outlines or masks
 ```
@@ -23,7 +23,7 @@ from augment.recipe.policy import POLICY_KEYS, pop_policy
 MIX_ARGS = {
     "MixUp": ("p", "alpha", "other_class"),
     "CutMix": ("p", "alpha", "other_class"),
-    "Mosaic": ("p", "centre"),
+    "Mosaic": ("p", "centre", "scale"),
     "CopyPaste": ("p", "classes", "max_per_output", "scale", "flip", "blend"),
 }
 
@@ -61,8 +61,8 @@ def _entry(entry: object, at: str) -> MixSpec:
     args = dict(args or {})
     if name == "Mosaic" and {"alpha", "other_class"} & set(args):
         raise RecipeError(
-            f"{at}: Mosaic takes p and a class policy only (and centre, its range): alpha and "
-            "other_class are MixUp's and CutMix's"
+            f"{at}: Mosaic takes p and a class policy only (and centre and scale, its ranges): "
+            "alpha and other_class are MixUp's and CutMix's"
         )
     valid = (*MIX_ARGS[name], *POLICY_KEYS)
     for arg in args:
@@ -98,7 +98,8 @@ def _own_options(name: str, args: dict[str, Any], at: str) -> dict[str, Any]:
     """Mosaic's centre range; CopyPaste's classes, count, jitter and blending."""
     if name == "Mosaic":
         centre = _range(args.get("centre", list(MOSAIC_CENTRE)), f"{at}: centre", 0.0, 1.0)
-        return {"centre": centre}
+        scale = _range(args.get("scale", [1.0, 1.0]), f"{at}: scale", 0.25, 2.0)
+        return {"centre": centre, "tile_scale": scale}
     if name != "CopyPaste":
         return {}
     classes = args.get("classes")

@@ -55,8 +55,10 @@ class MixSpec:
     other_class: bool = False  # partner only from another class
     only_classes: tuple[str, ...] | None = None
     except_classes: tuple[str, ...] = ()
-    # Mosaic: the range (fractions of the output's width and height) its centre is drawn in.
+    # Mosaic: the range (fractions of the output's width and height) its centre is drawn in,
+    # and the range each tile's scale is drawn in ((1, 1): half the output, as always).
     centre: tuple[float, float] = MOSAIC_CENTRE
+    tile_scale: tuple[float, float] = (1.0, 1.0)
     # CopyPaste: which classes' instances are pasted (None: all), at most how many per
     # output, each instance's scale range and flip probability, and the edge feathering
     # (the Gaussian's sigma in pixels; 0, the default, pastes hard edges).
@@ -85,8 +87,13 @@ class MixSpec:
     def _own_options(self) -> dict[str, object]:
         # Only what a kind has, and Mosaic's centre only when set: the recipes written before
         # these options keep their fingerprints, so their outputs keep their names.
-        if self.kind == "mosaic" and self.centre != MOSAIC_CENTRE:
-            return {"centre": list(self.centre)}
+        if self.kind == "mosaic":
+            out: dict[str, object] = {}
+            if self.centre != MOSAIC_CENTRE:
+                out["centre"] = list(self.centre)
+            if self.tile_scale != (1.0, 1.0):
+                out["scale"] = list(self.tile_scale)
+            return out
         if self.kind == "copypaste":
             return {
                 "classes": list(self.classes) if self.classes is not None else None,
@@ -167,15 +174,21 @@ def mosaic_centre(
     return cx, cy
 
 
-def tile_boxes(centre: tuple[int, int], size: tuple[int, int]) -> list[Box]:
-    """Where each of the four half-size images goes (before the output's edge cuts it)."""
+def tile_boxes(
+    centre: tuple[int, int], size: tuple[int, int], scales: Sequence[float] = ()
+) -> list[Box]:
+    """Where each of the four images goes (before the output's edge cuts it): half the
+    output's size each, times its scale when the entry has a tile `scale`."""
     (cx, cy), (width, height) = centre, size
-    tw, th = width // 2, height // 2
+    sides = [(width // 2, height // 2)] * 4
+    if scales:
+        sides = [(max(1, round(width // 2 * s)), max(1, round(height // 2 * s))) for s in scales]
+    (w0, h0), (w1, h1), (w2, h2), (w3, h3) = sides
     return [
-        (cx - tw, cy - th, cx, cy),
-        (cx, cy - th, cx + tw, cy),
-        (cx - tw, cy, cx, cy + th),
-        (cx, cy, cx + tw, cy + th),
+        (cx - w0, cy - h0, cx, cy),
+        (cx, cy - h1, cx + w1, cy),
+        (cx - w2, cy, cx, cy + h2),
+        (cx, cy, cx + w3, cy + h3),
     ]
 
 
@@ -184,11 +197,13 @@ def visible_part(box: Box, size: tuple[int, int]) -> Box:
     return max(x0, 0), max(y0, 0), min(x1, size[0]), min(y1, size[1])
 
 
-def mosaic_weights(centre: tuple[int, int], size: tuple[int, int]) -> list[float]:
+def mosaic_weights(
+    centre: tuple[int, int], size: tuple[int, int], scales: Sequence[float] = ()
+) -> list[float]:
     """Each image's share of the output's pixels."""
     total = size[0] * size[1]
     weights = []
-    for box in tile_boxes(centre, size):
+    for box in tile_boxes(centre, size, scales):
         x0, y0, x1, y1 = visible_part(box, size)
         weights.append(round(max(x1 - x0, 0) * max(y1 - y0, 0) / total, WEIGHT_DECIMALS))
     return weights

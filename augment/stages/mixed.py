@@ -75,10 +75,12 @@ def combine(
 def _mosaic(mix: PlannedMix, images: Sequence[Image], spec: Preprocess) -> Made:
     assert mix.centre is not None and spec.size is not None
     tiles = [(i.pixels, i.objects, i.mask) for i in images]
-    pixels, kept, cut, mask = assemble(tiles, mix.centre, spec.size, spec.pad_color)
+    scales = mix.tile_scales
+    pixels, kept, cut, mask = assemble(tiles, mix.centre, spec.size, spec.pad_color, scales)
     lost = sum((i.lost for i in images), Counter()) + cut
     params = [i.params for i in images]
-    sources, entry = mosaic_lineage([i.source for i in images], mix.weights, mix.centre, params)
+    made_from = [i.source for i in images]
+    sources, entry = mosaic_lineage(made_from, mix.weights, mix.centre, params, scales)
     return Made(pixels, kept, lost, mask, [*params[0], entry], sources)
 
 

@@ -2,7 +2,8 @@
 variant's seed (the plan's part of MixUp, CutMix, Mosaic and CopyPaste; the worker applies).
 
 - MixUp / CutMix: one partner, the weight and the CutMix box.
-- Mosaic: three partners, the centre (uniform in the entry's `centre` range) and the weights.
+- Mosaic: three partners, the centre (uniform in the entry's `centre` range), with a tile
+  `scale` each tile's scale (uniform in it), and the weights.
 - CopyPaste: one partner among the train originals with at least one instance to paste (an
   object with an outline, or any object of a segmentation set; of the entry's `classes`; not
   a COCO crowd region); how many of its instances (uniform from 1 to the fewer of
@@ -64,6 +65,7 @@ class PlannedMix:
     tile_seeds: tuple[int, ...] = ()
     centre: tuple[int, int] | None = None
     weights: tuple[float, ...] = ()
+    tile_scales: tuple[float, ...] = ()  # all four tiles' scales, when the entry draws them
     # CopyPaste: the partner's instances to paste and their jitter, and the edge blending.
     # The weights are the pasted pixels' share, which the worker counts.
     pastes: tuple[Paste, ...] = ()
@@ -169,7 +171,7 @@ def plan_mix(
         return None
     if spec.kind == "mosaic":
         assert size is not None, "a recipe with mix has a preprocess size"
-        return _plan_mosaic(original, index, partners, rng, size, spec.centre)
+        return _plan_mosaic(original, index, partners, rng, size, spec)
     if spec.kind == "copypaste":
         return _plan_copy_paste(original, index, spec, partners, rng)
     partner = partners.pick(index, original, rng)
@@ -204,15 +206,18 @@ def _plan_mosaic(
     partners: PartnerPool,
     rng: np.random.Generator,
     size: tuple[int, int],
-    span: tuple[float, float],
+    spec: MixSpec,
 ) -> PlannedMix | None:
     """Three other train originals, a centre and the area weights (recipe/mosaic.py)."""
     tiles = partners.pick_several(index, original, rng, MOSAIC_TILES - 1)
     if tiles is None:
         return None  # fewer than four train originals: the variant is not a mosaic
     seeds = tuple(int(rng.integers(2**63)) for _ in tiles)
-    centre = mosaic_centre(rng, *size, span)
-    weights = tuple(mosaic_weights(centre, size))
+    centre = mosaic_centre(rng, *size, spec.centre)
+    scales: tuple[float, ...] = ()
+    if spec.tile_scale != (1.0, 1.0):  # drawn last: the default's draws stay as they were
+        scales = tuple(round(float(rng.uniform(*spec.tile_scale)), 4) for _ in range(4))
+    weights = tuple(mosaic_weights(centre, size, scales))
     return PlannedMix(
         kind="mosaic",
         partner=tiles[0],
@@ -225,6 +230,7 @@ def _plan_mosaic(
         tile_seeds=seeds,
         centre=centre,
         weights=weights,
+        tile_scales=scales,
     )
 
 

@@ -9,12 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from augment.commands.audit import audit_output
 from augment.errors import RecipeError
-from augment.model import LabeledObject
+from augment.model import ExpandOptions, LabeledObject
 from augment.recipe.build import load_recipe
-from augment.recipe.mixing import mosaic_centre
+from augment.recipe.mixing import mosaic_centre, tile_boxes
 from augment.recipe.mosaic import place_objects, place_tiles
-from tests.helpers import DETECTION, augment_command
+from augment.run import expand
+from tests.helpers import (
+    DETECTION,
+    GEOMETRIC_RECIPE,
+    augment_command,
+    manifest_by_path,
+    scenes,
+    write_yolo,
+)
 
 
 @pytest.mark.parametrize("arg", ["alpha: 1.0", "other_class: true"])
@@ -77,6 +86,7 @@ def test_the_default_centre_draws_as_before_and_keeps_the_fingerprint(tmp_path: 
         ("centre: [0.8, 0.2]", "centre must be [lo, hi] with 0 <= lo <= hi <= 1"),
         ("centre: 0.5", "centre must be a range [lo, hi]"),
         ("centr: [0.2, 0.8]", "unknown argument 'centr' (did you mean 'centre'?)"),
+        ("scale: [0.1, 1]", "scale must be [lo, hi] with 0.25 <= lo <= hi <= 2"),
     ],
 )
 def test_a_bad_centre_is_a_clear_error(tmp_path: Path, args: str, message: str) -> None:
@@ -85,3 +95,44 @@ def test_a_bad_centre_is_a_clear_error(tmp_path: Path, args: str, message: str) 
     result = subprocess.run(augment_command(*args_), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
+
+
+def test_a_tile_scale_places_each_tile_and_its_objects_at_its_drawn_size() -> None:
+    """Four solid tiles in a 40 x 40 output, centre (20, 20), scales 0.5, 1, 1.5, 1: the top
+    left tile is 10 x 10, the bottom left 30 x 30 (cut at the output's edge)."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    tiles = [np.full((40, 40, 3), c, np.uint8) for c in colours]
+    scales = (0.5, 1.0, 1.5, 1.0)
+    pixels = place_tiles(tiles, (20, 20), (40, 40), (0, 0, 0), scales=scales)
+    assert (pixels[10:20, 10:20] == colours[0]).all() and (pixels[:10, :20] == 0).all()
+    assert (pixels[20:40, 0:20] == colours[2]).all()
+    whole = [LabeledObject("a", (0.0, 0.0, 40.0, 40.0), (), False)]
+    kept, _ = place_objects([whole] * 4, [(40, 40)] * 4, (20, 20), (40, 40), scales)
+    assert [o.box for o in kept] == [
+        (10, 10, 20, 20), (20, 0, 40, 20), (0, 20, 20, 40), (20, 20, 40, 40)
+    ]  # fmt: skip
+
+
+def test_the_tile_scale_is_drawn_recorded_and_weighted(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    text = GEOMETRIC_RECIPE.replace("rotate: [-30, 30]", "rotate: 0")
+    recipe.write_text(text + "mix:\n  - Mosaic: {p: 1.0, scale: [0.5, 1.5]}\n")
+    src = write_yolo(tmp_path / "src", scenes(8))
+    options = ExpandOptions(times=2, recipe=str(recipe), val=0, test=0, workers=1)
+    expand(src, tmp_path / "out", options)
+    mosaics = 0
+    for record in manifest_by_path(tmp_path / "out").values():
+        entry = next((p for p in record["params"] if p["transform"] == "Mosaic"), None)
+        if entry is None:
+            continue
+        mosaics += 1
+        assert len(entry["scales"]) == 4 and all(0.5 <= s <= 1.5 for s in entry["scales"])
+        boxes = tile_boxes(tuple(entry["centre"]), (128, 112), entry["scales"])
+        areas = [
+            max(min(x1, 128) - max(x0, 0), 0) * max(min(y1, 112) - max(y0, 0), 0) / (128 * 112)
+            for x0, y0, x1, y1 in boxes
+        ]
+        assert [s["weight"] for s in record["sources"]] == pytest.approx(areas, abs=1e-4)
+    assert mosaics == 8
+    checks = {"lineage", "integrity", "annotations"}
+    assert not [f for f in audit_output(tmp_path / "out").findings if f.check in checks]
