@@ -215,3 +215,31 @@ def test_what_copy_paste_cannot_use_is_a_clear_error(
     result = subprocess.run(augment_command(*args), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_yolo_set_with_polygon_lines_pastes_and_writes_outlines(
+    tmp_path: Path, recipe: Path
+) -> None:
+    """YOLO segmentation lines (`class x1 y1 x2 y2 ...`) are outlines: instances to paste;
+    the output's label files carry the pasted objects' outlines and pass the audit."""
+    src = write_yolo(tmp_path / "src", scenes(8))
+    for labels in (src / "labels").glob("*.txt"):  # each box line as its rectangle's outline
+        lines = []
+        for row in labels.read_text().splitlines():
+            c, x, y, w, h = row.split()
+            x0, y0 = float(x) - float(w) / 2, float(y) - float(h) / 2
+            x1, y1 = float(x) + float(w) / 2, float(y) + float(h) / 2
+            lines.append(
+                f"{c} {x0:.6f} {y0:.6f} {x1:.6f} {y0:.6f} {x1:.6f} {y1:.6f} {x0:.6f} {y1:.6f}"
+            )
+        labels.write_text("".join(line + "\n" for line in lines))
+    options = ExpandOptions(times=2, recipe=str(recipe), val=0, test=0, workers=1)
+    expand(src, tmp_path / "out", options)
+    records = [r for r in manifest_by_path(tmp_path / "out").values() if _entry(r)]
+    assert len(records) == 8
+    checks = {"lineage", "integrity", "annotations"}
+    assert not [f for f in audit_output(tmp_path / "out").findings if f.check in checks]
+    for record in records:
+        rows = (tmp_path / "out" / record["annotation"]["file"]).read_text().splitlines()
+        assert len(rows) == len(record["annotation"]["objects"])
+        assert len(rows[-1].split()) >= 7  # the last pasted instance: a polygon line
