@@ -1,7 +1,7 @@
 """How fast is `augment expand` on a detection set, next to the same images as a
 classification set and a bare albumentations `BboxParams` loop? Milliseconds per output.
 
-    python benchmarks/detection.py            # ~1 minute; prints a markdown table
+    python benchmarks/detection.py            # ~2 minutes; prints a markdown table
     python benchmarks/detection.py --sources 40 --repeats 2
 
 The corpus is made at run time: the crops of scikit-image's photos that benchmarks/bench.py
@@ -17,7 +17,10 @@ size (pipelines/detection.yaml: 320x240, constant pad) and writes them to disk:
 - augment expand, classification (class folders; no boxes), 1 worker;
 - augment expand, detection (YOLO set; boxes moved, label files and data.yaml), 1 worker;
 - the same with `mix: [Mosaic: {p: 1.0}]`: every variant a mosaic of four sources, each
-  augmented on its own (so about four augmentations per variant output).
+  augmented on its own (so about four augmentations per variant output);
+- the same set with each box also written as its outline (a YOLO polygon line), plain and
+  with `mix: [CopyPaste: {p: 1.0}]` (up to three instances of a second source pasted onto
+  every variant; the partner is preprocessed only), and with `blend: 2` (feathered edges).
 
 Measurements are interleaved over `--repeats` rounds and the medians reported, OpenCV on
 one thread, near-duplicate grouping on (as a user runs it).
@@ -54,8 +57,11 @@ from augment.run import expand
 RECIPE = Path(__file__).resolve().parent.parent / "pipelines" / "detection.yaml"
 
 
-def make_yolo(classes_root: Path, yolo_root: Path, seed: int = 0) -> list[tuple[Path, list]]:
-    """The class-folder corpus again as a YOLO set with 1-4 random boxes an image."""
+def make_yolo(
+    classes_root: Path, yolo_root: Path, seed: int = 0, outlines: bool = False
+) -> list[tuple[Path, list]]:
+    """The class-folder corpus again as a YOLO set with 1-4 random boxes an image (with
+    `outlines`, each box as a polygon line: what copy-paste cuts)."""
     rng = np.random.default_rng(seed)
     names = sorted(p.name for p in classes_root.iterdir())
     (yolo_root / "images").mkdir(parents=True)
@@ -68,7 +74,13 @@ def make_yolo(classes_root: Path, yolo_root: Path, seed: int = 0) -> list[tuple[
             cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
             boxes.append((int(rng.integers(len(names))), cx, cy, w, h))
         shutil.copy(path, yolo_root / "images" / path.name)
-        lines = "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in boxes)
+        lines = "".join(
+            f"{c} {x - w / 2:.6f} {y - h / 2:.6f} {x + w / 2:.6f} {y - h / 2:.6f} "
+            f"{x + w / 2:.6f} {y + h / 2:.6f} {x - w / 2:.6f} {y + h / 2:.6f}\n"
+            if outlines
+            else f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n"
+            for c, x, y, w, h in boxes
+        )
         (yolo_root / "labels" / f"{path.stem}.txt").write_text(lines)
         made.append((yolo_root / "images" / path.name, boxes))
     (yolo_root / "data.yaml").write_text("names: [" + ", ".join(names) + "]\n")
@@ -132,12 +144,27 @@ def main() -> None:
         mosaic_recipe = root / "mosaic.yaml"
         mosaic_recipe.write_text(RECIPE.read_text() + "mix:\n  - Mosaic: {p: 1.0}\n")
         mosaic = dataclasses.replace(options, recipe=str(mosaic_recipe))
+        make_yolo(classes, root / "yolo_seg", outlines=True)
+        pastes = {}
+        for name, args_ in (("paste", "{p: 1.0}"), ("blend", "{p: 1.0, blend: 2}")):
+            (root / f"{name}.yaml").write_text(
+                RECIPE.read_text() + f"mix:\n  - CopyPaste: {args_}\n"
+            )
+            pastes[name] = dataclasses.replace(options, recipe=str(root / f"{name}.yaml"))
+        seg = root / "yolo_seg"
         contenders: dict[str, Callable[[Path], object]] = {
             "bare albumentations BboxParams loop": lambda o: bbox_loop(recipe, made, args.times, o),
             "augment expand, classification (1 worker)": lambda o: expand(classes, o, options),
             "augment expand, detection (1 worker)": lambda o: expand(root / "yolo", o, options),
             "augment expand, detection, every variant a Mosaic (1 worker)": lambda o: expand(
                 root / "yolo", o, mosaic
+            ),
+            "augment expand, detection with outlines (1 worker)": lambda o: expand(seg, o, options),
+            "augment expand, outlines, every variant a CopyPaste (1 worker)": lambda o: expand(
+                seg, o, pastes["paste"]
+            ),
+            "augment expand, outlines, every variant a CopyPaste, blend 2 (1 worker)": (
+                lambda o: expand(seg, o, pastes["blend"])
             ),
         }
         seconds: dict[str, list[float]] = {name: [] for name in contenders}

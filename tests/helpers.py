@@ -280,3 +280,31 @@ def write_masks(root: Path, made: list[Scene], classes: bool = True) -> Path:
     if classes:
         (root / "classes.txt").write_text("background\n" + "\n".join(names) + "\n")
     return root
+
+
+def boxes_hug_their_colours(pixels: object, annotation: dict, slack: int) -> int:
+    """For an output of objects drawn in OBJECT_COLOURS: every box of the record's
+    `annotation` holds its class's colour reaching to within `slack` pixels of each side,
+    and every pixel of a class's colour lies in one of its boxes (grown by a pixel) unless
+    the record says an object of that class was dropped. Returns the boxes checked."""
+    import numpy as np
+
+    image = np.asarray(pixels)
+    checked = 0
+    for label, colour in OBJECT_COLOURS.items():
+        found = np.all(np.abs(image.astype(int) - colour) <= 8, axis=2)
+        covered = np.zeros_like(found)
+        for o in annotation["objects"]:
+            if o["label"] != label:
+                continue
+            x0, y0, x1, y1 = o["box"]
+            ix0, iy0, ix1, iy1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+            covered[max(iy0 - 1, 0) : iy1 + 1, max(ix0 - 1, 0) : ix1 + 1] = True
+            ys, xs = np.nonzero(found[iy0:iy1, ix0:ix1])
+            assert len(xs), o
+            assert xs.min() <= slack and (ix1 - ix0) - (xs.max() + 1) <= slack, o
+            assert ys.min() <= slack and (iy1 - iy0) - (ys.max() + 1) <= slack, o
+            checked += 1
+        if label not in annotation["dropped"]:
+            assert not (found & ~covered).any(), label
+    return checked

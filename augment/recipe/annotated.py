@@ -10,8 +10,9 @@
 - Padding must not create unlabeled objects: a `reflect`/`wrap`/`blur` pad, or a transform
   whose `border_mode` reflects or wraps, would show mirrored copies of objects without boxes.
   Such a recipe is refused for an annotated dataset (RecipeError); use `constant` or `edge`.
-- MixUp/CutMix are refused for annotated datasets: carrying boxes through a blend is not
-  built. Mosaic (recipe/mosaic.py) is allowed.
+- MixUp and CutMix carry boxes (stages/mixed.py): MixUp keeps both images' objects, CutMix
+  the image's own outside its box and the partner's inside it. Mosaic (recipe/mosaic.py) and
+  CopyPaste (recipe/copy_paste.py) are for annotated datasets only.
 - A per-class policy works on the classes an image contains: a transform is used on an image
   only if its policy allows every class on it.
 """
@@ -41,14 +42,16 @@ _BORDER_NAMES = {cv2.BORDER_REFLECT: "reflect", cv2.BORDER_REFLECT_101: "reflect
 
 def check_recipe_for_task(recipe: Recipe, task: str) -> None:
     """An annotated set's recipe makes no unlabeled objects; a classification set's has no
-    Mosaic (four classes have no one folder)."""
+    Mosaic (four classes have no one folder) and no CopyPaste (it has no instances)."""
     if task != "classification":
         check_annotated_recipe(recipe)
-    elif any(spec.kind == "mosaic" for spec in recipe.mix):
-        raise RecipeError(
-            f"recipe {recipe.name}: Mosaic is for annotated datasets (boxes, outlines, masks); "
-            "for a classification set use CutMix or MixUp"
-        )
+        return
+    for kind, name in (("mosaic", "Mosaic"), ("copypaste", "CopyPaste")):
+        if any(spec.kind == kind for spec in recipe.mix):
+            raise RecipeError(
+                f"recipe {recipe.name}: {name} is for annotated datasets (boxes, outlines, "
+                "masks); for a classification set use CutMix or MixUp"
+            )
 
 
 def check_annotated_recipe(recipe: Recipe) -> None:
@@ -68,11 +71,6 @@ def check_annotated_recipe(recipe: Recipe) -> None:
                 f"{_BORDER_NAMES[border]!r} mirrors objects into the border, where they have "
                 f"no box; {advice} (border_mode: constant)"
             )
-    if any(spec.kind != "mosaic" for spec in recipe.mix):
-        raise RecipeError(
-            f"recipe {recipe.name}: MixUp and CutMix are not supported for annotated "
-            "datasets yet (their boxes are not carried through a blend); Mosaic is"
-        )
 
 
 def _entries(entry: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:

@@ -11,7 +11,7 @@ augment:               # train only; albumentations 2.0.x transforms or the proj
   - HorizontalFlip: {p: 0.5, except_classes: ["6", "9"]}   # per-class policy
   - Affine: {rotate: [-10, 10], border_mode: reflect, p: 0.7}
 mix:                   # train only; MixUp / CutMix with a second train original
-                       # (Mosaic: four, annotated sets only, recipe/mosaic.py)
+                       # (Mosaic, CopyPaste: annotated sets only; recipe/mix_entries.py)
   - MixUp: {p: 0.2, alpha: 0.4}
   - CutMix: {p: 0.2, alpha: 1.0, other_class: true}
 ```
@@ -50,12 +50,11 @@ from augment.recipe.arguments import (
     colour,
     construct,
     convert_args,
-    number,
     transform_class,
 )
+from augment.recipe.mix_entries import build_mix
 from augment.recipe.mixing import MIX_KINDS, MixSpec
 from augment.recipe.policy import (
-    POLICY_KEYS,
     attach_policies,
     collect_policy,
     for_class,
@@ -75,7 +74,6 @@ PIXEL_VERSION = 3
 RECIPE_KEYS = frozenset({"description", "engine", "preprocess", "augment", "mix"})
 # The engine that runs the `augment` part; imgaug's only when a recipe names it (imgaug_engine.py).
 ENGINES = ("albumentations", "imgaug")
-_MIX_ARGS = ("p", "alpha", "other_class", *POLICY_KEYS)
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ class Recipe:
         named: dict[str, list[str]] = {}
         collect_policy(self.augment, "augment", named)
         for i, spec in enumerate(self.mix, start=1):
-            listed = [*(spec.only_classes or ()), *spec.except_classes]
+            listed = [*(spec.only_classes or ()), *spec.except_classes, *(spec.classes or ())]
             if listed:
                 named[f"mix entry {i} ({_MIX_NAME[spec.kind]})"] = listed
         return named
@@ -241,7 +239,7 @@ def build_recipe(file: RecipeFile, name: str | None = None) -> Recipe:
     else:
         augment = _albumentations_augment(doc.get("augment"), where)
         refuse_size_changes(augment, preprocess.size, where)
-    mix = _build_mix(doc.get("mix"), where)
+    mix = build_mix(doc.get("mix"), where)
     if mix and preprocess.size is None:
         raise RecipeError(
             f"{where}: mix needs preprocess.size: both images of a mix must have one size"
@@ -290,68 +288,6 @@ def _albumentations_augment(spec: object, where: str) -> dict[str, Any]:
     augment = json.loads(json.dumps(augment, default=_jsonable))
     attach_policies(compose, augment, policies)
     return augment
-
-
-def _build_mix(spec: object, where: str) -> tuple[MixSpec, ...]:
-    if spec is None:
-        return ()
-    if not isinstance(spec, list):
-        raise RecipeError(f"{where}: mix must be a list like [MixUp: {{p: 0.3, alpha: 0.4}}]")
-    entries: list[MixSpec] = []
-    for index, entry in enumerate(spec, start=1):
-        at = f"{where}: mix entry {index}"
-        if isinstance(entry, str):
-            entry = {entry: {}}
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise RecipeError(f"{at}: expected one `MixUp: {{args}}` or `CutMix: {{args}}` pair")
-        name, args = next(iter(entry.items()))
-        at = f"{at} ({name})"
-        if name not in MIX_KINDS:
-            raise RecipeError(
-                f"{at}: unknown mix {name!r}"
-                + did_you_mean(str(name), list(MIX_KINDS))
-                + f"; mix entries are {', '.join(MIX_KINDS)}"
-            )
-        args = dict(args or {})
-        if not isinstance(args, dict):
-            raise RecipeError(f"{at}: arguments must be a mapping")
-        for arg in args:
-            if arg not in _MIX_ARGS:
-                raise RecipeError(
-                    f"{at}: unknown argument {arg!r}"
-                    + did_you_mean(str(arg), _MIX_ARGS)
-                    + f"; valid arguments: {', '.join(_MIX_ARGS)}"
-                )
-        if name == "Mosaic" and {"alpha", "other_class"} & set(args):
-            raise RecipeError(f"{at}: Mosaic takes p and a class policy only")
-        policy = pop_policy(args, at)
-        p = number(args.get("p", 0.5), f"{at}: p")
-        alpha = number(args.get("alpha", 1.0), f"{at}: alpha")
-        if not 0 <= p <= 1:
-            raise RecipeError(f"{at}: p must be between 0 and 1, got {p}")
-        if alpha <= 0:
-            raise RecipeError(f"{at}: alpha must be positive, got {alpha}")
-        other_class = args.get("other_class", False)
-        if not isinstance(other_class, bool):
-            raise RecipeError(f"{at}: other_class must be true or false")
-        only = policy.get("only_classes")
-        entries.append(
-            MixSpec(
-                kind=MIX_KINDS[name],
-                p=p,
-                alpha=alpha,
-                other_class=other_class,
-                only_classes=tuple(only) if only is not None else None,
-                except_classes=tuple(policy.get("except_classes", ())),
-            )
-        )
-    total = sum(e.p for e in entries)
-    if total > 1 + 1e-9:
-        raise RecipeError(
-            f"{where}: mix probabilities add up to {total:g}; at most one mix applies to a "
-            "variant, so they must add up to 1 or less"
-        )
-    return tuple(entries)
 
 
 def _build_augment(

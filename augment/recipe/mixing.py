@@ -26,9 +26,15 @@ from typing import Literal
 
 import numpy as np
 
-MixKind = Literal["mixup", "cutmix", "mosaic"]
-# Mosaic (four images, annotated sets only) is recipe/mosaic.py.
-MIX_KINDS: dict[str, MixKind] = {"MixUp": "mixup", "CutMix": "cutmix", "Mosaic": "mosaic"}
+MixKind = Literal["mixup", "cutmix", "mosaic", "copypaste"]
+# Mosaic (four images) and CopyPaste (instances of a second image), annotated sets only:
+# recipe/mosaic.py and recipe/copy_paste.py.
+MIX_KINDS: dict[str, MixKind] = {
+    "MixUp": "mixup",
+    "CutMix": "cutmix",
+    "Mosaic": "mosaic",
+    "CopyPaste": "copypaste",
+}
 MIX_NAMES: dict[MixKind, str] = {v: k for k, v in MIX_KINDS.items()}
 
 # MixUp weights are rounded to this many decimals before they are used, so the manifest's
@@ -36,6 +42,7 @@ MIX_NAMES: dict[MixKind, str] = {v: k for k, v in MIX_KINDS.items()}
 WEIGHT_DECIMALS = 4
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in pixels
+MOSAIC_CENTRE = (0.25, 0.75)  # the middle half of the output, as Ultralytics draws it
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,18 @@ class MixSpec:
     other_class: bool = False  # partner only from another class
     only_classes: tuple[str, ...] | None = None
     except_classes: tuple[str, ...] = ()
+    # Mosaic: the range (fractions of the output's width and height) its centre is drawn in,
+    # and the range each tile's scale is drawn in ((1, 1): half the output, as always).
+    centre: tuple[float, float] = MOSAIC_CENTRE
+    tile_scale: tuple[float, float] = (1.0, 1.0)
+    # CopyPaste: which classes' instances are pasted (None: all), at most how many per
+    # output, each instance's scale range and flip probability, and the edge feathering
+    # (the Gaussian's sigma in pixels; 0, the default, pastes hard edges).
+    classes: tuple[str, ...] | None = None
+    max_per_output: int = 3
+    scale: tuple[float, float] = (0.75, 1.25)
+    flip: float = 0.5
+    blend: float = 0.0
 
     def allows(self, label: str) -> bool:
         if self.only_classes is not None and label not in self.only_classes:
@@ -62,7 +81,39 @@ class MixSpec:
             "other_class": self.other_class,
             "only_classes": list(self.only_classes) if self.only_classes is not None else None,
             "except_classes": list(self.except_classes),
+            **self._own_options(),
         }
+
+    def _own_options(self) -> dict[str, object]:
+        # Only what a kind has, and Mosaic's centre only when set: the recipes written before
+        # these options keep their fingerprints, so their outputs keep their names.
+        if self.kind == "mosaic":
+            out: dict[str, object] = {}
+            if self.centre != MOSAIC_CENTRE:
+                out["centre"] = list(self.centre)
+            if self.tile_scale != (1.0, 1.0):
+                out["scale"] = list(self.tile_scale)
+            return out
+        if self.kind == "copypaste":
+            return {
+                "classes": list(self.classes) if self.classes is not None else None,
+                "max_per_output": self.max_per_output,
+                "scale": list(self.scale),
+                "flip": self.flip,
+                "blend": self.blend,
+            }
+        return {}
+
+
+@dataclass(frozen=True)
+class Paste:
+    """One instance copy-paste pastes, as the plan drew it (recipe/copy_paste.py)."""
+
+    index: int  # which of the partner's objects (in its annotation's order)
+    scale: float
+    flip: bool
+    x: float  # where: fractions in [0, 1) of the room the output leaves beside it
+    y: float
 
 
 def choose_mix(specs: Sequence[MixSpec], u: float) -> int | None:
@@ -109,21 +160,35 @@ def cutmix_weight(box: Box, width: int, height: int) -> float:
 # objects are recipe/mosaic.py, which documents the geometry.
 
 
-def mosaic_centre(rng: np.random.Generator, width: int, height: int) -> tuple[int, int]:
-    cx = int(rng.integers(width // 4, 3 * width // 4 + 1))
-    cy = int(rng.integers(height // 4, 3 * height // 4 + 1))
+def mosaic_centre(
+    rng: np.random.Generator, width: int, height: int, span: tuple[float, float] = MOSAIC_CENTRE
+) -> tuple[int, int]:
+    """A whole-pixel centre, uniform in [lo, hi] of the width and of the height."""
+    if span == MOSAIC_CENTRE:  # the integer bounds the default always had (same draws)
+        lo_x, hi_x, lo_y, hi_y = width // 4, 3 * width // 4, height // 4, 3 * height // 4
+    else:
+        lo_x, hi_x = math.ceil(width * span[0]), math.floor(width * span[1])
+        lo_y, hi_y = math.ceil(height * span[0]), math.floor(height * span[1])
+    cx = int(rng.integers(lo_x, max(hi_x, lo_x) + 1))
+    cy = int(rng.integers(lo_y, max(hi_y, lo_y) + 1))
     return cx, cy
 
 
-def tile_boxes(centre: tuple[int, int], size: tuple[int, int]) -> list[Box]:
-    """Where each of the four half-size images goes (before the output's edge cuts it)."""
+def tile_boxes(
+    centre: tuple[int, int], size: tuple[int, int], scales: Sequence[float] = ()
+) -> list[Box]:
+    """Where each of the four images goes (before the output's edge cuts it): half the
+    output's size each, times its scale when the entry has a tile `scale`."""
     (cx, cy), (width, height) = centre, size
-    tw, th = width // 2, height // 2
+    sides = [(width // 2, height // 2)] * 4
+    if scales:
+        sides = [(max(1, round(width // 2 * s)), max(1, round(height // 2 * s))) for s in scales]
+    (w0, h0), (w1, h1), (w2, h2), (w3, h3) = sides
     return [
-        (cx - tw, cy - th, cx, cy),
-        (cx, cy - th, cx + tw, cy),
-        (cx - tw, cy, cx, cy + th),
-        (cx, cy, cx + tw, cy + th),
+        (cx - w0, cy - h0, cx, cy),
+        (cx, cy - h1, cx + w1, cy),
+        (cx - w2, cy, cx, cy + h2),
+        (cx, cy, cx + w3, cy + h3),
     ]
 
 
@@ -132,11 +197,13 @@ def visible_part(box: Box, size: tuple[int, int]) -> Box:
     return max(x0, 0), max(y0, 0), min(x1, size[0]), min(y1, size[1])
 
 
-def mosaic_weights(centre: tuple[int, int], size: tuple[int, int]) -> list[float]:
+def mosaic_weights(
+    centre: tuple[int, int], size: tuple[int, int], scales: Sequence[float] = ()
+) -> list[float]:
     """Each image's share of the output's pixels."""
     total = size[0] * size[1]
     weights = []
-    for box in tile_boxes(centre, size):
+    for box in tile_boxes(centre, size, scales):
         x0, y0, x1, y1 = visible_part(box, size)
         weights.append(round(max(x1 - x0, 0) * max(y1 - y0, 0) / total, WEIGHT_DECIMALS))
     return weights

@@ -6,7 +6,8 @@ draws, the worker applies):
 - The output has the preprocess size W x H. A centre (cx, cy) is drawn uniformly with
   cx in [W/4, 3W/4] and cy in [H/4, 3H/4] (whole pixels).
 - Each of the four images, already preprocessed and augmented on its own (W x H), is scaled
-  to half size (W//2 x H//2, area interpolation; a mask nearest-neighbour) and placed with a
+  to half size (W//2 x H//2, area interpolation; a mask nearest-neighbour; with the entry's
+  tile `scale`, times the tile's drawn scale, rounded to whole pixels) and placed with a
   corner on the centre: the image the variant is made from top left (ending at the centre),
   then top right, bottom left, bottom right. What falls outside the output is cut; what no
   image covers is the preprocess `pad_color` (a mask's background, 0).
@@ -50,6 +51,7 @@ def place_tiles(
     size: tuple[int, int],
     fill: int | tuple[int, ...],
     nearest: bool = False,
+    scales: Sequence[float] = (),
 ) -> np.ndarray:
     """The four images (or masks, with `nearest`) at half size around the centre."""
     width, height = size
@@ -57,7 +59,7 @@ def place_tiles(
     out = np.empty((height, width, *first.shape[2:]), dtype=first.dtype)
     out[...] = fill
     interpolation = cv2.INTER_NEAREST_EXACT if nearest else cv2.INTER_AREA
-    for tile, box in zip(tiles, tile_boxes(centre, size), strict=True):
+    for tile, box in zip(tiles, tile_boxes(centre, size, scales), strict=True):
         x0, y0, x1, y1 = box
         tile = fit_size(tile, size, interpolation)
         half = cv2.resize(tile, (x1 - x0, y1 - y0), interpolation=interpolation)
@@ -72,34 +74,51 @@ def place_objects(
     tile_sizes: Sequence[tuple[int, int]],
     centre: tuple[int, int],
     size: tuple[int, int],
+    scales: Sequence[float] = (),
 ) -> tuple[list[LabeledObject], Counter[str]]:
     """Each image's objects where `place_tiles` puts its pixels; those cut too much dropped.
     `tile_sizes` are the (width, height) of the images the objects are in."""
     kept: list[LabeledObject] = []
     dropped: Counter[str] = Counter()
     for tile_objects, (tile_w, tile_h), box in zip(
-        objects, tile_sizes, tile_boxes(centre, size), strict=True
+        objects, tile_sizes, tile_boxes(centre, size, scales), strict=True
     ):
         x0, y0, x1, y1 = box
-        sx, sy = (x1 - x0) / tile_w, (y1 - y0) / tile_h
-        vx0, vy0, vx1, vy1 = visible_part(box, size)
-        for o in tile_objects:
-            bx0, by0 = o.box[0] * sx + x0, o.box[1] * sy + y0
-            bx1, by1 = o.box[2] * sx + x0, o.box[3] * sy + y0
-            cx0, cy0 = min(max(bx0, vx0), vx1), min(max(by0, vy0), vy1)
-            cx1, cy1 = min(max(bx1, vx0), vx1), min(max(by1, vy0), vy1)
-            area, left = (bx1 - bx0) * (by1 - by0), (cx1 - cx0) * (cy1 - cy0)
-            if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
-                dropped[o.label] += 1
-                continue
-            polygon = tuple(
-                round(min(max(v * sx + x0, vx0), vx1), 2)
-                if i % 2 == 0
-                else round(min(max(v * sy + y0, vy0), vy1), 2)
-                for i, v in enumerate(o.polygon)
-            )
-            placed = (round(cx0, 2), round(cy0, 2), round(cx1, 2), round(cy1, 2))
-            kept.append(LabeledObject(o.label, placed, polygon, o.crowd))
+        scale = ((x1 - x0) / tile_w, (y1 - y0) / tile_h)
+        placed, cut = clip_objects(tile_objects, scale, (x0, y0), visible_part(box, size))
+        kept += placed
+        dropped += cut
+    return kept, dropped
+
+
+def clip_objects(
+    objects: Sequence[LabeledObject],
+    scale: tuple[float, float],
+    offset: tuple[float, float],
+    visible: tuple[float, float, float, float],
+) -> tuple[list[LabeledObject], Counter[str]]:
+    """Objects scaled and shifted, then clipped to the `visible` box (x0, y0, x1, y1); those
+    the clip leaves too little of dropped by BOX_RULES. Outline vertices are clipped alike."""
+    (sx, sy), (x0, y0), (vx0, vy0, vx1, vy1) = scale, offset, visible
+    kept: list[LabeledObject] = []
+    dropped: Counter[str] = Counter()
+    for o in objects:
+        bx0, by0 = o.box[0] * sx + x0, o.box[1] * sy + y0
+        bx1, by1 = o.box[2] * sx + x0, o.box[3] * sy + y0
+        cx0, cy0 = min(max(bx0, vx0), vx1), min(max(by0, vy0), vy1)
+        cx1, cy1 = min(max(bx1, vx0), vx1), min(max(by1, vy0), vy1)
+        area, left = (bx1 - bx0) * (by1 - by0), (cx1 - cx0) * (cy1 - cy0)
+        if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
+            dropped[o.label] += 1
+            continue
+        polygon = tuple(
+            round(min(max(v * sx + x0, vx0), vx1), 2)
+            if i % 2 == 0
+            else round(min(max(v * sy + y0, vy0), vy1), 2)
+            for i, v in enumerate(o.polygon)
+        )
+        placed = (round(cx0, 2), round(cy0, 2), round(cx1, 2), round(cy1, 2))
+        kept.append(LabeledObject(o.label, placed, polygon, o.crowd))
     return kept, dropped
 
 
@@ -111,16 +130,18 @@ def assemble(
     centre: tuple[int, int],
     size: tuple[int, int],
     fill: tuple[int, int, int],
+    scales: Sequence[float] = (),
 ) -> tuple[np.ndarray, list[LabeledObject], Counter[str], np.ndarray | None]:
     """The mosaic of four augmented images: pixels, the objects kept, those the edges cut
     (per class), and the class-id mask when the images have one."""
-    pixels = place_tiles([t[0] for t in tiles], centre, size, fill)
+    pixels = place_tiles([t[0] for t in tiles], centre, size, fill, scales=scales)
     masks = [t[2] for t in tiles]
     mask = None
     if all(m is not None for m in masks):
-        mask = place_tiles([m for m in masks if m is not None], centre, size, 0, nearest=True)
+        ids = [m for m in masks if m is not None]
+        mask = place_tiles(ids, centre, size, 0, nearest=True, scales=scales)
     sizes = [(t[0].shape[1], t[0].shape[0]) for t in tiles]
-    kept, dropped = place_objects([t[1] for t in tiles], sizes, centre, size)
+    kept, dropped = place_objects([t[1] for t in tiles], sizes, centre, size, scales)
     return pixels, kept, dropped, mask
 
 
@@ -129,6 +150,7 @@ def mosaic_lineage(
     weights: Sequence[float],
     centre: tuple[int, int],
     params: Sequence[list[dict[str, Any]]],
+    scales: Sequence[float] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The record's `sources` (all four, with their area weights) and the params entry that
     says how the mosaic was made (the other three images' own augmentations included)."""
@@ -137,4 +159,7 @@ def mosaic_lineage(
         for o, w in zip(made, weights, strict=True)
     ]
     tiles = [{"path": o.path, "params": p} for o, p in zip(made[1:], params[1:], strict=True)]
-    return sources, {"transform": "Mosaic", "centre": list(centre), "tiles": tiles}
+    entry: dict[str, Any] = {"transform": "Mosaic", "centre": list(centre), "tiles": tiles}
+    if scales:  # only when the entry has a tile scale: the records made before stay the same
+        entry["scales"] = list(scales)
+    return sources, entry

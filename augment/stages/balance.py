@@ -15,18 +15,27 @@ negative once it is past it, so an image whose rare object sits beside common on
 less, and not at all once the common ones outweigh it (co-occurring common classes are not
 inflated). It stops when no original scores above 0; no original gets more than
 MAX_REPEAT x N images. Ties go to the hash order of (seed, sha256, path).
+
+With a recipe's `mix:`, a mixed variant also holds its partners' objects (a mosaic's three
+tiles, the instances copy-paste pastes, MixUp's partner, what falls in CutMix's box). They
+are counted exactly as the plan draws them (partners.added_objects), in the totals, under
+plain --times N and as planned, and shown apart as `mixed`: a variant the loop adds counts
+what its mix brings. Objects the output's edges, a paste or a transform then drop are not
+foreseen here; each output's record counts them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from augment.errors import DatasetError
 from augment.model import Original
 
 MAX_REPEAT = 3  # --balance instances: at most this many times N images per original
+# The objects a variant (original, variant index) holds besides its own: its mix's partners'.
+Added = Callable[[Original, int], Counter[str]]
 
 
 def balanced_variants(
@@ -70,12 +79,13 @@ def plan_balance(
     variants_per_class: Mapping[str, Sequence[int]],
     seed: int,
     mode: bool | str,
+    added: Added | None = None,
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, int]]]:
     """The variants `--balance` (True) or `--balance instances` gives each train original,
     and, for instances, the objects per class: in the originals, under plain --times N, and
-    as planned."""
+    as planned (with `added`, what mixes bring too)."""
     if mode == "instances":
-        return instance_variants(train, variants_per_class, seed)
+        return instance_variants(train, variants_per_class, seed, added)
     return (balanced_variants(train, variants_per_class, seed) if mode else {}), {}
 
 
@@ -83,6 +93,7 @@ def instance_variants(
     train: Mapping[str, Sequence[Original]],
     variants_per_class: Mapping[str, Sequence[int]],
     seed: int,
+    added: Added | None = None,
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, int]]]:
     """`--balance instances` (the rule in the module's doc)."""
     members = _order([o for group in train.values() for o in group], seed)
@@ -94,34 +105,55 @@ def instance_variants(
     plain = [variants_per_class[o.label] for o in members]
     objects = [Counter(obj.label for obj in o.annotation.objects) if o.annotation else Counter()
                for o in members]  # fmt: skip
+
+    def brought(i: int, variant: int) -> Counter[str]:
+        return added(members[i], variant) if added is not None and variant else Counter()
+
     times: Counter[str] = Counter()
-    for counts, variants in zip(objects, plain, strict=True):
+    for i, (counts, variants) in enumerate(zip(objects, plain, strict=True)):
         times.update({c: n * len(variants) for c, n in counts.items()})
+        for v in variants:
+            times.update(brought(i, v))
     target = max(times.values(), default=0)
+    firsts = [min(v, default=0) for v in plain]
     images = [
         1 if counts else len(variants) for counts, variants in zip(objects, plain, strict=True)
     ]
     totals: Counter[str] = Counter()
-    for counts, k in zip(objects, images, strict=True):
+    mixed: Counter[str] = Counter()
+    for i, (counts, k) in enumerate(zip(objects, images, strict=True)):
         totals.update({c: n * k for c, n in counts.items()})
+        for v in range(firsts[i], firsts[i] + k):
+            mixed.update(brought(i, v))
     while target:
         best, best_score = -1, 0.0
         for i, counts in enumerate(objects):
             if counts and images[i] < MAX_REPEAT * len(plain[i]):
-                score = sum(n * (target - totals[c]) / target for c, n in counts.items())
+                score = sum(n * (target - totals[c] - mixed[c]) / target for c, n in counts.items())
                 if score > best_score:
                     best, best_score = i, score
         if best < 0:
             break
+        mixed.update(brought(best, firsts[best] + images[best]))
         images[best] += 1
         totals.update(objects[best])
     out = {
-        o.path: tuple(range(min(v, default=0), min(v, default=0) + k))
-        for o, v, k in zip(members, plain, images, strict=True)
+        o.path: tuple(range(first, first + k))
+        for o, first, k in zip(members, firsts, images, strict=True)
     }
-    originals = sum(objects, Counter())
-    report = {
-        c: {"originals": originals[c], "times": times[c], "planned": totals[c]}
-        for c in sorted(times)
-    }
-    return out, report
+    return out, _report(sum(objects, Counter()), times, totals + mixed, mixed, added is not None)
+
+
+def _report(
+    originals: Counter[str],
+    times: Counter[str],
+    planned: Counter[str],
+    mixed: Counter[str],
+    with_mixes: bool,
+) -> dict[str, dict[str, int]]:
+    report: dict[str, dict[str, int]] = {}
+    for c in sorted(times | planned):
+        report[c] = {"originals": originals[c], "times": times[c], "planned": planned[c]}
+        if with_mixes:
+            report[c]["mixed"] = mixed[c]
+    return report

@@ -14,7 +14,8 @@ machine, so any worker count produces the same bytes under the same names:
   the job's seed, with the partner's sha256 in the key, so a different partner (the train
   split grew) always gives a new name. Whether it mixes, the weight and the CutMix box are
   drawn here too, because the dominant class decides the output's folder. A mosaic (annotated
-  sets) names its three partners, drawn alike, and its centre.
+  sets) names its three partners, drawn alike, and its centre; a copy-paste its partner and the
+  partner's annotation. The draws are stages/partners.py.
 """
 
 from __future__ import annotations
@@ -26,25 +27,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from augment.annotations.objects import SPLIT_FOLDERS
 from augment.imaging.codec import same_format
 from augment.model import Original, Rejected
-from augment.recipe.mixing import (
-    Box,
-    MixKind,
-    MixSpec,
-    choose_mix,
-    cutmix_box,
-    cutmix_weight,
-    dominant_label,
-    mixup_weight,
-    mosaic_centre,
-    mosaic_weights,
-    soft_label,
-)
+from augment.recipe.mixing import MixSpec
 from augment.stages.balance import plan_balance
+from augment.stages.partners import PartnerPool, PlannedMix, added_objects, plan_mix
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 # Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
@@ -53,41 +41,6 @@ KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 NAME_SEPARATOR = "_nohash_"
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 _MAX_STEM_BYTES = 120
-
-
-# Mixing draws come from their own stream of the job's seed, apart from the transforms'.
-_MIX_STREAM = 0x6D6978
-MOSAIC_TILES = 4
-
-
-@dataclass(frozen=True)
-class PlannedMix:
-    """A mix the worker applies after augmenting both images."""
-
-    kind: MixKind
-    partner: Original  # always a train original
-    partner_seed: int  # seeds the partner's own augmentation
-    weight: float  # the image's own weight; the partner's is 1 - weight
-    box: Box | None  # CutMix: where the partner's pixels go
-    label: str  # the dominant class: the output's folder and hard label
-    own_label: str  # the class of the image itself
-    # Mosaic: the three other train originals (top right, bottom left, bottom right; the
-    # first is also `partner`), the seeds of their augmentations, the centre, all weights.
-    tiles: tuple[Original, ...] = ()
-    tile_seeds: tuple[int, ...] = ()
-    centre: tuple[int, int] | None = None
-    weights: tuple[float, ...] = ()
-
-    @property
-    def partner_key(self) -> str:
-        """What a mixed variant's name holds of its partners: a new one is a new name."""
-        if not self.tiles:
-            return self.partner.sha256
-        return _hash("mosaic", *(o.sha256 for o in self.tiles))
-
-    @property
-    def soft_label(self) -> dict[str, float]:
-        return soft_label([(self.own_label, self.weight), (self.partner.label, 1 - self.weight)])
 
 
 @dataclass(frozen=True)
@@ -198,8 +151,10 @@ class Plan:
         for original in accepted:
             if split_of[original.path] == "train":
                 train.setdefault(original.label, []).append(original)
-        per_original, self.balanced_objects = plan_balance(train, variants_per_class, seed, balance)
         self._partners = PartnerPool([o for members in train.values() for o in members], mix)
+        per_original, self.balanced_objects = plan_balance(
+            train, variants_per_class, seed, balance, self._added if mix else None
+        )
         self._sources: list[tuple[Original, str, Sequence[int]]] = []
         for original in accepted:
             split = split_of[original.path]
@@ -234,6 +189,12 @@ class Plan:
                 planned.update((p, original.path) for p in paths)
             kept.append((original, split, variants))
         self._sources = kept
+
+    def _added(self, original: Original, variant: int) -> Counter[str]:
+        """What a variant's mix brings besides its own objects (`--balance instances`)."""
+        seed = job_seed(self._seed, original.sha256, variant)
+        planned = plan_mix(original, seed, self._mix, self._partners, self._mix_size)
+        return added_objects(planned, self._mix_size) if planned else Counter()
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -304,131 +265,6 @@ def _drop_exact_duplicates(
         seen[identity] = original.path
         accepted.append(original)
     return accepted, rejected
-
-
-class PartnerPool:
-    """The train originals a mix entry may take its partner from, per class of the image.
-
-    Held-out originals are never in it: their pixels must not reach train in any form.
-    """
-
-    def __init__(self, train: Sequence[Original], specs: Sequence[MixSpec]) -> None:
-        unique: dict[str, Original] = {}
-        for original in sorted(train, key=lambda o: (o.sha256, o.path)):
-            unique.setdefault(original.sha256, original)  # one per content
-        self._train = list(unique.values())
-        self._specs = specs
-        # (entry, class of the image) -> the candidates, and where each sha256 sits in them
-        self._cache: dict[tuple[int, str], tuple[list[Original], dict[str, int]]] = {}
-
-    def candidates(self, index: int, label: str) -> tuple[list[Original], dict[str, int]]:
-        key = (index, label)
-        if key not in self._cache:
-            spec = self._specs[index]
-            members = [
-                o
-                for o in self._train
-                if spec.allows(o.label) and not (spec.other_class and o.label == label)
-            ]
-            self._cache[key] = (members, {o.sha256: i for i, o in enumerate(members)})
-        return self._cache[key]
-
-    def pick(self, index: int, original: Original, rng: np.random.Generator) -> Original | None:
-        """A uniform draw among the candidates other than the image itself (O(1))."""
-        members, position = self.candidates(index, original.label)
-        own = position.get(original.sha256)
-        count = len(members) - (own is not None)
-        if count <= 0:
-            return None
-        chosen = int(rng.integers(count))
-        if own is not None and chosen >= own:
-            chosen += 1  # skip the image itself
-        return members[chosen]
-
-    def pick_several(
-        self, index: int, original: Original, rng: np.random.Generator, count: int
-    ) -> list[Original] | None:
-        """`count` different candidates other than the image itself, or None if too few."""
-        members, position = self.candidates(index, original.label)
-        own = position.get(original.sha256)
-        available = len(members) - (own is not None)
-        if available < count:
-            return None
-        chosen = rng.choice(available, size=count, replace=False).tolist()
-        return [members[c + (own is not None and c >= own)] for c in chosen]
-
-
-def plan_mix(
-    original: Original,
-    seed: int,
-    specs: Sequence[MixSpec],
-    partners: PartnerPool,
-    size: tuple[int, int] | None,
-) -> PlannedMix | None:
-    """Whether a variant mixes, with whom and how much: all drawn from the variant's seed."""
-    rng = np.random.default_rng([seed, _MIX_STREAM])
-    index = choose_mix(specs, float(rng.random()))
-    if index is None:
-        return None
-    spec = specs[index]
-    if not spec.allows(original.label):
-        return None
-    if spec.kind == "mosaic":
-        assert size is not None, "a recipe with mix has a preprocess size"
-        return _plan_mosaic(original, index, partners, rng, size)
-    partner = partners.pick(index, original, rng)
-    if partner is None:
-        return None  # e.g. other_class with one class in train: the variant is not mixed
-    box: Box | None = None
-    if spec.kind == "mixup":
-        weight = mixup_weight(rng, spec.alpha)
-    else:
-        assert size is not None, "a recipe with mix has a preprocess size"
-        box = cutmix_box(rng, spec.alpha, *size)
-        weight = cutmix_weight(box, *size)
-    if not 0 < weight < 1:
-        # An extreme draw: an empty box, or a weight that rounds to 0 or 1. Such a "mix" is
-        # one image alone, so the variant is left unmixed rather than labelled as a mix.
-        return None
-    probs = soft_label([(original.label, weight), (partner.label, 1 - weight)])
-    return PlannedMix(
-        kind=spec.kind,
-        partner=partner,
-        partner_seed=int(rng.integers(2**63)),
-        weight=weight,
-        box=box,
-        label=dominant_label(probs, original.label),
-        own_label=original.label,
-    )
-
-
-def _plan_mosaic(
-    original: Original,
-    index: int,
-    partners: PartnerPool,
-    rng: np.random.Generator,
-    size: tuple[int, int],
-) -> PlannedMix | None:
-    """Three other train originals, a centre and the area weights (recipe/mosaic.py)."""
-    tiles = partners.pick_several(index, original, rng, MOSAIC_TILES - 1)
-    if tiles is None:
-        return None  # fewer than four train originals: the variant is not a mosaic
-    seeds = tuple(int(rng.integers(2**63)) for _ in tiles)
-    centre = mosaic_centre(rng, *size)
-    weights = tuple(mosaic_weights(centre, size))
-    return PlannedMix(
-        kind="mosaic",
-        partner=tiles[0],
-        partner_seed=seeds[0],
-        weight=weights[0],
-        box=None,
-        label=original.label,
-        own_label=original.label,
-        tiles=tuple(tiles),
-        tile_seeds=seeds,
-        centre=centre,
-        weights=weights,
-    )
 
 
 def shard_tasks(tasks: Iterable[SourceTask], outputs_per_shard: int) -> Iterator[list[SourceTask]]:

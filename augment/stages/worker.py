@@ -38,10 +38,10 @@ from augment.recipe.annotated import (
 )
 from augment.recipe.applied import applied_params
 from augment.recipe.build import Recipe, seed_pipeline
-from augment.recipe.mixing import MIX_NAMES, cutmix, mixup
-from augment.recipe.mosaic import assemble, fit_size, mosaic_lineage
+from augment.recipe.mosaic import fit_size
 from augment.recipe.preprocess import apply_preprocess, size_problem
 from augment.stages.manifest import Record, write_journal
+from augment.stages.mixed import Image, combine, mix_pixels
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 
 
@@ -114,6 +114,8 @@ class PartnerProblem(_Unusable):
 
 # An annotated source preprocessed: pixels, objects, objects dropped per class, mask.
 _Prepared = tuple[np.ndarray, list[LabeledObject], Counter[str], np.ndarray | None]
+# A copy-paste partner preprocessed: pixels, the size it was decoded at, mask.
+_Pasteable = tuple[np.ndarray, tuple[int, int], np.ndarray | None]
 
 
 class Worker:
@@ -122,7 +124,8 @@ class Worker:
         # One pipeline per class, with the transforms its policy forbids taken out.
         self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
-        self._tiles: dict[str, _Prepared | SourceProblem] = {}  # mosaic partners, alike
+        self._tiles: dict[str, _Prepared | SourceProblem] = {}  # annotated partners, alike
+        self._pastes: dict[str, _Pasteable | SourceProblem] = {}  # copy-paste partners
         # Annotated sets: a pipeline per set of classes an image holds (see recipe/annotated).
         self._annotated: dict[str, A.Compose] = {}
 
@@ -133,6 +136,7 @@ class Worker:
             self._run_task(task, result)
         self._partners.clear()
         self._tiles.clear()
+        self._pastes.clear()
         write_journal(self.ctx.out, shard_id(shard), result.records)
         return result
 
@@ -206,8 +210,9 @@ class Worker:
             prepared, objects, dropped, mask = self._prepare_annotated(original)
             own = {"path": original.path, "sha256": original.sha256, "weight": 1.0}
             for job in task.outputs:
-                if job.mix is not None:  # a mosaic (recipe/mosaic.py)
-                    yield self._mosaic(job, job.mix, original, (prepared, objects, dropped, mask))
+                if job.mix is not None:  # a mix of annotated images (stages/mixed.py)
+                    made = (prepared, objects, dropped, mask)
+                    yield self._mixed_annotated(job, job.mix, original, made)
                     continue
                 pixels, kept, lost, warped = prepared, objects, dropped, mask
                 params: list[dict[str, Any]] = []
@@ -243,39 +248,48 @@ class Worker:
             )
         return prepared, objects, dropped, mask
 
-    def _mosaic(
+    def _mixed_annotated(
         self, job: OutputJob, mix: PlannedMix, original: Original, prepared: _Prepared
     ) -> Rendered | Rejected:
-        """Four train images, each augmented on its own (with its classes' policy), in one."""
-        ctx, size = self.ctx, self.ctx.recipe.preprocess.size
-        assert mix.centre is not None and size is not None and ctx.annotations is not None
-        tiles, tile_params, lost = [], [], Counter[str]()
-        for source, seed in [(original, job.seed), *zip(mix.tiles, mix.tile_seeds, strict=True)]:
-            try:
+        """A mosaic, copy-paste, MixUp or CutMix (stages/mixed.py): each image augmented on
+        its own, with its classes' policy; a copy-paste partner only preprocessed (the
+        paste's own jitter moves its instances)."""
+        ctx = self.ctx
+        assert ctx.annotations is not None and ctx.recipe.preprocess.size is not None
+        images = []
+        for source, seed in [(original, job.seed), *mix.partners]:
+            try:  # the image itself rejects its source; a partner, this output
+                if mix.kind == "copypaste" and source is not original:
+                    pixels, decoded_size, ids = self._paste_partner(source)
+                    images.append(Image(source, pixels, [], ids, [], Counter(), decoded_size))
+                    continue
                 tile = prepared if source is original else self._prepared_tile(source)
-                pixels, kept, params, more, mask = self.augment_annotated(
-                    tile[0], tile[1], seed, tile[3]
-                )
-            except _Unusable as exc:  # the image itself rejects its source; a partner, this one
+                augmented = self.augment_annotated(tile[0], tile[1], seed, tile[3])
+            except _Unusable as exc:
                 return Rejected(source.path, str(exc), exc.retry)
-            tiles.append((pixels, kept, mask))
-            tile_params.append(params)
-            lost += tile[2] + more
-        pixels, kept, cut, mask = assemble(tiles, mix.centre, size, ctx.recipe.preprocess.pad_color)
-        lost += cut
-        if mask is not None:  # a mask's objects are its classes' extents, once placed
-            kept = objects_of(mask, ctx.names or None)
-            lost = Counter({label: 1 for label in lost if label not in {o.label for o in kept}})
-        sources, entry = mosaic_lineage(
-            (original, *mix.tiles), mix.weights, mix.centre, tile_params
+            pixels, kept, params, more, mask = augmented
+            images.append(Image(source, pixels, kept, mask, params, tile[2] + more))
+        made = combine(mix, images, ctx.recipe.preprocess, ctx.names)
+        size = ctx.recipe.preprocess.size
+        encoded = None if made.mask is None else encode_mask(made.mask)
+        record = annotation_record(
+            ctx.annotations, ctx.names, job.path, made.objects, size, made.lost, encoded
         )
-        encoded = None if mask is None else encode_mask(mask)
-        record = annotation_record(ctx.annotations, ctx.names, job.path, kept, size, lost, encoded)
-        params = [*tile_params[0], entry]
-        return Rendered(job, original.label, pixels, params, sources, None, record, encoded)
+        return Rendered(
+            job, original.label, made.pixels, made.params, made.sources, None, record, encoded
+        )
+
+    def _paste_partner(self, original: Original) -> _Pasteable:
+        """A copy-paste partner preprocessed, once per shard (its problem a PartnerProblem)."""
+        return _prepared_once(self._pastes, original, self._pasteable)
+
+    def _pasteable(self, original: Original) -> _Pasteable:
+        assert original.annotation is not None
+        pixels, decoded_size = self.prepare_sized(original)
+        return pixels, decoded_size, self._source_mask(original.annotation.mask, decoded_size)
 
     def _prepared_tile(self, original: Original) -> _Prepared:
-        """A mosaic partner, prepared once per shard; its problem is a PartnerProblem."""
+        """An annotated partner, prepared once per shard; its problem is a PartnerProblem."""
         return _prepared_once(self._tiles, original, self._prepare_annotated)
 
     def _source_mask(self, rel: str | None, decoded_size: tuple[int, int]) -> np.ndarray | None:
@@ -412,20 +426,7 @@ class Worker:
         except SourceProblem as exc:
             raise PartnerProblem(str(exc), exc.retry) from exc
         pixels, partner_pixels = fit_size(pixels, size), fit_size(partner_pixels, size)
-        if mix.kind == "mixup":
-            mixed = mixup(pixels, partner_pixels, mix.weight)
-        else:
-            assert mix.box is not None
-            mixed = cutmix(pixels, partner_pixels, mix.box)
-        entry: dict[str, Any] = {"transform": MIX_NAMES[mix.kind], "weight": mix.weight}
-        if mix.box is not None:
-            entry["box"] = list(mix.box)
-        entry["partner"] = mix.partner.path
-        entry["partner_params"] = partner_params
-        sources = [
-            {"path": original.path, "sha256": original.sha256, "weight": mix.weight},
-            {"path": mix.partner.path, "sha256": mix.partner.sha256, "weight": 1 - mix.weight},
-        ]
+        mixed, entry, sources = mix_pixels(mix, original, pixels, partner_pixels, partner_params)
         return Rendered(job, mix.label, mixed, [*params, entry], sources, mix.soft_label)
 
 

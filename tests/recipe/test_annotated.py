@@ -80,15 +80,6 @@ def test_a_policy_applies_to_every_class_on_the_image() -> None:
             "augment:\n  - Rotate: {limit: 20, border_mode: wrap}\n",
             "Rotate border_mode 'wrap' mirrors objects",
         ),
-        (
-            "preprocess: {size: [64, 64]}\naugment: []\nmix:\n  - MixUp: {p: 0.5}\n",
-            "MixUp and CutMix are not supported for annotated datasets",
-        ),
-        (
-            "preprocess: {size: [64, 64]}\naugment: []\nmix:\n  - Mosaic: {p: 0.5}\n"
-            "  - CutMix: {p: 0.5}\n",
-            "MixUp and CutMix are not supported for annotated datasets",
-        ),
     ],
 )
 def test_what_would_make_unlabeled_objects_is_refused(
@@ -100,9 +91,12 @@ def test_what_would_make_unlabeled_objects_is_refused(
         check_annotated_recipe(load_recipe(str(path)))
 
 
-def test_mosaic_is_accepted_for_an_annotated_set(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mix", ["Mosaic: {p: 0.5}", "MixUp: {p: 0.5}", "CutMix: {p: 0.5}",
+                                 "CopyPaste: {p: 0.5}"])  # fmt: skip
+def test_every_mix_is_accepted_for_an_annotated_set(tmp_path: Path, mix: str) -> None:
+    """MixUp and CutMix carry boxes (stages/mixed.py): no longer refused."""
     path = tmp_path / "r.yaml"
-    path.write_text("preprocess: {size: [64, 64]}\naugment: []\nmix:\n  - Mosaic: {p: 0.5}\n")
+    path.write_text(f"preprocess: {{size: [64, 64]}}\naugment: []\nmix:\n  - {mix}\n")
     check_annotated_recipe(load_recipe(str(path)))
 
 

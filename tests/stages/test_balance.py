@@ -185,3 +185,51 @@ def test_the_command_prints_the_object_counts_and_a_rerun_prints_them_again(
     assert [line.split()[0] for line in table[2:]] == ["one", "seven", "zero"]
     again = CliRunner().invoke(main, command)
     assert "0 files written" in again.output and "\n".join(table) in again.output
+
+
+def test_objects_a_mix_brings_are_counted_and_shown_apart() -> None:
+    """Every variant of `c0` is a mix that brings one `rare` object: `rare` reaches its
+    target from them, and the plain --times N count has them too."""
+    train = {
+        "common": [annotated("rare", "rare")] + [annotated(f"c{i}", "common") for i in range(4)]
+    }
+
+    def added(original: Original, variant: int) -> Counter[str]:
+        return Counter({"rare": 1}) if original.path == "c0" else Counter()
+
+    plain = {"common": (0, 1), "rare": (0, 1)}
+    variants, report = instance_variants(train, plain, seed=0, added=added)
+    assert report["rare"]["times"] == 2 + 1  # its own two images, and c0's variant 1
+    assert report["rare"]["mixed"] == len(variants["c0"]) - 1  # variant 0 is never mixed
+    assert report["rare"]["planned"] == len(variants["rare"]) + report["rare"]["mixed"]
+    assert report["common"]["mixed"] == 0
+
+
+def _made_from(out: Path, src: Path, names: list[str]) -> Counter[str]:
+    """The objects per class the train outputs were made from: every source's objects,
+    read from its own label file (a mosaic has four sources)."""
+    counts: Counter[str] = Counter()
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["split"] != "train":
+            continue
+        for source in record["sources"]:
+            labels = src / source["path"].replace("images/", "labels/", 1)
+            rows = labels.with_suffix(".txt").read_text().splitlines()
+            counts.update(names[int(row.split()[0])] for row in rows if row.strip())
+    return counts
+
+
+def test_instances_counts_the_objects_of_mosaic_partners_exactly(tmp_path: Path) -> None:
+    """sample_data/detection_yolo, --times 3, half the variants mosaics: the planned counts
+    are the objects the outputs were made from, partners' included."""
+    recipe = tmp_path / "mosaic.yaml"
+    bundled = Path(__file__).resolve().parents[2] / "pipelines" / "detection.yaml"
+    recipe.write_text(bundled.read_text() + "mix:\n  - Mosaic: {p: 0.5}\n")
+    options = ExpandOptions(times=3, recipe=str(recipe), workers=1, balance="instances")
+    summary = expand(DETECTION, tmp_path / "out", options)
+    names = ["zero", "one", "seven"]
+    made_from = _made_from(tmp_path / "out", DETECTION, names)
+    assert {c: n["planned"] for c, n in summary.balanced_objects.items()} == made_from
+    assert all(n["mixed"] > 0 for n in summary.balanced_objects.values())
+    assert "of which from mixes" in format_summary(summary)
