@@ -1,0 +1,201 @@
+"""`expand` with SRC or OUT in object storage: lock OUT with a lease, decide from listings
+whether anything changed, run the ordinary pipeline on a local working copy, publish.
+
+Everything a rerun decides from lives in the store, never on this machine: the lease, the
+shard records (commit markers) and `.augment/store-run.json`, which a complete run writes
+last: the digest of its inputs (the tool, the recipe, the options, SRC's listing), the
+ETag -> sha256 of the sources it read, and the listing of every object it wrote. A rerun
+whose inputs digest and OUT listing both match returns without reading a source or
+writing an object. Otherwise the run is the local one, in a temporary folder, so its
+outputs and manifest are byte-identical to a local run's by construction; publishing then
+skips every shard already committed, which is how a killed run resumes.
+
+The local working copy is not kept: a run that has anything to do makes every output
+again locally (pixel work, no requests) and writes only what the store lacks. Keeping
+that work on a cluster of machines is plan (docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from augment.errors import OutputError
+from augment.layout import HEADER_NAME, MANIFEST_NAME
+from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
+from augment.stores.lease import LEASE_NAME, Lease
+from augment.stores.publish import RUN_NAME, Published, check_ours, publish
+from augment.stores.sources import Source, listing, open_source, stage, staged_path
+from augment.stores.store import Store
+from augment.stores.url import StoreUrl, is_url
+
+if TYPE_CHECKING:
+    from augment.stages.executor import Executor
+
+RUN_FORMAT = 1
+
+
+def expand_stores(
+    src: str | Path,
+    out: str | Path,
+    options: ExpandOptions,
+    executor: Executor | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    phase: Phase | None = None,
+) -> ExpandSummary:
+    """`augment.expand` where SRC, OUT or both are store URLs."""
+    from augment.run import expand
+
+    src, out = str(src), str(out)
+
+    def local_run(local_src: Path, local_out: Path) -> ExpandSummary:
+        return expand(local_src, local_out, options, executor, progress, on_plan, phase)
+
+    source = open_source(src)
+    with tempfile.TemporaryDirectory(prefix="augment-store-") as work:
+        if not is_url(out):  # a local OUT keeps its own state and lock, as always
+            if not is_url(src):
+                return local_run(Path(src), Path(out))
+            stage(source, Path(work, "src"), {})
+            return local_run(staged_path(source, Path(work, "src")), Path(out))
+        store = Store(out)
+        _check_apart(src, out)
+        with Lease(store) as lease:
+            return _store_run(source, src, store, options, lease, Path(work), local_run)
+
+
+def _store_run(
+    source: Source,
+    src: str,
+    store: Store,
+    options: ExpandOptions,
+    lease: Lease,
+    work: Path,
+    local_run: Callable[[Path, Path], ExpandSummary],
+) -> ExpandSummary:
+    check_ours(store, {e.path: e for e in store.list()}, options.force)  # before any work
+    last = _read_run(store)
+    inputs = inputs_digest(source, options)
+    if last is not None and last.get("inputs") == inputs and _unchanged(store, last):
+        return _unchanged_summary(store, last)
+    known = last.get("sources", {}) if last is not None else {}
+    if is_url(src):
+        read = stage(source, work / "src", known)
+        local_src = staged_path(source, work / "src")
+    else:
+        read, local_src = {}, Path(src)
+    seed_last_run(store, work / "out")
+    summary = local_run(local_src, work / "out")
+    done = publish(store, work / "out", lease, options.force)
+    written = _written_listing(store)
+    state = {
+        "format": RUN_FORMAT,
+        "inputs": inputs,
+        "sources": dict(sorted({**known, **read}.items())),
+        "written": written,
+        "summary": _summary_fields(summary),
+    }
+    lease.check()
+    store.put(RUN_NAME, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"))
+    return _as_published(summary, store, done)
+
+
+def seed_last_run(store: Store, folder: Path) -> None:
+    """The last run's header and manifest, where the local run looks for them: it keeps
+    the last run's splits (sticky, as a local rerun does) and names the outputs it replaces.
+    Its outputs are not copied: the local run makes them again (see the module docstring)."""
+    for name in (HEADER_NAME, MANIFEST_NAME):
+        try:
+            data = store.read(name)
+        except FileNotFoundError:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+def inputs_digest(source: Source, options: ExpandOptions) -> str:
+    """What the store run is made from: the tool, the recipe's text, every option that can
+    change what is written, and SRC's listing (path, size, ETag)."""
+    from augment.recipe.source import read_recipe
+    from augment.rerun.uptodate import tool_identity
+
+    doc = {
+        "tool": tool_identity(),
+        "recipe": read_recipe(options.recipe).text,
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "workers"},
+        "source": [source.name, *listing(source)],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _written_listing(store: Store) -> list[list[object]]:
+    """Every object a complete run leaves, as the listing shows it (the lease aside)."""
+    return [[e.path, e.size, e.etag] for e in store.list() if e.path not in (LEASE_NAME, RUN_NAME)]
+
+
+def _unchanged(store: Store, last: dict[str, Any]) -> bool:
+    """Every object the last run left is there as it left it (one listing, no reads)."""
+    now = {e.path: [e.path, e.size, e.etag] for e in store.list()}
+    written = last.get("written")
+    return isinstance(written, list) and all(now.get(str(w[0])) == w for w in written)
+
+
+def _read_run(store: Store) -> dict[str, Any] | None:
+    try:
+        state = json.loads(store.read(RUN_NAME))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None  # damaged: the full run writes it again
+    if not isinstance(state, dict) or state.get("format") != RUN_FORMAT:
+        return None
+    return state
+
+
+def _summary_fields(summary: ExpandSummary) -> dict[str, Any]:
+    return {
+        "counts": summary.counts,
+        "originals": summary.originals,
+        "train_originals": summary.train_originals,
+        "rejected": [[r.path, r.reason] for r in summary.rejected],
+    }
+
+
+def _unchanged_summary(store: Store, last: dict[str, Any]) -> ExpandSummary:
+    fields = last["summary"]
+    summary = ExpandSummary(
+        out=StoreUrl(store.url),
+        counts=fields["counts"],
+        originals=fields["originals"],
+        written=0,
+        reused=0,
+        removed=0,
+        rejected=[Rejected(path, reason) for path, reason in fields["rejected"]],
+        train_originals=fields["train_originals"],
+        fast_path=True,
+    )
+    summary.reused = summary.total
+    return summary
+
+
+def _as_published(summary: ExpandSummary, store: Store, done: Published) -> ExpandSummary:
+    """The local run's summary, told of the store: what was written there, not locally."""
+    summary.out = StoreUrl(store.url)
+    summary.fast_path = False
+    summary.written = done.outputs
+    summary.reused = summary.total - done.outputs
+    summary.removed = done.removed
+    return summary
+
+
+def _check_apart(src: str, out: str) -> None:
+    """OUT inside SRC (or SRC inside OUT) would list the run's own outputs as sources."""
+    a, b = src.rstrip("/") + "/", out.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        raise OutputError(f"output {out} and source {src} overlap; choose apart prefixes")

@@ -1,0 +1,163 @@
+"""SRC and OUT in object storage, end to end, against a real S3 API on loopback (moto's
+server, reached through s3fs as any S3 would be): the same manifest and header, byte for
+byte, as a local run of the same files; a rerun that writes nothing; the lease; a killed run
+resumed. docs/scale.md describes the design."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from augment.model import ExpandOptions
+from augment.run import expand
+from augment.stores.lease import LEASE_NAME
+from augment.stores.publish import RUN_NAME, SHARDS_DIR
+from augment.stores.run import expand_stores
+from augment.stores.store import Store
+from tests.helpers import TEXTURES, StoreRequests, augment_command, upload
+
+HEADER_FILES = ("manifest.jsonl", "augment.json", "classes.json", "README.md")
+
+
+def _options(recipe: Path, **changes: object) -> ExpandOptions:
+    return ExpandOptions(**{"times": 2, "recipe": str(recipe), "workers": 1, **changes})  # type: ignore[arg-type]
+
+
+def _snapshot(url: str) -> dict[str, tuple[int, str, object]]:
+    """Every object under `url`: size, ETag and LastModified, as a fresh listing has them."""
+    store = Store(url)
+    found = store.fs.find(store.root, detail=True)
+    return {k: (v["size"], v["ETag"], v["LastModified"]) for k, v in found.items()}
+
+
+@pytest.fixture()
+def local_run(tmp_path: Path, small_recipe: Path) -> Path:
+    out = tmp_path / "local"
+    expand(TEXTURES, out, _options(small_recipe))
+    return out
+
+
+def test_s3_source_and_output_match_a_local_run(
+    s3_bucket: str, small_recipe: Path, local_run: Path
+) -> None:
+    upload(TEXTURES, f"{s3_bucket}/textures")
+    summary = expand_stores(f"{s3_bucket}/textures", f"{s3_bucket}/out", _options(small_recipe))
+    out = Store(f"{s3_bucket}/out")
+    for name in HEADER_FILES:
+        assert out.read(name) == (local_run / name).read_bytes(), name
+    records = [json.loads(line) for line in out.read("manifest.jsonl").splitlines()]
+    assert summary.written == len(records) == summary.total
+    for record in records:  # every output an object, its bytes the local run's
+        assert out.read(record["path"]) == (local_run / record["path"]).read_bytes()
+    assert out.info(LEASE_NAME) is None  # released
+    state = json.loads(out.read(RUN_NAME))
+    assert len(state["sources"]) == len(Store(f"{s3_bucket}/textures").list())
+    assert str(summary.out) == f"{s3_bucket}/out"
+
+
+def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
+    s3_bucket: str, small_recipe: Path
+) -> None:
+    upload(TEXTURES, f"{s3_bucket}/textures")
+    src, out = f"{s3_bucket}/textures", f"{s3_bucket}/out"
+    expand_stores(src, out, _options(small_recipe))
+    before = _snapshot(out)
+    with StoreRequests() as requests:
+        summary = expand_stores(src, out, _options(small_recipe))
+    assert summary.fast_path and summary.written == 0 and summary.reused == summary.total
+    assert _snapshot(out) == before  # no object new, gone, or rewritten
+    # The only writes: the lease, made create-only and removed at the end.
+    writes = requests.writes()
+    assert len(writes) == 2, writes
+    assert all(LEASE_NAME in line for line in writes)
+    assert not any("/textures/" in line for line in requests.of("GET"))  # no source read
+
+
+def test_a_changed_source_rewrites_its_shard_only(s3_bucket: str, small_recipe: Path) -> None:
+    upload(TEXTURES, f"{s3_bucket}/textures")
+    src, out = f"{s3_bucket}/textures", f"{s3_bucket}/out"
+    expand_stores(src, out, _options(small_recipe))
+    gone = "brick/brick_01.jpg"
+    Store(src).delete(gone)
+    with StoreRequests() as requests:
+        summary = expand_stores(src, out, _options(small_recipe))
+    manifest = Store(out).read("manifest.jsonl").decode()
+    assert gone not in manifest
+    assert summary.removed >= 1
+    output_puts = [w for w in requests.of("PUT") if ".jpg" in w]
+    assert len(output_puts) < summary.total  # not every output written again
+
+
+@pytest.mark.slow  # tests/stores/test_lease.py has the quick ones
+def test_a_live_lease_is_refused_and_an_expired_one_taken_over(
+    s3_bucket: str, small_recipe: Path
+) -> None:
+    upload(TEXTURES, f"{s3_bucket}/textures")
+    src, out = f"{s3_bucket}/textures", f"{s3_bucket}/out"
+    lease = {"owner": "another-run", "expires": time.time() + 600}
+    Store(out).create(LEASE_NAME, json.dumps(lease).encode())
+    args = ["expand", src, out, "--recipe", str(small_recipe), "--times", "1", "--workers", "1"]
+    refused = subprocess.run(augment_command(*args), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert "in use by another run" in refused.stderr and "Traceback" not in refused.stderr
+    assert Store(out).list() == [Store(out).info(LEASE_NAME)]  # nothing else written
+
+    Store(out).put(LEASE_NAME, json.dumps({**lease, "expires": time.time() - 1}).encode())
+    taken = subprocess.run(augment_command(*args), capture_output=True, text=True, timeout=120)
+    assert taken.returncode == 0, taken.stderr
+    assert f"wrote {out}" in taken.stdout
+    assert Store(out).info(LEASE_NAME) is None
+    assert Store(out).info("manifest.jsonl") is not None
+
+
+def test_a_store_output_beside_foreign_objects_is_refused(
+    s3_bucket: str, small_recipe: Path
+) -> None:
+    Store(f"{s3_bucket}/out").create("notes.txt", b"someone else's")
+    args = ["expand", str(TEXTURES), f"{s3_bucket}/out", "--recipe", str(small_recipe)]
+    refused = subprocess.run(augment_command(*args), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert "not an augment output" in refused.stderr and "Traceback" not in refused.stderr
+    assert [e.path for e in Store(f"{s3_bucket}/out").list()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_a_killed_store_run_resumes_from_its_committed_shards(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    """A real SIGKILL while the outputs are published: the rerun takes over the dead run's
+    lease once it expires, skips the shards it committed, and ends with the manifest a local
+    run writes."""
+    src, out = str(TEXTURES), f"{s3_bucket}/out"
+    args = ["expand", src, out, "--recipe", str(small_recipe), "--times", "4", "--workers", "1"]
+    run = subprocess.Popen(augment_command(*args), stdout=subprocess.DEVNULL)
+    store = Store(out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        if len(store.list(SHARDS_DIR)) >= 3:
+            run.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert store.info(RUN_NAME) is None and store.info(LEASE_NAME) is not None
+    committed = {e.path for e in store.list(SHARDS_DIR)}
+
+    # The dead run's lease, aged past its expiry (as a minute's wait would leave it).
+    held = json.loads(store.read(LEASE_NAME))
+    store.put(LEASE_NAME, json.dumps({**held, "expires": time.time() - 1}).encode())
+    with StoreRequests() as requests:
+        resumed = subprocess.run(augment_command(*args), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    local = tmp_path / "local"
+    expand(TEXTURES, local, _options(small_recipe, times=4))
+    assert store.read("manifest.jsonl") == (local / "manifest.jsonl").read_bytes()
+    rewritten = [w for w in requests.writes() if any(name in w for name in committed)]
+    assert not rewritten  # a committed shard is not written again
+    outputs_put = [w for w in requests.of("PUT") if ".jpg" in w]
+    assert len(outputs_put) < len((local / "manifest.jsonl").read_text().splitlines())
