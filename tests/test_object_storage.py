@@ -6,6 +6,7 @@ resumed. docs/scale.md describes the design."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from augment.stores.lease import LEASE_NAME
 from augment.stores.publish import RUN_NAME, SHARDS_DIR
 from augment.stores.run import expand_stores
 from augment.stores.store import Store
-from tests.helpers import TEXTURES, StoreRequests, augment_command, upload
+from tests.helpers import S3_ENVIRONMENT, TEXTURES, StoreRequests, augment_command, upload
 
 HEADER_FILES = ("manifest.jsonl", "augment.json", "classes.json", "README.md")
 
@@ -58,6 +59,26 @@ def test_s3_source_and_output_match_a_local_run(
     state = json.loads(out.read(RUN_NAME))
     assert len(state["sources"]) == len(Store(f"{s3_bucket}/textures").list())
     assert str(summary.out) == f"{s3_bucket}/out"
+
+
+def test_a_labels_file_in_s3_gives_the_local_run_of_the_same_files(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    """SRC as a labels file (its folder is the source), OUT a local folder."""
+    flat = tmp_path / "flat"
+    rows = ["path,label"]
+    for image in sorted(TEXTURES.rglob("*.jpg"))[:20]:
+        name = f"images/{image.parent.name}-{image.name}"
+        (flat / name).parent.mkdir(parents=True, exist_ok=True)
+        (flat / name).write_bytes(image.read_bytes())
+        rows.append(f"{name},{image.parent.name}")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    upload(flat, f"{s3_bucket}/flat")
+    local, via_store = tmp_path / "local", tmp_path / "via-store"
+    expand(flat / "labels.csv", local, _options(small_recipe))
+    expand_stores(f"{s3_bucket}/flat/labels.csv", via_store, _options(small_recipe))
+    for name in HEADER_FILES:
+        assert (via_store / name).read_bytes() == (local / name).read_bytes(), name
 
 
 def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
@@ -161,3 +182,23 @@ def test_a_killed_store_run_resumes_from_its_committed_shards(
     assert not rewritten  # a committed shard is not written again
     outputs_put = [w for w in requests.of("PUT") if ".jpg" in w]
     assert len(outputs_put) < len((local / "manifest.jsonl").read_text().splitlines())
+
+
+def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    pytest.importorskip("s3fs", reason="s3:// needs s3fs: pip install -e '.[test]'")
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        **S3_ENVIRONMENT,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    args = ["expand", str(TEXTURES), "s3://no-such-bucket/out", "--times", "1"]
+    failed = subprocess.run(augment_command(*args), env=env, capture_output=True, text=True)
+    assert failed.returncode == 2, failed.stderr
+    assert "Could not connect" in failed.stderr and "Traceback" not in failed.stderr
+    assert "rerun the same command" in failed.stderr

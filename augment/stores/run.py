@@ -53,21 +53,37 @@ def expand_stores(
     from augment.run import expand
 
     src, out = str(src), str(out)
+    if not is_url(src) and not is_url(out):
+        return expand(Path(src), Path(out), options, executor, progress, on_plan, phase)
 
     def local_run(local_src: Path, local_out: Path) -> ExpandSummary:
         return expand(local_src, local_out, options, executor, progress, on_plan, phase)
 
-    source = open_source(src)
-    with tempfile.TemporaryDirectory(prefix="augment-store-") as work:
-        if not is_url(out):  # a local OUT keeps its own state and lock, as always
-            if not is_url(src):
-                return local_run(Path(src), Path(out))
-            stage(source, Path(work, "src"), {})
-            return local_run(staged_path(source, Path(work, "src")), Path(out))
-        store = Store(out)
-        _check_apart(src, out)
-        with Lease(store) as lease:
-            return _store_run(source, src, store, options, lease, Path(work), local_run)
+    try:
+        source = open_source(src)
+        with tempfile.TemporaryDirectory(prefix="augment-store-") as work:
+            if not is_url(out):  # a local OUT keeps its own state and lock, as always
+                stage(source, Path(work, "src"), {})
+                return local_run(staged_path(source, Path(work, "src")), Path(out))
+            store = Store(out)
+            _check_apart(src, out)
+            with Lease(store) as lease:
+                return _store_run(source, src, store, options, lease, Path(work), local_run)
+    except store_errors() as exc:
+        raise OutputError(
+            f"object storage ({src} -> {out}): {exc}; check the URLs, the credentials and the "
+            "endpoint (the AWS_* variables for s3://), then rerun the same command to resume"
+        ) from exc
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What the store's libraries raise when it cannot be reached or refuses: s3fs turns
+    S3's answers into OSError, botocore raises its own for a connection or credentials."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return (OSError,)
+    return (OSError, BotoCoreError, ClientError)
 
 
 def _store_run(
