@@ -6,6 +6,10 @@ it over. No flock and no process id: any machine that reaches the store sees the
 On S3 the take-over and the renewals are conditional on the ETag the run read (a DeleteObject
 and a PUT with `If-Match`), so two runs that both find an expired lease cannot both hold it.
 Other stores check the ETag and then write: a narrower window, not none (docs/scale.md).
+
+The renewing thread is alive when the local run forks its worker processes (see
+stages/executor.py, start_method): the workers never touch the store or its client, so no
+lock that thread might hold at that moment is one they wait on.
 """
 
 from __future__ import annotations
