@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from augment.commands.report import format_summary
+from augment.errors import DatasetError, OutputError
 from augment.model import ExpandOptions
 from augment.run import expand
 from augment.stores.lease import LEASE_NAME
@@ -86,11 +88,13 @@ def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
 ) -> None:
     upload(TEXTURES, f"{s3_bucket}/textures")
     src, out = f"{s3_bucket}/textures", f"{s3_bucket}/out"
-    expand_stores(src, out, _options(small_recipe))
+    first = expand_stores(src, out, _options(small_recipe))
     before = _snapshot(out)
     with StoreRequests() as requests:
         summary = expand_stores(src, out, _options(small_recipe))
     assert summary.fast_path and summary.written == 0 and summary.reused == summary.total
+    # Reported as the full run reported it, splits and classes in the same order.
+    assert format_summary(summary).splitlines()[:-1] == format_summary(first).splitlines()[:-1]
     assert _snapshot(out) == before  # no object new, gone, or rewritten
     # The only writes: the lease, made create-only and removed at the end.
     writes = requests.writes()
@@ -145,6 +149,15 @@ def test_a_store_output_beside_foreign_objects_is_refused(
     assert refused.returncode == 2, refused.stderr
     assert "not an augment output" in refused.stderr and "Traceback" not in refused.stderr
     assert [e.path for e in Store(f"{s3_bucket}/out").list()] == ["notes.txt"]
+
+
+def test_errors_name_the_urls_not_the_working_copy(s3_bucket: str, small_recipe: Path) -> None:
+    upload(TEXTURES, f"{s3_bucket}/textures")
+    expand_stores(f"{s3_bucket}/textures", f"{s3_bucket}/out", _options(small_recipe))
+    with pytest.raises(DatasetError, match=f"source {s3_bucket}/out is an augment output"):
+        expand_stores(f"{s3_bucket}/out", f"{s3_bucket}/again", _options(small_recipe))
+    with pytest.raises(OutputError, match="overlap"):
+        expand_stores(f"{s3_bucket}/textures", f"{s3_bucket}/textures/out", _options(small_recipe))
 
 
 @pytest.mark.slow

@@ -21,11 +21,12 @@ import dataclasses
 import hashlib
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from augment.errors import OutputError
+from augment.errors import AugmentError, OutputError
 from augment.layout import HEADER_NAME, MANIFEST_NAME
 from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.stores.lease import LEASE_NAME, Lease
@@ -56,24 +57,56 @@ def expand_stores(
     if not is_url(src) and not is_url(out):
         return expand(Path(src), Path(out), options, executor, progress, on_plan, phase)
 
-    def local_run(local_src: Path, local_out: Path) -> ExpandSummary:
-        return expand(local_src, local_out, options, executor, progress, on_plan, phase)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="augment-store-") as work:
 
-    try:
-        source = open_source(src)
-        with tempfile.TemporaryDirectory(prefix="augment-store-") as work:
-            if not is_url(out):  # a local OUT keeps its own state and lock, as always
-                stage(source, Path(work, "src"), {})
-                return local_run(staged_path(source, Path(work, "src")), Path(out))
-            store = Store(out)
-            _check_apart(src, out)
-            with Lease(store) as lease:
-                return _store_run(source, src, store, options, lease, Path(work), local_run)
-    except store_errors() as exc:
-        raise OutputError(
-            f"object storage ({src} -> {out}): {exc}; check the URLs, the credentials and the "
-            "endpoint (the AWS_* variables for s3://), then rerun the same command to resume"
-        ) from exc
+        def local_run(local_src: Path, local_out: Path) -> ExpandSummary:
+            try:
+                return expand(local_src, local_out, options, executor, progress, on_plan, phase)
+            except AugmentError as exc:  # said of SRC and OUT, not of the working copy
+                named = {Path(work, "src"): _source_url(src), local_out: out}
+                exc.args = (_renamed(str(exc), named),)
+                raise
+
+        try:
+            summary = _run(src, out, options, Path(work), local_run)
+        except store_errors() as exc:
+            raise OutputError(
+                f"object storage ({src} -> {out}): {exc}; check the URLs, the credentials and "
+                "the endpoint (the AWS_* variables for s3://), then rerun the same command to "
+                "resume"
+            ) from exc
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run(
+    src: str,
+    out: str,
+    options: ExpandOptions,
+    work: Path,
+    local_run: Callable[[Path, Path], ExpandSummary],
+) -> ExpandSummary:
+    source = open_source(src)
+    if not is_url(out):  # a local OUT keeps its own state and lock, as always
+        stage(source, work / "src", {})
+        return local_run(staged_path(source, work / "src"), Path(out))
+    store = Store(out)
+    _check_apart(src, out)
+    with Lease(store) as lease:
+        return _store_run(source, src, store, options, lease, work, local_run)
+
+
+def _source_url(src: str) -> str:
+    """What the staged folder stands for: SRC, or the folder of a labels file SRC names
+    (the local run names SRC's files relative to it)."""
+    return open_source(src).store.url if is_url(src) else src  # a local SRC is not staged
+
+
+def _renamed(message: str, named: dict[Path, str]) -> str:
+    for path, url in named.items():
+        message = message.replace(str(path), url)
+    return message
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
@@ -118,7 +151,8 @@ def _store_run(
         "summary": _summary_fields(summary),
     }
     lease.check()
-    store.put(RUN_NAME, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"))
+    # Not sorted: the summary's classes and splits keep the order a full run reports them in.
+    store.put(RUN_NAME, json.dumps(state, indent=1).encode("utf-8"))
     return _as_published(summary, store, done)
 
 
