@@ -103,19 +103,40 @@ def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
     assert not any("/textures/" in line for line in requests.of("GET"))  # no source read
 
 
-def test_a_changed_source_rewrites_its_shard_only(s3_bucket: str, small_recipe: Path) -> None:
+def test_an_output_deleted_from_the_store_is_made_again(s3_bucket: str, small_recipe: Path) -> None:
+    src, out = str(TEXTURES), f"{s3_bucket}/out"
+    expand_stores(src, out, _options(small_recipe))
+    store = Store(out)
+    manifest = store.read("manifest.jsonl")
+    lost = json.loads(manifest.splitlines()[0])["path"]
+    kept = store.read(lost)
+    store.delete(lost)
+    with StoreRequests() as requests:
+        summary = expand_stores(src, out, _options(small_recipe))
+    assert store.read(lost) == kept and store.read("manifest.jsonl") == manifest
+    assert summary.written == 1
+    assert [w for w in requests.of("PUT") if ".jpg" in w or ".png" in w] == [
+        w for w in requests.of("PUT") if lost in w
+    ]
+
+
+def test_a_removed_source_removes_its_outputs_and_rewrites_nothing_else(
+    s3_bucket: str, small_recipe: Path
+) -> None:
     upload(TEXTURES, f"{s3_bucket}/textures")
     src, out = f"{s3_bucket}/textures", f"{s3_bucket}/out"
     expand_stores(src, out, _options(small_recipe))
     gone = "brick/brick_01.jpg"
+    before = [json.loads(line) for line in Store(out).read("manifest.jsonl").splitlines()]
+    its_outputs = {r["path"] for r in before if r["sources"][0]["path"] == gone}
     Store(src).delete(gone)
     with StoreRequests() as requests:
         summary = expand_stores(src, out, _options(small_recipe))
-    manifest = Store(out).read("manifest.jsonl").decode()
-    assert gone not in manifest
-    assert summary.removed >= 1
-    output_puts = [w for w in requests.of("PUT") if ".jpg" in w]
-    assert len(output_puts) < summary.total  # not every output written again
+    after = [json.loads(line) for line in Store(out).read("manifest.jsonl").splitlines()]
+    assert after == [r for r in before if r["path"] not in its_outputs]  # splits kept
+    assert summary.removed == len(its_outputs) > 0
+    assert all(Store(out).info(path) is None for path in its_outputs)
+    assert [w for w in requests.of("PUT") if ".jpg" in w or ".png" in w] == []
 
 
 @pytest.mark.slow  # tests/stores/test_lease.py has the quick ones

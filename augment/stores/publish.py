@@ -74,17 +74,20 @@ def publish(store: Store, staged: Path, lease: Lease, force: bool = False) -> Pu
     for shard, lines in cut_into_shards(manifest).items():
         name = shard_name(shard, lines)
         done.shards.append(name)
-        if name in there:
+        committed = name in there
+        if committed and all(_listed(there, line) for line in lines):
             done.skipped_shards += 1
             continue
+        # A committed shard whose output someone deleted since gets it back.
         before = done.outputs
         for line in lines:
             path = json.loads(line)["path"]
             done.outputs += write_output(store, path, (staged / path).read_bytes(), there)
         done.written += done.outputs - before
-        lease.check()  # a run that lost its lease must not commit
-        _create_or_keep(store, name, b"".join(lines))
-        done.written += 1
+        if not committed:
+            lease.check()  # a run that lost its lease must not commit
+            _create_or_keep(store, name, b"".join(lines))
+            done.written += 1
     assembled = assemble(store, done.shards)
     if assembled != manifest:
         raise OutputError(
@@ -96,6 +99,13 @@ def publish(store: Store, staged: Path, lease: Lease, force: bool = False) -> Pu
     done.written += write_output(store, MANIFEST_NAME, manifest, there, True)
     done.removed = remove_stale(store, there, done.shards, manifest)
     return done
+
+
+def _listed(there: dict[str, Entry], line: bytes) -> bool:
+    """Whether the record's output is in the listing, at the size the record gives."""
+    record = json.loads(line)
+    entry = there.get(record["path"])
+    return entry is not None and entry.size == record.get("size")
 
 
 def check_ours(store: Store, there: dict[str, Entry], force: bool) -> None:
