@@ -330,4 +330,7 @@ def upload(local: Path, url: str) -> None:
     fs, root = fsspec.core.url_to_fs(url)
     for path in sorted(local.rglob("*")):
         if path.is_file():
-            fs.pipe_file(f"{root}/{path.relative_to(local).as_posix()}", path.read_bytes())
+            key = f"{root}/{path.relative_to(local).as_posix()}"
+            if fs.protocol == "file" or "file" in fs.protocol:  # folders are real there
+                fs.makedirs(fs._parent(key), exist_ok=True)
+            fs.pipe_file(key, path.read_bytes())

@@ -139,6 +139,33 @@ def test_a_removed_source_removes_its_outputs_and_rewrites_nothing_else(
     assert [w for w in requests.of("PUT") if ".jpg" in w or ".png" in w] == []
 
 
+def test_foreign_objects_beside_a_forced_store_output_are_never_touched(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    src, out = tmp_path / "src", f"{s3_bucket}/out"
+    upload(TEXTURES, src.as_uri())
+    Store(out).create("notes.txt", b"someone else's")
+    expand_stores(src, out, _options(small_recipe, force=True))
+    (src / "brick" / "brick_01.jpg").unlink()  # the rerun removes what it made of it
+    summary = expand_stores(src, out, _options(small_recipe, force=True))
+    assert summary.removed > 0
+    assert Store(out).read("notes.txt") == b"someone else's"
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file"])
+def test_other_stores_give_the_same_manifest(
+    scheme: str, small_recipe: Path, local_run: Path, tmp_path: Path
+) -> None:
+    """memory:// (fsspec's own) and file:// go through the same store layer as s3://."""
+    base = f"memory://run-{tmp_path.name}" if scheme == "memory" else tmp_path.as_uri()
+    upload(TEXTURES, f"{base}/textures")
+    expand_stores(f"{base}/textures", f"{base}/out", _options(small_recipe))
+    again = expand_stores(f"{base}/textures", f"{base}/out", _options(small_recipe))
+    assert again.fast_path
+    for name in HEADER_FILES:
+        assert Store(f"{base}/out").read(name) == (local_run / name).read_bytes(), name
+
+
 @pytest.mark.slow  # tests/stores/test_lease.py has the quick ones
 def test_a_live_lease_is_refused_and_an_expired_one_taken_over(
     s3_bucket: str, small_recipe: Path

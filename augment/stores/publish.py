@@ -41,6 +41,7 @@ class Published:
     shards: list[str] = field(default_factory=list)  # the committed records, in id order
     written: int = 0  # objects written (outputs, records, header files)
     outputs: int = 0  # of which outputs
+    kept: set[str] = field(default_factory=set)  # every object of this run: outputs, records...
     skipped_shards: int = 0  # committed by an earlier (perhaps killed) run
     removed: int = 0
 
@@ -65,8 +66,11 @@ def shard_name(shard: int, lines: list[bytes]) -> str:
     return f"{SHARDS_DIR}/{shard:05d}-{digest}.jsonl"
 
 
-def publish(store: Store, staged: Path, lease: Lease, force: bool = False) -> Published:
-    """Bring the store OUT to what the run wrote in `staged`; see the module's docstring."""
+def publish(
+    store: Store, staged: Path, lease: Lease, force: bool = False, last: Iterable[str] = ()
+) -> Published:
+    """Bring the store OUT to what the run wrote in `staged`; see the module's docstring.
+    `last`: the objects the last complete run left, removed if this run does not make them."""
     there = {e.path: e for e in store.list()}
     check_ours(store, there, force)
     manifest = (staged / MANIFEST_NAME).read_bytes()
@@ -94,10 +98,19 @@ def publish(store: Store, staged: Path, lease: Lease, force: bool = False) -> Pu
             f"output {store.url}: the records read back from its shards are not the "
             "manifest this run wrote (changed meanwhile by another writer?); rerun"
         )
-    for path in _header_files(staged):
+    headers = _header_files(staged)
+    for path in headers:
         done.written += write_output(store, path, (staged / path).read_bytes(), there, True)
     done.written += write_output(store, MANIFEST_NAME, manifest, there, True)
-    done.removed = remove_stale(store, there, done.shards, manifest)
+    keep = {json.loads(line)["path"] for line in manifest.splitlines()}
+    keep |= {*headers, MANIFEST_NAME}
+    done.kept = keep | set(done.shards)
+    removed = remove_stale(store, there, done.shards, keep)
+    done.removed = len(removed)
+    # What the last complete run wrote and this one does not: a split's metadata.csv, say.
+    for path in sorted(set(last) - keep - removed):
+        if path in there and not path.startswith(STATE_DIR + "/"):
+            store.delete(path)
     return done
 
 
@@ -168,20 +181,21 @@ def assemble(store: Store, shards: Iterable[str]) -> bytes:
     return b"".join(merged)
 
 
-def remove_stale(store: Store, there: dict[str, Entry], shards: list[str], manifest: bytes) -> int:
-    """Delete what earlier runs committed and this one does not make: the outputs their
-    shard records list, then those records. Objects no record lists are never touched."""
+def remove_stale(
+    store: Store, there: dict[str, Entry], shards: list[str], keep: set[str]
+) -> set[str]:
+    """Delete what earlier runs committed and this one does not make (`keep`): the outputs
+    their shard records list, then those records. Returns the outputs deleted."""
     current = set(shards)
-    keep = {json.loads(line)["path"] for line in manifest.splitlines()}
-    removed = 0
+    removed: set[str] = set()
     for path in sorted(there):
         if not path.startswith(SHARDS_DIR + "/") or path in current:
             continue
         for line in store.read(path).splitlines():
             output = json.loads(line)["path"]
-            if output not in keep and output in there:
+            if output not in keep and output in there and output not in removed:
                 store.delete(output)
-                removed += 1
+                removed.add(output)
         store.delete(path)
     return removed
 

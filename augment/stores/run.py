@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from augment.errors import AugmentError, OutputError
 from augment.layout import HEADER_NAME, MANIFEST_NAME
 from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
-from augment.stores.lease import LEASE_NAME, Lease
+from augment.stores.lease import Lease
 from augment.stores.publish import RUN_NAME, Published, check_ours, publish
 from augment.stores.sources import Source, listing, open_source, stage, staged_path
 from augment.stores.store import Store
@@ -141,8 +141,9 @@ def _store_run(
         read, local_src = {}, Path(src)
     seed_last_run(store, work / "out")
     summary = local_run(local_src, work / "out")
-    done = publish(store, work / "out", lease, options.force)
-    written = _written_listing(store)
+    last_written = [str(w[0]) for w in last.get("written", [])] if last is not None else []
+    done = publish(store, work / "out", lease, options.force, last_written)
+    written = _written_listing(store, done.kept)
     state = {
         "format": RUN_FORMAT,
         "inputs": inputs,
@@ -184,9 +185,10 @@ def inputs_digest(source: Source, options: ExpandOptions) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _written_listing(store: Store) -> list[list[object]]:
-    """Every object a complete run leaves, as the listing shows it (the lease aside)."""
-    return [[e.path, e.size, e.etag] for e in store.list() if e.path not in (LEASE_NAME, RUN_NAME)]
+def _written_listing(store: Store, kept: set[str]) -> list[list[object]]:
+    """The objects of this run as the listing shows them (never another writer's, which
+    a later run would otherwise take for its own to remove)."""
+    return [[e.path, e.size, e.etag] for e in store.list() if e.path in kept]
 
 
 def _unchanged(store: Store, last: dict[str, Any]) -> bool:

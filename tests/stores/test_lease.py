@@ -65,3 +65,12 @@ def test_a_lease_taken_over_is_lost_and_the_run_stops(store: Store) -> None:
         lease.check()
     lease.release()  # not ours: left alone
     assert _held(store)["owner"] == "other"
+
+
+def test_a_running_lease_renews_itself(store: Store) -> None:
+    with Lease(store, seconds=0.3) as lease:
+        first = float(_held(store)["expires"])  # type: ignore[arg-type]
+        time.sleep(0.5)  # past the first expiry: the renewals kept it live
+        assert float(_held(store)["expires"]) > first  # type: ignore[arg-type]
+        assert float(_held(store)["expires"]) > time.time()  # type: ignore[arg-type]
+        lease.check()
