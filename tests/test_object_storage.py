@@ -263,3 +263,36 @@ def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
     assert failed.returncode == 2, failed.stderr
     assert "Could not connect" in failed.stderr and "Traceback" not in failed.stderr
     assert "rerun the same command" in failed.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_store_run_releases_the_lease_and_commits_no_half_shard(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    out = f"{s3_bucket}/out"
+    args = ["expand", str(TEXTURES), out, "--recipe", str(small_recipe), "--times", "4"]
+    command = augment_command(*args)
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    store = Store(out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        if len(store.list(SHARDS_DIR)) >= 3:
+            run.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.005)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert b"Traceback" not in stderr
+    assert store.info(LEASE_NAME) is None  # released: the next run need not wait
+    assert store.info(RUN_NAME) is None
+    # Every committed shard's outputs are all there.
+    there = {e.path: e.size for e in store.list()}
+    for record in store.list(SHARDS_DIR):
+        for line in store.read(record.path).splitlines():
+            output = json.loads(line)
+            assert there.get(output["path"]) == output["size"]
+    resumed = subprocess.run(augment_command(*args), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    local = tmp_path / "local"
+    expand(TEXTURES, local, _options(small_recipe, times=4))
+    assert store.read("manifest.jsonl") == (local / "manifest.jsonl").read_bytes()

@@ -32,7 +32,7 @@ from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.stores.lease import Lease
 from augment.stores.publish import RUN_NAME, Published, check_ours, publish
 from augment.stores.sources import Source, listing, open_source, stage, staged_path
-from augment.stores.store import Store
+from augment.stores.store import Entry, Store
 from augment.stores.url import StoreUrl, is_url
 
 if TYPE_CHECKING:
@@ -128,10 +128,11 @@ def _store_run(
     work: Path,
     local_run: Callable[[Path, Path], ExpandSummary],
 ) -> ExpandSummary:
-    check_ours(store, {e.path: e for e in store.list()}, options.force)  # before any work
-    last = _read_run(store)
+    there = {e.path: e for e in store.list()}  # one listing of OUT decides
+    check_ours(store, there, options.force)  # before any work
+    last = _read_run(store) if RUN_NAME in there else None
     inputs = inputs_digest(source, options)
-    if last is not None and last.get("inputs") == inputs and _unchanged(store, last):
+    if last is not None and last.get("inputs") == inputs and _unchanged(there, last):
         return _unchanged_summary(store, last)
     known = last.get("sources", {}) if last is not None else {}
     if is_url(src):
@@ -191,11 +192,13 @@ def _written_listing(store: Store, kept: set[str]) -> list[list[object]]:
     return [[e.path, e.size, e.etag] for e in store.list() if e.path in kept]
 
 
-def _unchanged(store: Store, last: dict[str, Any]) -> bool:
-    """Every object the last run left is there as it left it (one listing, no reads)."""
-    now = {e.path: [e.path, e.size, e.etag] for e in store.list()}
+def _unchanged(there: dict[str, Entry], last: dict[str, Any]) -> bool:
+    """Every object the last run left is there as it left it (from the listing: no reads)."""
     written = last.get("written")
-    return isinstance(written, list) and all(now.get(str(w[0])) == w for w in written)
+    if not isinstance(written, list) or not written:
+        return False
+    now = {path: [e.path, e.size, e.etag] for path, e in there.items()}
+    return all(now.get(str(w[0])) == w for w in written)
 
 
 def _read_run(store: Store) -> dict[str, Any] | None:
