@@ -166,6 +166,63 @@ def test_other_stores_give_the_same_manifest(
         assert Store(f"{base}/out").read(name) == (local_run / name).read_bytes(), name
 
 
+def test_after_a_run_that_died_the_next_one_leaves_only_its_own_objects(
+    s3_bucket: str, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run 1 completes; run 2 (other options) dies mid-shard, its outputs written and not
+    committed; run 3 has run 1's inputs again: it is not taken for unchanged, and removes
+    what run 2 left, the pending shard's outputs too."""
+    from augment.stores import publish
+
+    src, out = str(TEXTURES), f"{s3_bucket}/out"
+    expand_stores(src, out, _options(small_recipe))
+    commit, commits = publish._create_or_keep, []
+
+    def dies_before_the_second_commit(store: Store, name: str, data: bytes) -> None:
+        if name.startswith(SHARDS_DIR) and commits:
+            raise KeyboardInterrupt  # stands for the process dying here
+        commit(store, name, data)
+        if name.startswith(SHARDS_DIR):
+            commits.append(name)
+
+    monkeypatch.setattr(publish, "_create_or_keep", dies_before_the_second_commit)
+    with pytest.raises(KeyboardInterrupt):
+        expand_stores(src, out, _options(small_recipe, times=3))
+    monkeypatch.setattr(publish, "_create_or_keep", commit)
+    assert Store(out).info(RUN_NAME) is None  # no rerun may trust OUT now
+    assert Store(out).list(".augment/pending")  # the shard it died in
+    summary = expand_stores(src, out, _options(small_recipe))
+    assert not summary.fast_path
+    expand_stores(src, f"{s3_bucket}/fresh", _options(small_recipe))
+    own = {e.path for e in Store(out).list()}
+    assert own == {e.path for e in Store(f"{s3_bucket}/fresh").list()}
+
+
+def test_a_run_that_died_mid_shard_is_resumed_by_the_same_command(
+    s3_bucket: str, small_recipe: Path, monkeypatch: pytest.MonkeyPatch, local_run: Path
+) -> None:
+    """The quick form of the SIGKILL test below: the shard it died in is pending, its
+    outputs written; the same command commits it and ends with the local run's manifest."""
+    from augment.stores import publish
+
+    src, out = str(TEXTURES), f"{s3_bucket}/out"
+    commit = publish._create_or_keep
+
+    def dies_at_the_third_commit(store: Store, name: str, data: bytes) -> None:
+        if name.startswith(SHARDS_DIR) and len(Store(out).list(SHARDS_DIR)) == 2:
+            raise KeyboardInterrupt  # stands for the process dying here
+        commit(store, name, data)
+
+    monkeypatch.setattr(publish, "_create_or_keep", dies_at_the_third_commit)
+    with pytest.raises(KeyboardInterrupt):
+        expand_stores(src, out, _options(small_recipe))
+    monkeypatch.setattr(publish, "_create_or_keep", commit)
+    assert len(Store(out).list(".augment/pending")) == 1
+    expand_stores(src, out, _options(small_recipe))
+    assert Store(out).read("manifest.jsonl") == (local_run / "manifest.jsonl").read_bytes()
+    assert Store(out).list(".augment/pending") == []
+
+
 @pytest.mark.slow  # tests/stores/test_lease.py has the quick ones
 def test_a_live_lease_is_refused_and_an_expired_one_taken_over(
     s3_bucket: str, small_recipe: Path

@@ -5,6 +5,9 @@ first source's path modulo `SHARD_COUNT`, so an output stays in its shard from r
 A shard is committed by its records object, `.augment/shards/<id>-<digest>.jsonl` (the
 digest of the records it holds), written create-only after every output it lists: a
 committed shard's outputs are all there, so a resumed run skips it without reading them.
+The same records go to `.augment/pending/` before the outputs and are deleted after the
+commit: what a run that died mid-shard wrote is found from them, and removed if no longer
+made (two requests a shard, against outputs no record would name).
 The manifest is then assembled from the committed records, read back from the store and
 merged in path order: byte for byte the manifest the run wrote locally.
 
@@ -31,6 +34,8 @@ from augment.stores.store import Entry, Store
 
 SHARD_COUNT = 256  # fixed: changing it moves every output to another shard
 SHARDS_DIR = f"{STATE_DIR}/shards"
+# A shard's records before its outputs: the outputs a run that died might have left.
+PENDING_DIR = f"{STATE_DIR}/pending"
 RUN_NAME = f"{STATE_DIR}/store-run.json"  # written last by a complete run
 
 
@@ -83,6 +88,9 @@ def publish(
             done.skipped_shards += 1
             continue
         # A committed shard whose output someone deleted since gets it back.
+        pending = PENDING_DIR + name[len(SHARDS_DIR) :]
+        if not committed:
+            _create_or_keep(store, pending, b"".join(lines))
         before = done.outputs
         for line in lines:
             path = json.loads(line)["path"]
@@ -91,7 +99,8 @@ def publish(
         if not committed:
             lease.check()  # a run that lost its lease must not commit
             _create_or_keep(store, name, b"".join(lines))
-            done.written += 1
+            store.delete(pending)
+            done.written += 2
     assembled = assemble(store, done.shards)
     if assembled != manifest:
         raise OutputError(
@@ -184,12 +193,15 @@ def assemble(store: Store, shards: Iterable[str]) -> bytes:
 def remove_stale(
     store: Store, there: dict[str, Entry], shards: list[str], keep: set[str]
 ) -> set[str]:
-    """Delete what earlier runs committed and this one does not make (`keep`): the outputs
-    their shard records list, then those records. Returns the outputs deleted."""
-    current = set(shards)
+    """Delete what earlier runs committed, or began to, and this one does not make (`keep`):
+    the outputs their shard records (and pending ones) list, then those records. Returns
+    the outputs deleted."""
+    # This run's own records, and the pending ones it has committed (and so deleted).
+    current = set(shards) | {PENDING_DIR + name[len(SHARDS_DIR) :] for name in shards}
     removed: set[str] = set()
     for path in sorted(there):
-        if not path.startswith(SHARDS_DIR + "/") or path in current:
+        record = path.startswith((SHARDS_DIR + "/", PENDING_DIR + "/"))
+        if not record or path in current:
             continue
         for line in store.read(path).splitlines():
             output = json.loads(line)["path"]

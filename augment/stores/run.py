@@ -6,9 +6,12 @@ shard records (commit markers) and `.augment/store-run.json`, which a complete r
 last: the digest of its inputs (the tool, the recipe, the options, SRC's listing), the
 ETag -> sha256 of the sources it read, and the listing of every object it wrote. A rerun
 whose inputs digest and OUT listing both match returns without reading a source or
-writing an object. Otherwise the run is the local one, in a temporary folder, so its
-outputs and manifest are byte-identical to a local run's by construction; publishing then
-skips every shard already committed, which is how a killed run resumes.
+writing an object. A run with work removes that file first and writes it again at its end,
+so that a run killed in between leaves none (its next run is a full one).
+
+The run itself is the local one, in a temporary folder, so its outputs and manifest are
+byte-identical to a local run's by construction; publishing then skips every shard already
+committed, which is how a killed run resumes.
 
 The local working copy is not kept: a run that has anything to do makes every output
 again locally (pixel work, no requests) and writes only what the store lacks. Keeping
@@ -135,6 +138,8 @@ def _store_run(
     if last is not None and last.get("inputs") == inputs and _unchanged(there, last):
         return _unchanged_summary(store, last)
     known = last.get("sources", {}) if last is not None else {}
+    if last is not None:  # from here OUT is not the last run's: no rerun may trust it
+        store.delete(RUN_NAME)
     if is_url(src):
         read = stage(source, work / "src", known)
         local_src = staged_path(source, work / "src")
