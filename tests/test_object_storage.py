@@ -66,7 +66,8 @@ def test_s3_source_and_output_match_a_local_run(
 def test_a_labels_file_in_s3_gives_the_local_run_of_the_same_files(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:
-    """SRC as a labels file (its folder is the source), OUT a local folder."""
+    """SRC as a labels file (its folder is the source), OUT a local folder: a rerun reads
+    no source (only SRC's listing)."""
     flat = tmp_path / "flat"
     rows = ["path,label"]
     for image in sorted(TEXTURES.rglob("*.jpg"))[:20]:
@@ -81,6 +82,10 @@ def test_a_labels_file_in_s3_gives_the_local_run_of_the_same_files(
     expand_stores(f"{s3_bucket}/flat/labels.csv", via_store, _options(small_recipe))
     for name in HEADER_FILES:
         assert (via_store / name).read_bytes() == (local / name).read_bytes(), name
+    with StoreRequests() as requests:  # the rerun: decided from the listings
+        again = expand_stores(f"{s3_bucket}/flat/labels.csv", via_store, _options(small_recipe))
+    assert again.fast_path and again.out == via_store
+    assert requests.of("GET") == [line for line in requests.of("GET") if "list-type" in line]
 
 
 def test_a_rerun_of_an_unchanged_store_run_writes_nothing(

@@ -114,9 +114,12 @@ class Lease:
 
     def _renew_until_stopped(self) -> None:
         while not self._stop.wait(self.seconds / 3):
+            # The store unreachable for a moment (an OSError from s3fs, botocore's own
+            # errors, an OutputError from a local write): try again next time. A lease that
+            # expired meanwhile and was taken over is found by the next renewal (lost).
             try:
                 self.renew()
-            except OSError:  # the store unreachable for a moment: try again next time
+            except Exception:  # a thread that died would renew nothing more
                 continue
 
     def release(self) -> None:

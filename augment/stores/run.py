@@ -91,13 +91,16 @@ def _run(
     local_run: Callable[[Path, Path], ExpandSummary],
 ) -> ExpandSummary:
     source = open_source(src)
-    if not is_url(out):  # a local OUT keeps its own state and lock, as always
-        stage(source, work / "src", {})
-        return local_run(staged_path(source, work / "src"), Path(out))
-    store = Store(out)
-    _check_apart(src, out)
+    # A local OUT beside a store SRC is a file:// store: its reruns are decided from the
+    # listings too, without reading a source (a local run's state would see a new working
+    # copy of SRC each time, and read it all).
+    store = Store(out if is_url(out) else Path(out).resolve().as_uri())
+    _check_apart(src, store.url)
     with Lease(store) as lease:
-        return _store_run(source, src, store, options, lease, work, local_run)
+        summary = _store_run(source, src, store, options, lease, work, local_run)
+    if not is_url(out):
+        summary.out = Path(out)
+    return summary
 
 
 def _source_url(src: str) -> str:
