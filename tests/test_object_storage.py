@@ -88,6 +88,19 @@ def test_a_labels_file_in_s3_gives_the_local_run_of_the_same_files(
     assert requests.of("GET") == [line for line in requests.of("GET") if "list-type" in line]
 
 
+def test_a_local_out_beside_a_store_source_excludes_a_local_run(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    from augment.rerun.state import exclusive_run
+
+    upload(TEXTURES, f"{s3_bucket}/textures")
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive_run(out), pytest.raises(OutputError, match="another augment run"):
+        expand_stores(f"{s3_bucket}/textures", out, _options(small_recipe))
+    assert list(out.iterdir()) == []
+
+
 def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
     s3_bucket: str, small_recipe: Path
 ) -> None:

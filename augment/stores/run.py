@@ -20,6 +20,7 @@ that work on a cluster of machines is plan (docs/scale.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -96,7 +97,12 @@ def _run(
     # copy of SRC each time, and read it all).
     store = Store(out if is_url(out) else Path(out).resolve().as_uri())
     _check_apart(src, store.url)
-    with Lease(store) as lease:
+    with contextlib.ExitStack() as guard:
+        if not is_url(out):  # and the lock a local run takes, so that the two exclude
+            from augment.run import lock_output
+
+            lock_output(Path(out), guard)
+        lease = guard.enter_context(Lease(store))
         summary = _store_run(source, src, store, options, lease, work, local_run)
     if not is_url(out):
         summary.out = Path(out)
