@@ -101,6 +101,23 @@ def test_a_local_out_beside_a_store_source_excludes_a_local_run(
     assert list(out.iterdir()) == []
 
 
+def test_a_source_split_into_folders_in_s3_gives_the_local_run(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    """SRC/train|val/<class>/<image>: the source's own split, kept through the store."""
+    split = tmp_path / "split"
+    for n, image in enumerate(sorted(TEXTURES.rglob("*.jpg"))[:24]):
+        target = split / ("val" if n % 4 == 0 else "train") / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image.read_bytes())
+    upload(split, f"{s3_bucket}/split")
+    local = tmp_path / "local"
+    expand(split, local, _options(small_recipe))
+    expand_stores(f"{s3_bucket}/split", f"{s3_bucket}/out", _options(small_recipe))
+    for name in HEADER_FILES:
+        assert Store(f"{s3_bucket}/out").read(name) == (local / name).read_bytes(), name
+
+
 def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
     s3_bucket: str, small_recipe: Path
 ) -> None:
