@@ -40,6 +40,7 @@ from augment.interrupts import say_interrupted
 from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun import heap
 from augment.run import expand
+from augment.stores.url import is_url
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -76,8 +77,9 @@ Examples:
   augment expand kaggle_set/ out/ --resplit --val 0.2     # pool its train/val/test, split again
 """
 )
-@click.argument("src", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+# Text, not Path: SRC and OUT may be store URLs (s3://bucket/prefix), which Path would mangle.
+@click.argument("src", type=click.Path())
+@click.argument("out", type=click.Path())
 @holdout_options
 @column_options
 @click.option(
@@ -182,8 +184,8 @@ Examples:
     "--quiet", "-q", is_flag=True, help="No progress bar and no summary (rejections still shown)."
 )
 def expand_cmd(
-    src: Path,
-    out: Path,
+    src: str,
+    out: str,
     times: int,
     no_originals: bool,
     recipe: str,
@@ -257,17 +259,22 @@ def expand_cmd(
     heap.reuse_image_buffers()
     try:
         phase = phase_bars(show_bar)
+        run = expand
+        if is_url(src) or is_url(out):
+            if layout != "folders":
+                raise click.UsageError("--output-format with a store SRC or OUT is not built yet")
+            from augment.stores.run import expand_stores as run  # the `s3` extra for s3://
         if layout != "folders":  # not for annotated sets yet (augment/annotations/detect.py)
             from augment.annotations.detect import refuse_annotated_shards
 
             refuse_annotated_shards(Path(src), layout)
-        summary = expand(
+        summary = run(
             src, out, options, executor=run_on, progress=progress, on_plan=on_plan, phase=phase
         )
         if layout != "folders":
             from augment.writers.shards import write_shards
 
-            write_shards(out, layout, shard_size)
+            write_shards(Path(out), layout, shard_size)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (augment/interrupts.py)

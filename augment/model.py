@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, DEFAULT_TEST, DEFAULT_VAL
+from augment.stores.url import StoreUrl
 
 TASKS = ("classification", "detection", "segmentation")
 
@@ -201,7 +202,7 @@ class ExpandOptions:
 
 @dataclass
 class ExpandSummary:
-    out: Path
+    out: Path | StoreUrl  # a URL when OUT is in object storage (augment/stores/)
     counts: dict[str, dict[str, int]]  # split -> class -> output files
     originals: dict[str, int]  # split -> originals
     written: int

@@ -4,8 +4,11 @@ tests/helpers.py."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from augment.model import ExpandOptions, ExpandSummary
 from augment.run import expand
-from tests.helpers import DIGITS, SMALL_RECIPE, TEXTURES
+from tests.helpers import DIGITS, S3_ENVIRONMENT, S3_REGION, SMALL_RECIPE, TEXTURES
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +54,34 @@ def expanded(
     options = ExpandOptions(times=4, recipe=str(small_recipe), val=0.2, test=0.1, seed=3, workers=2)
     summary = expand(TEXTURES, out, options)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API on loopback: moto's server in a thread of this process (the test extra
+    has it; without moto or s3fs the object-storage tests skip, saying so)."""
+    reason = "object storage tests need s3fs and moto's server: pip install -e '.[test]'"
+    pytest.importorskip("s3fs", reason=reason)
+    server_module = pytest.importorskip("moto.server", reason=reason)
+    pytest.importorskip("flask_cors", reason=reason)
+    # Its request log is how the tests count writes (see tests/helpers.py, StoreRequests).
+    logging.getLogger("werkzeug").setLevel(logging.INFO)
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<a new bucket>` on the loopback server; the AWS variables point at it, so a
+    subprocess of the tool finds it too."""
+    import s3fs
+
+    for name, value in S3_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(use_listings_cache=False).mkdir(bucket, region_name=S3_REGION)
+    return f"s3://{bucket}"

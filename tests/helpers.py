@@ -5,6 +5,8 @@ fixtures live in conftest.py. The fault-file makers live beside this in tests/fa
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 from pathlib import Path
 
@@ -308,3 +310,55 @@ def boxes_hug_their_colours(pixels: object, annotation: dict, slack: int) -> int
         if label not in annotation["dropped"]:
             assert not (found & ~covered).any(), label
     return checked
+
+
+# The loopback S3 server's (tests/conftest.py, s3_bucket): any credentials do; moto refuses
+# us-east-1 as an explicit bucket location, which s3fs sends.
+S3_REGION = "eu-west-1"
+S3_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": S3_REGION,
+}
+
+
+class StoreRequests(logging.Handler):
+    """The HTTP requests the loopback S3 server answers, from its request log: the writes a
+    run makes, counted where they arrive (PUT, POST and DELETE lines)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # werkzeug colours some lines (DELETE, errors) for a terminal.
+        self.lines.append(re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))
+
+    def of(self, method: str) -> list[str]:
+        return [line for line in self.lines if f'"{method} ' in line]
+
+    def writes(self) -> list[str]:
+        return [line for m in WRITE_METHODS for line in self.of(m)]
+
+    def __enter__(self) -> StoreRequests:
+        logging.getLogger("werkzeug").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("werkzeug").removeHandler(self)
+
+
+WRITE_METHODS = ("PUT", "POST", "DELETE")
+
+
+def upload(local: Path, url: str) -> None:
+    """Copy a local folder's files to a store prefix, with the same relative paths."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            key = f"{root}/{path.relative_to(local).as_posix()}"
+            if fs.protocol == "file" or "file" in fs.protocol:  # folders are real there
+                fs.makedirs(fs._parent(key), exist_ok=True)
+            fs.pipe_file(key, path.read_bytes())
