@@ -27,6 +27,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from augment.annotations.shapes import decode_rle, encode_rle
 from augment.errors import RecipeError
 from augment.model import LabeledObject
 from augment.recipe.build import Recipe
@@ -115,7 +116,7 @@ def build_annotated_pipeline(
         p=built.p,
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["object_index"], **BOX_RULES),
         keypoint_params=A.KeypointParams(
-            format="xy", label_fields=["vertex_owner"], remove_invisible=False
+            format="xy", label_fields=["vertex_owner", "vertex_part"], remove_invisible=False
         )
         if outlines
         else None,
@@ -132,18 +133,16 @@ def augment_objects(
 ) -> tuple[dict[str, Any], list[LabeledObject], Counter[str]]:
     """Run `pipeline` (seeded by the caller) on the image and its objects (and its class-id
     mask: albumentations warps masks nearest-neighbour, borders 0, the background): the
-    result dict, the objects that remain, and the dropped ones per class."""
-    # Keypoints are pixel centres (albumentations flips x to width - 1 - x); an outline's
-    # vertices are on pixel edges (x to width - x): shifted by half a pixel there and back.
-    vertices, owners = [], []
-    for i, o in enumerate(objects):
-        for x, y in zip(o.polygon[0::2], o.polygon[1::2], strict=True):
-            vertices.append((x - 0.5, y - 0.5))
-            owners.append(i)
+    result dict, the objects that remain, and the dropped ones per class. An object's RLE
+    mask goes along as one of albumentations' `masks`, nearest-neighbour too."""
+    height, width = image.shape[:2]
     extra: dict[str, Any] = {} if mask is None else {"mask": mask}
     if "keypoints" in pipeline.processors:
-        extra["keypoints"] = np.array(vertices, dtype=np.float64).reshape(-1, 2)
-        extra["vertex_owner"] = owners
+        extra.update(_vertices(objects))
+    with_rle = [i for i, o in enumerate(objects) if o.rle is not None]
+    if with_rle:
+        rles = [o.rle for o in objects if o.rle is not None]
+        extra["masks"] = [decode_rle(r, width, height).astype(np.uint8) for r in rles]
     result = pipeline(
         **extra,
         image=image,
@@ -151,19 +150,49 @@ def augment_objects(
         object_index=list(range(len(objects))),
     )
     height, width = result["image"].shape[:2]
-    outlines: dict[int, list[float]] = {}
-    moved = result["keypoints"][:, :2].tolist() if "keypoints" in result else []
-    for (x, y), owner in zip(moved, result.get("vertex_owner", []), strict=True):
-        outlines.setdefault(int(owner), []).extend(
-            [min(max(x + 0.5, 0.0), float(width)), min(max(y + 0.5, 0.0), float(height))]
-        )
+    outlines = _moved_outlines(result, width, height)
+    warped = dict(zip(with_rle, result.get("masks", ()), strict=True))
     kept: list[LabeledObject] = []
     for box, index in zip(result["bboxes"].tolist(), result["object_index"], strict=True):
         source = objects[int(index)]
-        polygon = tuple(outlines.get(int(index), ()))
-        kept.append(LabeledObject(source.label, _box(box), _rounded(polygon), source.crowd))
+        polygon, *more = outlines.get(int(index), [()])
+        rle = encode_rle(np.asarray(warped[int(index)]) > 0) if int(index) in warped else None
+        kept.append(LabeledObject(source.label, _box(box), polygon, source.crowd, tuple(more), rle))
     dropped = Counter(o.label for o in objects) - Counter(o.label for o in kept)
     return result, kept, dropped
+
+
+def _vertices(objects: Sequence[LabeledObject]) -> dict[str, Any]:
+    """Every polygon's vertices as keypoints, labelled with their object and part.
+
+    Keypoints are pixel centres (albumentations flips x to width - 1 - x); an outline's
+    vertices are on pixel edges (x to width - x): shifted by half a pixel there and back."""
+    vertices, owners, parts = [], [], []
+    for i, o in enumerate(objects):
+        for j, polygon in enumerate(o.polygons):
+            for x, y in zip(polygon[0::2], polygon[1::2], strict=True):
+                vertices.append((x - 0.5, y - 0.5))
+                owners.append(i)
+                parts.append(j)
+    keypoints = np.array(vertices, dtype=np.float64).reshape(-1, 2)
+    return {"keypoints": keypoints, "vertex_owner": owners, "vertex_part": parts}
+
+
+def _moved_outlines(
+    result: Mapping[str, Any], width: int, height: int
+) -> dict[int, list[tuple[float, ...]]]:
+    """object index -> its polygons, moved and clipped to the image, in their order."""
+    parts: dict[tuple[int, int], list[float]] = {}
+    moved = result["keypoints"][:, :2].tolist() if "keypoints" in result else []
+    labels = zip(result.get("vertex_owner", []), result.get("vertex_part", []), strict=True)
+    for (x, y), (owner, part) in zip(moved, labels, strict=True):
+        parts.setdefault((int(owner), int(part)), []).extend(
+            [min(max(x + 0.5, 0.0), float(width)), min(max(y + 0.5, 0.0), float(height))]
+        )
+    outlines: dict[int, list[tuple[float, ...]]] = {}
+    for (owner, _), values in sorted(parts.items()):
+        outlines.setdefault(owner, []).append(_rounded(values))
+    return outlines
 
 
 def _rounded(values: Iterable[float]) -> tuple[float, ...]:
@@ -196,7 +225,8 @@ def preprocess_objects(
     spec: Preprocess,
 ) -> tuple[list[LabeledObject], Counter[str]]:
     """The objects as the preprocessed image shows them (preprocess.apply_preprocess's
-    geometry): scaled, shifted, clipped; those the crop leaves too little of dropped."""
+    geometry): scaled, shifted, clipped; those the crop leaves too little of dropped. An
+    RLE mask goes through the image's own preprocess, nearest-neighbour (preprocess_mask)."""
     (sx, sy, ox, oy), (out_w, out_h) = _geometry(decoded_size, spec)
     # A draft decode (see codec.decode) reduced the source: boxes are in the source's pixels.
     sx, sy = sx * decoded_size[0] / source_size[0], sy * decoded_size[1] / source_size[1]
@@ -211,12 +241,21 @@ def preprocess_objects(
         if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
             dropped[o.label] += 1
             continue
-        polygon = tuple(
-            min(max(v * sx + ox, 0.0), out_w) if i % 2 == 0 else min(max(v * sy + oy, 0.0), out_h)
-            for i, v in enumerate(o.polygon)
+        polygon, *more = (
+            _rounded(
+                min(max(v * sx + ox, 0.0), out_w)
+                if i % 2 == 0
+                else min(max(v * sy + oy, 0.0), out_h)
+                for i, v in enumerate(part)
+            )
+            for part in (o.polygons or ((),))
         )
+        rle = None
+        if o.rle is not None:
+            pixels = decode_rle(o.rle, *source_size).astype(np.uint8)
+            rle = encode_rle(preprocess_mask(pixels, decoded_size, spec) > 0)
         box = _box((cx0, cy0, cx1, cy1))
-        kept.append(LabeledObject(o.label, box, _rounded(polygon), o.crowd))
+        kept.append(LabeledObject(o.label, box, polygon, o.crowd, tuple(more), rle))
     return kept, dropped
 
 

@@ -151,7 +151,13 @@ def content_id(original: Original) -> str:
     classification source's is its sha256 alone, as it always was."""
     if original.annotation is None:
         return original.sha256
-    return _hash("annotated", original.sha256, original.annotation.sha256, ANNOTATION_RULES_VERSION)
+    parts: tuple[object, ...] = ("annotated", original.sha256, original.annotation.sha256)
+    parts += (ANNOTATION_RULES_VERSION,)
+    # Multi-part outlines and RLE masks are carried whole since these were first written
+    # (before: the largest part, no mask): such an image's outputs are new; the others keep.
+    if any(o.more_polygons or o.rle is not None for o in original.annotation.objects):
+        parts += ("shapes",)
+    return _hash(*parts)
 
 
 def job_seed(seed: int, source_sha: str, variant: int) -> int:

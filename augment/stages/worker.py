@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import albumentations as A
 import numpy as np
 
-from augment.annotations.masks import decode_mask, encode_mask, objects_of
-from augment.annotations.output import annotation_record
+from augment.annotations.masks import decode_mask, objects_of
+from augment.annotations.output import annotation_record, output_mask
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import UnreadableImage
 from augment.files import write_atomic
@@ -216,8 +216,8 @@ class Worker:
                         prepared, objects, job.seed, mask
                     )
                     lost = dropped + more
-                encoded = None if warped is None else encode_mask(warped)
                 size = (pixels.shape[1], pixels.shape[0])
+                encoded = output_mask(ctx.annotations, ctx.names, kept, size, warped)
                 record = annotation_record(
                     ctx.annotations, ctx.names, job.path, kept, size, lost, encoded
                 )
@@ -269,7 +269,7 @@ class Worker:
         sources, entry = mosaic_lineage(
             (original, *mix.tiles), mix.weights, mix.centre, tile_params
         )
-        encoded = None if mask is None else encode_mask(mask)
+        encoded = output_mask(ctx.annotations, ctx.names, kept, size, mask)
         record = annotation_record(ctx.annotations, ctx.names, job.path, kept, size, lost, encoded)
         params = [*tile_params[0], entry]
         return Rendered(job, original.label, pixels, params, sources, None, record, encoded)

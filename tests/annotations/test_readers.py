@@ -43,6 +43,42 @@ def test_a_coco_set_is_read_with_outlines(tmp_path: Path) -> None:
     assert obj.polygon == (x0, y0, x1, y0, x1, y1, x0, y1)
 
 
+def test_coco_rle_and_every_polygon_part_are_read(tmp_path: Path) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    width, height = doc["images"][0]["width"], doc["images"][0]["height"]
+    doc["annotations"][0]["segmentation"] = {"size": [height, width], "counts": "abc"}
+    doc["annotations"][0]["iscrowd"] = 1
+    parts = [[1, 1, 5, 1, 5, 5], [6, 6, 9, 6, 9, 9, 6, 9]]
+    doc["annotations"][1]["segmentation"] = parts
+    path.write_text(json.dumps(doc))
+    objects = {o.path: o.annotation.objects for o in ingest(tmp_path).originals}
+    crowd = objects["images/scene_00.png"][0]
+    assert (crowd.rle, crowd.crowd, crowd.polygon) == ("abc", True, ())
+    outlined = objects["images/scene_01.png"][0]
+    assert outlined.polygons == tuple(tuple(float(v) for v in p) for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "reason"),
+    [
+        ({"size": [5, 5], "counts": "abc"}, "the RLE mask is 5x5 pixels, the image 96x80"),
+        ({"size": [80, 96], "counts": [1, 2, 3]}, "do not add up to 96x80 pixels"),
+        ({"size": [80, 96], "counts": {"a": 1}}, "RLE counts must be a string"),
+        ({"counts": "abc"}, "needs size [height, width]"),
+    ],
+)
+def test_a_bad_coco_rle_rejects_its_image(tmp_path: Path, segmentation: dict, reason: str) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["segmentation"] = segmentation
+    path.write_text(json.dumps(doc))
+    (rejected,) = ingest(tmp_path).rejected
+    assert rejected.path == "images/scene_00.png" and reason in rejected.reason
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
