@@ -152,8 +152,10 @@ def _area(polygon: Sequence[float]) -> float:
 
 
 def data_yaml(names: Sequence[str], splits: Iterable[str]) -> str:
-    """The output's data.yaml: paths relative to it, as Ultralytics reads them."""
-    doc: dict[str, Any] = {"path": "."}
+    """The output's data.yaml: paths relative to it, as Ultralytics reads them. No `path`
+    key: Ultralytics resolves a relative `path` (even `.`) against the current folder, and
+    without one takes the data.yaml's own folder as the dataset's root."""
+    doc: dict[str, Any] = {}
     for split in splits:
         doc[SPLIT_FOLDERS[split]] = f"images/{SPLIT_FOLDERS[split]}"
     doc["names"] = dict(enumerate(names))
