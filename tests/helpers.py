@@ -230,13 +230,13 @@ def uncompressed_counts(mask: np.ndarray) -> list[int]:
     return runs if flat[0] == 0 else [0, *runs]
 
 
-def shaped_coco(root: Path) -> Path:
+def shaped_coco(root: Path, made: list[Scene] | None = None) -> Path:
     """write_coco's scenes where every third object is a crowd region given as RLE
     (compressed and uncompressed in turn) and every third, offset by one, has a two-part
     outline (its rectangle's left and right halves)."""
     import numpy as np
 
-    src = write_coco(root, scenes(12))
+    src = write_coco(root, scenes(12) if made is None else made)
     path = src / "annotations" / "instances.json"
     doc = json.loads(path.read_text())
     sizes = {image["id"]: (image["width"], image["height"]) for image in doc["images"]}
