@@ -116,7 +116,10 @@ def output_mask(
         return None
     from augment.annotations.shapes import class_mask
 
-    return masks.encode_mask(class_mask(objects, size, names))
+    # Every source object has a shape (convert.py); a mosaic keeps only boxes and first
+    # polygons (recipe/mosaic.py), so an RLE object placed in one has none: left out rather
+    # than painted as its box.
+    return masks.encode_mask(class_mask([o for o in objects if o.has_shape], size, names))
 
 
 def write_annotation_files(
