@@ -90,6 +90,11 @@ def _listed(
         split=split,
         size=size if all(isinstance(v, int) for v in size) else None,  # type: ignore[arg-type]
     )
+    if listed.size is None:  # no width and height: an RLE's size is what the image must be
+        segs = [a.get("segmentation") for a in anns]
+        shapes = [g["size"] for g in segs if isinstance(g, dict) and _is_shape(g.get("size"))]
+        if shapes:
+            size = listed.size = (shapes[0][1], shapes[0][0])
     for ann in anns:
         where = f"{file} annotation {ann.get('id')}"
         parsed = _object(ann, names, where, size)
@@ -149,19 +154,56 @@ def _rle(
     against the image's size. Decoded only where pixels are made (annotations/shapes.py)."""
     width, height = size
     shape, counts = seg.get("size"), seg.get("counts")
-    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) for v in shape)):
+    if not _is_shape(shape):
         return Problem(f"{where}: an RLE segmentation needs size [height, width]")
+    assert isinstance(shape, list)
     if isinstance(width, int) and isinstance(height, int) and shape != [height, width]:
         return Problem(
             f"{where}: the RLE mask is {shape[1]}x{shape[0]} pixels, the image {width}x{height}"
         )
-    if isinstance(counts, str) and counts.isascii() and counts:
-        return counts
-    if isinstance(counts, list) and all(isinstance(v, int) and v >= 0 for v in counts):
-        if sum(counts) != shape[0] * shape[1]:
-            return Problem(f"{where}: the RLE counts do not add up to {shape[1]}x{shape[0]} pixels")
-        return tuple(counts)
-    return Problem(f"{where}: RLE counts must be a string (compressed) or a list of run lengths")
+    runs = rle_counts(counts) if isinstance(counts, str) else counts
+    if isinstance(counts, str) and runs is None:
+        return Problem(f"{where}: the RLE counts string is not COCO's compressed RLE")
+    if not (isinstance(runs, list) and all(isinstance(v, int) and v >= 0 for v in runs)):
+        return Problem(
+            f"{where}: RLE counts must be a string (compressed) or a list of run lengths"
+        )
+    if sum(runs) != shape[0] * shape[1]:
+        return Problem(f"{where}: the RLE counts do not add up to {shape[1]}x{shape[0]} pixels")
+    return counts if isinstance(counts, str) else tuple(runs)
+
+
+def _is_shape(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
+
+
+def rle_counts(text: str) -> list[int] | None:
+    """The run lengths of COCO's compressed RLE string (None: not one), read as pycocotools'
+    rleFrString reads it: each count in 5-bit groups, the character minus 48, 0x20 marking a
+    further group and 0x10 the sign of the last; from the fourth count on, a difference from
+    the count two before. Here, without numpy, so that a bad mask is found when the source is
+    read (pycocotools then decodes only checked ones)."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if p >= len(text) or not 48 <= ord(text[p]) < 48 + 64:
+                return None
+            c = ord(text[p]) - 48
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            p, shift = p + 1, shift + 5
+            if not more and c & 0x10:
+                value -= 1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts if text else None
 
 
 def _number(value: object) -> bool:
