@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ def finish(listed: Listed, width: int, height: int) -> Annotation:
 
 
 def _in_pixels(raw: RawObject, width: int, height: int) -> LabeledObject:
+    if not all(math.isfinite(v) for v in (*raw.box, *(v for p in raw.polygons for v in p))):
+        raise AnnotationProblem(f"{raw.where}: a coordinate is not a finite number (NaN, inf)")
     sx, sy = (width, height) if raw.normalised else (1, 1)
     x0, y0, x1, y1 = raw.box[0] * sx, raw.box[1] * sy, raw.box[2] * sx, raw.box[3] * sy
     if not (x1 > x0 and y1 > y0):

@@ -303,3 +303,17 @@ def test_an_rle_of_another_size_than_an_image_without_width_is_rejected(tmp_path
     path.write_text(json.dumps(doc))
     (rejected,) = ingest(tmp_path).rejected
     assert "the annotation says 10x10 pixels, the image is 96x80" in rejected.reason
+
+
+def test_a_coordinate_that_is_not_a_number_rejects_its_image(tmp_path: Path) -> None:
+    write_coco(tmp_path / "coco", scenes(3))
+    path = tmp_path / "coco" / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["segmentation"] = [[1, 1, float("nan"), 1, 5, 5]]
+    path.write_text(json.dumps(doc))  # NaN: Python's json writes and reads it
+    (rejected,) = ingest(tmp_path / "coco").rejected
+    assert "a coordinate is not a finite number" in rejected.reason
+    write_yolo(tmp_path / "yolo", scenes(3))
+    (tmp_path / "yolo" / "labels" / "scene_00.txt").write_text("0 0.1 0.1 inf 0.2 0.3 0.3\n")
+    (rejected,) = ingest(tmp_path / "yolo").rejected
+    assert "a coordinate is not a finite number" in rejected.reason
