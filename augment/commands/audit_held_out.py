@@ -11,6 +11,7 @@ compared pixel for pixel with the source's mask preprocessed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ CHECK = "annotations"
 ORIGINAL = "the preprocessed original"
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The source the audit compares with, as `expand` read it, and the run's preprocess."""
+
+    root: Path
+    listed: Mapping[str, Listed]  # image path -> its annotation as read
+    masks: bool  # a mask set: masks are compared, not objects
+    preprocess: Preprocess
+    background: tuple[int, int, int]
+
+
 def held_out_object_findings(
     out: Path, records: Sequence[Mapping[str, Any]], header: Mapping[str, Any], src: Path
 ) -> list[Finding]:
@@ -39,52 +51,51 @@ def held_out_object_findings(
     kind = detect_layout(src)
     if kind is None:
         raise DatasetError(f"--source {src} is not an annotated dataset (YOLO, COCO, VOC, masks)")
-    listed = {entry.image: entry for entry in read_annotated(src, kind).listed}
     spec = header.get("recipe", {}).get("spec", {}).get("preprocess", {})
-    preprocess = Preprocess.from_dict({k: v for k, v in spec.items() if k != "background"})
     red, green, blue = spec.get("background", (255, 255, 255))
-    background = (int(red), int(green), int(blue))
+    source = _Source(
+        src,
+        {entry.image: entry for entry in read_annotated(src, kind).listed},
+        kind == "masks",
+        Preprocess.from_dict({k: v for k, v in spec.items() if k != "background"}),
+        (int(red), int(green), int(blue)),
+    )
     findings: list[Finding] = []
     for r in records:
         if r["split"] == "train" or len(r.get("sources", ())) != 1:
             continue
         path = r["path"]
-        for message in _differences(out, src, r, (listed, kind == "masks"), preprocess, background):
+        for message in _differences(out, source, r):
             findings.append(Finding(CHECK, "held-out-objects", f"{path}: {message}", (path,)))
     return findings
 
 
-def _differences(
-    out: Path,
-    src: Path,
-    record: Mapping[str, Any],
-    listed: tuple[Mapping[str, Listed], bool],
-    preprocess: Preprocess,
-    background: tuple[int, int, int],
-) -> Iterator[str]:
-    source = record["sources"][0]
-    entry = listed[0].get(source["path"])
+def _differences(out: Path, source: _Source, record: Mapping[str, Any]) -> Iterator[str]:
+    original = record["sources"][0]
+    name = original["path"]
+    entry = source.listed.get(name)
     if entry is None:
-        yield f"its original {source['path']} is not in the source"
+        yield f"its original {name} is not in the source"
         return
     try:
-        data = (src / source["path"]).read_bytes()
+        data = (source.root / name).read_bytes()
     except OSError as exc:
-        yield f"its original {source['path']} cannot be read: {exc.strerror or exc}"
+        yield f"its original {name} cannot be read: {exc.strerror or exc}"
         return
-    if sha256_bytes(data) != source["sha256"]:
-        yield f"its original {source['path']} changed since the run (another sha256)"
+    if sha256_bytes(data) != original["sha256"]:
+        yield f"its original {name} changed since the run (another sha256)"
         return
+    preprocess = source.preprocess
     try:
-        decoded = decode(data, background, needed=preprocess.needed_source_size).pixels
+        decoded = decode(data, source.background, needed=preprocess.needed_source_size).pixels
         width, height = _source_size(data)
         annotation = finish(entry, width, height)
     except (UnreadableImage, AnnotationProblem) as exc:
-        yield f"its original {source['path']} cannot be used: {exc}"
+        yield f"its original {name} cannot be used: {exc}"
         return
     decoded_size = (decoded.shape[1], decoded.shape[0])
-    if listed[1]:  # a mask set: the masks themselves
-        yield from _mask_differences(out, src, record, entry.file, decoded_size, preprocess)
+    if source.masks:  # a mask set: the masks themselves
+        yield from _mask_differences(out, source, record, entry.file, decoded_size)
         return
     expected, _ = preprocess_objects(annotation.objects, (width, height), decoded_size, preprocess)
     found = record["annotation"]["objects"]
@@ -100,15 +111,17 @@ def _source_size(data: bytes) -> tuple[int, int]:
 
 def _mask_differences(
     out: Path,
-    src: Path,
+    source: _Source,
     record: Mapping[str, Any],
     mask_file: str,
     decoded_size: tuple[int, int],
-    preprocess: Preprocess,
 ) -> Iterator[str]:
-    expected = preprocess_mask(
-        decode_mask((src / mask_file).read_bytes()), decoded_size, preprocess
-    )
+    try:
+        ids = decode_mask((source.root / mask_file).read_bytes())
+    except (OSError, ValueError) as exc:
+        yield f"its original's mask {mask_file} cannot be read: {exc}"
+        return
+    expected = preprocess_mask(ids, decoded_size, source.preprocess)
     try:
         found = decode_mask((out / record["annotation"]["file"]).read_bytes())
     except (OSError, ValueError):
@@ -117,5 +130,5 @@ def _mask_differences(
         yield f"its mask is {found.shape[1]}x{found.shape[0]}, the preprocessed original's " \
             f"{expected.shape[1]}x{expected.shape[0]}"  # fmt: skip
     elif (differ := int(np.count_nonzero(found != expected))) > 0:
-        ids = sorted(set(np.unique(found[found != expected]).tolist()))
-        yield f"its mask differs from the preprocessed original's at {differ} pixels (ids {ids})"
+        where = sorted(set(np.unique(found[found != expected]).tolist()))
+        yield f"its mask differs from the preprocessed original's at {differ} pixels (ids {where})"

@@ -170,3 +170,25 @@ def test_held_out_masks_equal_their_source_s_masks(tmp_path: Path, recipe: Path)
     found = [f for f in audit_output(out, audit).findings if f.kind == "held-out-objects"]
     assert [f.paths for f in found] == [(held["path"],)]
     assert "differs from the preprocessed original's at 9 pixels" in found[0].message
+
+
+def test_audit_source_through_the_command(tmp_path: Path, recipe: Path) -> None:
+    """`augment audit OUT --source SRC`: exit 0 on a clean output; a held-out original whose
+    image changed since the run is a finding (exit 1) naming it; a source that is not an
+    annotated set cannot be compared (exit 2)."""
+    import subprocess
+
+    from tests.helpers import DIGITS, augment_command
+
+    out, src = _expanded(tmp_path, recipe, "yolo"), tmp_path / "src"
+    audit = augment_command("audit", str(out), "--source", str(src))
+    assert subprocess.run(audit, capture_output=True, text=True, timeout=120).returncode == 0
+    held = next(r for r in manifest_by_path(out).values() if r["split"] != "train")
+    image = src / held["sources"][0]["path"]
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
+    result = subprocess.run(audit, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"{held['path']}: its original {held['sources'][0]['path']} changed" in result.stdout
+    other = augment_command("audit", str(out), "--source", str(DIGITS))
+    result = subprocess.run(other, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "is not an annotated dataset" in result.stderr
