@@ -157,6 +157,13 @@ Examples:
     "per original so per-class object counts approach equal (docs/annotations.md).",
 )
 @click.option(
+    "--annotations",
+    type=click.Choice(["yolo", "coco", "voc", "masks"]),
+    default=None,
+    help="Annotated sets: write the annotations in this format (default: the input's); "
+    "what each conversion keeps: docs/annotations.md.",
+)
+@click.option(
     "--max-pixels",
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
@@ -201,6 +208,7 @@ def expand_cmd(
     output_format: str,
     quality: int,
     balance: str | None,
+    annotations: str | None,
     max_pixels: int,
     strict: bool,
     force: bool,
@@ -235,6 +243,7 @@ def expand_cmd(
         resplit=resplit,
         path_column=path_column,
         label_column=label_column,
+        annotations=annotations,
     )
     run_on = _executor(executor, ray_address, workers)
     show_bar = not quiet and sys.stderr.isatty()

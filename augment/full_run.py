@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from augment import __version__
+from augment.annotations.convert import converted_fingerprints, output_kind, previous_format
 from augment.annotations.output import write_annotations
 from augment.defaults import default_workers
 from augment.errors import DatasetError, OutputError
@@ -79,6 +80,8 @@ class RunSetup:
     recipe_file: RecipeFile  # as read once for this run
     dropped: dict[str, int] = field(default_factory=dict)  # objects a transform dropped
     balanced_objects: dict[str, dict[str, int]] = field(default_factory=dict)  # the plan's
+    kind: str = ""  # the output's annotation format (annotations/convert.py)
+    previous_kind: str | None = None  # the one the last run wrote, if another
 
 
 @dataclass
@@ -175,12 +178,16 @@ def run(
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
     check_recipe_fits(loaded.recipe, dataset)
+    setup.kind = output_kind(dataset, options.annotations)  # annotations/convert.py
+    fingerprints = converted_fingerprints(loaded.fingerprints, dataset.kind, setup.kind)
+    loaded = replace(loaded, fingerprints=fingerprints)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     warnings: list[str] = []
     previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
     check_same_holdout(previous_header, dataset, options)
     check_same_source(out, previous_header, dataset)
+    setup.previous_kind = previous_format(previous_header)
     grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
@@ -285,7 +292,7 @@ def _execute(
         output_format=options.output_format,
         quality=options.quality,
         max_pixels=options.max_pixels,
-        annotations=None if setup.dataset.task == "classification" else setup.dataset.kind,
+        annotations=None if setup.dataset.task == "classification" else setup.kind,
         names=tuple(setup.dataset.names),
     )
     pool = executor or multiprocessing_pool(options.workers or default_workers())
@@ -324,12 +331,7 @@ def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str,
 
 def refuse_overwrites(out: Path, planned: Iterable[str]) -> None:
     """--force never overwrites: stop before writing if a file augment would write exists."""
-    own = [
-        HEADER_NAME,
-        MANIFEST_NAME,
-        CLASSES_NAME,
-        *(f"{split}/{METADATA_NAME}" for split in SPLITS),
-    ]
+    own = [HEADER_NAME, MANIFEST_NAME, CLASSES_NAME, *(f"{s}/{METADATA_NAME}" for s in SPLITS)]
     clashes = [
         p for p in itertools.chain(own, planned) if (out / p).exists() or (out / p).is_symlink()
     ]
@@ -392,7 +394,7 @@ def _write_outputs(
     )
     if not classification:
         lines = (row.line for _, row in rows)
-        setup.dropped, header["annotations"] = write_annotations(out, dataset, lines)
+        setup.dropped, header["annotations"] = write_annotations(out, dataset, lines, setup)
     if setup.balanced_objects:  # --balance instances: objects per class, as planned
         header["balance"] = {"objects": setup.balanced_objects}
     write_header(out, header)

@@ -29,12 +29,29 @@ Phase = Callable[[str, int], Callable[[int], None]]
 @dataclass(frozen=True, slots=True)
 class LabeledObject:
     """One object on an annotated source: its class and its box in pixels, with its outline
-    where the annotation has one (a polygon as x, y pairs; segmentation sets)."""
+    where the annotation has one (a polygon as x, y pairs; segmentation sets).
+
+    A COCO object may have more: the further polygons of a multi-part outline
+    (`more_polygons`), or instead of polygons a run-length encoded mask (`rle`: COCO's
+    compressed counts string, or the uncompressed counts as read, at the image's size).
+    annotations/shapes.py renders any of them as the object's mask."""
 
     label: str
     box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
     polygon: tuple[float, ...] = ()
     crowd: bool = False  # COCO iscrowd: a region of many instances, kept as it is
+    more_polygons: tuple[tuple[float, ...], ...] = ()
+    rle: str | tuple[int, ...] | None = None
+
+    @property
+    def polygons(self) -> tuple[tuple[float, ...], ...]:
+        """Every polygon of the outline, the first one first (none without an outline)."""
+        return (self.polygon, *self.more_polygons) if self.polygon else ()
+
+    @property
+    def has_shape(self) -> bool:
+        """Whether the object has more than its box: an outline or a mask."""
+        return bool(self.polygon) or self.rle is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +188,9 @@ class ExpandOptions:
     # A labels file's path and label columns, when not found by their usual names.
     path_column: str | None = None
     label_column: str | None = None
+    # Annotated sets: the output's annotation format ("yolo", "coco", "voc", "masks");
+    # None: the input's (docs/annotations.md, "Converting").
+    annotations: str | None = None
 
     @property
     def holdout_val(self) -> float | int:
@@ -188,7 +208,7 @@ class ExpandOptions:
             if source_split
             else {"val": self.holdout_val, "test": self.holdout_test, "group_by": self.group_by}
         )
-        return {
+        recorded = {
             "times": self.times,
             "no_originals": self.no_originals,
             "seed": self.seed,
@@ -198,6 +218,9 @@ class ExpandOptions:
             "balance": self.balance,
             "near_duplicates": self.near_duplicates,
         }
+        if self.annotations is not None:  # only when asked: earlier headers stay as they were
+            recorded["annotations"] = self.annotations
+        return recorded
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from augment.annotations.convert import output_kind
 from augment.errors import DatasetError, ManifestError, OutputError
 from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
@@ -99,6 +100,7 @@ def _expand(
     )
     lap("ingest")
     check_holdout_options(dataset, options)
+    output_kind(dataset, options.annotations)  # a refused conversion: before OUT is made
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
         recipe.recipe.check_classes(dataset.classes)
         _full_run().check_class_folders(dataset.classes)
@@ -149,7 +151,10 @@ def _full_run() -> ModuleType:
 
 def _output_options(options: ExpandOptions) -> dict[str, Any]:
     """Every option that can change what a run writes or rejects: all but --workers."""
-    return {k: v for k, v in dataclasses.asdict(options).items() if k != "workers"}
+    chosen = dataclasses.asdict(options)
+    if chosen["annotations"] is None:  # not asked for: the digests of earlier runs still hold
+        del chosen["annotations"]
+    return {k: v for k, v in chosen.items() if k != "workers"}
 
 
 def lock_output(out: Path, guard: contextlib.ExitStack) -> None:

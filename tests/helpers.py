@@ -9,10 +9,14 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from augment.model import ExpandOptions
 from augment.stages.holdout import assign_splits
 from augment.stages.ingest import ingest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -215,6 +219,51 @@ def write_coco(root: Path, made: list[Scene], polygons: bool = True) -> Path:
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "instances.json").write_text(json.dumps(doc))
     return root
+
+
+def uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE: run lengths over the column-major pixels, background first."""
+    import numpy as np
+
+    flat = mask.flatten(order="F").astype(np.uint8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    edges = [0, *changes.tolist(), flat.size]
+    runs = np.diff(edges).tolist()
+    return runs if flat[0] == 0 else [0, *runs]
+
+
+def shaped_coco(root: Path, made: list[Scene] | None = None) -> Path:
+    """write_coco's scenes where every third object is a crowd region given as RLE
+    (compressed and uncompressed in turn) and every third, offset by one, has a two-part
+    outline (its rectangle's left and right halves)."""
+    import numpy as np
+
+    src = write_coco(root, scenes(12) if made is None else made)
+    path = src / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    sizes = {image["id"]: (image["width"], image["height"]) for image in doc["images"]}
+    for n, ann in enumerate(doc["annotations"]):
+        x, y, w, h = ann["bbox"]
+        width, height = sizes[ann["image_id"]]
+        if n % 3 == 0:
+            mask = np.zeros((height, width), np.uint8)
+            mask[y : y + h, x : x + w] = 1
+            if n % 2 == 0:
+                from pycocotools import mask as coco_mask
+
+                rle = coco_mask.encode(np.asfortranarray(mask))
+                seg = {"size": [height, width], "counts": rle["counts"].decode()}
+            else:
+                seg = {"size": [height, width], "counts": uncompressed_counts(mask)}
+            ann["segmentation"], ann["iscrowd"] = seg, 1
+        elif n % 3 == 1:
+            mid = x + w // 2
+            ann["segmentation"] = [
+                [x, y, mid, y, mid, y + h, x, y + h],
+                [mid, y, x + w, y, x + w, y + h, mid, y + h],
+            ]
+    path.write_text(json.dumps(doc))
+    return src
 
 
 # Geometry only (no colour change), nearest-neighbour, so objects keep their exact colour.

@@ -250,18 +250,59 @@ def test_a_pre_split_yolo_set_keeps_its_split(tmp_path: Path, geometric: Path) -
         assert record["split"] == {"val": "validation", "train": "train"}[split_of[stem]]
 
 
-def test_reflect_padding_is_refused_for_an_annotated_set(tmp_path: Path) -> None:
+def test_blur_padding_and_mirroring_borders_are_refused_for_an_annotated_set(
+    tmp_path: Path,
+) -> None:
     src = write_yolo(tmp_path / "src", scenes(4))
-    recipe = tmp_path / "reflect.yaml"
-    recipe.write_text(GEOMETRIC_RECIPE.replace("pad_mode: constant", "pad_mode: reflect"))
+    recipe = tmp_path / "blur.yaml"
+    recipe.write_text(GEOMETRIC_RECIPE.replace("pad_mode: constant", "pad_mode: blur"))
     result = _run(src, tmp_path / "out", recipe)
     assert result.returncode == 2
-    assert "pad_mode 'reflect' mirrors objects into the border" in result.stderr
+    assert "pad_mode 'blur' shows the image blurred in the border" in result.stderr
     assert "Traceback" not in result.stderr
     recipe.write_text(GEOMETRIC_RECIPE.replace("border_mode: constant", "border_mode: reflect"))
     result = _run(src, tmp_path / "out", recipe)
     assert result.returncode == 2
     assert "Affine border_mode 'reflect_101' mirrors objects" in result.stderr
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "wrap"])
+def test_a_mirroring_pad_labels_the_mirrored_objects(tmp_path: Path, pad_mode: str) -> None:
+    """A reflect or wrap pad shows objects again in the border: a mask set's masks cover
+    exactly the pixels of each class's colour in every output (the copies included, after
+    flips and affine), and a YOLO set's outputs have boxes for the copies, each hugging
+    pixels of its colour, which the audit passes."""
+    from augment.commands.audit import audit_output
+    from tests.helpers import write_masks
+
+    # Tall sources (80 x 104 into 128 x 112): 24 pixels of pad each side, objects near the edge.
+    made = [(s, 80, 104, [o for o in objects if o[1][2] <= 80]) for s, _, _, objects in scenes(8)]
+    recipe = tmp_path / "mirror.yaml"
+    recipe.write_text(GEOMETRIC_RECIPE.replace("pad_mode: constant", f"pad_mode: {pad_mode}"))
+    masks_out, yolo_out, plain = tmp_path / "masks", tmp_path / "yolo", tmp_path / "plain"
+    for make, out in ((write_masks, masks_out), (write_yolo, yolo_out)):
+        result = _run(make(tmp_path / f"src-{out.name}", made), out, recipe)
+        assert result.returncode == 0 and "rejected" not in result.stderr, result.stderr
+    names = list(OBJECT_COLOURS)
+    for path, record in manifest_by_path(masks_out).items():
+        ids = np.asarray(Image.open(masks_out / record["annotation"]["file"]))
+        pixels = np.asarray(Image.open(masks_out / path).convert("RGB"))
+        for class_id, name in enumerate(names, start=1):
+            assert (_colour_mask(pixels, OBJECT_COLOURS[name]) == (ids == class_id)).all()
+    constant = tmp_path / "constant.yaml"
+    constant.write_text(GEOMETRIC_RECIPE)
+    assert _run(tmp_path / "src-yolo", plain, constant).returncode == 0
+    count = {
+        out: sum(len(r["annotation"]["objects"]) for r in manifest_by_path(out).values())
+        for out in (yolo_out, plain)
+    }
+    assert count[yolo_out] > count[plain]
+    for path, record in manifest_by_path(yolo_out).items():
+        pixels = np.asarray(Image.open(yolo_out / path).convert("RGB"))
+        for obj in record["annotation"]["objects"]:
+            x0, y0, x1, y1 = (round(v) for v in obj["box"])
+            assert _colour_mask(pixels[y0:y1, x0:x1], OBJECT_COLOURS[obj["label"]]).any()
+    assert [f for f in audit_output(yolo_out).findings if f.check == "annotations"] == []
 
 
 def test_a_bundled_detection_recipe_runs_on_the_sample_set(tmp_path: Path) -> None:

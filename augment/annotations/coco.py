@@ -1,5 +1,6 @@
-"""COCO instances JSON: `images`, `annotations` (`bbox` as x, y, w, h in pixels, polygon
-`segmentation`, `iscrowd`) and `categories`. Image files are found relative to the JSON's
+"""COCO instances JSON: `images`, `annotations` (`bbox` as x, y, w, h in pixels,
+`segmentation` as polygons, every part of a multi-part one, or as RLE, compressed or not;
+`iscrowd`) and `categories`. Image files are found relative to the JSON's
 folder, an `images/` folder beside it, or (for `annotations/instances_*.json`) the folder
 above. A JSON whose name says train, val or test keeps that split.
 
@@ -13,6 +14,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +90,14 @@ def _listed(
         split=split,
         size=size if all(isinstance(v, int) for v in size) else None,  # type: ignore[arg-type]
     )
+    if listed.size is None:  # no width and height: an RLE's size is what the image must be
+        segs = [a.get("segmentation") for a in anns]
+        shapes = [g["size"] for g in segs if isinstance(g, dict) and _is_shape(g.get("size"))]
+        if shapes:
+            size = listed.size = (shapes[0][1], shapes[0][0])
     for ann in anns:
         where = f"{file} annotation {ann.get('id')}"
-        parsed = _object(ann, names, where)
+        parsed = _object(ann, names, where, size)
         if isinstance(parsed, str):
             listed.problem = parsed
             break
@@ -98,7 +105,9 @@ def _listed(
     return listed
 
 
-def _object(ann: Mapping[str, Any], names: Mapping[int, str], where: str) -> RawObject | str:
+def _object(
+    ann: Mapping[str, Any], names: Mapping[int, str], where: str, size: tuple[Any, Any]
+) -> RawObject | str:
     label = names.get(ann.get("category_id"))  # type: ignore[arg-type]
     if label is None:
         return f"{where}: category_id {ann.get('category_id')!r} is not in the categories"
@@ -106,14 +115,95 @@ def _object(ann: Mapping[str, Any], names: Mapping[int, str], where: str) -> Raw
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)):
         return f"{where}: bbox must be [x, y, width, height]"
     x, y, w, h = (float(v) for v in bbox)
-    polygon: tuple[float, ...] = ()
     seg = ann.get("segmentation")
-    if not ann.get("iscrowd") and isinstance(seg, list) and seg and isinstance(seg[0], list):
-        # The largest part of a multi-part outline (the output keeps one polygon per object).
-        part = max(seg, key=len)
-        if len(part) >= 6 and all(_number(v) for v in part):
-            polygon = tuple(float(v) for v in part)
-    return RawObject(label, (x, y, x + w, y + h), polygon, bool(ann.get("iscrowd")), where=where)
+    polygons: list[tuple[float, ...]] = []
+    rle: str | tuple[int, ...] | None = None
+    if isinstance(seg, list):  # polygons: every part of a multi-part outline is kept
+        polygons = [
+            tuple(float(v) for v in part)
+            for part in seg
+            if isinstance(part, list) and len(part) >= 6 and len(part) % 2 == 0
+            and all(_number(v) for v in part)
+        ]  # fmt: skip
+    elif isinstance(seg, dict):
+        found = _rle(seg, size, where)
+        if isinstance(found, Problem):
+            return found.reason
+        rle = found
+    return RawObject(
+        label,
+        (x, y, x + w, y + h),
+        polygons[0] if polygons else (),
+        bool(ann.get("iscrowd")),
+        more_polygons=tuple(polygons[1:]),
+        rle=rle,
+        where=where,
+    )
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+
+
+def _rle(
+    seg: Mapping[str, Any], size: tuple[Any, Any], where: str
+) -> str | tuple[int, ...] | Problem:
+    """A run-length encoded mask as read: COCO's compressed counts string, or its
+    uncompressed counts (a list, column-major runs starting with background), checked
+    against the image's size. Decoded only where pixels are made (annotations/shapes.py)."""
+    width, height = size
+    shape, counts = seg.get("size"), seg.get("counts")
+    if not _is_shape(shape):
+        return Problem(f"{where}: an RLE segmentation needs size [height, width]")
+    assert isinstance(shape, list)
+    if isinstance(width, int) and isinstance(height, int) and shape != [height, width]:
+        return Problem(
+            f"{where}: the RLE mask is {shape[1]}x{shape[0]} pixels, the image {width}x{height}"
+        )
+    runs = rle_counts(counts) if isinstance(counts, str) else counts
+    if isinstance(counts, str) and runs is None:
+        return Problem(f"{where}: the RLE counts string is not COCO's compressed RLE")
+    if not (isinstance(runs, list) and all(isinstance(v, int) and v >= 0 for v in runs)):
+        return Problem(
+            f"{where}: RLE counts must be a string (compressed) or a list of run lengths"
+        )
+    if sum(runs) != shape[0] * shape[1]:
+        return Problem(f"{where}: the RLE counts do not add up to {shape[1]}x{shape[0]} pixels")
+    return counts if isinstance(counts, str) else tuple(runs)
+
+
+def _is_shape(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
+
+
+def rle_counts(text: str) -> list[int] | None:
+    """The run lengths of COCO's compressed RLE string (None: not one), read as pycocotools'
+    rleFrString reads it: each count in 5-bit groups, the character minus 48, 0x20 marking a
+    further group and 0x10 the sign of the last; from the fourth count on, a difference from
+    the count two before. Here, without numpy, so that a bad mask is found when the source is
+    read (pycocotools then decodes only checked ones)."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if p >= len(text) or not 48 <= ord(text[p]) < 48 + 64:
+                return None
+            c = ord(text[p]) - 48
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            p, shift = p + 1, shift + 5
+            if not more and c & 0x10:
+                value -= 1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts if text else None
 
 
 def _number(value: object) -> bool:
@@ -177,8 +267,17 @@ def split_document(
                 "bbox": [x0, y0, round(x1 - x0, 3), round(y1 - y0, 3)],
                 "area": round((x1 - x0) * (y1 - y0), 3),
                 "iscrowd": int(bool(obj.get("crowd"))),
-                "segmentation": [obj["polygon"]] if obj.get("polygon") else [],
+                "segmentation": _segmentation(obj, width, height),
             }
             annotations.append(ann)
     categories = [{"id": i, "name": name, "supercategory": ""} for name, i in ids.items()]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _segmentation(obj: Mapping[str, Any], width: int, height: int) -> Any:
+    """An object's `segmentation`: its RLE (compressed counts), or every polygon of it."""
+    if obj.get("rle") is not None:
+        return {"size": [height, width], "counts": obj["rle"]}
+    if obj.get("polygon"):
+        return [obj["polygon"], *obj.get("more_polygons", ())]
+    return []

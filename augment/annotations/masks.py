@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 CLASSES_FILE = "classes.txt"
+BACKGROUND = "background"  # id 0's name in the classes.txt of a set converted to masks
 
 
 def is_masks(src: Path) -> bool:

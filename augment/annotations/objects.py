@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,8 +36,15 @@ class RawObject:
     box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
     polygon: tuple[float, ...] = ()
     crowd: bool = False
+    more_polygons: tuple[tuple[float, ...], ...] = ()  # COCO: the other parts of an outline
+    rle: str | tuple[int, ...] | None = None  # COCO: a run-length encoded mask
     normalised: bool = False  # YOLO: fractions of the image's width and height
     where: str = ""  # "labels/a.txt line 3": where a reason points to
+
+    @property
+    def polygons(self) -> tuple[tuple[float, ...], ...]:
+        """Every part of the outline; `((),)` without one, so the first always exists."""
+        return (self.polygon, *self.more_polygons) if self.polygon else ((),)
 
 
 @dataclass
@@ -73,6 +81,8 @@ def finish(listed: Listed, width: int, height: int) -> Annotation:
 
 
 def _in_pixels(raw: RawObject, width: int, height: int) -> LabeledObject:
+    if not all(math.isfinite(v) for v in (*raw.box, *(v for p in raw.polygons for v in p))):
+        raise AnnotationProblem(f"{raw.where}: a coordinate is not a finite number (NaN, inf)")
     sx, sy = (width, height) if raw.normalised else (1, 1)
     x0, y0, x1, y1 = raw.box[0] * sx, raw.box[1] * sy, raw.box[2] * sx, raw.box[3] * sy
     if not (x1 > x0 and y1 > y0):
@@ -83,11 +93,17 @@ def _in_pixels(raw: RawObject, width: int, height: int) -> LabeledObject:
             f"{width}x{height} image"
         )
     box = (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
-    polygon = tuple(
+    polygon, *more = (_polygon_in_pixels(p, sx, sy, width, height) for p in raw.polygons)
+    return LabeledObject(raw.label, box, polygon, raw.crowd, tuple(more), raw.rle)
+
+
+def _polygon_in_pixels(
+    polygon: tuple[float, ...], sx: float, sy: float, width: int, height: int
+) -> tuple[float, ...]:
+    return tuple(
         min(max(v * (sx if i % 2 == 0 else sy), 0.0), float(width if i % 2 == 0 else height))
-        for i, v in enumerate(raw.polygon)
+        for i, v in enumerate(polygon)
     )
-    return LabeledObject(raw.label, box, polygon, raw.crowd)
 
 
 def dominant_class(objects: Iterable[LabeledObject]) -> str:

@@ -9,7 +9,13 @@ bytes change, so a rerun that changes nothing writes nothing:
 
 - yolo: `labels/<split>/<stem>_nohash_<key>.txt` per image and `data.yaml` listing the splits;
   label files no record lists any more are removed;
-- coco: `annotations/instances_<split>.json` per split.
+- coco: `annotations/instances_<split>.json` per split;
+- voc: `Annotations/<split>/<stem>_nohash_<key>.xml` and `ImageSets/Main/<split>.txt`;
+- masks: the class-id PNGs (written by the workers beside their images) and, for a set
+  converted to masks, `classes.txt`.
+
+`kind` is the output's format: the input's, or the one `--annotations` asked for
+(annotations/convert.py says what each conversion keeps).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from augment.annotations import coco, masks, voc, yolo
 from augment.annotations.objects import SPLIT_FOLDERS, content_sha256
@@ -28,6 +34,9 @@ from augment.files import ChangedFile
 from augment.model import Dataset, LabeledObject
 from augment.recipe.annotated import BOX_RULES
 from augment.stages.plan import NAME_SEPARATOR
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def annotation_record(
@@ -40,7 +49,7 @@ def annotation_record(
     mask_bytes: bytes | None = None,
 ) -> dict[str, Any]:
     """The `annotation` of an output's manifest record (`mask_bytes`: its encoded mask)."""
-    listed = [_object_entry(o) for o in objects]
+    listed = [object_entry(o) for o in objects]
     if kind == "yolo":
         file = yolo.label_path(image_path)
         sha = hashlib.sha256(yolo.label_text(objects, size, names).encode()).hexdigest()
@@ -64,20 +73,65 @@ def annotation_record(
     }
 
 
-def _object_entry(o: LabeledObject) -> dict[str, Any]:
+def object_entry(o: LabeledObject) -> dict[str, Any]:
+    """An object as a manifest record lists it (the keys beyond the box only when set)."""
     entry: dict[str, Any] = {"label": o.label, "box": list(o.box)}
     if o.polygon:
         entry["polygon"] = list(o.polygon)
+    if o.more_polygons:
+        entry["more_polygons"] = [list(p) for p in o.more_polygons]
+    if o.rle is not None:
+        entry["rle"] = o.rle if isinstance(o.rle, str) else list(o.rle)
     if o.crowd:
         entry["crowd"] = True
     return entry
 
 
+def object_of(entry: Mapping[str, Any]) -> LabeledObject:
+    """A manifest record's object back as a LabeledObject."""
+    x0, y0, x1, y1 = entry["box"]
+    rle = entry.get("rle")
+    return LabeledObject(
+        entry["label"],
+        (x0, y0, x1, y1),
+        tuple(entry.get("polygon", ())),
+        bool(entry.get("crowd")),
+        tuple(tuple(p) for p in entry.get("more_polygons", ())),
+        rle if rle is None or isinstance(rle, str) else tuple(rle),
+    )
+
+
+def output_mask(
+    kind: str,
+    names: Sequence[str],
+    objects: Sequence[LabeledObject],
+    size: tuple[int, int],
+    warped: np.ndarray | None,
+) -> bytes | None:
+    """The encoded mask PNG an output comes with: a mask source's warped mask, or for a
+    set converted to masks its objects' outlines drawn as class ids (shapes.class_mask)."""
+    if warped is not None:
+        return masks.encode_mask(warped)
+    if kind != "masks":
+        return None
+    from augment.annotations.shapes import class_mask
+
+    # Every source object has a shape (convert.py); a mosaic keeps only boxes and first
+    # polygons (recipe/mosaic.py), so an RLE object placed in one has none: left out rather
+    # than painted as its box.
+    return masks.encode_mask(class_mask([o for o in objects if o.has_shape], size, names))
+
+
 def write_annotation_files(
-    out: Path, kind: str, names: Sequence[str], records: Iterable[Mapping[str, Any]]
+    out: Path,
+    kind: str,
+    names: Sequence[str],
+    records: Iterable[Mapping[str, Any]],
+    source_kind: str | None = None,
 ) -> Counter[str]:
-    """The run's annotation files from its records (path order); returns the objects the
-    transforms dropped, per class, over every output."""
+    """The run's annotation files in format `kind` from its records (path order); returns
+    the objects the transforms dropped, per class, over every output. `source_kind`: the
+    input's format, when it is another (a masks output then names its ids in classes.txt)."""
     dropped: Counter[str] = Counter()
     per_split: dict[str, list[dict[str, Any]]] = {}
     labels: set[str] = set()
@@ -104,6 +158,9 @@ def write_annotation_files(
         _remove_unlisted(out, "labels", ".txt", labels)
     elif kind == "masks":  # written by the workers beside their images
         _remove_unlisted(out, "masks", ".png", {a for a in _files(per_split)})
+        if source_kind not in (None, "masks"):
+            lines = "".join(f"{n}\n" for n in [masks.BACKGROUND, *names])
+            _write_changed(out / masks.CLASSES_FILE, lines)
     elif kind == "voc":
         _remove_unlisted(out, "Annotations", ".xml", labels)
         for folder in folders:
@@ -122,11 +179,7 @@ def _files(per_split: Mapping[str, Sequence[Mapping[str, Any]]]) -> Iterable[str
 
 
 def _yolo_text(entry: Mapping[str, Any], names: Sequence[str]) -> str:
-    objects = [
-        LabeledObject(o["label"], tuple(o["box"]), tuple(o.get("polygon", ())))
-        for o in entry["objects"]
-        if not o.get("crowd")  # Ultralytics has no crowd regions: they are left out
-    ]
+    objects = [object_of(o) for o in entry["objects"]]
     return yolo.label_text(objects, (entry["size"][0], entry["size"][1]), names)
 
 
@@ -156,16 +209,48 @@ def _remove_unlisted(out: Path, folder: str, suffix: str, listed: set[str]) -> N
             os.rmdir(sub)
 
 
+class Formats(Protocol):
+    kind: str  # the format the run writes
+    previous_kind: str | None  # the one the last run wrote into OUT
+
+
 def write_annotations(
-    out: Path, dataset: Dataset, lines: Iterable[str]
+    out: Path, dataset: Dataset, lines: Iterable[str], formats: Formats | None = None
 ) -> tuple[Counter[str], dict[str, Any]]:
-    """An annotated run's annotation files, from its manifest lines (path order): the
-    objects the transforms dropped, per class, and the header's `annotations`."""
+    """An annotated run's annotation files in its format (the input's, or another asked
+    for), from its manifest lines (path order): the objects the transforms dropped, per
+    class, and the header's `annotations`. The files of a format the last run wrote and
+    this one does not are removed."""
+    kind = formats.kind if formats is not None else dataset.kind
+    if formats is not None and formats.previous_kind not in (None, kind):
+        remove_format(out, formats.previous_kind)
     records = (json.loads(line) for line in lines)
-    dropped = write_annotation_files(out, dataset.kind, dataset.names, records)
+    dropped = write_annotation_files(out, kind, dataset.names, records, dataset.kind)
+    converted = {} if kind == dataset.kind else {"converted_from": dataset.kind}
     return dropped, {
-        "format": dataset.kind,
+        "format": kind,
+        **converted,
         "names": dataset.names,
         **BOX_RULES,
         "dropped": dict(sorted(dropped.items())),  # objects, per class, all outputs
     }
+
+
+def remove_format(out: Path, kind: str) -> None:
+    """What a run writing `kind` wrote: its per-image files (named as augment names them)
+    and the files that list the splits."""
+    per_image = {"yolo": ("labels", ".txt"), "voc": ("Annotations", ".xml"),
+                 "masks": ("masks", ".png")}  # fmt: skip
+    if kind in per_image:
+        _remove_unlisted(out, *per_image[kind], set())
+    listing = {
+        "yolo": [yolo.DATA_YAML],
+        "coco": [coco.split_file(f) for f in SPLIT_FOLDERS.values()],
+        "voc": [f"ImageSets/Main/{f}.txt" for f in SPLIT_FOLDERS.values()],
+        "masks": [masks.CLASSES_FILE],
+    }[kind]
+    for rel in listing:
+        (out / rel).unlink(missing_ok=True)
+    for empty in ("annotations", "ImageSets/Main", "ImageSets"):
+        if (out / empty).is_dir() and not any((out / empty).iterdir()):
+            (out / empty).rmdir()

@@ -118,7 +118,9 @@ def xml_text(image_path: str, size: Sequence[int], objects: Sequence[Mapping[str
         lines += [
             "  <object>",
             f"    <name>{escape(o['label'])}</name>",
-            "    <difficult>0</difficult>",
+            # A COCO crowd region: VOC's evaluation ignores difficult objects, as COCO's does
+            # crowd regions.
+            f"    <difficult>{int(bool(o.get('crowd')))}</difficult>",
             f"    <bndbox><xmin>{x0 + 1:g}</xmin><ymin>{y0 + 1:g}</ymin>"
             f"<xmax>{x1:g}</xmax><ymax>{y1:g}</ymax></bndbox>",
             "  </object>",

@@ -116,24 +116,46 @@ def label_text(
     objects: Sequence[LabeledObject], size: tuple[int, int], names: Sequence[str]
 ) -> str:
     """An output's label file: boxes as `class cx cy w h`, polygons as `class x y x y ...`,
-    normalised, at 6 decimals (what Ultralytics writes)."""
+    normalised, at 6 decimals (what Ultralytics writes).
+
+    A YOLO line has one polygon: a multi-part outline keeps its largest part. Crowd regions
+    are left out (Ultralytics has none). When some objects of an image have an outline and
+    others only a box, the boxes are written as 4-corner polygons: Ultralytics reads every
+    line of a file as a polygon once one is, and would take `cx cy w h` for two vertices."""
     width, height = size
     ids = {name: i for i, name in enumerate(names)}
+    kept = [o for o in objects if not o.crowd]
+    outlined = any(o.polygon for o in kept)
     lines = []
-    for o in objects:
+    for o in kept:
+        x0, y0, x1, y1 = o.box
         if o.polygon:
-            coords = [v / (width if i % 2 == 0 else height) for i, v in enumerate(o.polygon)]
+            polygon = max(o.polygons, key=_area)
+        elif outlined:
+            polygon = (x0, y0, x1, y0, x1, y1, x0, y1)
         else:
-            x0, y0, x1, y1 = o.box
+            polygon = ()
+        if polygon:
+            coords = [v / (width if i % 2 == 0 else height) for i, v in enumerate(polygon)]
+        else:
             coords = [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width,
                       (y1 - y0) / height]  # fmt: skip
         lines.append(" ".join([str(ids[o.label]), *(f"{v:.6f}" for v in coords)]))
     return "".join(line + "\n" for line in lines)
 
 
+def _area(polygon: Sequence[float]) -> float:
+    """A polygon's area (the shoelace formula)."""
+    xs, ys = polygon[0::2], polygon[1::2]
+    n = len(xs)
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+
+
 def data_yaml(names: Sequence[str], splits: Iterable[str]) -> str:
-    """The output's data.yaml: paths relative to it, as Ultralytics reads them."""
-    doc: dict[str, Any] = {"path": "."}
+    """The output's data.yaml: paths relative to it, as Ultralytics reads them. No `path`
+    key: Ultralytics resolves a relative `path` (even `.`) against the current folder, and
+    without one takes the data.yaml's own folder as the dataset's root."""
+    doc: dict[str, Any] = {}
     for split in splits:
         doc[SPLIT_FOLDERS[split]] = f"images/{SPLIT_FOLDERS[split]}"
     doc["names"] = dict(enumerate(names))

@@ -82,6 +82,10 @@ def audit_output(
     report.findings += integrity_findings(out, records, header)
     if annotated:
         report.findings += annotation_findings(out, records, header)
+        if options.source is not None:
+            from augment.commands.audit_held_out import held_out_object_findings
+
+            report.findings += held_out_object_findings(out, records, header, options.source)
         report.counts, balance = object_balance(records, splits)
     else:
         report.counts, balance = balance_findings(files, splits)

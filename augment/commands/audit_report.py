@@ -31,6 +31,9 @@ class AuditOptions:
     max_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits
     min_psnr: float = REENCODE_MIN_PSNR  # dB over 4x4 block means: "re-encoded" duplicates
     workers: int | None = None  # decoding threads; None: all cores
+    # An annotated output's source: held-out objects compared with its originals' labels
+    # (audit_held_out.py); None: not compared.
+    source: Path | None = None
 
 
 @dataclass(frozen=True)

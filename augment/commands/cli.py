@@ -250,6 +250,7 @@ def _split_option(
 Examples:
   augment audit out/
   augment audit out/ --json > audit.json
+  augment audit out/ --source SRC
   augment audit --split train=export/train --split validation=export/valid
 """
 )
@@ -285,6 +286,11 @@ Examples:
     type=click.IntRange(min=1),
     help=f"Decoding threads [default: all cores, here {default_workers()}].",
 )
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="An annotated output's SRC: held-out objects compared with the originals' labels.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit(
     out: Path | None,
@@ -292,6 +298,7 @@ def audit(
     max_distance: int,
     min_psnr: float,
     workers: int | None,
+    source: Path | None,
     as_json: bool,
 ) -> None:
     """Audit a split dataset for leakage between splits and for integrity.
@@ -303,7 +310,7 @@ def audit(
     """
     from augment.commands.audit import AuditOptions, audit_output, audit_splits, format_report
 
-    options = AuditOptions(max_distance=max_distance, min_psnr=min_psnr, workers=workers)
+    options = AuditOptions(max_distance, min_psnr, workers, source)
     if out is None and not splits:
         raise click.UsageError(
             "give the output folder to audit (augment audit OUT), or --split NAME=DIR "
@@ -313,10 +320,7 @@ def audit(
         raise click.UsageError("give either OUT or --split NAME=DIR options, not both")
     try:
         phase = phase_bars(sys.stderr.isatty())
-        if out is not None:
-            report = audit_output(out, options, phase)
-        else:
-            report = audit_splits(splits, options, phase)
+        report = audit_output(out, options, phase) if out else audit_splits(splits, options, phase)
     except AugmentError as exc:
         raise UserError(exc) from None
     if as_json:

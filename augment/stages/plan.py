@@ -94,7 +94,8 @@ def output_key(
     return _hash("variant", source_sha, fingerprints.recipe, seed, variant)[:KEY_LENGTH]
 
 
-# Bumped when the way annotations are carried (box rules, clipping) changes: a new name.
+# Bumped when the way annotations are carried (box rules, clipping) changes: a new name. An
+# image with multi-part outlines or RLE masks (carried whole since "+shapes") has its own.
 ANNOTATION_RULES_VERSION = 1
 
 
@@ -104,7 +105,9 @@ def content_id(original: Original) -> str:
     classification source's is its sha256 alone, as it always was."""
     if original.annotation is None:
         return original.sha256
-    return _hash("annotated", original.sha256, original.annotation.sha256, ANNOTATION_RULES_VERSION)
+    shaped = any(o.more_polygons or o.rle is not None for o in original.annotation.objects)
+    version = f"{ANNOTATION_RULES_VERSION}+shapes" if shaped else ANNOTATION_RULES_VERSION
+    return _hash("annotated", original.sha256, original.annotation.sha256, version)
 
 
 def job_seed(seed: int, source_sha: str, variant: int) -> int:

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import albumentations as A
 import numpy as np
 
-from augment.annotations.masks import decode_mask, encode_mask, objects_of
-from augment.annotations.output import annotation_record
+from augment.annotations.masks import decode_mask, objects_of
+from augment.annotations.output import annotation_record, output_mask
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import UnreadableImage
 from augment.files import write_atomic
@@ -221,8 +221,8 @@ class Worker:
                         prepared, objects, job.seed, mask
                     )
                     lost = dropped + more
-                encoded = None if warped is None else encode_mask(warped)
                 size = (pixels.shape[1], pixels.shape[0])
+                encoded = output_mask(ctx.annotations, ctx.names, kept, size, warped)
                 record = annotation_record(
                     ctx.annotations, ctx.names, job.path, kept, size, lost, encoded
                 )
@@ -271,7 +271,7 @@ class Worker:
             images.append(Image(source, pixels, kept, mask, params, tile[2] + more))
         made = combine(mix, images, ctx.recipe.preprocess, ctx.names)
         size = ctx.recipe.preprocess.size
-        encoded = None if made.mask is None else encode_mask(made.mask)
+        encoded = output_mask(ctx.annotations, ctx.names, made.objects, size, made.mask)
         record = annotation_record(
             ctx.annotations, ctx.names, job.path, made.objects, size, made.lost, encoded
         )

@@ -7,7 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pycocotools import mask as coco_mask
 
 from augment.errors import DatasetError
 from augment.stages.ingest import ingest
@@ -41,6 +43,46 @@ def test_a_coco_set_is_read_with_outlines(tmp_path: Path) -> None:
     (obj,) = first.annotation.objects
     x0, y0, x1, y1 = obj.box
     assert obj.polygon == (x0, y0, x1, y0, x1, y1, x0, y1)
+
+
+def test_coco_rle_and_every_polygon_part_are_read(tmp_path: Path) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    width, height = doc["images"][0]["width"], doc["images"][0]["height"]
+    mask = np.zeros((height, width), np.uint8)
+    counts = coco_mask.encode(np.asfortranarray(mask))["counts"].decode()
+    doc["annotations"][0]["segmentation"] = {"size": [height, width], "counts": counts}
+    doc["annotations"][0]["iscrowd"] = 1
+    parts = [[1, 1, 5, 1, 5, 5], [6, 6, 9, 6, 9, 9, 6, 9]]
+    doc["annotations"][1]["segmentation"] = parts
+    path.write_text(json.dumps(doc))
+    objects = {o.path: o.annotation.objects for o in ingest(tmp_path).originals}
+    crowd = objects["images/scene_00.png"][0]
+    assert (crowd.rle, crowd.crowd, crowd.polygon) == (counts, True, ())
+    outlined = objects["images/scene_01.png"][0]
+    assert outlined.polygons == tuple(tuple(float(v) for v in p) for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "reason"),
+    [
+        ({"size": [5, 5], "counts": "abc"}, "the RLE mask is 5x5 pixels, the image 96x80"),
+        ({"size": [80, 96], "counts": [1, 2, 3]}, "do not add up to 96x80 pixels"),
+        ({"size": [80, 96], "counts": {"a": 1}}, "RLE counts must be a string"),
+        ({"size": [80, 96], "counts": "abc"}, "not COCO's compressed RLE"),
+        ({"size": [80, 96], "counts": "4"}, "do not add up to 96x80 pixels"),
+        ({"counts": "abc"}, "needs size [height, width]"),
+    ],
+)
+def test_a_bad_coco_rle_rejects_its_image(tmp_path: Path, segmentation: dict, reason: str) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["segmentation"] = segmentation
+    path.write_text(json.dumps(doc))
+    (rejected,) = ingest(tmp_path).rejected
+    assert rejected.path == "images/scene_00.png" and reason in rejected.reason
 
 
 @pytest.mark.parametrize(
@@ -231,3 +273,47 @@ def test_a_clean_mask_output_passes_the_audit(tmp_path: Path) -> None:
     (tmp_path / "out" / "masks" / "train").rename(tmp_path / "out" / "masks" / "gone")
     kinds = {f.kind for f in audit_output(tmp_path / "out").findings}
     assert "missing-label-file" in kinds
+
+
+def test_a_coco_rle_is_read_as_pycocotools_reads_it() -> None:
+    """The compressed counts are checked when the source is read, without numpy: the runs
+    read from each string are the runs of the mask pycocotools encoded."""
+    from augment.annotations.coco import rle_counts
+    from tests.helpers import uncompressed_counts
+
+    rng = np.random.default_rng(0)
+    for n in range(200):
+        height, width = (int(v) for v in rng.integers(1, 60, 2))
+        mask = rng.random((height, width)) > rng.random()
+        if n % 3 == 0:  # long runs: counts of several 5-bit groups
+            mask = np.zeros((height, width), bool)
+            mask[height // 3 :, width // 4 :] = True
+        text = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        assert rle_counts(text) == uncompressed_counts(mask), (height, width)
+
+
+def test_an_rle_of_another_size_than_an_image_without_width_is_rejected(tmp_path: Path) -> None:
+    write_coco(tmp_path, scenes(3))
+    path = tmp_path / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    del doc["images"][0]["width"], doc["images"][0]["height"]
+    mask = np.zeros((10, 10), np.uint8)
+    counts = coco_mask.encode(np.asfortranarray(mask))["counts"].decode()
+    doc["annotations"][0]["segmentation"] = {"size": [10, 10], "counts": counts}
+    path.write_text(json.dumps(doc))
+    (rejected,) = ingest(tmp_path).rejected
+    assert "the annotation says 10x10 pixels, the image is 96x80" in rejected.reason
+
+
+def test_a_coordinate_that_is_not_a_number_rejects_its_image(tmp_path: Path) -> None:
+    write_coco(tmp_path / "coco", scenes(3))
+    path = tmp_path / "coco" / "annotations" / "instances.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["segmentation"] = [[1, 1, float("nan"), 1, 5, 5]]
+    path.write_text(json.dumps(doc))  # NaN: Python's json writes and reads it
+    (rejected,) = ingest(tmp_path / "coco").rejected
+    assert "a coordinate is not a finite number" in rejected.reason
+    write_yolo(tmp_path / "yolo", scenes(3))
+    (tmp_path / "yolo" / "labels" / "scene_00.txt").write_text("0 0.1 0.1 inf 0.2 0.3 0.3\n")
+    (rejected,) = ingest(tmp_path / "yolo").rejected
+    assert "a coordinate is not a finite number" in rejected.reason

@@ -1,6 +1,7 @@
 """recipe/annotated.py on real pixels: the preprocess moves boxes exactly as it moves the
 pixels (every fit mode), objects the crop cuts away are dropped and counted, a per-class
-policy applies to every class on an image, and mirroring pads or mixes are refused."""
+policy applies to every class on an image, a reflect or wrap pad's copies of the objects are
+labelled, and what would make unlabeled objects is refused."""
 
 from __future__ import annotations
 
@@ -103,3 +104,81 @@ def test_every_mix_is_accepted_for_an_annotated_set(tmp_path: Path, mix: str) ->
 def test_the_bundled_detection_recipe_is_accepted() -> None:
     recipe_path = Path(__file__).resolve().parents[2] / "pipelines" / "detection.yaml"
     check_annotated_recipe(load_recipe(str(recipe_path)))
+
+
+COLOURS = {"m": MAGENTA, "g": (0, 255, 0)}
+
+
+def _scene(width: int, height: int, boxes: dict[str, tuple[int, int, int, int]]) -> np.ndarray:
+    pixels = np.full((height, width, 3), 90, np.uint8)
+    for label, (x0, y0, x1, y1) in boxes.items():
+        pixels[y0:y1, x0:x1] = COLOURS[label]
+    return pixels
+
+
+# Objects on the edges of a tall, a wide and a small image: a reflect or wrap pad shows them
+# again (and again, where the pad is wider than the image) in every border.
+EDGE_SCENES = [
+    (40, 90, {"m": (0, 10, 12, 40), "g": (30, 60, 40, 90)}),
+    (120, 30, {"m": (0, 0, 30, 9), "g": (100, 20, 120, 30)}),
+    (20, 16, {"m": (0, 0, 7, 6), "g": (14, 10, 20, 16)}),
+]
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "wrap"])
+@pytest.mark.parametrize(("width", "height", "boxes"), EDGE_SCENES)
+def test_a_mirroring_pad_labels_every_copy_of_an_object(
+    pad_mode: str,
+    width: int,
+    height: int,
+    boxes: dict[str, tuple[int, int, int, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every pixel of an object's colour in the padded image lies in a box of its class, and
+    every box hugs pixels of its colour: the copies in the border are labelled; each copy's
+    RLE mask is exactly its pixels. The box rules are off here (any sliver of a copy is
+    kept), to see every copy; the next test holds copies to them."""
+    from augment.annotations.shapes import decode_rle, encode_rle
+    from augment.recipe import annotated
+
+    monkeypatch.setitem(annotated.BOX_RULES, "min_area", 0.0)
+    monkeypatch.setitem(annotated.BOX_RULES, "min_visibility", 0.0)
+
+    spec = Preprocess(width=96, height=72, fit="pad", pad_mode=pad_mode, interpolation="nearest")
+    pixels = _scene(width, height, boxes)
+    out = apply_preprocess(pixels, spec)
+    objects = [
+        LabeledObject(label, tuple(map(float, box)), crowd=True,
+                      rle=encode_rle(np.all(pixels == COLOURS[label], axis=2)))
+        for label, box in boxes.items()
+    ]  # fmt: skip
+    kept, dropped = preprocess_objects(objects, (width, height), (width, height), spec)
+    assert not dropped and len(kept) > len(objects)
+    for label, colour in COLOURS.items():
+        drawn = np.all(out == colour, axis=2)
+        covered = np.zeros_like(drawn)
+        masks = np.zeros_like(drawn)
+        for o in (o for o in kept if o.label == label):
+            x0, y0, x1, y1 = (round(v) for v in o.box)
+            inside = drawn[y0:y1, x0:x1]
+            ys, xs = np.nonzero(inside)
+            assert len(xs), (label, o.box)
+            assert xs.min() == 0 and ys.min() == 0, (label, o.box)  # tight
+            assert xs.max() + 1 == x1 - x0 and ys.max() + 1 == y1 - y0, (label, o.box)
+            covered[y0:y1, x0:x1] = True
+            assert o.rle is not None
+            mask = decode_rle(o.rle, 96, 72)
+            assert not (mask & masks).any()  # each copy its own pixels
+            masks |= mask
+        assert not (drawn & ~covered).any(), label
+        assert (masks == drawn).all(), label
+
+
+def test_a_copy_the_border_shows_too_little_of_is_not_labelled() -> None:
+    """A 1-pixel-wide sliver of a copy (under the box rules' 4 square pixels) gets no box."""
+    spec = Preprocess(width=42, height=30, fit="pad", pad_mode="wrap", interpolation="nearest")
+    # 40 x 30 fitted, one column of pad on each side: the wrapped copies are 1 pixel wide.
+    kept, _ = preprocess_objects(
+        [LabeledObject("m", (0.0, 0.0, 3.0, 3.0))], (40, 30), (40, 30), spec
+    )
+    assert [o.box for o in kept] == [(1.0, 0.0, 4.0, 3.0)]
