@@ -60,7 +60,8 @@ from augment.stages.reconcile import (
     write_records,
 )
 from augment.stages.worker import RunContext
-from augment.summary import Laps, check_train_made, missing_classes, summarize
+from augment.summary import Laps, check_train_made, class_counts, missing_classes, summarize
+from augment.writers.shards import check_same_layout
 
 OUTPUTS_PER_SHARD = 32
 
@@ -98,7 +99,7 @@ class LoadedRecipe:
 
 
 @dataclass
-class _Made:
+class Made:
     """What the workers made of the jobs still to do."""
 
     written: int = 0
@@ -123,10 +124,11 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     )
 
 
-def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset) -> None:
+def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset, layout: str) -> None:
     """An OUT made from another source keeps that run's splits by path (sticky), which a
     new source's files of the same names would inherit: refused when none of its held-out
-    originals (by sha256) is in this source."""
+    originals (by sha256) is in this source. Nor are folders and shards mixed (`layout`)."""
+    check_same_layout(header, layout)
     known = {h.get("sha256") for h in header.get("holdout", []) if isinstance(h, dict)}
     if known and dataset.originals and not any(o.sha256 in known for o in dataset.originals):
         raise OutputError(
@@ -180,13 +182,13 @@ def run(
     previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
     check_same_holdout(previous_header, dataset, options)
-    check_same_source(out, previous_header, dataset)
+    check_same_source(out, previous_header, dataset, options.layout)
     grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
-    plan = _plan(dataset, holdout, loaded, options)
+    plan = plan_outputs(dataset, holdout, loaded, options)
     setup.balanced_objects = plan.balanced_objects
-    _prepare_output(setup, plan)
+    prepare_output(setup, plan)
     # This run's records by path (the reused ones now, the others as shards finish), and
     # the last run's that are not reused.
     rows: SortedSpill[Row] = guard.enter_context(SortedSpill())
@@ -229,7 +231,9 @@ def run(
     return summary
 
 
-def _plan(dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: ExpandOptions) -> Plan:
+def plan_outputs(
+    dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: ExpandOptions
+) -> Plan:
     return Plan(
         dataset.originals,
         holdout.split_of,
@@ -243,7 +247,7 @@ def _plan(dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: Exp
     )
 
 
-def _prepare_output(setup: RunSetup, plan: Plan) -> None:
+def prepare_output(setup: RunSetup, plan: Plan) -> None:
     """Before the first write: --force never overwrites what is there; the state folder
     marks OUT as an augment output before any image is written, so a first run that stops
     at any moment (killed, disk full) can be resumed without --force; what an interrupted
@@ -270,24 +274,14 @@ def _execute(
     leftovers: SortedSpill[Previous],
     executor: Executor | None,
     progress: Progress,
-) -> _Made:
+) -> Made:
     """Make the outputs still to do; on Ctrl-C, journal what was made so that the next run
     resumes from it."""
     out, options = setup.out, setup.options
-    made = _Made()
+    made = Made()
     if not reuse.to_write:
         return made
-    ctx = RunContext(
-        src_root=setup.dataset.root,
-        out=out,
-        recipe=loaded.recipe,
-        fingerprints=loaded.fingerprints,
-        output_format=options.output_format,
-        quality=options.quality,
-        max_pixels=options.max_pixels,
-        annotations=None if setup.dataset.task == "classification" else setup.dataset.kind,
-        names=tuple(setup.dataset.names),
-    )
+    ctx = run_context(setup, loaded)
     pool = executor or multiprocessing_pool(options.workers or default_workers())
     try:
         for result in pool(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
@@ -305,13 +299,20 @@ def _execute(
     return made
 
 
-def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
-    """Output files per (split, class), as a table with both sorted: the header's `counts`
-    and the summary's."""
-    table: dict[str, dict[str, int]] = {}
-    for (split, label), n in sorted(counts.items()):
-        table.setdefault(split, {})[label] = n
-    return table
+def run_context(setup: RunSetup, loaded: LoadedRecipe, **more: Any) -> RunContext:
+    dataset, options = setup.dataset, setup.options
+    return RunContext(
+        src_root=dataset.root,
+        out=setup.out,
+        recipe=loaded.recipe,
+        fingerprints=loaded.fingerprints,
+        output_format=options.output_format,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+        annotations=None if dataset.task == "classification" else dataset.kind,
+        names=tuple(dataset.names),
+        **more,
+    )
 
 
 def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:

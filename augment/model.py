@@ -169,6 +169,10 @@ class ExpandOptions:
     # A labels file's path and label columns, when not found by their usual names.
     path_column: str | None = None
     label_column: str | None = None
+    # --output-format: "folders", or shards the workers write (augment/writers/shards.py),
+    # about `shard_size` samples each.
+    layout: str = "folders"
+    shard_size: int = 1000
 
     @property
     def holdout_val(self) -> float | int:
@@ -195,6 +199,7 @@ class ExpandOptions:
             "quality": self.quality,
             "balance": self.balance,
             "near_duplicates": self.near_duplicates,
+            **({} if self.layout == "folders" else {"output_format": self.layout}),
         }
 
 

@@ -128,6 +128,10 @@ def _expand(
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
     progress = full_run.Progress(lap, reports.progress, reports.on_plan, reports.phase)
+    if options.layout != "folders":  # the workers write shards
+        import augment.sharded_run
+
+        return augment.sharded_run.run(setup, recipe, guard, executor, progress)
     return full_run.run(setup, recipe, guard, executor, progress)
 
 

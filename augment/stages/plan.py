@@ -238,16 +238,21 @@ class Plan:
     def __len__(self) -> int:
         return len(self._sources)
 
-    def tasks(self, todo: Mapping[int, int] | None = None) -> Iterator[SourceTask]:
-        """Every task in order; with `todo` (task index -> bit mask of its jobs), only the
-        tasks and jobs it names."""
+    def tasks(self, todo: Mapping[int, int] | None = None, most: int = 0) -> Iterator[SourceTask]:
+        """Every task in order; with `todo` (task index -> bit mask of its jobs), only those
+        jobs; with `most`, in pieces of at most `most` jobs, each made when asked for."""
         for index, (original, split, variants) in enumerate(self._sources):
             mask = -1 if todo is None else todo.get(index, 0)
-            if mask:
-                jobs = self._jobs(original, split, variants)
+            step = most or len(variants) or 1
+            for start in (range(0, len(variants), step) or range(1)) if mask else ():
+                jobs = self._jobs(original, split, variants[start : start + step])
                 if mask != -1:
-                    jobs = tuple(job for j, job in enumerate(jobs) if mask >> j & 1)
-                yield SourceTask(original=original, split=split, outputs=jobs)
+                    jobs = tuple(job for j, job in enumerate(jobs, start) if mask >> j & 1)
+                if jobs or not variants:
+                    yield SourceTask(original=original, split=split, outputs=jobs)
+
+    def task(self, index: int) -> SourceTask:
+        return SourceTask(*self._sources[index][:2], self._jobs(*self._sources[index]))
 
     def _jobs(
         self, original: Original, split: str, variants: Sequence[int]
@@ -432,8 +437,7 @@ def _plan_mosaic(
 
 
 def shard_tasks(tasks: Iterable[SourceTask], outputs_per_shard: int) -> Iterator[list[SourceTask]]:
-    """Group tasks into shards of about `outputs_per_shard` outputs: the unit of work,
-    of pickling, and of resume."""
+    """Tasks in shards of about `outputs_per_shard` outputs: the unit of work and resume."""
     shard: list[SourceTask] = []
     size = 0
     for task in tasks:
