@@ -63,7 +63,7 @@ from augment.stages.worker import RunContext
 from augment.summary import Laps, check_train_made, class_counts, missing_classes, summarize
 from augment.writers.shards import check_same_layout
 
-OUTPUTS_PER_SHARD = 32
+OUTPUTS_PER_SHARD = 32  # a source's outputs too are split: each piece journaled when done
 
 
 @dataclass
@@ -284,7 +284,8 @@ def _execute(
     ctx = run_context(setup, loaded)
     pool = executor or multiprocessing_pool(options.workers or default_workers())
     try:
-        for result in pool(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
+        pieces = plan.tasks(reuse.todo, most=OUTPUTS_PER_SHARD)
+        for result in pool(ctx, shard_tasks(pieces, OUTPUTS_PER_SHARD)):
             add_written(out, rows, result.records)
             made.rejected.extend(result.rejected)
             made.written += len(result.records)
