@@ -261,10 +261,6 @@ def expand_cmd(
     heap.reuse_image_buffers()
     try:
         phase = phase_bars(show_bar)
-        if layout != "folders":  # not for annotated sets yet (augment/annotations/detect.py)
-            from augment.annotations.detect import refuse_annotated_shards
-
-            refuse_annotated_shards(Path(src), layout)
         summary = expand(
             src, out, options, executor=run_on, progress=progress, on_plan=on_plan, phase=phase
         )

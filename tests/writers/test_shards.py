@@ -5,6 +5,7 @@ its shard); a shard without its commit marker rebuilt; any worker count gives th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +23,15 @@ from augment.model import ExpandOptions
 from augment.run import expand
 from augment.stages.manifest import read_header, read_manifest
 from augment.writers.shards import RECORDS_SUFFIX, SHARDS_DIR, shard_number
-from tests.helpers import DIGITS, augment_command, file_tree, small_run
+from tests.helpers import (
+    DETECTION,
+    DIGITS,
+    augment_command,
+    file_tree,
+    scenes,
+    small_run,
+    write_masks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +170,7 @@ def test_a_shard_without_its_commit_marker_is_rebuilt(tmp_path: Path, small_reci
     assert file_tree(out) == clean
 
 
+@pytest.mark.slow  # a shard without its marker rebuilt: the fast lane's test of resume
 def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, small_recipe: Path) -> None:
     out = tmp_path / "out"
     args = ["expand", str(DIGITS), str(out), "-n", "3", "--recipe", str(small_recipe)]
@@ -212,3 +222,85 @@ def test_expand_with_output_format_webdataset(tmp_path: Path, small_recipe: Path
 def test_options_default_to_folders() -> None:
     assert ExpandOptions().layout == "folders"
     assert "output_format" not in ExpandOptions().to_dict()
+
+
+@pytest.fixture(scope="module")
+def detection_folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("detection") / "out"
+    expand(DETECTION, out, ExpandOptions(times=3, recipe="detection", workers=1))
+    return out
+
+
+def yolo_boxes(text: str) -> list[list[float]]:
+    return [[float(v) for v in line.split()] for line in text.splitlines()]
+
+
+def test_annotated_webdataset_samples_carry_the_folder_output_s_boxes(
+    tmp_path: Path, detection_folders: Path
+) -> None:
+    wds = pytest.importorskip("webdataset")
+    out = tmp_path / "out"
+    expand(DETECTION, out, ExpandOptions(times=3, recipe="detection", layout="webdataset"))
+    folder = {r["path"]: r for r in read_manifest(detection_folders)}
+    names = read_header(out)["annotations"]["names"]
+    seen = 0
+    for shard in shard_files(out):
+        for sample in wds.WebDataset(str(shard), shardshuffle=False):
+            meta = json.loads(sample["json"])
+            assert sample["jpg"] == (detection_folders / meta["path"]).read_bytes()
+            annotation = meta["annotation"]
+            assert annotation == folder[meta["path"]]["annotation"]
+            # The boxes are the folder output's YOLO label file, in pixels.
+            width, height = annotation["size"]
+            boxes = [
+                [names.index(o["label"]), (x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                 (x1 - x0) / width, (y1 - y0) / height]
+                for o in annotation["objects"]
+                for x0, y0, x1, y1 in [o["box"]]
+            ]  # fmt: skip
+            label_file = (detection_folders / annotation["file"]).read_text()
+            on_disk = yolo_boxes(label_file)
+            assert len(boxes) == len(on_disk)
+            for box, line in zip(boxes, on_disk, strict=True):
+                assert box == pytest.approx(line, abs=1e-6)
+            seen += 1
+    assert seen == len(folder) and any(r["annotation"]["objects"] for r in folder.values())
+    assert not list(out.rglob("*.jpg")) and not (out / "labels").exists()
+    assert read_header(out)["annotations"] == read_header(detection_folders)["annotations"]
+
+
+def test_annotated_parquet_rows_carry_the_boxes_as_a_column(
+    tmp_path: Path, detection_folders: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "out"
+    expand(DETECTION, out, ExpandOptions(times=3, recipe="detection", layout="parquet"))
+    folder = {r["path"]: r for r in read_manifest(detection_folders)}
+    rows = [row for shard in shard_files(out) for row in pq.read_table(shard).to_pylist()]
+    assert sorted(row["path"] for row in rows) == sorted(folder)
+    for row in rows:
+        assert json.loads(row["annotation"]) == folder[row["path"]]["annotation"]
+        assert row["mask"] is None
+    train = [str(s) for s in shard_files(out) if s.name.startswith("train-")]
+    loaded = datasets.load_dataset(
+        "parquet", data_files={"train": train}, split="train", cache_dir=str(tmp_path / "hf")
+    )
+    first = loaded[0]
+    assert json.loads(first["annotation"]) == folder[first["path"]]["annotation"]
+
+
+def test_a_segmentation_sample_carries_its_mask(tmp_path: Path) -> None:
+    wds = pytest.importorskip("webdataset")
+    src = write_masks(tmp_path / "src", scenes(6))
+    options = ExpandOptions(times=2, recipe="detection", workers=1, val=1, test=0)
+    expand(src, tmp_path / "folders", options)
+    expand(src, tmp_path / "out", dataclasses.replace(options, layout="webdataset"))
+    masks = 0
+    for shard in shard_files(tmp_path / "out"):
+        for sample in wds.WebDataset(str(shard), shardshuffle=False):
+            meta = json.loads(sample["json"])
+            expected = (tmp_path / "folders" / meta["annotation"]["file"]).read_bytes()
+            assert sample["mask.png"] == expected
+            masks += 1
+    assert masks == len(read_manifest(tmp_path / "folders"))
