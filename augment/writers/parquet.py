@@ -9,6 +9,7 @@ Rows are written in row groups as they come, so a shard of any size is never hel
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, BinaryIO
 
@@ -76,6 +77,13 @@ class ParquetShard:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+
+    def abort(self) -> None:
+        """Before the file is discarded: closed now, never later by the garbage collector
+        (which would print its error, 'write to closed file', on the user's terminal)."""
+        self._rows = []
+        with contextlib.suppress(Exception):  # whatever stopped the shard also stops this
+            self._writer.close()
 
     def _table(self, rows: list[tuple[Record, bytes, bytes | None]]) -> Any:
         pa = self._pa

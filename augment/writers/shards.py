@@ -43,6 +43,7 @@ COMMIT_FORMAT = 1
 class SampleWriter(Protocol):
     def add(self, key: str, record: Record, image: bytes, mask: bytes | None) -> None: ...
     def close(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 # The registry of formats: --output-format's choices beside `folders`.
@@ -169,6 +170,8 @@ class ShardFile:
             self._handle = self._records = None
 
     def discard(self) -> None:
+        if self._handle is not None and hasattr(self, "_writer"):
+            self._writer.abort()
         for handle, path in ((self._handle, self._path), (self._records, self._records_path)):
             if handle is not None:
                 handle.close()

@@ -43,6 +43,9 @@ class TarShard:
         if mask is not None:
             self._sink.write(_member(f"{key}.mask.png", mask))
 
+    def abort(self) -> None:
+        """Nothing to do before the file is discarded."""
+
     def close(self) -> None:
         end = self._sink.tell() + 2 * _BLOCK
         self._sink.write(b"\0" * (2 * _BLOCK + (-end % tarfile.RECORDSIZE)))

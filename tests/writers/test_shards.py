@@ -194,6 +194,38 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, small_rec
     assert not [p for p in out.rglob("*") if ".augment-tmp-" in p.name]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["webdataset", "parquet"])
+def test_ctrl_c_mid_run_is_a_clean_interrupt_and_the_rerun_resumes(
+    tmp_path: Path, small_recipe: Path, layout: str
+) -> None:
+    """Exit 130 and the tool's message only (an unfinished Parquet writer once printed its
+    own error from the garbage collector); the committed shards are kept."""
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out"
+    args = ["expand", str(DIGITS), str(out), "-n", "30", "--recipe", str(small_recipe)]
+    args += ["--output-format", layout, "--shard-size", "50", "-j", "2", "-q"]
+    proc = subprocess.Popen(
+        augment_command(*args), start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.is_dir() and list(out.glob(f"shards/*{RECORDS_SUFFIX}")):
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip() == "interrupted: finished work is kept; rerun the same command to resume"
+    kept = {p.name: p.read_bytes() for p in out.glob(f"shards/*{RECORDS_SUFFIX}")}
+    assert CliRunner().invoke(main, args).exit_code == 0
+    clean = tmp_path / "clean"
+    assert CliRunner().invoke(main, [*args[:2], str(clean), *args[3:]]).exit_code == 0
+    assert file_tree(out) == file_tree(clean)
+    assert all(file_tree(out)[f"shards/{name}"] == data for name, data in kept.items())
+
+
 def test_switching_between_folders_and_shards_is_refused(
     tmp_path: Path, small_recipe: Path
 ) -> None:
@@ -217,6 +249,15 @@ def test_expand_with_output_format_webdataset(tmp_path: Path, small_recipe: Path
     header = read_header(tmp_path / "out")
     assert header["options"]["output_format"] == "webdataset"
     assert header["shards"]["shard_size"] == 25
+
+
+def test_the_audit_of_a_sharded_output_says_it_cannot_read_shards(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    sharded(DIGITS, tmp_path / "out", small_recipe)
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "not shards yet" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_options_default_to_folders() -> None:
