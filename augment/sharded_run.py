@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from augment.defaults import default_workers
+from augment.errors import OutputError
 from augment.files import (
     ChangedFile,
     check_write_folders,
@@ -158,6 +159,12 @@ def _prepare_shards(setup: RunSetup, plan: Plan) -> None:
     """As for folders (full_run.prepare_output), and OUT/shards/ too: never a folder of the
     source, and what an interrupted shard left removed."""
     out, root = setup.out, setup.dataset.root
+    if setup.foreign and (out / SHARDS_DIR).exists():  # --force: nothing of theirs replaced
+        raise OutputError(
+            f"output {out} already holds {SHARDS_DIR}/, where augment would write its shards; "
+            "--force never overwrites files augment did not write: move it or choose "
+            "another folder"
+        )
     check_write_folders(out, [SHARDS_DIR], source_folders(root), root)
     prepare_output(setup, plan)
     try:

@@ -260,6 +260,18 @@ def test_the_audit_of_a_sharded_output_says_it_cannot_read_shards(
     assert "Traceback" not in result.output
 
 
+def test_force_never_writes_into_a_shards_folder_it_did_not_make(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    mine = tmp_path / "out" / SHARDS_DIR / "train-00000.tar"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"a user's own file")
+    args = ["expand", str(DIGITS), str(tmp_path / "out"), "--recipe", str(small_recipe)]
+    result = CliRunner().invoke(main, [*args, "--output-format", "webdataset", "--force"])
+    assert result.exit_code == 2 and "--force never overwrites" in result.output
+    assert mine.read_bytes() == b"a user's own file"
+
+
 def test_options_default_to_folders() -> None:
     assert ExpandOptions().layout == "folders"
     assert "output_format" not in ExpandOptions().to_dict()
