@@ -206,11 +206,18 @@ def committed(out: Path, name: str, inputs: str) -> list[Rejected] | None:
 
 
 def _commit_line(path: Path) -> dict[str, Any] | None:
+    """The records file's last line (read from the end: the records before it can be many;
+    the line itself grows with the shard's rejections)."""
     try:
         with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - 4096))
-            last = f.read().rstrip(b"\n").rpartition(b"\n")[2]
-        commit = json.loads(last).get("commit")
+            size, tail = path.stat().st_size, 4096
+            while True:
+                f.seek(max(0, size - tail))
+                text = f.read().rstrip(b"\n")
+                if b"\n" in text or tail >= size:
+                    break
+                tail *= 4
+        commit = json.loads(text.rpartition(b"\n")[2]).get("commit")
     except (OSError, ValueError, AttributeError):
         return None
     return commit if isinstance(commit, dict) else None

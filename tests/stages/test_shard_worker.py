@@ -4,6 +4,7 @@ or not at all, even when it is rejected after some of its outputs went in."""
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,10 @@ def test_a_source_rejected_midway_leaves_its_shard_whole_without_it(
         with tarfile.open(out / SHARDS_DIR / listed[-1]["commit"]["shard"]) as tar:
             names = [m.name for m in tar.getmembers() if m.name.endswith(".json")]
         assert names == [f"{r['key']}.json" for r in samples]  # the shard holds its records
+    # A rerun keeps every shard, its rejection too (a verdict the same inputs give again).
+    monkeypatch.undo()
+    shutil.rmtree(out / ".augment")  # no rerun state: the full run, shard by shard
+    again = expand(DIGITS, out, options, executor=in_process)
+    assert (
+        not again.fast_path and again.written == 0 and [r.path for r in again.rejected] == [victim]
+    )
