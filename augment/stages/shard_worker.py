@@ -96,7 +96,8 @@ class ShardWorker(Worker):
     def _store(self, record: Record, item: Rendered, encoded: bytes) -> Record:
         assert self._shard is not None
         mask = item.mask if item.annotation is not None else None
-        return self._shard.add(record, encoded, mask)
+        self._shard.add(record, encoded, mask)
+        return {}  # the shard's records file holds it: a source's 10^5 outputs are not held
 
     def _take_back(self, records: list[Record]) -> None:
         if records:  # already in the shard: begun again without this source
