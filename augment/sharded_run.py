@@ -17,10 +17,11 @@ import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from augment.defaults import default_workers
-from augment.errors import OutputError
+from augment.errors import ManifestError, OutputError
 from augment.files import (
     ChangedFile,
     check_write_folders,
@@ -41,7 +42,7 @@ from augment.full_run import (
     prepare_output,
     run_context,
 )
-from augment.layout import MANIFEST_NAME
+from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import ExpandSummary
 from augment.recipe.annotated import BOX_RULES
 from augment.rerun.spill import SortedSpill
@@ -49,12 +50,12 @@ from augment.rerun.state import save_state
 from augment.rerun.uptodate import remember_run
 from augment.stages.executor import Executor, multiprocessing_pool
 from augment.stages.holdout import check_same_holdout, hold_out
-from augment.stages.manifest import dumps, write_header
+from augment.stages.manifest import dumps, read_header, write_header
 from augment.stages.plan import Plan, SourceTask
-from augment.stages.reconcile import read_previous
 from augment.stages.shard_worker import shard_inputs, task_digest
 from augment.summary import check_train_made, class_counts, summarize
 from augment.writers.shards import (
+    RECORDS_DIR,
     SHARDS_DIR,
     ShardLayout,
     committed,
@@ -105,8 +106,7 @@ def run(
     loaded = loaded or load(setup.recipe_file, options)
     check_recipe_fits(loaded.recipe, dataset)
     warnings: list[str] = []
-    header, previous = read_previous(out, warnings)
-    previous.close()
+    header = _previous_header(out, warnings)
     check_same_holdout(header, dataset, options)
     check_same_source(out, header, dataset, options.layout)
     grouping, holdout = hold_out(dataset, options, header, phase=progress.phase)
@@ -155,20 +155,35 @@ def run(
     return summary
 
 
+def _previous_header(out: Path, warnings: list[str]) -> dict[str, Any]:
+    """The last run's header, as full_run reads it (a damaged one in an OUT of augment's is
+    taken as absent, with a warning); its manifest is not read: the shards' records are."""
+    if not (out / HEADER_NAME).exists():
+        return {}
+    try:
+        return read_header(out)
+    except ManifestError as exc:
+        if not (out / STATE_DIR).is_dir():  # no state: someone else's file, kept
+            raise
+        warnings.append(f"{exc}; taken as absent: the holdout is made anew")
+        return {}
+
+
 def _prepare_shards(setup: RunSetup, plan: Plan) -> None:
     """As for folders (full_run.prepare_output), and OUT/shards/ too: never a folder of the
     source, and what an interrupted shard left removed."""
     out, root = setup.out, setup.dataset.root
-    if setup.foreign and (out / SHARDS_DIR).exists():  # --force: nothing of theirs replaced
+    taken = [f for f in (SHARDS_DIR, RECORDS_DIR) if (out / f).exists()]
+    if setup.foreign and taken:  # --force: nothing of theirs replaced
         raise OutputError(
-            f"output {out} already holds {SHARDS_DIR}/, where augment would write its shards; "
+            f"output {out} already holds {taken[0]}/, where augment would write its shards; "
             "--force never overwrites files augment did not write: move it or choose "
             "another folder"
         )
-    check_write_folders(out, [SHARDS_DIR], source_folders(root), root)
+    check_write_folders(out, [SHARDS_DIR, RECORDS_DIR], source_folders(root), root)
     prepare_output(setup, plan)
     try:
-        remove_temp_files(out, [SHARDS_DIR])
+        remove_temp_files(out, [SHARDS_DIR, RECORDS_DIR])
     except OSError as exc:
         raise output_error(out, exc, "clean the shards folder in") from exc
 

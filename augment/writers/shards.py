@@ -6,7 +6,7 @@ straight into its shard, never as a loose file.
   the first run (outputs / `--shard-size`, at least 1) and kept in `augment.json`, so a
   rerun after one source changed rebuilds only the shards holding that source's outputs.
 - **Commit markers.** A shard `OUT/shards/<name>.tar|parquet` is written to a temporary and
-  renamed into place; then its records, `OUT/shards/<stem>.records.jsonl` (one manifest
+  renamed into place; then its records, `OUT/records/<name>.jsonl` (one manifest
   record per sample, with `shard` and `key`, and a last line `{"commit": ...}` with the
   digest of the shard's inputs, its size and sha256), the same way, last: a shard without
   its records is unfinished, and is rebuilt. A committed shard whose inputs digest is
@@ -35,7 +35,9 @@ from augment.stages.manifest import Record, dumps
 from augment.writers import parquet, webdataset
 
 SHARDS_DIR = "shards"
-RECORDS_SUFFIX = ".records.jsonl"
+# Beside the shards, not among them: a loader given OUT/shards/ (Hugging Face's infers the
+# format from the files it finds) sees the shards only.
+RECORDS_DIR = "records"
 DEFAULT_SHARD_SIZE = 1000
 COMMIT_FORMAT = 1
 
@@ -52,7 +54,7 @@ WRITERS: dict[str, tuple[str, type[webdataset.TarShard] | type[parquet.ParquetSh
     "parquet": (parquet.EXTENSION, parquet.ParquetShard),
 }
 OUTPUT_FORMATS = ("folders", *WRITERS)
-_SHARD_NAME = re.compile(r"[a-z]+-[0-9]{5}(\.tar|\.parquet|\.records\.jsonl)")
+_SHARD_NAME = re.compile(r"[a-z]+-[0-9]{5}(\.tar|\.parquet|\.jsonl)")
 
 
 def shard_number(source_path: str, count: int) -> int:
@@ -113,7 +115,8 @@ def check_same_layout(header: Mapping[str, Any], layout: str) -> None:
 
 
 def records_name(shard: str) -> str:
-    return shard.split(".", 1)[0] + RECORDS_SUFFIX
+    """Where a shard's records are, relative to OUT: `records/<split>-<nnnnn>.jsonl`."""
+    return f"{RECORDS_DIR}/{shard.split('.', 1)[0]}.jsonl"
 
 
 class ShardFile:
@@ -121,7 +124,7 @@ class ShardFile:
 
     def __init__(self, out: Path, name: str, output_format: str, inputs: str) -> None:
         self._path = out / SHARDS_DIR / name
-        self._records_path = out / SHARDS_DIR / records_name(name)
+        self._records_path = out / records_name(name)
         self._name, self._inputs, self._samples = name, inputs, 0
         self._handle: BinaryIO | None = None
         self._records: BinaryIO | None = None
@@ -193,7 +196,7 @@ def committed(out: Path, name: str, inputs: str) -> list[Rejected] | None:
     """The rejections of shard `name` if it was committed from these inputs and is still
     there, whole (by its size: reading every kept shard again would cost a rerun what
     writing it did), and none of them may pass (else the rerun tries again); else None."""
-    commit = _commit_line(out / SHARDS_DIR / records_name(name))
+    commit = _commit_line(out / records_name(name))
     if commit is None or commit.get("inputs") != inputs or commit.get("shard") != name:
         return None
     try:
@@ -225,7 +228,7 @@ def _commit_line(path: Path) -> dict[str, Any] | None:
 
 def shard_records(out: Path, name: str) -> Iterator[Record]:
     """A committed shard's records, in shard order."""
-    with (out / SHARDS_DIR / records_name(name)).open(encoding="utf-8") as f:
+    with (out / records_name(name)).open(encoding="utf-8") as f:
         for line in f:
             record = json.loads(line)
             if "commit" not in record:
@@ -234,14 +237,15 @@ def shard_records(out: Path, name: str) -> Iterator[Record]:
 
 def remove_other_shards(out: Path, names: Iterable[str]) -> int:
     """Shards (and their records) this run does not make, named as augment names them: a
-    user's own file in OUT/shards/ is never touched. Returns how many files went."""
-    keep = set(names) | {records_name(n) for n in names}
-    folder = out / SHARDS_DIR
+    user's own file in OUT/shards/ or OUT/records/ is never touched. Returns how many."""
+    keep = {f"{SHARDS_DIR}/{n}" for n in names} | {records_name(n) for n in names}
     removed = 0
-    with contextlib.suppress(FileNotFoundError):
-        for entry in sorted(os.listdir(folder)):
-            path = folder / entry
-            if entry not in keep and _SHARD_NAME.fullmatch(entry) and path.is_file():
-                path.unlink()
-                removed += 1
+    for folder in (SHARDS_DIR, RECORDS_DIR):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in sorted(os.listdir(out / folder)):
+                path = out / folder / entry
+                listed = f"{folder}/{entry}" in keep
+                if not listed and _SHARD_NAME.fullmatch(entry) and path.is_file():
+                    path.unlink()
+                    removed += 1
     return removed

@@ -17,7 +17,7 @@ from augment.stages import worker as worker_module
 from augment.stages.executor import in_process
 from augment.stages.manifest import read_manifest
 from augment.writers import shards as shards_module
-from augment.writers.shards import RECORDS_SUFFIX, SHARDS_DIR
+from augment.writers.shards import RECORDS_DIR, SHARDS_DIR
 from tests.helpers import DIGITS, small_run
 
 
@@ -58,7 +58,7 @@ def test_a_source_rejected_midway_leaves_its_shard_whole_without_it(
     manifest = read_manifest(out)
     assert not [r for r in manifest if r["sources"][0]["path"] == victim]
     assert len(manifest) == 5 * 59
-    for records in (out / SHARDS_DIR).glob(f"*{RECORDS_SUFFIX}"):
+    for records in (out / RECORDS_DIR).glob("*.jsonl"):
         listed = [json.loads(line) for line in records.read_text().splitlines()]
         samples = [r for r in listed if "commit" not in r]
         with tarfile.open(out / SHARDS_DIR / listed[-1]["commit"]["shard"]) as tar:

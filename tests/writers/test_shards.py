@@ -22,7 +22,7 @@ from augment.cli import main
 from augment.model import ExpandOptions
 from augment.run import expand
 from augment.stages.manifest import read_header, read_manifest
-from augment.writers.shards import RECORDS_SUFFIX, SHARDS_DIR, shard_number
+from augment.writers.shards import RECORDS_DIR, SHARDS_DIR, records_name, shard_number
 from tests.helpers import (
     DETECTION,
     DIGITS,
@@ -47,11 +47,12 @@ def sharded(src: Path, out: Path, recipe: Path, layout: str = "webdataset", **mo
 
 
 def shard_files(out: Path) -> list[Path]:
-    return sorted(p for p in (out / SHARDS_DIR).iterdir() if not p.name.endswith(RECORDS_SUFFIX))
+    return sorted((out / SHARDS_DIR).iterdir())
 
 
 def stamps(out: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in (out / SHARDS_DIR).iterdir()}
+    files = [*(out / SHARDS_DIR).iterdir(), *(out / RECORDS_DIR).iterdir()]
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in files}
 
 
 def test_webdataset_shards_read_back_with_the_webdataset_library(
@@ -74,6 +75,23 @@ def test_webdataset_shards_read_back_with_the_webdataset_library(
     # OUT holds each image once: in its shard, never as a file.
     assert not [p for p in out.rglob("*.png")]
     assert {p.parent.name for p in shard_files(out)} == {SHARDS_DIR}
+
+
+def test_hugging_face_loads_the_parquet_shards_folder_as_it_is(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    """`load_dataset(OUT/shards)` infers the format from the files it finds: only shards are
+    there (their records are in OUT/records/), so it reads images, one split per split."""
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "out"
+    sharded(DIGITS, out, small_recipe, "parquet")
+    loaded = datasets.load_dataset(str(out / SHARDS_DIR), cache_dir=str(tmp_path / "hf"))
+    assert {split: len(rows) for split, rows in loaded.items()} == {
+        "train": 120,
+        "validation": 10,
+        "test": 10,
+    }
+    assert isinstance(loaded["train"][0]["image"], Image.Image)
 
 
 def test_parquet_shards_read_back_with_pyarrow_and_datasets(
@@ -136,7 +154,7 @@ def test_a_changed_source_rewrites_only_its_shard(
     after = stamps(out)
     its_shard = next(r["shard"] for r in read_manifest(out) if r["sources"][0]["path"] == changed)
     rewritten = {name for name in after if after[name] != before.get(name)}
-    assert rewritten == {its_shard, its_shard.replace(".tar", RECORDS_SUFFIX)}
+    assert rewritten == {f"{SHARDS_DIR}/{its_shard}", records_name(its_shard)}
     assert summary.written == sum(1 for r in read_manifest(out) if r["shard"] == its_shard)
     clean = tmp_path / "clean"
     sharded(digits_copy, clean, small_recipe)
@@ -163,7 +181,7 @@ def test_a_shard_without_its_commit_marker_is_rebuilt(tmp_path: Path, small_reci
     sharded(DIGITS, out, small_recipe)
     clean = file_tree(out)
     victim = shard_files(out)[2]
-    (out / SHARDS_DIR / victim.name.replace(".tar", RECORDS_SUFFIX)).unlink()
+    (out / records_name(victim.name)).unlink()
     victim.write_bytes(victim.read_bytes()[:1000])  # as a run killed mid-write would not
     summary = sharded(DIGITS, out, small_recipe)
     assert 0 < summary.written < summary.total
@@ -178,14 +196,14 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, small_rec
     proc = subprocess.Popen(augment_command(*args), start_new_session=True)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if out.is_dir() and list(out.glob(f"shards/*{RECORDS_SUFFIX}")):
+        if out.is_dir() and list(out.glob(f"{RECORDS_DIR}/*.jsonl")):
             break  # one shard committed, others on their way
         time.sleep(0.002)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    kept = {p.name for p in out.glob(f"shards/*{RECORDS_SUFFIX}")}
+    kept = {p.name for p in out.glob(f"{RECORDS_DIR}/*.jsonl")}
     assert kept and len(kept) < 14
     assert CliRunner().invoke(main, args).exit_code == 0
     clean = tmp_path / "clean"
@@ -210,7 +228,7 @@ def test_ctrl_c_mid_run_is_a_clean_interrupt_and_the_rerun_resumes(
     )
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if out.is_dir() and list(out.glob(f"shards/*{RECORDS_SUFFIX}")):
+        if out.is_dir() and list(out.glob(f"{RECORDS_DIR}/*.jsonl")):
             break
         time.sleep(0.002)
     assert proc.poll() is None, "the run ended before it could be interrupted"
@@ -218,12 +236,24 @@ def test_ctrl_c_mid_run_is_a_clean_interrupt_and_the_rerun_resumes(
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert stderr.strip() == "interrupted: finished work is kept; rerun the same command to resume"
-    kept = {p.name: p.read_bytes() for p in out.glob(f"shards/*{RECORDS_SUFFIX}")}
+    kept = {p.name: p.read_bytes() for p in out.glob(f"{RECORDS_DIR}/*.jsonl")}
     assert CliRunner().invoke(main, args).exit_code == 0
     clean = tmp_path / "clean"
     assert CliRunner().invoke(main, [*args[:2], str(clean), *args[3:]]).exit_code == 0
     assert file_tree(out) == file_tree(clean)
-    assert all(file_tree(out)[f"shards/{name}"] == data for name, data in kept.items())
+    assert all(file_tree(out)[f"{RECORDS_DIR}/{name}"] == data for name, data in kept.items())
+
+
+def test_a_damaged_header_is_taken_as_absent_and_the_shards_are_kept(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    out = tmp_path / "out"
+    sharded(DIGITS, out, small_recipe)
+    clean = file_tree(out)
+    (out / "augment.json").write_text('{"format": "augment-run/')
+    summary = sharded(DIGITS, out, small_recipe)
+    assert summary.written == 0 and any("augment.json" in w for w in summary.warnings)
+    assert file_tree(out) == clean
 
 
 def test_switching_between_folders_and_shards_is_refused(
