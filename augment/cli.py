@@ -10,7 +10,6 @@ traceback.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -121,15 +120,17 @@ Examples:
     default="folders",
     show_default=True,
     type=click.Choice(["folders", "webdataset", "parquet"]),
-    help="Also pack the outputs into shards in OUT/shards/: WebDataset tar files or Parquet "
-    "(image bytes and the manifest's columns); the folders stay.",
+    help="Write the outputs into shards in OUT/shards/ instead of folders: WebDataset tar "
+    "files or Parquet (image bytes and the manifest's columns). A sample's shard follows "
+    "from its source's path, so a rerun rewrites only the shards whose sources changed.",
 )
 @click.option(
     "--shard-size",
     default=1000,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Samples per shard with --output-format webdataset|parquet.",
+    help="Samples per shard, on average, with --output-format webdataset|parquet: sets "
+    "each split's shard count on the first run (kept in augment.json; another size re-shards).",
 )
 @click.option(
     "--format",
@@ -244,6 +245,8 @@ def expand_cmd(
         path_column=path_column,
         label_column=label_column,
         annotations=annotations,
+        layout=layout,
+        shard_size=shard_size,
     )
     run_on = _executor(executor, ray_address, workers)
     show_bar = not quiet and sys.stderr.isatty()
@@ -273,17 +276,9 @@ def expand_cmd(
             if layout != "folders":
                 raise click.UsageError("--output-format with a store SRC or OUT is not built yet")
             from augment.stores.run import expand_stores as run  # the `s3` extra for s3://
-        if layout != "folders":  # not for annotated sets yet (augment/annotations/detect.py)
-            from augment.annotations.detect import refuse_annotated_shards
-
-            refuse_annotated_shards(Path(src), layout)
         summary = run(
             src, out, options, executor=run_on, progress=progress, on_plan=on_plan, phase=phase
         )
-        if layout != "folders":
-            from augment.writers.shards import write_shards
-
-            write_shards(Path(out), layout, shard_size)
     except AugmentError as exc:
         raise UserError(exc) from None
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (augment/interrupts.py)

@@ -89,6 +89,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def open_temp(path: Path) -> BinaryIO:
+    """The temporary `path` is written through (folders made as needed); the caller renames
+    `temp_path_for(path)` over `path` when it is complete."""
+    try:
+        return _open_temp(temp_path_for(path))
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _open_temp(temp_path_for(path))
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
 

@@ -19,7 +19,7 @@ from augment import __version__
 from augment.annotations.convert import converted_fingerprints, output_kind, previous_format
 from augment.annotations.output import write_annotations
 from augment.defaults import default_workers
-from augment.errors import DatasetError, OutputError
+from augment.errors import OutputError
 from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
 from augment.layout import CLASSES_NAME, HEADER_NAME, MANIFEST_NAME, METADATA_NAME, STATE_DIR
@@ -48,7 +48,7 @@ from augment.stages.manifest import (
     write_dataset_card,
     write_header,
 )
-from augment.stages.plan import Fingerprints, Plan, safe_name, shard_tasks
+from augment.stages.plan import Fingerprints, Plan, check_class_folders, class_folders, shard_tasks
 from augment.stages.reconcile import (
     Previous,
     Reuse,
@@ -61,9 +61,10 @@ from augment.stages.reconcile import (
     write_records,
 )
 from augment.stages.worker import RunContext
-from augment.summary import Laps, check_train_made, missing_classes, summarize
+from augment.summary import Laps, check_train_made, class_counts, missing_classes, summarize
+from augment.writers.shards import check_same_layout
 
-OUTPUTS_PER_SHARD = 32
+OUTPUTS_PER_SHARD = 32  # a source's outputs too are split: each piece journaled when done
 
 
 @dataclass
@@ -101,7 +102,7 @@ class LoadedRecipe:
 
 
 @dataclass
-class _Made:
+class Made:
     """What the workers made of the jobs still to do."""
 
     written: int = 0
@@ -126,44 +127,17 @@ def load(recipe_file: RecipeFile, options: ExpandOptions) -> LoadedRecipe:
     )
 
 
-def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset) -> None:
+def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset, layout: str) -> None:
     """An OUT made from another source keeps that run's splits by path (sticky), which a
     new source's files of the same names would inherit: refused when none of its held-out
-    originals (by sha256) is in this source."""
+    originals (by sha256) is in this source. Nor are folders and shards mixed (`layout`)."""
+    check_same_layout(header, layout)
     known = {h.get("sha256") for h in header.get("holdout", []) if isinstance(h, dict)}
     if known and dataset.originals and not any(o.sha256 in known for o in dataset.originals):
         raise OutputError(
             f"output {out} was made from another source: none of its {len(known)} originals "
             f"is in {dataset.root}; choose another output folder, or empty this one"
         )
-
-
-def class_folders(classes: Sequence[str]) -> list[str]:
-    """`split/class` for every folder the run's outputs go into."""
-    return [f"{split}/{safe_name(c)}" for split in SPLITS for c in classes]
-
-
-def check_class_folders(classes: Sequence[str]) -> None:
-    """Each class its own folder in every split: two classes that clean to one folder name
-    (`a:b` and `a_b`; two long names alike in their first 120 bytes) would merge into one
-    class for every folder loader, and a class folder named `metadata.csv` would take the
-    split's labels file's place. Refused before anything is written, naming both."""
-    by_folder: dict[str, str] = {}
-    for label in classes:
-        folder = safe_name(label)
-        if folder == METADATA_NAME:
-            raise DatasetError(
-                f"class {label!r} would be written as the folder <split>/{folder}, where each "
-                "split's labels file goes: rename that class folder"
-            )
-        if folder in by_folder:
-            raise DatasetError(
-                f"classes {by_folder[folder]!r} and {label!r} would both be written to the "
-                f"folder {folder!r} (names are made safe for every file system: separators "
-                'and :*?"<>| become _, and at most 120 bytes are kept), merging two classes: '
-                "rename one"
-            )
-        by_folder[folder] = label
 
 
 def run(
@@ -186,14 +160,14 @@ def run(
     previous_header, previous = read_previous(out, warnings)
     guard.callback(previous.close)
     check_same_holdout(previous_header, dataset, options)
-    check_same_source(out, previous_header, dataset)
+    check_same_source(out, previous_header, dataset, options.layout)
     setup.previous_kind = previous_format(previous_header)
     grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
     del previous_header  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
-    plan = _plan(dataset, holdout, loaded, options)
+    plan = plan_outputs(dataset, holdout, loaded, options)
     setup.balanced_objects = plan.balanced_objects
-    _prepare_output(setup, plan)
+    prepare_output(setup, plan)
     # This run's records by path (the reused ones now, the others as shards finish), and
     # the last run's that are not reused.
     rows: SortedSpill[Row] = guard.enter_context(SortedSpill())
@@ -236,7 +210,9 @@ def run(
     return summary
 
 
-def _plan(dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: ExpandOptions) -> Plan:
+def plan_outputs(
+    dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: ExpandOptions
+) -> Plan:
     return Plan(
         dataset.originals,
         holdout.split_of,
@@ -250,7 +226,7 @@ def _plan(dataset: Dataset, holdout: Holdout, loaded: LoadedRecipe, options: Exp
     )
 
 
-def _prepare_output(setup: RunSetup, plan: Plan) -> None:
+def prepare_output(setup: RunSetup, plan: Plan) -> None:
     """Before the first write: --force never overwrites what is there; the state folder
     marks OUT as an augment output before any image is written, so a first run that stops
     at any moment (killed, disk full) can be resumed without --force; what an interrupted
@@ -277,27 +253,18 @@ def _execute(
     leftovers: SortedSpill[Previous],
     executor: Executor | None,
     progress: Progress,
-) -> _Made:
+) -> Made:
     """Make the outputs still to do; on Ctrl-C, journal what was made so that the next run
     resumes from it."""
     out, options = setup.out, setup.options
-    made = _Made()
+    made = Made()
     if not reuse.to_write:
         return made
-    ctx = RunContext(
-        src_root=setup.dataset.root,
-        out=out,
-        recipe=loaded.recipe,
-        fingerprints=loaded.fingerprints,
-        output_format=options.output_format,
-        quality=options.quality,
-        max_pixels=options.max_pixels,
-        annotations=None if setup.dataset.task == "classification" else setup.kind,
-        names=tuple(setup.dataset.names),
-    )
+    ctx = run_context(setup, loaded)
     pool = executor or multiprocessing_pool(options.workers or default_workers())
     try:
-        for result in pool(ctx, shard_tasks(plan.tasks(reuse.todo), OUTPUTS_PER_SHARD)):
+        pieces = plan.tasks(reuse.todo, most=OUTPUTS_PER_SHARD)
+        for result in pool(ctx, shard_tasks(pieces, OUTPUTS_PER_SHARD)):
             add_written(out, rows, result.records)
             made.rejected.extend(result.rejected)
             made.written += len(result.records)
@@ -312,13 +279,20 @@ def _execute(
     return made
 
 
-def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
-    """Output files per (split, class), as a table with both sorted: the header's `counts`
-    and the summary's."""
-    table: dict[str, dict[str, int]] = {}
-    for (split, label), n in sorted(counts.items()):
-        table.setdefault(split, {})[label] = n
-    return table
+def run_context(setup: RunSetup, loaded: LoadedRecipe, **more: Any) -> RunContext:
+    dataset, options = setup.dataset, setup.options
+    return RunContext(
+        src_root=dataset.root,
+        out=setup.out,
+        recipe=loaded.recipe,
+        fingerprints=loaded.fingerprints,
+        output_format=options.output_format,
+        quality=options.quality,
+        max_pixels=options.max_pixels,
+        annotations=None if dataset.task == "classification" else setup.kind,
+        names=tuple(dataset.names),
+        **more,
+    )
 
 
 def variants_per_class(dataset: Dataset, options: ExpandOptions) -> Mapping[str, Sequence[int]]:

@@ -191,6 +191,10 @@ class ExpandOptions:
     # Annotated sets: the output's annotation format ("yolo", "coco", "voc", "masks");
     # None: the input's (docs/annotations.md, "Converting").
     annotations: str | None = None
+    # --output-format: "folders", or shards the workers write (augment/writers/shards.py),
+    # about `shard_size` samples each.
+    layout: str = "folders"
+    shard_size: int = 1000
 
     @property
     def holdout_val(self) -> float | int:
@@ -217,6 +221,7 @@ class ExpandOptions:
             "quality": self.quality,
             "balance": self.balance,
             "near_duplicates": self.near_duplicates,
+            **({} if self.layout == "folders" else {"output_format": self.layout}),
         }
         if self.annotations is not None:  # only when asked: earlier headers stay as they were
             recorded["annotations"] = self.annotations

@@ -103,7 +103,9 @@ def _expand(
     output_kind(dataset, options.annotations)  # a refused conversion: before OUT is made
     if recipe is not None:  # before OUT is made: a recipe that cannot serve these classes
         recipe.recipe.check_classes(dataset.classes)
-        _full_run().check_class_folders(dataset.classes)
+        from augment.stages.plan import check_class_folders
+
+        check_class_folders(dataset.classes)
     foreign = check_output_location(dataset, out, options.force)
     statement = recipe_file.statement
     inputs = None
@@ -130,6 +132,10 @@ def _expand(
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
     progress = full_run.Progress(lap, reports.progress, reports.on_plan, reports.phase)
+    if options.layout != "folders":  # the workers write shards
+        import augment.sharded_run
+
+        return augment.sharded_run.run(setup, recipe, guard, executor, progress)
     return full_run.run(setup, recipe, guard, executor, progress)
 
 

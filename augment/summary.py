@@ -98,3 +98,12 @@ def check_train_made(summary: ExpandSummary, options: ExpandOptions) -> None:
         f"every {what} was rejected ({len(summary.rejected)} rejections); the first: "
         f"{first.path}: {first.reason}"
     )
+
+
+def class_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """Output files per (split, class), as a table with both sorted: the header's `counts`
+    and the summary's."""
+    table: dict[str, dict[str, int]] = {}
+    for (split, label), n in sorted(counts.items()):
+        table.setdefault(split, {})[label] = n
+    return table

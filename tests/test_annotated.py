@@ -490,11 +490,3 @@ def test_an_annotated_output_holds_only_its_format_s_files(
         "ImageSets",
     }
     assert {p.name for p in masks_out.iterdir() if p.name != ".augment"} == top | {"masks"}
-
-
-def test_shards_are_refused_for_an_annotated_set(tmp_path: Path, geometric: Path) -> None:
-    src = write_yolo(tmp_path / "src", scenes(4))
-    result = _run(src, tmp_path / "out", geometric, "--output-format", "webdataset")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--output-format webdataset is not supported for annotated datasets" in result.stderr
-    assert not (tmp_path / "out").exists()

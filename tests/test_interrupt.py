@@ -17,7 +17,7 @@ import pytest
 from augment.files import TEMP_MARK
 from augment.model import ExpandOptions
 from augment.run import expand
-from tests.helpers import DIGITS, SMALL_RECIPE, augment_command, file_tree
+from tests.helpers import DIGITS, SMALL_RECIPE, augment_command, file_tree, tiny_source
 
 
 def images(out: Path) -> set[str]:
@@ -181,3 +181,43 @@ def test_an_interrupt_wrapped_while_a_class_is_made_is_an_interrupt(
 
     with pytest.raises(RuntimeError, match="a real error"):
         interrupts.run(failing)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_large_times_keeps_what_was_made(
+    tmp_path: Path, recipes: tuple[Path, Path]
+) -> None:
+    """Issue 20, case 20: --times 1500 on two sources. A source's outputs are made in pieces,
+    each journaled when done, so Ctrl-C keeps what was made and the rerun makes the rest:
+    the result is a clean run's."""
+    src = tiny_source(tmp_path / "src", ("cat",), 2)
+    args = ["expand", str(src), "--times", "1500", "--val", "0", "--test", "0"]
+    args += ["--recipe", str(recipes[0]), "-j", "2", "--quiet"]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        augment_command(*args[:2], str(out), *args[2:]),
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.exists() and len(images(out)) >= 400:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    kept = images(out)
+    assert 300 <= len(kept) < 3000  # what was made is kept, listed in the manifest
+    listed = {json.loads(line)["path"] for line in (out / "manifest.jsonl").open()}
+    assert listed == kept
+    rerun = subprocess.run(augment_command(*args[:2], str(out), *args[2:]), timeout=300)
+    assert rerun.returncode == 0
+    clean = tmp_path / "clean"
+    made = subprocess.run(augment_command(*args[:2], str(clean), *args[2:]), timeout=300)
+    assert made.returncode == 0
+    assert file_tree(out) == file_tree(clean)
+    assert kept <= images(out)
+    assert_clean(out)

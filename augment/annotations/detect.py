@@ -12,7 +12,7 @@ from pathlib import Path
 
 from augment.annotations import coco, masks, voc, yolo
 from augment.annotations.objects import Listed
-from augment.errors import DatasetError, OutputError
+from augment.errors import DatasetError
 
 
 @dataclass
@@ -105,14 +105,3 @@ def _labels_without_images(root: Path, listed: list[Listed]) -> list[str]:
             f"({', '.join(orphans[:3])}{more}): are the images missing?"
         )
     return orphans
-
-
-def refuse_annotated_shards(src: Path, layout: str) -> None:
-    """Shards (WebDataset, Parquet) carry an image and its class: an annotated set's boxes
-    and masks would be left out, so its outputs are not packed (not built yet)."""
-    if detect_layout(src) is not None:
-        raise OutputError(
-            f"--output-format {layout} is not supported for annotated datasets yet (the shards "
-            "would carry no boxes or masks); leave it out: the output is written in the "
-            "source's own annotation format"
-        )

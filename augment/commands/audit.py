@@ -66,6 +66,11 @@ def audit_output(
     if not out.is_dir():
         raise ManifestError(f"{out} is not a folder")
     header = read_header(out)
+    if "shards" in header:  # the images are in shards, not in folders the checks walk
+        raise ManifestError(
+            f"{out} holds shards (--output-format webdataset|parquet): the audit reads "
+            "folder outputs only, not shards yet"
+        )
     records = read_manifest(out)
     for n, record in enumerate(records, start=1):
         validate_record(record, n)

@@ -22,6 +22,7 @@ from typing import Protocol
 from augment.imaging.threads import one_cv2_thread
 from augment.rerun import heap as heap
 from augment.stages.plan import SourceTask
+from augment.stages.shard_worker import worker_for
 from augment.stages.worker import RunContext, ShardResult, Worker
 
 
@@ -34,7 +35,7 @@ class Executor(Protocol):
 def in_process(ctx: RunContext, shards: Iterable[list[SourceTask]]) -> Iterator[ShardResult]:
     # The heap is tuned only in processes the tool owns (its workers, the command's own):
     # a program that calls expand() keeps its allocator as it was.
-    worker = Worker(ctx)
+    worker = worker_for(ctx)
     with one_cv2_thread():
         for shard in shards:
             yield worker.run(shard)
@@ -63,7 +64,7 @@ def _init_worker(ctx: RunContext) -> None:
     die_with_parent()
     cv2.setNumThreads(1)
     heap.reuse_image_buffers()  # inherited when forked; a spawned worker needs its own
-    _worker = Worker(ctx)
+    _worker = worker_for(ctx)
 
 
 def die_with_parent() -> None:
@@ -313,7 +314,7 @@ def multiprocessing_pool(workers: int) -> Executor:
         pool = _BackgroundPool(workers - 1, ctx, shared)
         finished = False
         try:
-            worker = Worker(ctx)
+            worker = worker_for(ctx)
             with one_cv2_thread():
                 for shard in shared:
                     yield worker.run(shard)

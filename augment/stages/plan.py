@@ -28,10 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from augment.annotations.objects import SPLIT_FOLDERS
+from augment.errors import DatasetError
 from augment.imaging.codec import same_format
+from augment.layout import METADATA_NAME
 from augment.model import Original, Rejected
 from augment.recipe.mixing import MixSpec
 from augment.stages.balance import plan_balance
+from augment.stages.holdout import SPLITS
 from augment.stages.partners import PartnerPool, PlannedMix, added_objects, plan_mix
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
@@ -73,6 +76,34 @@ def safe_name(text: str) -> str:
     if len(encoded) > _MAX_STEM_BYTES:
         cleaned = encoded[:_MAX_STEM_BYTES].decode(errors="ignore")
     return cleaned
+
+
+def class_folders(classes: Sequence[str]) -> list[str]:
+    """`split/class` for every folder the run's outputs go into."""
+    return [f"{split}/{safe_name(c)}" for split in SPLITS for c in classes]
+
+
+def check_class_folders(classes: Sequence[str]) -> None:
+    """Each class its own folder in every split: two classes that clean to one folder name
+    (`a:b` and `a_b`; two long names alike in their first 120 bytes) would merge into one
+    class for every folder loader, and a class folder named `metadata.csv` would take the
+    split's labels file's place. Refused before anything is written, naming both."""
+    by_folder: dict[str, str] = {}
+    for label in classes:
+        folder = safe_name(label)
+        if folder == METADATA_NAME:
+            raise DatasetError(
+                f"class {label!r} would be written as the folder <split>/{folder}, where each "
+                "split's labels file goes: rename that class folder"
+            )
+        if folder in by_folder:
+            raise DatasetError(
+                f"classes {by_folder[folder]!r} and {label!r} would both be written to the "
+                f"folder {folder!r} (names are made safe for every file system: separators "
+                'and :*?"<>| become _, and at most 120 bytes are kept), merging two classes: '
+                "rename one"
+            )
+        by_folder[folder] = label
 
 
 def _hash(*parts: object) -> str:
@@ -202,16 +233,21 @@ class Plan:
     def __len__(self) -> int:
         return len(self._sources)
 
-    def tasks(self, todo: Mapping[int, int] | None = None) -> Iterator[SourceTask]:
-        """Every task in order; with `todo` (task index -> bit mask of its jobs), only the
-        tasks and jobs it names."""
+    def tasks(self, todo: Mapping[int, int] | None = None, most: int = 0) -> Iterator[SourceTask]:
+        """Every task in order; with `todo` (task index -> bit mask of its jobs), only those
+        jobs; with `most`, in pieces of at most `most` jobs, each made when asked for."""
         for index, (original, split, variants) in enumerate(self._sources):
             mask = -1 if todo is None else todo.get(index, 0)
-            if mask:
-                jobs = self._jobs(original, split, variants)
+            step = most or len(variants) or 1
+            for start in (range(0, len(variants), step) or range(1)) if mask else ():
+                jobs = self._jobs(original, split, variants[start : start + step])
                 if mask != -1:
-                    jobs = tuple(job for j, job in enumerate(jobs) if mask >> j & 1)
-                yield SourceTask(original=original, split=split, outputs=jobs)
+                    jobs = tuple(job for j, job in enumerate(jobs, start) if mask >> j & 1)
+                if jobs or not variants:
+                    yield SourceTask(original=original, split=split, outputs=jobs)
+
+    def task(self, index: int) -> SourceTask:
+        return SourceTask(*self._sources[index][:2], self._jobs(*self._sources[index]))
 
     def _jobs(
         self, original: Original, split: str, variants: Sequence[int]
@@ -271,8 +307,7 @@ def _drop_exact_duplicates(
 
 
 def shard_tasks(tasks: Iterable[SourceTask], outputs_per_shard: int) -> Iterator[list[SourceTask]]:
-    """Group tasks into shards of about `outputs_per_shard` outputs: the unit of work,
-    of pickling, and of resume."""
+    """Tasks in shards of about `outputs_per_shard` outputs: the unit of work and resume."""
     shard: list[SourceTask] = []
     size = 0
     for task in tasks:

@@ -65,12 +65,12 @@ def _run_shard(run: str, ctx: RunContext, shard: list[SourceTask]) -> ShardResul
         import cv2
 
         from augment.rerun import heap
-        from augment.stages.worker import Worker
+        from augment.stages.shard_worker import worker_for
 
         cv2.setNumThreads(1)  # one CPU per task, as in the pool's processes
         heap.reuse_image_buffers()  # a Ray worker process does only this run's pixel work
         _workers.clear()
-        worker = _workers[run] = Worker(ctx)
+        worker = _workers[run] = worker_for(ctx)
     return worker.run(shard)
 
 

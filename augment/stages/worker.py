@@ -43,6 +43,8 @@ from augment.recipe.preprocess import apply_preprocess, size_problem
 from augment.stages.manifest import Record, write_journal
 from augment.stages.mixed import Image, combine, mix_pixels
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
+from augment.stages.rendered import Rendered, output_record
+from augment.writers.shards import ShardLayout
 
 
 @dataclass(frozen=True)
@@ -59,35 +61,20 @@ class RunContext:
     # Annotated sets: the input's format ("yolo", "coco") and class names, in id order.
     annotations: str | None = None
     names: tuple[str, ...] = ()
+    layout: ShardLayout | None = None  # --output-format webdataset|parquet: shards
 
 
 @dataclass
 class ShardResult:
-    records: list[Record] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # none when shards hold them
     rejected: list[Rejected] = field(default_factory=list)
+    samples: int = 0  # outputs written into shards
     unmade: int = 0  # planned outputs left out for the rejections
 
 
 def shard_id(shard: list[SourceTask]) -> str:
-    digest = hashlib.sha256()
-    for task in shard:
-        for job in task.outputs:
-            digest.update(job.path.encode())
-    return digest.hexdigest()[:20]
-
-
-@dataclass
-class Rendered:
-    """One output's pixels and what its manifest record says about how they were made."""
-
-    job: OutputJob
-    label: str
-    pixels: np.ndarray
-    params: list[dict[str, Any]]
-    sources: list[dict[str, Any]]
-    soft_label: dict[str, float] | None = None
-    annotation: dict[str, Any] | None = None  # annotated sets: the record's `annotation`
-    mask: bytes | None = None  # segmentation sets: the encoded mask, written beside it
+    paths = "\n".join(job.path for task in shard for job in task.outputs)
+    return hashlib.sha256(paths.encode()).hexdigest()[:20]
 
 
 _CANNOT_APPLY = "the recipe cannot be applied to this image"
@@ -150,33 +137,25 @@ class Worker:
                 if item.path == original.path:
                     # All of a source's outputs or none: what was already written for it
                     # goes, so no output is left without its siblings or its record.
-                    for made in result.records[first:]:
-                        with contextlib.suppress(OSError):
-                            (ctx.out / made["path"]).unlink()
+                    self._take_back(result.records[first:])
                     del result.records[first:]
                 continue
             encoded = encode(item.pixels, fmt, ctx.quality)  # type: ignore[arg-type]
-            write_atomic(ctx.out / item.job.path, encoded)
-            if item.mask is not None and item.annotation is not None:
-                write_atomic(ctx.out / item.annotation["file"], item.mask)
-            record: Record = {
-                "path": item.job.path,
-                "split": task.split,
-                "label": item.label,
-                "sha256": sha256_bytes(encoded),
-                "size": len(encoded),
-                "sources": item.sources,
-                "variant": item.job.variant,
-                "seed": item.job.seed,
-                "recipe": ctx.fingerprints.recipe,
-                "params": item.params,
-            }
-            if item.soft_label is not None:
-                record["soft_label"] = item.soft_label
-            if item.annotation is not None:
-                record["annotation"] = item.annotation
-            result.records.append(record)
+            record = output_record(item, task.split, ctx.fingerprints.recipe, encoded)
+            result.records.append(self._store(record, item, encoded))
         result.unmade += len(task.outputs) - (len(result.records) - first)
+
+    def _store(self, record: Record, item: Rendered, encoded: bytes) -> Record:
+        """Write one output (as a file: a shard worker adds it to its shard)."""
+        write_atomic(self.ctx.out / item.job.path, encoded)
+        if item.mask is not None and item.annotation is not None:
+            write_atomic(self.ctx.out / item.annotation["file"], item.mask)
+        return record
+
+    def _take_back(self, records: list[Record]) -> None:
+        for made in records:
+            with contextlib.suppress(OSError):
+                (self.ctx.out / made["path"]).unlink()
 
     def render(self, task: SourceTask) -> Iterator[Rendered | Rejected]:
         """The pixels of every output of a task, in job order; `augment preview` shows these

@@ -1,123 +1,251 @@
-"""OUT's outputs packed into shards: `--output-format webdataset|parquet`.
+"""Sharded outputs (`--output-format webdataset|parquet`): the workers write each output
+straight into its shard, never as a loose file.
 
-After a run (a rerun proven unchanged included), every output listed in OUT/manifest.jsonl
-is packed, split by split and in the manifest's path order, into shards of `shard_size`
-samples: `OUT/shards/<split>-<nnnnn>.tar|parquet`. `OUT/shards/manifest.jsonl` lists every
-sample with its shard (the manifest record plus `shard`), and `OUT/shards/shards.json` the
-shards with their digests. The folders stay: the run and its reruns work from them, and the
-shards are rebuilt from them.
+- **Stable shards.** A sample's shard is `<split>-<nnnnn>` with `nnnnn` = sha256 of its
+  source's path (relative, POSIX) modulo the split's shard count. The counts are fixed on
+  the first run (outputs / `--shard-size`, at least 1) and kept in `augment.json`, so a
+  rerun after one source changed rebuilds only the shards holding that source's outputs.
+- **Commit markers.** A shard `OUT/shards/<name>.tar|parquet` is written to a temporary and
+  renamed into place; then its records, `OUT/records/<name>.jsonl` (one manifest
+  record per sample, with `shard` and `key`, and a last line `{"commit": ...}` with the
+  digest of the shard's inputs, its size and sha256), the same way, last: a shard without
+  its records is unfinished, and is rebuilt. A committed shard whose inputs digest is
+  unchanged is kept as it is.
 
-Same outputs, format and shard size => byte-identical shards. A shard whose bytes would not
-change is not rewritten (its mtime kept); when the outputs have not changed at all, not one
-image is read (the digest of the shard manifest says so).
+`ShardFile` is the whole interface a worker uses: open a shard, add samples, commit.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
-from augment.errors import ManifestError
-from augment.files import ChangedFile, write_text_atomic
-from augment.imaging.digests import sha256_bytes
-from augment.layout import MANIFEST_NAME
-from augment.stages.manifest import Record, dumps, iter_jsonl
+from augment.errors import OutputError
+from augment.files import open_temp, output_error, temp_path_for
+from augment.model import Rejected
+from augment.stages.manifest import Record, dumps
 from augment.writers import parquet, webdataset
 
 SHARDS_DIR = "shards"
-SHARD_MANIFEST_NAME = f"{SHARDS_DIR}/manifest.jsonl"
-SHARDS_INDEX_NAME = f"{SHARDS_DIR}/shards.json"
+# Beside the shards, not among them: a loader given OUT/shards/ (Hugging Face's infers the
+# format from the files it finds) sees the shards only.
+RECORDS_DIR = "records"
 DEFAULT_SHARD_SIZE = 1000
-SPLIT_ORDER = ("train", "validation", "test")
+COMMIT_FORMAT = 1
 
-ShardWriter = Callable[[BinaryIO, Iterable[tuple[str, Record, bytes]]], None]
+
+class SampleWriter(Protocol):
+    def add(self, key: str, record: Record, image: bytes, mask: bytes | None) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 # The registry of formats: --output-format's choices beside `folders`.
-WRITERS: dict[str, tuple[str, ShardWriter]] = {
-    "webdataset": (webdataset.EXTENSION, webdataset.write_shard),
-    "parquet": (parquet.EXTENSION, parquet.write_shard),
+WRITERS: dict[str, tuple[str, type[webdataset.TarShard] | type[parquet.ParquetShard]]] = {
+    "webdataset": (webdataset.EXTENSION, webdataset.TarShard),
+    "parquet": (parquet.EXTENSION, parquet.ParquetShard),
 }
 OUTPUT_FORMATS = ("folders", *WRITERS)
+_SHARD_NAME = re.compile(r"[a-z]+-[0-9]{5}(\.tar|\.parquet|\.jsonl)")
 
 
-def plan_shards(records: Iterable[Record], extension: str, shard_size: int) -> list[Record]:
-    """Each record with its `shard` and `key`: splits in order, paths in order."""
-    by_split: dict[str, list[Record]] = {}
-    for record in records:
-        by_split.setdefault(str(record["split"]), []).append(record)
-    order = sorted(by_split, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
-    planned: list[Record] = []
-    for split in order:
-        for n, record in enumerate(sorted(by_split[split], key=lambda r: r["path"])):
-            shard = f"{split}-{n // shard_size:05d}{extension}"
-            planned.append({**record, "shard": shard, "key": f"{n:08d}"})
-    return planned
+def shard_number(source_path: str, count: int) -> int:
+    """Which of `count` shards a source's outputs go to: by its path alone."""
+    digest = hashlib.sha256(source_path.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
-def write_shards(out: Path, output_format: str, shard_size: int = DEFAULT_SHARD_SIZE) -> int:
-    """Pack OUT's outputs into shards; returns how many shard files were (re)written."""
-    extension, writer = WRITERS[output_format]
-    manifest = out / MANIFEST_NAME
-    if not manifest.is_file():
-        raise ManifestError(f"{manifest}: no manifest to pack into shards")
-    planned = plan_shards(iter_jsonl(manifest), extension, shard_size)
-    listing = "".join(dumps(record) + "\n" for record in planned)
-    digest = sha256_bytes(f"{output_format}\n{shard_size}\n{listing}".encode())
-    folder = out / SHARDS_DIR
-    names = sorted({str(r["shard"]) for r in planned})
-    if _up_to_date(out, digest, names):
-        return 0
-    folder.mkdir(exist_ok=True)
-    index = []
-    rewritten = 0
-    for name, members in _by_shard(planned):
-        buffer = io.BytesIO()
-        writer(buffer, ((str(r["key"]), r, _image(out, r)) for r in members))
-        data = buffer.getvalue()
-        changed = ChangedFile(folder / name)
-        changed.write(data)
-        rewritten += changed.commit()
-        index.append({"name": name, "samples": len(members), "sha256": sha256_bytes(data)})
-    for stale in folder.glob(f"*{extension}"):
-        if stale.name not in names:
-            stale.unlink()
-    changed = ChangedFile(out / SHARD_MANIFEST_NAME)
-    changed.write(listing.encode("utf-8"))
-    changed.commit()
-    header = {"format": output_format, "shard_size": shard_size, "digest": digest}
-    write_text_atomic(out / SHARDS_INDEX_NAME, json.dumps({**header, "shards": index}, indent=1))
-    return rewritten
+@dataclass(frozen=True)
+class ShardLayout:
+    """How a run's outputs are sharded: the format and each split's fixed shard count."""
+
+    output_format: str
+    counts: Mapping[str, int]
+    shard_size: int = DEFAULT_SHARD_SIZE
+
+    @property
+    def extension(self) -> str:
+        return WRITERS[self.output_format][0]
+
+    def shard_of(self, split: str, source_path: str) -> str:
+        number = shard_number(source_path, self.counts[split])
+        return f"{split}-{number:05d}{self.extension}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """`augment.json`'s `shards`: what the next run keeps its shard counts from."""
+        counts = dict(sorted(self.counts.items()))
+        return {"format": self.output_format, "shard_size": self.shard_size, "counts": counts}
 
 
-def _up_to_date(out: Path, digest: str, names: list[str]) -> bool:
+def shard_counts(
+    outputs: Mapping[str, int], shard_size: int, recorded: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """Each split's shard count: the recorded one when the shard size is the same (a count
+    that moved would move nearly every sample), else outputs / shard size, at least 1."""
+    kept: Mapping[str, Any] = {}
+    if isinstance(recorded, Mapping) and recorded.get("shard_size") == shard_size:
+        counts = recorded.get("counts")
+        kept = counts if isinstance(counts, Mapping) else {}
+    chosen: dict[str, int] = {}
+    for split, n in outputs.items():
+        count = kept.get(split)
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+            chosen[split] = count
+        else:
+            chosen[split] = max(1, math.ceil(n / shard_size))
+    return chosen
+
+
+def check_same_layout(header: Mapping[str, Any], layout: str) -> None:
+    """Folders and shards are not mixed in one OUT: switching is refused, not half done."""
+    before = header.get("options", {}).get("output_format", "folders") if header else layout
+    if before != layout:
+        raise OutputError(
+            f"this output was written with --output-format {before}; writing it as {layout} "
+            "would leave both: choose another output folder, or empty this one"
+        )
+
+
+def records_name(shard: str) -> str:
+    """Where a shard's records are, relative to OUT: `records/<split>-<nnnnn>.jsonl`."""
+    return f"{RECORDS_DIR}/{shard.split('.', 1)[0]}.jsonl"
+
+
+class ShardFile:
+    """One shard being written: `add` each sample, then `commit` (or `discard`)."""
+
+    def __init__(self, out: Path, name: str, output_format: str, inputs: str) -> None:
+        self._path = out / SHARDS_DIR / name
+        self._records_path = out / records_name(name)
+        self._name, self._inputs, self._samples = name, inputs, 0
+        self._handle: BinaryIO | None = None
+        self._records: BinaryIO | None = None
+        try:
+            self._handle = open_temp(self._path)
+            self._records = open_temp(self._records_path)
+        except OSError as exc:
+            self.discard()
+            raise output_error(self._path, exc) from exc
+        self._writer: SampleWriter = WRITERS[output_format][1](self._handle)
+
+    def add(self, record: Record, image: bytes, mask: bytes | None = None) -> Record:
+        """The sample's record as its shard lists it (with `shard` and `key`)."""
+        assert self._records is not None
+        key = f"{self._samples:08d}"
+        listed = {**record, "shard": self._name, "key": key}
+        try:
+            self._writer.add(key, listed, image, mask)
+            self._records.write((dumps(listed) + "\n").encode("utf-8"))
+        except OSError as exc:
+            self.discard()
+            raise output_error(self._path, exc) from exc
+        self._samples += 1
+        return listed
+
+    def commit(self, rejected: Sequence[Rejected] = ()) -> None:
+        """The shard in place, then its records, last: the shard is done. `rejected`: the
+        sources (and partners) the shard left out, which a rerun that keeps it reports."""
+        assert self._handle is not None and self._records is not None
+        try:
+            self._writer.close()
+            self._handle.close()
+            tmp = temp_path_for(self._path)
+            size, sha256 = _size_and_sha256(tmp)
+            os.replace(tmp, self._path)
+            commit = {"shard": self._name, "inputs": self._inputs, "samples": self._samples}
+            commit |= {"size": size, "sha256": sha256, "format": COMMIT_FORMAT}
+            commit["rejected"] = [[r.path, r.reason, r.retry] for r in rejected]
+            self._records.write((dumps({"commit": commit}) + "\n").encode("utf-8"))
+            self._records.close()
+            os.replace(temp_path_for(self._records_path), self._records_path)
+        except OSError as exc:
+            self.discard()
+            raise output_error(self._path, exc) from exc
+        finally:
+            self._handle = self._records = None
+
+    def discard(self) -> None:
+        if self._handle is not None and hasattr(self, "_writer"):
+            self._writer.abort()
+        for handle, path in ((self._handle, self._path), (self._records, self._records_path)):
+            if handle is not None:
+                handle.close()
+            with contextlib.suppress(OSError):
+                temp_path_for(path).unlink()
+        self._handle = self._records = None
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def committed(out: Path, name: str, inputs: str) -> list[Rejected] | None:
+    """The rejections of shard `name` if it was committed from these inputs and is still
+    there, whole (by its size: reading every kept shard again would cost a rerun what
+    writing it did), and none of them may pass (else the rerun tries again); else None."""
+    commit = _commit_line(out / records_name(name))
+    if commit is None or commit.get("inputs") != inputs or commit.get("shard") != name:
+        return None
     try:
-        index = json.loads((out / SHARDS_INDEX_NAME).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(index, dict) or index.get("digest") != digest:
-        return False
-    return all((out / SHARDS_DIR / name).is_file() for name in names)
+        if (out / SHARDS_DIR / name).stat().st_size != commit.get("size"):
+            return None
+        rejected = [Rejected(str(p), str(r), bool(t)) for p, r, t in commit["rejected"]]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return None if any(r.retry for r in rejected) else rejected
 
 
-def _by_shard(planned: list[Record]) -> Iterator[tuple[str, list[Record]]]:
-    members: list[Record] = []
-    for record in planned:
-        if members and members[-1]["shard"] != record["shard"]:
-            yield str(members[0]["shard"]), members
-            members = []
-        members.append(record)
-    if members:
-        yield str(members[0]["shard"]), members
-
-
-def _image(out: Path, record: Record) -> bytes:
-    path = out / str(record["path"])
+def _commit_line(path: Path) -> dict[str, Any] | None:
+    """The records file's last line (read from the end: the records before it can be many;
+    the line itself grows with the shard's rejections)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ManifestError(f"{path}: listed in the manifest but cannot be read: {exc}") from None
-    if sha256_bytes(data) != record["sha256"]:
-        raise ManifestError(f"{path}: its bytes are not the manifest's (sha256 differs)")
-    return data
+        with path.open("rb") as f:
+            size, tail = path.stat().st_size, 4096
+            while True:
+                f.seek(max(0, size - tail))
+                text = f.read().rstrip(b"\n")
+                if b"\n" in text or tail >= size:
+                    break
+                tail *= 4
+        commit = json.loads(text.rpartition(b"\n")[2]).get("commit")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return commit if isinstance(commit, dict) else None
+
+
+def shard_records(out: Path, name: str) -> Iterator[Record]:
+    """A committed shard's records, in shard order."""
+    with (out / records_name(name)).open(encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            if "commit" not in record:
+                yield record
+
+
+def remove_other_shards(out: Path, names: Iterable[str]) -> int:
+    """Shards (and their records) this run does not make, named as augment names them: a
+    user's own file in OUT/shards/ or OUT/records/ is never touched. Returns how many."""
+    keep = {f"{SHARDS_DIR}/{n}" for n in names} | {records_name(n) for n in names}
+    removed = 0
+    for folder in (SHARDS_DIR, RECORDS_DIR):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in sorted(os.listdir(out / folder)):
+                path = out / folder / entry
+                listed = f"{folder}/{entry}" in keep
+                if not listed and _SHARD_NAME.fullmatch(entry) and path.is_file():
+                    path.unlink()
+                    removed += 1
+    return removed

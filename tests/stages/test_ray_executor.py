@@ -63,6 +63,21 @@ def test_ray_makes_the_files_and_manifest_of_the_local_pool(tmp_path: Path, src:
     assert not list((tmp_path / "ray").rglob(f"*{TEMP_MARK}*"))
 
 
+def test_ray_writes_the_shards_of_the_local_pool(tmp_path: Path) -> None:
+    """--output-format webdataset: the Ray workers write the very shards and manifest."""
+    common = ("--times", "3", "--recipe", "mixup", "-j", "2", "--quiet")
+    common += ("--output-format", "webdataset", "--shard-size", "20")
+    local = run_cli("expand", str(DIGITS), str(tmp_path / "local"), *common)
+    on_ray = run_cli("expand", str(DIGITS), str(tmp_path / "ray"), *common, "--executor", "ray")
+    assert local.returncode == 0, local.stderr
+    assert on_ray.returncode == 0, on_ray.stderr
+    tree = file_tree(tmp_path / "ray")
+    assert tree == file_tree(tmp_path / "local")
+    assert len([name for name in tree if name.endswith(".tar")]) > 3 and not images(
+        tmp_path / "ray"
+    )
+
+
 _CLUSTER = """
 import sys, ray
 ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
