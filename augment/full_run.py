@@ -140,6 +140,15 @@ def check_same_source(out: Path, header: Mapping[str, Any], dataset: Dataset, la
         )
 
 
+def in_output_format(setup: RunSetup, loaded: LoadedRecipe) -> LoadedRecipe:
+    """The output's annotation format chosen (annotations/convert.py), and the recipe's
+    fingerprints keyed by it when it is not the input's."""
+    dataset = setup.dataset
+    setup.kind = output_kind(dataset, setup.options.annotations)
+    fingerprints = converted_fingerprints(loaded.fingerprints, dataset.kind, setup.kind)
+    return replace(loaded, fingerprints=fingerprints)
+
+
 def run(
     setup: RunSetup,
     loaded: LoadedRecipe | None,
@@ -152,9 +161,7 @@ def run(
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
     check_recipe_fits(loaded.recipe, dataset)
-    setup.kind = output_kind(dataset, options.annotations)  # annotations/convert.py
-    fingerprints = converted_fingerprints(loaded.fingerprints, dataset.kind, setup.kind)
-    loaded = replace(loaded, fingerprints=fingerprints)
+    loaded = in_output_format(setup, loaded)
     # A folder someone else filled (--force) has no earlier run: nothing is read from it.
     warnings: list[str] = []
     previous_header, previous = read_previous(out, warnings)

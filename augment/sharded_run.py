@@ -37,6 +37,7 @@ from augment.full_run import (
     build_header,
     check_recipe_fits,
     check_same_source,
+    in_output_format,
     load,
     plan_outputs,
     prepare_output,
@@ -105,6 +106,7 @@ def run(
     out, options, dataset, state = setup.out, setup.options, setup.dataset, setup.state
     loaded = loaded or load(setup.recipe_file, options)
     check_recipe_fits(loaded.recipe, dataset)
+    loaded = in_output_format(setup, loaded)
     warnings: list[str] = []
     header = _previous_header(out, warnings)
     check_same_holdout(header, dataset, options)

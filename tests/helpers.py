@@ -177,6 +177,19 @@ def scenes(count: int, negatives: int = 1) -> list[Scene]:
     return made
 
 
+def settled(root: Path) -> Path:
+    """Every file under root dated well in the past, as a dataset a user runs on is: a file
+    written within two seconds of a run is "racy" (augment/rerun/state.py) and read again by
+    the next run, which then records its stamp: a no-op rerun's state.json would change."""
+    import os
+
+    past = 1_600_000_000_000_000_000
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(past, past))
+    return root
+
+
 def write_yolo(root: Path, made: list[Scene], split_of: dict[str, str] | None = None) -> Path:
     """The scenes as a YOLO dataset (images/, labels/, data.yaml); `split_of` (stem -> train
     or val) makes it pre-split under images/<split>/."""
@@ -195,7 +208,7 @@ def write_yolo(root: Path, made: list[Scene], split_of: dict[str, str] | None = 
         label_file.parent.mkdir(parents=True, exist_ok=True)
         label_file.write_text("".join(lines))
     (root / "data.yaml").write_text("names: [" + ", ".join(names) + "]\n")
-    return root
+    return settled(root)
 
 
 def write_coco(root: Path, made: list[Scene], polygons: bool = True) -> Path:
@@ -218,7 +231,7 @@ def write_coco(root: Path, made: list[Scene], polygons: bool = True) -> Path:
             doc["annotations"].append(ann)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "instances.json").write_text(json.dumps(doc))
-    return root
+    return settled(root)
 
 
 def uncompressed_counts(mask: np.ndarray) -> list[int]:
@@ -263,7 +276,7 @@ def shaped_coco(root: Path, made: list[Scene] | None = None) -> Path:
                 [mid, y, x + w, y, x + w, y + h, mid, y + h],
             ]
     path.write_text(json.dumps(doc))
-    return src
+    return settled(src)
 
 
 # Geometry only (no colour change), nearest-neighbour, so objects keep their exact colour.
@@ -306,7 +319,7 @@ def write_voc(root: Path, made: list[Scene]) -> Path:
                 f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
             )
         (root / "Annotations" / f"{stem}.xml").write_text("".join(parts) + "</annotation>\n")
-    return root
+    return settled(root)
 
 
 def write_masks(root: Path, made: list[Scene], classes: bool = True) -> Path:
@@ -330,7 +343,7 @@ def write_masks(root: Path, made: list[Scene], classes: bool = True) -> Path:
         (root / "masks" / f"{stem}.png").write_bytes(buffer.getvalue())
     if classes:
         (root / "classes.txt").write_text("background\n" + "\n".join(names) + "\n")
-    return root
+    return settled(root)
 
 
 def boxes_hug_their_colours(pixels: object, annotation: dict, slack: int) -> int:
