@@ -245,10 +245,11 @@ def uncompressed_counts(mask: np.ndarray) -> list[int]:
     return runs if flat[0] == 0 else [0, *runs]
 
 
-def shaped_coco(root: Path, made: list[Scene] | None = None) -> Path:
+def shaped_coco(root: Path, made: list[Scene] | None = None, crowd: bool = True) -> Path:
     """write_coco's scenes where every third object is a crowd region given as RLE
-    (compressed and uncompressed in turn) and every third, offset by one, has a two-part
-    outline (its rectangle's left and right halves)."""
+    (compressed and uncompressed in turn; without `crowd`, single objects given as RLE, as
+    copy-paste may take them) and every third, offset by one, has a two-part outline (its
+    rectangle's left and right halves)."""
     import numpy as np
 
     src = write_coco(root, scenes(12) if made is None else made)
@@ -268,7 +269,7 @@ def shaped_coco(root: Path, made: list[Scene] | None = None) -> Path:
                 seg = {"size": [height, width], "counts": rle["counts"].decode()}
             else:
                 seg = {"size": [height, width], "counts": uncompressed_counts(mask)}
-            ann["segmentation"], ann["iscrowd"] = seg, 1
+            ann["segmentation"], ann["iscrowd"] = seg, int(crowd)
         elif n % 3 == 1:
             mid = x + w // 2
             ann["segmentation"] = [

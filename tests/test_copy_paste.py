@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from augment.annotations.shapes import polygons_mask
 from augment.commands.audit import audit_output
 from augment.commands.preview import PreviewOptions, preview
 from augment.model import ExpandOptions, LabeledObject
 from augment.recipe.annotated import preprocess_objects
 from augment.recipe.build import load_recipe
-from augment.recipe.copy_paste import polygon_mask
 from augment.recipe.preprocess import apply_preprocess
 from augment.run import expand
 from tests.helpers import (
@@ -105,7 +105,7 @@ def test_a_pasted_instance_is_the_source_instance_warped_exactly(
         prepared = apply_preprocess(source, spec)
         size = (source.shape[1], source.shape[0])
         (obj,), _ = preprocess_objects([objects[entry["partner"]][last["index"]]], size, size, spec)
-        ys, xs = np.nonzero(polygon_mask(obj.polygon, spec.size))  # the instance's pixels
+        ys, xs = np.nonzero(polygons_mask([obj.polygon], *spec.size))  # the instance's pixels
         crop = prepared[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         crop = crop[:, ::-1] if last["flip"] else crop
         (nw, nh), (px, py) = last["size"], last["at"]

@@ -248,7 +248,10 @@ def split_file(split: str) -> str:
 def split_document(
     names: Sequence[str], entries: Iterable[Mapping[str, Any]], image_folder: str
 ) -> dict[str, Any]:
-    """One split's COCO document from the output records' annotations, in path order."""
+    """One split's COCO document from the output records' annotations, in path order. An
+    annotation's `area` is its shape's pixels where it has one (shapes.shape_area)."""
+    from augment.annotations.shapes import shape_area  # pycocotools: not for ingest
+
     ids = {name: i for i, name in enumerate(names, start=1)}
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -265,7 +268,7 @@ def split_document(
                 "image_id": image_id,
                 "category_id": ids[obj["label"]],
                 "bbox": [x0, y0, round(x1 - x0, 3), round(y1 - y0, 3)],
-                "area": round((x1 - x0) * (y1 - y0), 3),
+                "area": shape_area(obj, width, height),
                 "iscrowd": int(bool(obj.get("crowd"))),
                 "segmentation": _segmentation(obj, width, height),
             }

@@ -116,9 +116,9 @@ def output_mask(
         return None
     from augment.annotations.shapes import class_mask
 
-    # Every source object has a shape (convert.py); a mosaic keeps only boxes and first
-    # polygons (recipe/mosaic.py), so an RLE object placed in one has none: left out rather
-    # than painted as its box.
+    # Every source object has a shape (convert.py refuses box-only ones), and the mixes keep
+    # it (an object whose shape a mix cuts away is dropped); one without a shape would be
+    # left out rather than painted as its box.
     return masks.encode_mask(class_mask([o for o in objects if o.has_shape], size, names))
 
 

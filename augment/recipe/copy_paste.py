@@ -2,9 +2,10 @@
 image and pasted onto the image a variant is made from. Pure functions; the plan draws which
 instances and their jitter, the worker supplies the pixels.
 
-- An instance is an object with an outline (the pixels whose centre lies inside its polygon)
-  or, in a segmentation set, a class's pixels on the class-id mask. `instance_masks` is the
-  one place objects become pixel masks.
+- An instance is an object with a shape: an outline (every part of it, rasterised as
+  pycocotools does: for vertices on pixel edges, the pixels whose centre lies inside), a COCO
+  RLE mask, or in a segmentation set a class's pixels on the class-id mask.
+  `annotations.shapes.instance_masks` is the one place objects become pixel masks.
 - Each pasted instance is its tight crop, flipped left-right if drawn, scaled by the drawn
   factor (pixels with the recipe's preprocess interpolation, its mask nearest-neighbour;
   the factor is capped so the instance fits the output) and placed where it fits whole, at
@@ -17,12 +18,15 @@ instances and their jitter, the worker supplies the pixels.
 - Occlusion: an object the pastes cover loses those pixels, and is dropped by the annotated
   path's BOX_RULES (less than `min_visibility` of its pixels left, or under `min_area`
   square pixels). Otherwise an object with an outline or mask gets the box of its visible
-  pixels and, for an outline, the outline of its largest visible piece (traced through the
-  boundary pixels' centres). A box-only object's visibility is counted on its box's pixels,
-  and its box becomes the box of the box's pixels left visible (the object is inside its box,
-  so what is visible of it is inside that).
-- A pasted object's box is the tight box of its placed mask; its outline is its polygon
-  moved by the same flip, scale and shift.
+  pixels and, for an outline, an outline part per visible piece, the largest first (traced
+  a quarter pixel inside the pixels' edges, so that it rasterises to exactly those pixels);
+  an RLE mask becomes the RLE of its visible pixels.
+  A box-only object's visibility is counted on its box's pixels, and its box becomes the box
+  of the box's pixels left visible (the object is inside its box, so what is visible of it
+  is inside that).
+- A pasted object's box is the tight box of its placed mask; its outline is every part of
+  its outline moved by the same flip, scale and shift; an RLE instance's mask is its placed
+  mask, pixel for pixel.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from augment.annotations.shapes import class_id, encode_rle, instance_masks
 from augment.model import LabeledObject
 from augment.recipe.annotated import BOX_RULES
 from augment.recipe.mixing import Paste
@@ -52,57 +57,6 @@ class Pasted:
     ids: np.ndarray | None
     covered: int  # pixels the pastes took: the partner's share of the output
     placed: list[dict[str, Any]] = field(default_factory=list)
-
-
-def polygon_mask(polygon: Sequence[float], size: tuple[int, int]) -> np.ndarray:
-    """The pixels whose centre lies inside the polygon (even-odd rule; vertices on pixel
-    edges, so the rectangle (x0, y0, x1, y1) is exactly columns x0..x1-1, rows y0..y1-1)."""
-    width, height = size
-    mask = np.zeros((height, width), bool)
-    xs, ys = np.asarray(polygon[0::2], float), np.asarray(polygon[1::2], float)
-    if len(xs) < 3:
-        return mask
-    c0, c1 = max(math.floor(xs.min()), 0), min(math.ceil(xs.max()), width)
-    r0, r1 = max(math.floor(ys.min()), 0), min(math.ceil(ys.max()), height)
-    if c1 <= c0 or r1 <= r0:
-        return mask
-    px = np.arange(c0, c1, dtype=float)[None, :] + 0.5
-    py = np.arange(r0, r1, dtype=float)[:, None] + 0.5
-    inside = np.zeros((r1 - r0, c1 - c0), bool)
-    for x1, y1, x2, y2 in zip(xs, ys, np.roll(xs, -1), np.roll(ys, -1), strict=True):
-        if y1 == y2:
-            continue
-        crosses = (y1 > py) != (y2 > py)
-        inside ^= crosses & (px < x1 + (py - y1) * (x2 - x1) / (y2 - y1))
-    mask[r0:r1, c0:c1] = inside
-    return mask
-
-
-def class_id(label: str, names: Sequence[str]) -> int:
-    """A segmentation set's class id for `label` (masks.class_name's inverse)."""
-    if label in names:
-        return list(names).index(label)
-    return int(label.lstrip("?"))
-
-
-def instance_masks(
-    objects: Sequence[LabeledObject],
-    size: tuple[int, int],
-    ids: np.ndarray | None = None,
-    names: Sequence[str] = (),
-) -> list[np.ndarray | None]:
-    """Each object's pixels: its outline's, or in a segmentation set its class's on the
-    class-id mask; None for a box-only object. The one place objects become pixel masks
-    (an object made of several outlines would be the union of theirs)."""
-    masks: list[np.ndarray | None] = []
-    for o in objects:
-        if ids is not None:
-            masks.append(ids == class_id(o.label, names))
-        elif o.polygon:
-            masks.append(polygon_mask(o.polygon, size))
-        else:
-            masks.append(None)
-    return masks
 
 
 def paste_instances(
@@ -137,7 +91,9 @@ def paste_instances(
             out_ids[full] = class_id(source.label, names)
         for layer in layers:
             layer.cover(full)
-        pasted = LabeledObject(source.label, _tight(full), moved, source.crowd)
+        first, *more = moved or [()]
+        rle = encode_rle(full) if source.rle is not None else None
+        pasted = LabeledObject(source.label, _tight(full), first, source.crowd, tuple(more), rle)
         layers.append(_Layer(pasted, full, (width, height)))
         taken |= full
         scale = round(nw / mask_width(mask), 4)
@@ -202,8 +158,10 @@ class _Layer:
             return self.object
         if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * self.area:
             return None
-        polygon = _outline(self.visible) if self.object.polygon else ()
-        return LabeledObject(self.object.label, _tight(self.visible), polygon, self.object.crowd)
+        o = self.object
+        first, *more = _outlines(self.visible) if o.polygon else [()]
+        rle = encode_rle(self.visible) if o.rle is not None else None
+        return LabeledObject(o.label, _tight(self.visible), first, o.crowd, tuple(more), rle)
 
 
 def _warp(
@@ -213,8 +171,8 @@ def _warp(
     mask: np.ndarray,
     size: tuple[int, int],
     interpolation: int,
-) -> tuple[tuple[int, int], np.ndarray, np.ndarray, tuple[float, ...]] | None:
-    """The instance's crop flipped, scaled and placed: (x, y), pixels, mask, outline."""
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, list[tuple[float, ...]]] | None:
+    """The instance's crop flipped, scaled and placed: (x, y), pixels, mask, outline parts."""
     width, height = size
     ys, xs = np.nonzero(mask)
     if not len(xs):
@@ -234,13 +192,16 @@ def _warp(
         return None  # scaled down to nothing
     px = min(int(paste.x * (width - nw + 1)), width - nw)
     py = min(int(paste.y * (height - nh + 1)), height - nh)
-    moved: list[float] = []
-    for vx, vy in zip(source.polygon[0::2], source.polygon[1::2], strict=True):
-        u = (vx - x0) * nw / cw
-        u = nw - u if paste.flip else u
-        v = (vy - y0) * nh / ch
-        moved += [round(px + min(max(u, 0.0), nw), 2), round(py + min(max(v, 0.0), nh), 2)]
-    return (px, py), pixels, shape, tuple(moved)
+    moved: list[tuple[float, ...]] = []
+    for part in source.polygons:
+        values: list[float] = []
+        for vx, vy in zip(part[0::2], part[1::2], strict=True):
+            u = (vx - x0) * nw / cw
+            u = nw - u if paste.flip else u
+            v = (vy - y0) * nh / ch
+            values += [round(px + min(max(u, 0.0), nw), 2), round(py + min(max(v, 0.0), nh), 2)]
+        moved.append(tuple(values))
+    return (px, py), pixels, shape, moved
 
 
 def _composite(
@@ -267,13 +228,13 @@ def _tight(mask: np.ndarray) -> tuple[float, float, float, float]:
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
-def _outline(visible: np.ndarray) -> tuple[float, ...]:
-    contours, _ = cv2.findContours(
-        visible.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+def _outlines(visible: np.ndarray) -> list[tuple[float, ...]]:
+    """An outline part per visible piece, the largest first. Traced on the mask at twice the
+    size, so each vertex is a quarter pixel inside the pixels' edges: even a piece one pixel
+    wide has an outline whose rasterisation (shapes.polygons_mask) is its pixels."""
+    doubled = cv2.resize(
+        visible.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST
     )
-    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
-    points = largest.reshape(-1, 2).astype(float) + 0.5
-    if len(points) < 3:  # a piece one pixel wide: its pixels' box as the outline
-        x0, y0, x1, y1 = _tight(visible)
-        return (x0, y0, x1, y0, x1, y1, x0, y1)
-    return tuple(round(float(v), 2) for v in points.reshape(-1))
+    contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    pieces = sorted(contours, key=lambda c: (-cv2.contourArea(c), -len(c)))
+    return [tuple(round(float(v), 2) for v in (c.reshape(-1) + 0.5) / 2) for c in pieces]

@@ -13,13 +13,16 @@ draws, the worker applies):
   image covers is the preprocess `pad_color` (a mask's background, 0).
 - An object is scaled and shifted with its image, then clipped to the part of the output its
   image covers, and dropped by the annotated path's box rules (less than `min_visibility` of
-  its area left, or under `min_area` square pixels). An outline's vertices are clipped alike.
+  its area left, or under `min_area` square pixels). Every part of an outline is clipped to
+  that part of the output; an RLE mask is scaled and placed as the pixels are (nearest-
+  neighbour, as a class-id mask) and cut alike.
 - A source's weight is the fraction of the output's pixels its image covers; the uncovered
   border belongs to none, so the weights add up to 1 or a little less.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from augment.annotations.shapes import clip_polygon, decode_rle, encode_rle
 from augment.model import LabeledObject, Original
 from augment.recipe.annotated import BOX_RULES
 from augment.recipe.mixing import tile_boxes, visible_part
@@ -60,13 +64,34 @@ def place_tiles(
     out[...] = fill
     interpolation = cv2.INTER_NEAREST_EXACT if nearest else cv2.INTER_AREA
     for tile, box in zip(tiles, tile_boxes(centre, size, scales), strict=True):
-        x0, y0, x1, y1 = box
-        tile = fit_size(tile, size, interpolation)
-        half = cv2.resize(tile, (x1 - x0, y1 - y0), interpolation=interpolation)
-        vx0, vy0, vx1, vy1 = visible_part(box, size)
-        if vx1 > vx0 and vy1 > vy0:
-            out[vy0:vy1, vx0:vx1] = half[vy0 - y0 : vy1 - y0, vx0 - x0 : vx1 - x0]
+        _put(out, tile, box, size, interpolation)
     return out
+
+
+def _put(
+    out: np.ndarray,
+    tile: np.ndarray,
+    box: tuple[int, int, int, int],
+    size: tuple[int, int],
+    interpolation: int,
+) -> None:
+    """One image scaled into `box` (fitted to `size` first), what falls outside `out` cut."""
+    x0, y0, x1, y1 = box
+    tile = fit_size(tile, size, interpolation)
+    scaled = cv2.resize(tile, (x1 - x0, y1 - y0), interpolation=interpolation)
+    vx0, vy0, vx1, vy1 = visible_part(box, size)
+    if vx1 > vx0 and vy1 > vy0:
+        out[vy0:vy1, vx0:vx1] = scaled[vy0 - y0 : vy1 - y0, vx0 - x0 : vx1 - x0]
+
+
+def place_mask(
+    mask: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """An object's mask (H x W bool, on its image) where `place_tiles` puts that image's
+    pixels, nearest-neighbour as a class-id mask goes: on a `size` canvas, False elsewhere."""
+    out = np.zeros((size[1], size[0]), np.uint8)
+    _put(out, mask.astype(np.uint8), box, size, cv2.INTER_NEAREST_EXACT)
+    return out.astype(bool)
 
 
 def place_objects(
@@ -80,12 +105,10 @@ def place_objects(
     `tile_sizes` are the (width, height) of the images the objects are in."""
     kept: list[LabeledObject] = []
     dropped: Counter[str] = Counter()
-    for tile_objects, (tile_w, tile_h), box in zip(
+    for tile_objects, frame, box in zip(
         objects, tile_sizes, tile_boxes(centre, size, scales), strict=True
     ):
-        x0, y0, x1, y1 = box
-        scale = ((x1 - x0) / tile_w, (y1 - y0) / tile_h)
-        placed, cut = clip_objects(tile_objects, scale, (x0, y0), visible_part(box, size))
+        placed, cut = clip_objects(tile_objects, frame, box, visible_part(box, size), size)
         kept += placed
         dropped += cut
     return kept, dropped
@@ -93,13 +116,18 @@ def place_objects(
 
 def clip_objects(
     objects: Sequence[LabeledObject],
-    scale: tuple[float, float],
-    offset: tuple[float, float],
+    frame: tuple[int, int],
+    box: tuple[int, int, int, int],
     visible: tuple[float, float, float, float],
+    size: tuple[int, int],
 ) -> tuple[list[LabeledObject], Counter[str]]:
-    """Objects scaled and shifted, then clipped to the `visible` box (x0, y0, x1, y1); those
-    the clip leaves too little of dropped by BOX_RULES. Outline vertices are clipped alike."""
-    (sx, sy), (x0, y0), (vx0, vy0, vx1, vy1) = scale, offset, visible
+    """Objects of a `frame` (width, height) image scaled into `box` (x0, y0, x1, y1) of a
+    `size` output, then clipped to the `visible` box; those the clip leaves too little of
+    dropped by BOX_RULES. Every part of an outline is clipped to `visible` (a part left
+    with no area is gone); an RLE mask is placed pixel for pixel (place_mask) and cut to
+    `visible`. An object whose outline or mask the clip empties is dropped too."""
+    (x0, y0, x1, y1), (vx0, vy0, vx1, vy1) = box, visible
+    sx, sy = (x1 - x0) / frame[0], (y1 - y0) / frame[1]
     kept: list[LabeledObject] = []
     dropped: Counter[str] = Counter()
     for o in objects:
@@ -111,14 +139,24 @@ def clip_objects(
         if left < BOX_RULES["min_area"] or left < BOX_RULES["min_visibility"] * area:
             dropped[o.label] += 1
             continue
-        polygon = tuple(
-            round(min(max(v * sx + x0, vx0), vx1), 2)
-            if i % 2 == 0
-            else round(min(max(v * sy + y0, vy0), vy1), 2)
-            for i, v in enumerate(o.polygon)
+        moved = (
+            tuple(v * sx + x0 if i % 2 == 0 else v * sy + y0 for i, v in enumerate(part))
+            for part in o.polygons
         )
+        clipped = [c for c in (clip_polygon(p, visible) for p in moved) if c]
+        parts = [tuple(round(v, 2) for v in c) for c in clipped]
+        rle = None
+        if o.rle is not None:
+            placed_mask = place_mask(decode_rle(o.rle, *frame), box, size)
+            placed_mask[:, : math.ceil(vx0)] = placed_mask[:, math.ceil(vx1) :] = False
+            placed_mask[: math.ceil(vy0)] = placed_mask[math.ceil(vy1) :] = False
+            rle = encode_rle(placed_mask) if placed_mask.any() else None
+        if (o.polygon and not parts) or (o.rle is not None and rle is None):
+            dropped[o.label] += 1  # its box is in view, none of its pixels are
+            continue
+        first, *more = parts or [()]
         placed = (round(cx0, 2), round(cy0, 2), round(cx1, 2), round(cy1, 2))
-        kept.append(LabeledObject(o.label, placed, polygon, o.crowd))
+        kept.append(LabeledObject(o.label, placed, first, o.crowd, tuple(more), rle))
     return kept, dropped
 
 

@@ -5,9 +5,11 @@ own: Mosaic (recipe/mosaic.py), CopyPaste (recipe/copy_paste.py), MixUp and CutM
   each is still in the picture, at its image's weight, which the record's `sources` give.
   A class-id mask keeps the image's own class where it has one and the partner's elsewhere.
 - CutMix pastes the partner's pixels inside the box. The image's own objects lose what the
-  box covers and are re-boxed from what is left or dropped, by copy-paste's occlusion rule;
-  the partner's objects are clipped to the box and dropped by the same BOX_RULES. A mask is
-  cut the same way.
+  box covers and are re-boxed from what is left or dropped, by copy-paste's occlusion rule
+  (an RLE mask cut by the box); the partner's objects are clipped to the box (every part of
+  an outline, an RLE mask pixel for pixel) and dropped by the same BOX_RULES. A class-id
+  mask is cut the same way.
+- Every image's objects carry their every outline part and RLE mask into the mix.
 - A segmentation set's objects are its classes' extents, recomputed on the mixed mask.
 """
 
@@ -22,9 +24,10 @@ import cv2
 import numpy as np
 
 from augment.annotations.masks import objects_of
+from augment.annotations.shapes import instance_masks
 from augment.model import LabeledObject, Original
 from augment.recipe.annotated import preprocess_objects
-from augment.recipe.copy_paste import instance_masks, occlude, paste_instances
+from augment.recipe.copy_paste import occlude, paste_instances
 from augment.recipe.mixing import MIX_NAMES, WEIGHT_DECIMALS, cutmix, mixup
 from augment.recipe.mosaic import assemble, clip_objects, fit_size, mosaic_lineage
 from augment.recipe.preprocess import INTERPOLATIONS, Preprocess
@@ -141,7 +144,8 @@ def _mix_pair(mix: PlannedMix, own: Image, partner: Image) -> Made:
         covered = np.zeros(own.pixels.shape[:2], bool)
         covered[y0:y1, x0:x1] = True
         objects, hidden = occlude(own.objects, covered)
-        inside, cut = clip_objects(partner.objects, (1.0, 1.0), (0.0, 0.0), mix.box)
+        size = (own.pixels.shape[1], own.pixels.shape[0])
+        inside, cut = clip_objects(partner.objects, size, (0, 0, *size), mix.box, size)
         objects += inside
         lost += hidden + cut
         if own.mask is not None and partner.mask is not None:
@@ -183,6 +187,5 @@ def _fitted(image: Image, size: tuple[int, int]) -> Image:
         return image
     pixels = fit_size(image.pixels, size)
     mask = None if image.mask is None else fit_size(image.mask, size, cv2.INTER_NEAREST_EXACT)
-    scale = (size[0] / width, size[1] / height)
-    objects, _ = clip_objects(image.objects, scale, (0.0, 0.0), (0, 0, *size))
+    objects, _ = clip_objects(image.objects, (width, height), (0, 0, *size), (0, 0, *size), size)
     return Image(image.source, pixels, objects, mask, image.params, image.lost)

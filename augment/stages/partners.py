@@ -5,10 +5,11 @@ variant's seed (the plan's part of MixUp, CutMix, Mosaic and CopyPaste; the work
 - Mosaic: three partners, the centre (uniform in the entry's `centre` range), with a tile
   `scale` each tile's scale (uniform in it), and the weights.
 - CopyPaste: one partner among the train originals with at least one instance to paste (an
-  object with an outline, or any object of a segmentation set; of the entry's `classes`; not
-  a COCO crowd region); how many of its instances (uniform from 1 to the fewer of
-  `max_per_output` and what it has), which (without repetition), and each one's scale
-  (uniform in `scale`), flip (with probability `flip`) and place.
+  object with a shape: an outline of one or more parts or a COCO RLE mask, or any object of a
+  segmentation set; of the entry's `classes`; not a COCO crowd region); how many of its
+  instances (uniform from 1 to the fewer of `max_per_output` and what it has), which (without
+  repetition), and each one's scale (uniform in `scale`), flip (with probability `flip`) and
+  place.
 
 Held-out originals are never partners (PartnerPool holds train originals only).
 """
@@ -242,7 +243,7 @@ def pasteable(original: Original, spec: MixSpec) -> list[int]:
     return [
         i
         for i, o in enumerate(annotation.objects)
-        if (o.polygon or annotation.mask is not None)
+        if (o.has_shape or annotation.mask is not None)
         and not o.crowd
         and (spec.classes is None or o.label in spec.classes)
     ]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from augment.annotations.shapes import instance_masks, polygons_mask
 from augment.model import LabeledObject
-from augment.recipe.copy_paste import instance_masks, paste_instances, polygon_mask
+from augment.recipe.copy_paste import paste_instances
 from augment.recipe.mixing import Paste
 
 RED, GREEN = (255, 0, 0), (0, 255, 0)
@@ -22,14 +23,14 @@ def _partner() -> tuple[np.ndarray, LabeledObject, np.ndarray]:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 200, (60, 80, 3), dtype=np.uint8)
     outline = (10.0, 10.0, 30.0, 10.0, 30.0, 20.0, 20.0, 20.0, 20.0, 40.0, 10.0, 40.0)
-    mask = polygon_mask(outline, (80, 60))
+    mask = polygons_mask([outline], 80, 60)
     pixels[mask] = RED
     pixels[12, 12] = (255, 0, 1)  # one pixel unlike the rest: the flip must move it
     return pixels, LabeledObject("red", (10.0, 10.0, 30.0, 40.0), outline), mask
 
 
 def test_a_rectangle_outline_is_exactly_its_pixels() -> None:
-    mask = polygon_mask(_rect(3, 4, 9, 7), (12, 10))
+    mask = polygons_mask([_rect(3, 4, 9, 7)], 12, 10)
     expected = np.zeros((10, 12), bool)
     expected[4:7, 3:9] = True
     assert (mask == expected).all()
@@ -56,7 +57,7 @@ def test_pasted_pixels_are_the_instance_warped_exactly_and_its_box_is_tight() ->
     assert pasted.box == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     assert result.covered == int(shape.sum())
     # The flipped outline lies on the pasted pixels: rasterised, it is the pasted mask.
-    drawn = polygon_mask(pasted.polygon, (80, 60))
+    drawn = polygons_mask([pasted.polygon], 80, 60)
     assert (drawn == np.any(result.pixels != 50, axis=2)).mean() > 0.99
 
 
@@ -78,7 +79,7 @@ def test_an_occluded_object_gets_the_box_of_its_visible_part_or_is_dropped() -> 
     assert labels == ["green", "red", "red"] and result.dropped == {"green": 1}
     assert result.objects[0].box == (20.0, 0.0, 40.0, 30.0)  # what the paste left of it
     # The outline runs through the boundary pixels' centres: the inside is all in it.
-    assert (polygon_mask(result.objects[0].polygon, (80, 60))[1:29, 21:39]).all()
+    assert (polygons_mask([result.objects[0].polygon], 80, 60)[1:29, 21:39]).all()
 
 
 def test_a_box_only_object_is_cut_to_what_is_left_of_its_box_or_dropped() -> None:
@@ -126,3 +127,36 @@ def test_blending_fades_the_edge_and_keeps_the_inside() -> None:
     assert soft.pixels[15, 10, 0] == 255  # the middle: all the instance
     assert 0 < soft.pixels[15, 0, 0] < 255  # the edge: faded into the image
     assert (soft.pixels[:, 20:] == 0).all()  # nothing outside the instance's mask
+
+
+def test_an_rle_object_behind_a_paste_loses_the_pasted_pixels_from_its_rle() -> None:
+    """A target object given as RLE keeps the RLE of its visible pixels and their box; an RLE
+    instance pasted carries its placed mask as its RLE; a two-part instance every part."""
+    from augment.annotations.shapes import decode_rle, encode_rle, object_mask
+
+    target = np.full((60, 80, 3), 50, np.uint8)
+    behind_mask = np.zeros((60, 80), bool)
+    behind_mask[0:30, 0:40] = True
+    behind = LabeledObject("green", (0.0, 0.0, 40.0, 30.0), rle=encode_rle(behind_mask))
+    partner = np.zeros((60, 80, 3), np.uint8)
+    instance = np.zeros((60, 80), bool)
+    instance[10:40, 10:30] = True
+    partner[instance] = RED
+    rle = LabeledObject("red", (10.0, 10.0, 30.0, 40.0), rle=encode_rle(instance))
+    halves = (_rect(10, 10, 20, 40), _rect(20, 10, 30, 40))
+    two = LabeledObject("red", (10.0, 10.0, 30.0, 40.0), halves[0], more_polygons=halves[1:])
+    pieces = [(Paste(0, 1.0, False, 0.0, 0.0), rle, instance),
+              (Paste(0, 1.0, True, 1.0, 1.0), two, instance)]  # fmt: skip
+    result = paste_instances(target, [behind], None, partner, pieces, cv2.INTER_NEAREST)
+    cut, pasted, parts = result.objects
+    assert cut.rle is not None and cut.box == (20.0, 0.0, 40.0, 30.0)
+    visible = behind_mask.copy()
+    visible[0:30, 0:20] = False
+    assert (decode_rle(cut.rle, 80, 60) == visible).all()
+    assert pasted.rle is not None
+    red = np.all(result.pixels == RED, axis=2)
+    placed = np.zeros((60, 80), bool)
+    placed[0:30, 0:20] = True
+    assert (decode_rle(pasted.rle, 80, 60) == placed).all()
+    assert len(parts.polygons) == 2 and parts.rle is None
+    assert (object_mask(parts, 80, 60) == (red & ~placed)).all()

@@ -136,3 +136,39 @@ def test_the_tile_scale_is_drawn_recorded_and_weighted(tmp_path: Path) -> None:
     assert mosaics == 8
     checks = {"lineage", "integrity", "annotations"}
     assert not [f for f in audit_output(tmp_path / "out").findings if f.check in checks]
+
+
+def test_a_tile_s_objects_keep_every_outline_part_and_their_rle_cut_to_the_tile() -> None:
+    """A two-part outline keeps both parts, each clipped to what the tile shows (a part
+    outside it gone); an RLE mask is placed as a class-id mask would be, pixel for pixel,
+    and cut to the tile."""
+    from augment.annotations.shapes import decode_rle, encode_rle
+    from augment.recipe.mosaic import clip_objects
+
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    two = LabeledObject(
+        "a", (4.0, 4.0, 32.0, 12.0), (4.0, 4.0, 12.0, 4.0, 12.0, 12.0, 4.0, 12.0),
+        more_polygons=((16.0, 4.0, 32.0, 4.0, 32.0, 12.0, 16.0, 12.0),),
+    )  # fmt: skip
+    outside = LabeledObject(
+        "a", (4.0, 20.0, 32.0, 28.0), (4.0, 20.0, 12.0, 20.0, 12.0, 28.0, 4.0, 28.0),
+        more_polygons=((24.0, 20.0, 32.0, 20.0, 32.0, 28.0, 24.0, 28.0),),
+    )  # fmt: skip
+    rle = LabeledObject("b", (10.0, 10.0, 30.0, 30.0), rle=encode_rle(mask))
+    kept, dropped = clip_objects(
+        [two, outside, rle], (40, 40), (0, 0, 40, 40), (0, 0, 20, 40), (40, 40)
+    )
+    assert not dropped
+    assert kept[0].polygons == ((4, 4, 12, 4, 12, 12, 4, 12), (16, 4, 20, 4, 20, 12, 16, 12))
+    assert kept[1].polygons == ((4, 20, 12, 20, 12, 28, 4, 28),)  # its right part is gone
+    assert kept[2].rle is not None
+    expected = np.zeros((40, 40), bool)
+    expected[10:30, 10:20] = True
+    assert (decode_rle(kept[2].rle, 40, 40) == expected).all()
+    # Scaled into a quadrant as place_tiles scales a mask (nearest-neighbour).
+    (half,), _ = clip_objects([rle], (40, 40), (20, 0, 40, 20), (20, 0, 40, 20), (40, 40))
+    assert half.rle is not None
+    empty = np.zeros((40, 40), np.uint8)
+    ids = place_tiles([empty, mask.astype(np.uint8), empty, empty], (20, 20), (40, 40), 0, True)
+    assert (decode_rle(half.rle, 40, 40) == (ids > 0)).all()
