@@ -14,7 +14,7 @@ either (`tests/recipe/test_fused.py` compares the two paths byte for byte):
 
 - OpenCV's bilinear warp has a vectorised path for one and four channels but not for three, so
   a 3-channel image is widened to RGBA once, warped and narrowed back: the colour channels come
-  out identical, at about two thirds of the cost.
+  out identical, for less (docs/performance.md has the figures).
 - A flip stays an index move rather than being folded into the affine's matrix: folded, the
   warp's fixed-point source coordinates round differently for a few pixels of an image (by
   one level), which would change output bytes, and so every output's name, to save a
@@ -138,7 +138,7 @@ def _move(image: np.ndarray, moves: list[tuple[A.BasicTransform, dict[str, Any]]
             continue
         assert isinstance(t, A.Affine)
         matrix = np.asarray(params["matrix"], dtype=np.float64)
-        if fgeometric.is_identity_matrix(matrix):  # albumentations leaves the image as it is
+        if is_identity(matrix):  # albumentations leaves the image as it is
             continue
         if widen and not widened and t.interpolation in _FOUR_CHANNEL_SAFE:
             buffer, widened = cv2.cvtColor(buffer, cv2.COLOR_RGB2RGBA), True
@@ -146,6 +146,18 @@ def _move(image: np.ndarray, moves: list[tuple[A.BasicTransform, dict[str, Any]]
     if widened:
         return cv2.cvtColor(buffer, cv2.COLOR_RGBA2RGB)
     return buffer if buffer is not image else image.copy()
+
+
+def is_identity(matrix: np.ndarray) -> bool:
+    """albumentations' `is_identity_matrix` (`np.allclose(matrix, np.eye(3))`, rtol 1e-05,
+    atol 1e-08, NaN never close) on a 3 x 3 matrix, in plain Python: numpy's per-call overhead
+    on nine numbers costs more than the check (docs/performance.md)."""
+    for i, row in enumerate(matrix.tolist()):
+        for j, value in enumerate(row):
+            target = 1.0 if i == j else 0.0
+            if not abs(value - target) <= 1e-08 + 1e-05 * abs(target):
+                return False
+    return True
 
 
 def _warp(buffer: np.ndarray, matrix: np.ndarray, affine: A.Affine, channels: int) -> np.ndarray:

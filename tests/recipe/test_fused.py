@@ -8,14 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import numpy as np
 import pytest
+from albumentations.augmentations.geometric import functional as fgeometric
 
 from augment.imaging.codec import decode
 from augment.imaging.threads import one_cv2_thread
 from augment.recipe.applied import applied_params
 from augment.recipe.build import Recipe, load_recipe, parse_recipe, seed_pipeline
-from augment.recipe.fused import FusedPipeline, fuse_geometry
+from augment.recipe.fused import _FOUR_CHANNEL_SAFE, FusedPipeline, fuse_geometry, is_identity
 from augment.recipe.preprocess import apply_preprocess
 from augment.stages.plan import Fingerprints
 from augment.stages.worker import RunContext, Worker
@@ -79,6 +81,35 @@ def test_fused_geometry_draws_and_paints_what_albumentations_does(name: str) -> 
             np.testing.assert_array_equal(got["image"], want["image"], err_msg=f"seed {seed}")
     # The seeds cover the fused transforms, applied and not.
     assert {"Affine", "HorizontalFlip"} <= applied_names
+
+
+def test_the_identity_check_is_albumentations_own() -> None:
+    rng = np.random.default_rng(0)
+    eye = np.eye(3)
+    cases = [eye, eye.copy() * np.nan, eye + np.inf]
+    for scale in (1e-3, 1e-5, 2e-6, 1e-7, 1e-8, 1e-9, 0.0):
+        for _ in range(200):
+            cases.append(eye + rng.normal(0, scale, (3, 3)))
+    for matrix in cases:
+        assert is_identity(matrix) == fgeometric.is_identity_matrix(matrix), matrix
+    assert any(is_identity(m) for m in cases) and not all(is_identity(m) for m in cases)
+
+
+@pytest.mark.parametrize("interpolation", sorted(_FOUR_CHANNEL_SAFE))
+def test_a_warp_on_four_channels_gives_the_three_channel_warp(interpolation: int) -> None:
+    # What the widened warp relies on; an OpenCV whose paths disagree fails here.
+    photo = _photos(load_recipe("default"))[1]
+    rng = np.random.default_rng(interpolation)
+    for _ in range(20):
+        matrix = cv2.getRotationMatrix2D(
+            (111.5, 111.5), rng.uniform(-30, 30), rng.uniform(0.8, 1.2)
+        )
+        for border in (cv2.BORDER_REFLECT_101, cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE):
+            args = ((224, 224),)
+            kwargs = {"flags": interpolation, "borderMode": border, "borderValue": (10, 200, 30)}
+            plain = cv2.warpAffine(photo, matrix, *args, **kwargs)
+            wide = cv2.warpAffine(cv2.cvtColor(photo, cv2.COLOR_RGB2RGBA), matrix, *args, **kwargs)
+            np.testing.assert_array_equal(cv2.cvtColor(wide, cv2.COLOR_RGBA2RGB), plain)
 
 
 def test_the_input_image_is_left_alone() -> None:
