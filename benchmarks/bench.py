@@ -74,6 +74,7 @@ from augment.imaging.digests import sha256_bytes
 from augment.imaging.threads import one_cv2_thread
 from augment.model import ExpandOptions
 from augment.recipe.build import Recipe, load_recipe, seed_pipeline
+from augment.recipe.fused import fused_pipeline
 from augment.recipe.preprocess import Preprocess, apply_preprocess
 from augment.recipe.transforms import FastGaussianNoise, SaltAndPepperNoise
 from augment.rerun.heap import reuse_image_buffers
@@ -251,7 +252,7 @@ def albumentations_loop(s: Setup, out: Path) -> None:
 def same_work_no_tool(s: Setup, out: Path) -> None:
     """The worker's pixel work, in a plain loop: what the tool adds is everything else."""
     out.mkdir(parents=True)
-    pipeline = s.recipe.build_pipeline()
+    pipeline = fused_pipeline(s.recipe, None)  # as the worker runs it
     for n, path in enumerate(s.files):
         spec = s.recipe.preprocess
         decoded = decode(path.read_bytes(), s.recipe.background, needed=spec.needed_source_size)
@@ -547,6 +548,19 @@ def op_costs(s: Setup, sample: int) -> list[tuple[str, float, str]]:
             pipeline(image=npp().copy())
 
         rows.append(("whole recipe (its p)", per_call_ms(augment_once, 100), f"{ow}x{oh}"))
+        fused = fused_pipeline(s.recipe, None)
+
+        def augment_fused() -> None:
+            seed_pipeline(fused, next(counter))
+            fused(image=npp().copy())
+
+        rows.append(
+            (
+                "whole recipe (its p), leading geometry fused",
+                per_call_ms(augment_fused, 100),
+                f"{ow}x{oh}",
+            )
+        )
         q = s.quality
         rows.append(
             (

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import albumentations as A
 import cv2
@@ -181,7 +181,15 @@ class Recipe:
 _MIX_NAME = {kind: name for name, kind in MIX_KINDS.items()}
 
 
-def seed_pipeline(pipeline: A.Compose, seed: int) -> None:
+class Seedable(Protocol):
+    """A pipeline seeded as an `A.Compose` is (recipe/fused.py's is one too)."""
+
+    def set_random_state(
+        self, random_generator: np.random.Generator, py_random: random.Random
+    ) -> None: ...
+
+
+def seed_pipeline(pipeline: Seedable, seed: int) -> None:
     # One generator pair shared by every transform. Compose(seed=...) instead gives each
     # transform its own generator with the same seed, so their draws (e.g. "apply with
     # p=0.5") would be identical and the transforms would fire together.

@@ -38,6 +38,7 @@ from augment.recipe.annotated import (
 )
 from augment.recipe.applied import applied_params
 from augment.recipe.build import Recipe, seed_pipeline
+from augment.recipe.fused import FusedPipeline, fused_pipeline
 from augment.recipe.mosaic import fit_size
 from augment.recipe.preprocess import apply_preprocess, size_problem
 from augment.stages.manifest import Record, write_journal
@@ -109,7 +110,7 @@ class Worker:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         # One pipeline per class, with the transforms its policy forbids taken out.
-        self._pipelines: dict[str, tuple[A.Compose, list[str]]] = {}
+        self._pipelines: dict[str, tuple[A.Compose | FusedPipeline, list[str]]] = {}
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
         self._tiles: dict[str, _Prepared | SourceProblem] = {}  # annotated partners, alike
         self._pastes: dict[str, _Pasteable | SourceProblem] = {}  # copy-paste partners
@@ -358,11 +359,11 @@ class Worker:
             raise SourceProblem(f"cannot be written as {fmt}: {problem} (set preprocess.size)")
         return prepared, size
 
-    def pipeline(self, label: str) -> tuple[A.Compose, list[str]]:
+    def pipeline(self, label: str) -> tuple[A.Compose | FusedPipeline, list[str]]:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""
         if label not in self._pipelines:
             recipe = self.ctx.recipe
-            self._pipelines[label] = (recipe.build_pipeline(label), recipe.removed_for(label))
+            self._pipelines[label] = (fused_pipeline(recipe, label), recipe.removed_for(label))
         return self._pipelines[label]
 
     def augment(
