@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from augment.errors import AugmentError, OutputError
-from augment.layout import HEADER_NAME, MANIFEST_NAME
+from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
-from augment.stores.lease import Lease
-from augment.stores.publish import RUN_NAME, Published, check_ours, publish
+from augment.stores.lease import LEASE_NAME, Lease
+from augment.stores.publish import (
+    OUTPUT_MARK,
+    RUN_NAME,
+    Published,
+    check_ours,
+    publish,
+    publish_beside_shards,
+)
 from augment.stores.sources import Source, listing, open_source, stage, staged_path
 from augment.stores.store import Entry, Store
 from augment.stores.url import StoreUrl, is_url
@@ -155,9 +162,13 @@ def _store_run(
     else:
         read, local_src = {}, Path(src)
     seed_last_run(store, work / "out")
-    summary = local_run(local_src, work / "out")
     last_written = [str(w[0]) for w in last.get("written", [])] if last is not None else []
-    done = publish(store, work / "out", lease, options.force, last_written)
+    if options.layout != "folders":  # the workers write the shards to the store themselves
+        summary = _sharded_run(source if is_url(src) else None, store, local_src, work, local_run)
+        done = publish_beside_shards(store, work / "out", summary, last_written)
+    else:
+        summary = local_run(local_src, work / "out")
+        done = publish(store, work / "out", lease, options.force, last_written)
     written = _written_listing(store, done.kept)
     state = {
         "format": RUN_FORMAT,
@@ -170,6 +181,29 @@ def _store_run(
     # Not sorted: the summary's classes and splits keep the order a full run reports them in.
     store.put(RUN_NAME, json.dumps(state, indent=1).encode("utf-8"))
     return _as_published(summary, store, done)
+
+
+def _sharded_run(
+    source: Source | None,
+    store: Store,
+    local_src: Path,
+    work: Path,
+    local_run: Callable[[Path, Path], ExpandSummary],
+) -> ExpandSummary:
+    """The local run, its shards and records written to (and read from) the store by the
+    workers and the driver (augment/sharded_run.py's `store_target`); with a store SRC, the
+    workers read their sources there too. Only the header files are written locally."""
+    from augment.sharded_run import StoreTarget, store_target
+
+    if not any(e.path != LEASE_NAME for e in store.list(STATE_DIR)):
+        # Ours from the first shard on: a killed first run's shards are resumed, not refused.
+        store.put(OUTPUT_MARK, b'{"sharded": true}\n')
+    target = StoreTarget(store.url, source.store.url if source is not None else None)
+    token = store_target.set(target)
+    try:
+        return local_run(local_src, work / "out")
+    finally:
+        store_target.reset(token)
 
 
 def seed_last_run(store: Store, folder: Path) -> None:
