@@ -155,6 +155,8 @@ def run(
     if shards.store is None:
         removed = remove_other_shards(out, shards.members)
     else:
+        if todo:
+            shards.store.relist()
         removed = shards.store.remove_others(shards.members)
     rejected = list(dict.fromkeys([*dataset.rejected, *plan.rejected, *made.rejected]))
     state.sources.keep_only(

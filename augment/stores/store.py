@@ -118,11 +118,12 @@ class Store:
 
     def read_tail(self, entry: Entry, size: int) -> bytes:
         """The object's last `size` bytes (one ranged GET), from its listed size."""
-        start = max(0, entry.size - size)
-        if self.protocol == "s3":
-            end = entry.size  # given: s3fs would HEAD the object to learn it
-            return bytes(self.fs.cat_file(self.key(entry.path), start=start, end=end))
-        return bytes(self.fs.cat_file(self.key(entry.path), start=start))
+        return self.read_range(entry.path, max(0, entry.size - size), entry.size)
+
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` of an object: one ranged GET (both ends given, s3fs
+        does not HEAD the object first)."""
+        return bytes(self.fs.cat_file(self.key(path), start=start, end=end))
 
     def put(self, path: str, data: bytes, if_match: str | None = None) -> None:
         """Write `path`, replacing any object there; with `if_match`, only if the object's

@@ -38,6 +38,7 @@ from augment.writers.shards import (
 )
 
 _TAIL = 1 << 16  # the first ranged read of a records object's end: its commit line
+_CHUNK = 1 << 23  # a records object is read back in ranges of this many bytes
 
 
 class StorePlacement:
@@ -91,8 +92,14 @@ class StoreShards:
 
     def __init__(self, url: str) -> None:
         self.store = Store(url)
+        self.there: dict[str, Entry] = {}
+        self.relist()
+
+    def relist(self) -> None:
+        """The listing taken again (after the workers' commits: one LIST per 1,000
+        objects, where a HEAD of each new records object would be one request each)."""
         listed = [*self.store.list(SHARDS_DIR), *self.store.list(RECORDS_DIR)]
-        self.there: dict[str, Entry] = {e.path: e for e in listed}
+        self.there = {e.path: e for e in listed}
 
     def committed(self, name: str, inputs: str) -> list[Rejected] | None:
         """As `shards.committed`, from the listing and the records' tail."""
@@ -119,12 +126,16 @@ class StoreShards:
                     del self.there[path]
 
     def records(self, name: str) -> Iterator[Record]:
-        """A committed shard's records, streamed from the store in shard order."""
-        with self.store.fs.open(self.store.key(records_name(name)), "rb") as f:
-            for line in f:
-                record = json.loads(line)
-                if "commit" not in record:
-                    yield record
+        """A committed shard's records, read from the store in ranged GETs of `_CHUNK` (no
+        HEAD: the size is the listing's), in shard order."""
+        entry = self.there[records_name(name)]
+        rest = b""
+        for start in range(0, entry.size, _CHUNK):
+            end = min(entry.size, start + _CHUNK)
+            data = rest + self.store.read_range(entry.path, start, end)
+            *lines, rest = data.split(b"\n")
+            yield from _records(lines)
+        yield from _records([rest])
 
     def remove_others(self, names: Iterable[str]) -> int:
         """Shards (and records) named as augment names them that this run does not make,
@@ -139,3 +150,11 @@ class StoreShards:
             self.store.delete(path)
             del self.there[path]
         return len(stale)
+
+
+def _records(lines: Iterable[bytes]) -> Iterator[Record]:
+    for line in lines:
+        if line.strip():
+            record = json.loads(line)
+            if "commit" not in record:
+                yield record
