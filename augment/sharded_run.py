@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +76,7 @@ class StoreTarget:
 
     out: str
     source: str | None
+    check: Callable[[], None]  # raises once the run's lease is lost: no more shards then
 
 
 # Set by a store run (augment/stores/run.py) around the run it makes: the workers then write
@@ -280,7 +281,10 @@ def _execute(
         for name in todo:
             yield [plan.task(index) for index in shards.members[name]]
 
+    target = store_target.get()
     for result in pool(ctx, work()):
+        if target is not None:  # a store run that lost its lease starts no more shards
+            target.check()
         made.rejected.extend(result.rejected)
         made.written += result.samples
         made.unmade += result.unmade

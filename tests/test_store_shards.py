@@ -5,6 +5,7 @@ nothing but its lease; a killed run resumed, its committed shards kept."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -12,7 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from augment.cli import main
+from augment.errors import OutputError
 from augment.model import ExpandOptions
 from augment.run import expand
 from augment.stores.lease import LEASE_NAME
@@ -65,12 +69,15 @@ def test_workers_write_the_local_sharded_run_s_bytes_to_the_store(
     assert Store(out).info(LEASE_NAME) is None
 
 
-def test_a_local_source_to_a_store_output_gives_the_same_shards(
+def test_the_command_writes_a_local_source_s_shards_to_a_store(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:
     local = tmp_path / "local"
     expand(TEXTURES, local, _options(small_recipe, "webdataset"))
-    expand_stores(TEXTURES, f"{s3_bucket}/out", _options(small_recipe, "webdataset"))
+    args = ["expand", str(TEXTURES), f"{s3_bucket}/out", "--recipe", str(small_recipe)]
+    args += ["--times", "2", "-j", "1", "--output-format", "webdataset", "--shard-size", "10"]
+    result = CliRunner().invoke(main, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
     assert _store_files(f"{s3_bucket}/out") == _local_files(local)
 
 
@@ -167,3 +174,15 @@ def test_a_killed_sharded_store_run_resumes_keeping_committed_shards(
     local = tmp_path / "local"
     expand(TEXTURES, local, _options(small_recipe, "webdataset", times=4, shard_size=5))
     assert _store_files(out) == _local_files(local)
+
+
+def test_force_never_writes_into_a_foreign_shards_prefix(
+    s3_bucket: str, small_recipe: Path
+) -> None:
+    out = Store(f"{s3_bucket}/out")
+    out.put("shards/train-00000.tar", b"theirs")
+    options = dataclasses.replace(_options(small_recipe, "webdataset"), force=True)
+    with pytest.raises(OutputError, match="already holds shards/"):
+        expand_stores(TEXTURES, out.url, options)
+    assert out.read("shards/train-00000.tar") == b"theirs"
+    assert [e.path for e in out.list()] == ["shards/train-00000.tar"]  # nor the lease left

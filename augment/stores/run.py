@@ -164,7 +164,9 @@ def _store_run(
     seed_last_run(store, work / "out")
     last_written = [str(w[0]) for w in last.get("written", [])] if last is not None else []
     if options.layout != "folders":  # the workers write the shards to the store themselves
-        summary = _sharded_run(source if is_url(src) else None, store, local_src, work, local_run)
+        shard_source = source if is_url(src) else None
+        summary = _sharded_run(shard_source, store, lease, local_src, work, local_run)
+        lease.check()  # before the header files: a run that lost its lease writes no more
         done = publish_beside_shards(store, work / "out", summary, last_written)
     else:
         summary = local_run(local_src, work / "out")
@@ -186,6 +188,7 @@ def _store_run(
 def _sharded_run(
     source: Source | None,
     store: Store,
+    lease: Lease,
     local_src: Path,
     work: Path,
     local_run: Callable[[Path, Path], ExpandSummary],
@@ -196,9 +199,17 @@ def _sharded_run(
     from augment.sharded_run import StoreTarget, store_target
 
     if not any(e.path != LEASE_NAME for e in store.list(STATE_DIR)):
+        taken = [f for f in ("shards", "records") if store.list(f)]
+        if taken:  # --force beside foreign objects: nothing of theirs replaced or removed
+            raise OutputError(
+                f"output {store.url} already holds {taken[0]}/, where augment would write "
+                "its shards; --force never overwrites objects augment did not write: choose "
+                "another prefix"
+            )
         # Ours from the first shard on: a killed first run's shards are resumed, not refused.
         store.put(OUTPUT_MARK, b'{"sharded": true}\n')
-    target = StoreTarget(store.url, source.store.url if source is not None else None)
+    url = source.store.url if source is not None else None
+    target = StoreTarget(store.url, url, lease.check)
     token = store_target.set(target)
     try:
         return local_run(local_src, work / "out")
