@@ -63,8 +63,13 @@ def test_workers_write_the_local_sharded_run_s_bytes_to_the_store(
     expand(sample, local, _options(recipe, layout))
     upload(sample, f"{s3_bucket}/src")
     src, out = f"{s3_bucket}/src", f"{s3_bucket}/out"
-    summary = expand_stores(src, out, _options(recipe, layout, workers=2))
+    with StoreRequests() as requests:
+        summary = expand_stores(src, out, _options(recipe, layout, workers=2))
     assert _store_files(out) == _local_files(local)
+    # Each image read twice: by the driver's ingest, then by its worker (not a local copy).
+    images = [e.path for e in Store(src).list() if e.path.endswith((".jpg", ".png"))]
+    reads = [line for line in requests.of("GET") if "/src/" in line]
+    assert all(sum(f"/src/{i} " in r for r in reads) == 2 for i in images)
     assert summary.written == summary.total > 0
     assert Store(out).info(LEASE_NAME) is None
 
