@@ -191,3 +191,20 @@ def test_force_never_writes_into_a_foreign_shards_prefix(
         expand_stores(TEXTURES, out.url, options)
     assert out.read("shards/train-00000.tar") == b"theirs"
     assert [e.path for e in out.list()] == ["shards/train-00000.tar"]  # nor the lease left
+
+
+def test_a_store_source_into_a_local_output_gives_the_local_run_s_shards(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyarrow")
+    local = tmp_path / "local"
+    expand(TEXTURES, local, _options(small_recipe, "parquet"))
+    upload(TEXTURES, f"{s3_bucket}/src")
+    out = tmp_path / "out"  # a file:// store: the workers write the shards create-only
+    expand_stores(f"{s3_bucket}/src", out, _options(small_recipe, "parquet"))
+    assert _local_files(out) == _local_files(local)
+
+
+def test_a_memory_store_is_refused_for_sharded_outputs(small_recipe: Path) -> None:
+    with pytest.raises(OutputError, match="private to one process"):
+        expand_stores(TEXTURES, "memory://out", _options(small_recipe, "webdataset"))

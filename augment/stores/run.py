@@ -104,6 +104,8 @@ def _run(
     # copy of SRC each time, and read it all).
     store = Store(out if is_url(out) else Path(out).resolve().as_uri())
     _check_apart(src, store.url)
+    if options.layout != "folders":
+        _check_shared(source.store if is_url(src) else None, store)
     with contextlib.ExitStack() as guard:
         if not is_url(out):  # and the lock a local run takes, so that the two exclude
             from augment.run import lock_output
@@ -306,6 +308,17 @@ def _as_published(summary: ExpandSummary, store: Store, done: Published) -> Expa
     summary.reused = summary.total - done.outputs
     summary.removed = done.removed
     return summary
+
+
+def _check_shared(source: Store | None, out: Store) -> None:
+    """Sharded outputs are read and written by the worker processes: a memory:// store,
+    private to one process, would give each its own."""
+    for store in (source, out):
+        if store is not None and store.protocol == "memory":
+            raise OutputError(
+                f"{store.url}: a memory:// store is private to one process, and sharded "
+                "outputs are written and read by the worker processes; use file:// or s3://"
+            )
 
 
 def _check_apart(src: str, out: str) -> None:

@@ -128,7 +128,12 @@ class StoreShards:
     def records(self, name: str) -> Iterator[Record]:
         """A committed shard's records, read from the store in ranged GETs of `_CHUNK` (no
         HEAD: the size is the listing's), in shard order."""
-        entry = self.there[records_name(name)]
+        entry = self.there.get(records_name(name))
+        if entry is None:  # committed by a worker, gone from the listing since
+            raise OutputError(
+                f"output {self.store.url}/{records_name(name)} is missing (deleted by another "
+                "writer during the run?); rerun"
+            )
         rest = b""
         for start in range(0, entry.size, _CHUNK):
             end = min(entry.size, start + _CHUNK)
