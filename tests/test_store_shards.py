@@ -51,7 +51,12 @@ def _store_files(url: str) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(
     ("sample", "layout"),
-    [(TEXTURES, "webdataset"), (TEXTURES, "parquet"), (DETECTION, "webdataset")],
+    [
+        (TEXTURES, "webdataset"),
+        # Parquet's bytes in the fast lane: the file:// store test below.
+        pytest.param(TEXTURES, "parquet", marks=pytest.mark.slow),
+        (DETECTION, "webdataset"),
+    ],
 )
 def test_workers_write_the_local_sharded_run_s_bytes_to_the_store(
     s3_bucket: str, small_recipe: Path, tmp_path: Path, sample: Path, layout: str
