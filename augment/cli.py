@@ -273,8 +273,6 @@ def expand_cmd(
         phase = phase_bars(show_bar)
         run = expand
         if is_url(src) or is_url(out):
-            if layout != "folders":
-                raise click.UsageError("--output-format with a store SRC or OUT is not built yet")
             from augment.stores.run import expand_stores as run  # the `s3` extra for s3://
         summary = run(
             src, out, options, executor=run_on, progress=progress, on_plan=on_plan, phase=phase

@@ -14,11 +14,13 @@ each image once, in its shard. Imported, like augment/full_run.py, only for a ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from augment.defaults import default_workers
 from augment.errors import ManifestError, OutputError
@@ -65,12 +67,31 @@ from augment.writers.shards import (
     shard_records,
 )
 
+if TYPE_CHECKING:
+    from augment.writers.store_shards import StoreShards
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """A store run's shards: OUT's store URL, and SRC's when the workers read it there."""
+
+    out: str
+    source: str | None
+    check: Callable[[], None]  # raises once the run's lease is lost: no more shards then
+
+
+# Set by a store run (augment/stores/run.py) around the run it makes: the workers then write
+# the shards and records to the store, and the driver reads them there; the rest of OUT (the
+# header, the manifest) is written locally and published after.
+store_target: ContextVar[StoreTarget | None] = ContextVar("store_target", default=None)
+
 
 @dataclass
 class _Shards:
     """The run's shards: each one's tasks (plan indices, in plan order) and inputs digest."""
 
     layout: ShardLayout
+    store: StoreShards | None = None  # a store OUT: its shards as listed
     members: dict[str, list[int]] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     outputs: Counter[str] = field(default_factory=Counter)
@@ -83,7 +104,14 @@ def assign_shards(plan: Plan, output_format: str, size: int, recorded: Any) -> _
     for index, task in enumerate(plan.tasks()):
         found.append((index, task.split, task.original.path, task_digest(task), len(task.outputs)))
         per_split[task.split] += len(task.outputs)
-    shards = _Shards(ShardLayout(output_format, shard_counts(per_split, size, recorded), size))
+    layout = ShardLayout(output_format, shard_counts(per_split, size, recorded), size)
+    target = store_target.get()
+    shards = _Shards(layout)
+    if target is not None:
+        from augment.writers.store_shards import StoreShards
+
+        shards.layout = dataclasses.replace(layout, store=target.out, source=target.source)
+        shards.store = StoreShards(target.out)
     digests: dict[str, list[bytes]] = {}
     for index, split, path, digest, outputs in found:
         name = shards.layout.shard_of(split, path)
@@ -127,13 +155,18 @@ def run(
         progress.on_plan(to_write)
     _execute(setup, loaded, plan, shards, todo, executor, progress, made)
     progress.lap("execute")
-    removed = remove_other_shards(out, shards.members)
+    if shards.store is None:
+        removed = remove_other_shards(out, shards.members)
+    else:
+        if todo:
+            shards.store.relist()
+        removed = shards.store.remove_others(shards.members)
     rejected = list(dict.fromkeys([*dataset.rejected, *plan.rejected, *made.rejected]))
     state.sources.keep_only(
         {o.path for o in dataset.originals} | {r.path for r in dataset.rejected}
     )
     complete = made.written + made.unmade == to_write and not made.retry
-    counts, dropped = _write_manifest(setup, sorted(shards.members), guard)
+    counts, dropped = _write_manifest(setup, shards, guard)
     header = build_header(
         dataset,
         loaded.recipe,
@@ -194,7 +227,10 @@ def _still_to_make(setup: RunSetup, shards: _Shards, made: Made) -> list[str]:
     """The shards not committed from these inputs; the kept ones' rejections go to `made`."""
     todo = []
     for name in sorted(shards.members):
-        kept = committed(setup.out, name, shards.inputs[name])
+        if shards.store is not None:
+            kept = shards.store.committed(name, shards.inputs[name])
+        else:
+            kept = committed(setup.out, name, shards.inputs[name])
         if kept is None:
             todo.append(name)
         else:
@@ -238,6 +274,8 @@ def _execute(
     (the next run keeps them); an unfinished one leaves only a temporary, removed then."""
     if not todo:
         return
+    if shards.store is not None:  # each upload is then create-only (store_shards.py)
+        shards.store.uncommit(todo)
     ctx = run_context(setup, loaded, layout=shards.layout)
     pool = executor or multiprocessing_pool(setup.options.workers or default_workers())
 
@@ -245,7 +283,10 @@ def _execute(
         for name in todo:
             yield [plan.task(index) for index in shards.members[name]]
 
+    target = store_target.get()
     for result in pool(ctx, work()):
+        if target is not None:  # a store run that lost its lease starts no more shards
+            target.check()
         made.rejected.extend(result.rejected)
         made.written += result.samples
         made.unmade += result.unmade
@@ -255,15 +296,19 @@ def _execute(
 
 
 def _write_manifest(
-    setup: RunSetup, names: list[str], guard: contextlib.ExitStack
+    setup: RunSetup, shards: _Shards, guard: contextlib.ExitStack
 ) -> tuple[dict[str, dict[str, int]], Counter[str]]:
     """OUT/manifest.jsonl from the shards' records, in path order (rewritten only if it
     changes). Returns the outputs per split and class, and the objects dropped per class."""
     lines: SortedSpill[str] = guard.enter_context(SortedSpill())
     pairs: Counter[tuple[str, str]] = Counter()
     dropped: Counter[str] = Counter()
-    for name in names:
-        for record in shard_records(setup.out, name):
+    for name in sorted(shards.members):
+        if shards.store is not None:
+            records = shards.store.records(name)
+        else:
+            records = shard_records(setup.out, name)
+        for record in records:
             line = dumps(record)
             lines.add(record["path"], line, len(line))
             pairs[record["split"], record["label"]] += 1

@@ -3,6 +3,7 @@ loopback, reached through s3fs), against the same run with both on local disk. N
 and moto's server (the test extra).
 
     python benchmarks/object_storage.py [--times 2] [--workers 2]
+    python benchmarks/object_storage.py --output-format webdataset [--shard-size 10]
 
 For sample_data/textures, into fresh prefixes: a local run (folders), a first store run
 (`s3://` SRC and OUT), a rerun of it with nothing changed, and a run stopped after its
@@ -11,6 +12,12 @@ resumed. The requests are counted by method as the server logs them; the manifes
 checked byte-identical to the local run's. Loopback requests take a fraction of a
 millisecond; a real store's take 10-100 ms each, so the counts are the figures that carry
 over, the seconds are not.
+
+With `--output-format webdataset|parquet` the workers write the shards to the store
+themselves: the same rows, but the shards and manifest are checked byte-identical to a local
+sharded run's, and the stopped run is a complete one whose second half of shards (records
+and shard) is then deleted, as a run killed there leaves it (a kill in a worker process
+cannot be staged from here).
 """
 
 from __future__ import annotations
@@ -81,6 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--times", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output-format", default="folders")
+    parser.add_argument("--shard-size", type=int, default=10)
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer
 
@@ -106,6 +115,17 @@ def main() -> None:
         if path.is_file():
             src.create(path.relative_to(TEXTURES).as_posix(), path.read_bytes())
     options = ExpandOptions(times=args.times, workers=args.workers)
+    if args.output_format != "folders":
+        options = ExpandOptions(
+            times=args.times,
+            workers=args.workers,
+            layout=args.output_format,
+            shard_size=args.shard_size,
+        )
+        rows, outputs = _sharded_rows(handler, src, f"s3://{bucket}", options)
+        _print(rows, outputs, args)
+        server.stop()
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp, "local")
@@ -136,7 +156,11 @@ def main() -> None:
         )
         assert Store(out).read("manifest.jsonl") == (local / "manifest.jsonl").read_bytes()
     server.stop()
-    print(f"textures, {outputs} outputs, --times {args.times}, --workers {args.workers}")
+    _print(rows, outputs, args)
+
+
+def _print(rows: list[tuple[str, float, dict[str, int]]], outputs: int, args: object) -> None:
+    print(f"textures, {outputs} outputs, {vars(args)}")
     print("| run | s | LIST | GET | HEAD | PUT | DELETE |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, seconds, methods in rows:
@@ -152,6 +176,45 @@ def _run_killed(src: Store, out: str, options: ExpandOptions) -> Callable[[], No
             expand_stores(src.url, out, options)
 
     return run
+
+
+def _sharded_rows(
+    handler: _Requests, src: Store, bucket: str, options: ExpandOptions
+) -> tuple[list[tuple[str, float, dict[str, int]]], int]:
+    from augment.stores.publish import RUN_NAME
+    from augment.writers.shards import RECORDS_DIR, SHARDS_DIR
+
+    rows: list[tuple[str, float, dict[str, int]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp, "local")
+        started = time.perf_counter()
+        summary = expand(TEXTURES, local, options)
+        rows.append(("local sharded run (disk)", time.perf_counter() - started, {}))
+        out = f"{bucket}/out"
+        run = lambda: expand_stores(src.url, out, options)  # noqa: E731
+        rows.append(("store run, first", *_counted(handler, run)))
+        _check_same(Store(out), local)
+        shards = sorted(p.name for p in (local / SHARDS_DIR).iterdir())
+        rows.append(("store rerun, unchanged", *_counted(handler, run)))
+        store = Store(out)
+        store.delete(RUN_NAME)
+        lost = shards[len(shards) // 2 :]
+        for name in lost:
+            store.delete(f"{RECORDS_DIR}/{name.split('.')[0]}.jsonl")
+            store.delete(f"{SHARDS_DIR}/{name}")
+        label = f"store run, resumed ({len(shards) - len(lost)} of {len(shards)} shards kept)"
+        rows.append((label, *_counted(handler, run)))
+        _check_same(Store(out), local)
+    return rows, summary.total
+
+
+def _check_same(store: Store, local: Path) -> None:
+    from augment.writers.shards import RECORDS_DIR, SHARDS_DIR
+
+    for folder in (SHARDS_DIR, RECORDS_DIR):
+        for path in (local / folder).iterdir():
+            assert store.read(f"{folder}/{path.name}") == path.read_bytes(), path.name
+    assert store.read("manifest.jsonl") == (local / "manifest.jsonl").read_bytes()
 
 
 if __name__ == "__main__":

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from augment.model import Rejected
 from augment.stages.manifest import Record
 from augment.stages.plan import SourceTask, content_id
 from augment.stages.rendered import Rendered
 from augment.stages.worker import RunContext, ShardResult, Worker
-from augment.writers.shards import ShardFile, ShardLayout
+from augment.writers.shards import Placement, ShardFile, ShardLayout
+
+if TYPE_CHECKING:
+    from augment.stores.store import Store
 
 SHARD_INPUTS_FORMAT = 1  # bumped when what a shard's inputs digest covers changes
 
@@ -54,6 +58,7 @@ class ShardWorker(Worker):
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
         self._shard: ShardFile | None = None
+        self._source: Store | None = None
 
     def run(self, shard: list[SourceTask]) -> ShardResult:
         layout = self.ctx.layout
@@ -63,7 +68,9 @@ class ShardWorker(Worker):
         left_out: dict[str, Rejected] = {}
         while True:
             result = ShardResult()
-            self._shard = ShardFile(self.ctx.out, name, layout.output_format, inputs)
+            self._shard = ShardFile(
+                self.ctx.out, name, layout.output_format, inputs, self._placement()
+            )
             try:
                 self._fill(shard, left_out, result)
             except _Again:
@@ -78,6 +85,30 @@ class ShardWorker(Worker):
             self._partners.clear()
             self._tiles.clear()
             return result
+
+    def _placement(self) -> Placement | None:
+        """Where the shards go: OUT's folder (None), or its store (a store run)."""
+        layout = self.ctx.layout
+        if layout is None or layout.store is None:
+            return None
+        from augment.writers.store_shards import StorePlacement  # fsspec only for a store
+
+        return StorePlacement(layout.store)
+
+    def source_bytes(self, rel: str) -> bytes:
+        """Through the store when SRC is one (each worker reads its own sources: on a
+        cluster no node has SRC as files); the caller checks the sha256 ingest took."""
+        layout = self.ctx.layout
+        if layout is None or layout.source is None:
+            return super().source_bytes(rel)
+        if self._source is None:
+            from augment.stores.store import Store  # fsspec only for a store SRC
+
+            self._source = Store(layout.source)
+        try:
+            return self._source.read(rel)
+        except FileNotFoundError as exc:
+            raise OSError(f"{layout.source}/{rel}: not in the store") from exc
 
     def _fill(
         self, shard: list[SourceTask], left_out: dict[str, Rejected], result: ShardResult

@@ -277,7 +277,7 @@ class Worker:
         if rel is None:
             return None
         try:
-            ids = decode_mask((self.ctx.src_root / rel).read_bytes())
+            ids = decode_mask(self.source_bytes(rel))
         except (OSError, ValueError) as exc:
             raise SourceProblem(f"cannot read its mask {rel}: {exc}", retry=True) from exc
         return preprocess_mask(ids, decoded_size, self.ctx.recipe.preprocess)
@@ -322,6 +322,10 @@ class Worker:
             dropped = Counter(o.label for o in objects) - Counter(o.label for o in kept)
         return pixels, kept, params, dropped, warped
 
+    def source_bytes(self, rel: str) -> bytes:
+        """A source file's bytes, `rel` relative to SRC."""
+        return (self.ctx.src_root / rel).read_bytes()
+
     def prepare(self, original: Original) -> np.ndarray:
         """Read, check, decode and preprocess one original."""
         return self.prepare_sized(original)[0]
@@ -331,7 +335,7 @@ class Worker:
         decoded reduced, see codec.decode): what annotations are scaled from."""
         ctx = self.ctx
         try:
-            data = (ctx.src_root / original.path).read_bytes()
+            data = self.source_bytes(original.path)
         except OSError as exc:
             raise SourceProblem(f"cannot read: {exc.strerror or exc}", retry=True) from exc
         if sha256_bytes(data) != original.sha256:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from augment.errors import OutputError
 from augment.layout import MANIFEST_NAME, STATE_DIR
+from augment.model import ExpandSummary
 from augment.stores.lease import LEASE_NAME, Lease
 from augment.stores.store import Entry, Store
 
@@ -37,6 +38,8 @@ SHARDS_DIR = f"{STATE_DIR}/shards"
 # A shard's records before its outputs: the outputs a run that died might have left.
 PENDING_DIR = f"{STATE_DIR}/pending"
 RUN_NAME = f"{STATE_DIR}/store-run.json"  # written last by a complete run
+# What makes a sharded store OUT augment's before its first run completes.
+OUTPUT_MARK = f"{STATE_DIR}/output.json"
 
 
 @dataclass
@@ -118,6 +121,25 @@ def publish(
     done.removed = len(removed)
     # What the last complete run wrote and this one does not: a split's metadata.csv, say.
     for path in sorted(set(last) - keep - removed):
+        if path in there and not path.startswith(STATE_DIR + "/"):
+            store.delete(path)
+    return done
+
+
+def publish_beside_shards(
+    store: Store, staged: Path, summary: ExpandSummary, last: Iterable[str] = ()
+) -> Published:
+    """A sharded run's header files and manifest written beside the shards the workers
+    committed to the store (augment/writers/store_shards.py), and what the last complete
+    run wrote that this one does not (its stale shards are removed already) deleted."""
+    there = {e.path: e for e in store.list() if not e.path.startswith(("shards/", "records/"))}
+    done = Published(outputs=summary.written, removed=summary.removed)
+    headers = [*_header_files(staged), MANIFEST_NAME]
+    for path in headers:
+        done.written += write_output(store, path, (staged / path).read_bytes(), there, True)
+    done.kept = {*headers, OUTPUT_MARK}
+    done.kept |= {e.path for e in store.list("shards")} | {e.path for e in store.list("records")}
+    for path in sorted(set(last) - done.kept):
         if path in there and not path.startswith(STATE_DIR + "/"):
             store.delete(path)
     return done

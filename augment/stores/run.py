@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from augment.errors import AugmentError, OutputError
-from augment.layout import HEADER_NAME, MANIFEST_NAME
+from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
-from augment.stores.lease import Lease
-from augment.stores.publish import RUN_NAME, Published, check_ours, publish
+from augment.stores.lease import LEASE_NAME, Lease
+from augment.stores.publish import (
+    OUTPUT_MARK,
+    RUN_NAME,
+    Published,
+    check_ours,
+    publish,
+    publish_beside_shards,
+)
 from augment.stores.sources import Source, listing, open_source, stage, staged_path
 from augment.stores.store import Entry, Store
 from augment.stores.url import StoreUrl, is_url
@@ -97,6 +104,8 @@ def _run(
     # copy of SRC each time, and read it all).
     store = Store(out if is_url(out) else Path(out).resolve().as_uri())
     _check_apart(src, store.url)
+    if options.layout != "folders":
+        _check_shared(source.store if is_url(src) else None, store)
     with contextlib.ExitStack() as guard:
         if not is_url(out):  # and the lock a local run takes, so that the two exclude
             from augment.run import lock_output
@@ -155,9 +164,15 @@ def _store_run(
     else:
         read, local_src = {}, Path(src)
     seed_last_run(store, work / "out")
-    summary = local_run(local_src, work / "out")
     last_written = [str(w[0]) for w in last.get("written", [])] if last is not None else []
-    done = publish(store, work / "out", lease, options.force, last_written)
+    if options.layout != "folders":  # the workers write the shards to the store themselves
+        shard_source = source if is_url(src) else None
+        summary = _sharded_run(shard_source, store, lease, local_src, work, local_run)
+        lease.check()  # before the header files: a run that lost its lease writes no more
+        done = publish_beside_shards(store, work / "out", summary, last_written)
+    else:
+        summary = local_run(local_src, work / "out")
+        done = publish(store, work / "out", lease, options.force, last_written)
     written = _written_listing(store, done.kept)
     state = {
         "format": RUN_FORMAT,
@@ -170,6 +185,38 @@ def _store_run(
     # Not sorted: the summary's classes and splits keep the order a full run reports them in.
     store.put(RUN_NAME, json.dumps(state, indent=1).encode("utf-8"))
     return _as_published(summary, store, done)
+
+
+def _sharded_run(
+    source: Source | None,
+    store: Store,
+    lease: Lease,
+    local_src: Path,
+    work: Path,
+    local_run: Callable[[Path, Path], ExpandSummary],
+) -> ExpandSummary:
+    """The local run, its shards and records written to (and read from) the store by the
+    workers and the driver (augment/sharded_run.py's `store_target`); with a store SRC, the
+    workers read their sources there too. Only the header files are written locally."""
+    from augment.sharded_run import StoreTarget, store_target
+
+    if not any(e.path != LEASE_NAME for e in store.list(STATE_DIR)):
+        taken = [f for f in ("shards", "records") if store.list(f)]
+        if taken:  # --force beside foreign objects: nothing of theirs replaced or removed
+            raise OutputError(
+                f"output {store.url} already holds {taken[0]}/, where augment would write "
+                "its shards; --force never overwrites objects augment did not write: choose "
+                "another prefix"
+            )
+        # Ours from the first shard on: a killed first run's shards are resumed, not refused.
+        store.put(OUTPUT_MARK, b'{"sharded": true}\n')
+    url = source.store.url if source is not None else None
+    target = StoreTarget(store.url, url, lease.check)
+    token = store_target.set(target)
+    try:
+        return local_run(local_src, work / "out")
+    finally:
+        store_target.reset(token)
 
 
 def seed_last_run(store: Store, folder: Path) -> None:
@@ -261,6 +308,17 @@ def _as_published(summary: ExpandSummary, store: Store, done: Published) -> Expa
     summary.reused = summary.total - done.outputs
     summary.removed = done.removed
     return summary
+
+
+def _check_shared(source: Store | None, out: Store) -> None:
+    """Sharded outputs are read and written by the worker processes: a memory:// store,
+    private to one process, would give each its own."""
+    for store in (source, out):
+        if store is not None and store.protocol == "memory":
+            raise OutputError(
+                f"{store.url}: a memory:// store is private to one process, and sharded "
+                "outputs are written and read by the worker processes; use file:// or s3://"
+            )
 
 
 def _check_apart(src: str, out: str) -> None:

@@ -70,6 +70,10 @@ class ShardLayout:
     output_format: str
     counts: Mapping[str, int]
     shard_size: int = DEFAULT_SHARD_SIZE
+    # A store run: the store URL of OUT the workers write the shards to, and of SRC they
+    # read the sources from (None: the local folders). Not in `augment.json`.
+    store: str | None = None
+    source: str | None = None
 
     @property
     def extension(self) -> str:
@@ -120,20 +124,29 @@ def records_name(shard: str) -> str:
 
 
 class ShardFile:
-    """One shard being written: `add` each sample, then `commit` (or `discard`)."""
+    """One shard being written: `add` each sample, then `commit` (or `discard`). With a
+    `place` (a store OUT's, augment/writers/store_shards.py), the shard and its records go
+    there instead of into the folder `out`: the same calls, another placement."""
 
-    def __init__(self, out: Path, name: str, output_format: str, inputs: str) -> None:
-        self._path = out / SHARDS_DIR / name
-        self._records_path = out / records_name(name)
+    def __init__(
+        self,
+        out: Path,
+        name: str,
+        output_format: str,
+        inputs: str,
+        place: Placement | None = None,
+    ) -> None:
+        self._rel, self._records_rel = f"{SHARDS_DIR}/{name}", records_name(name)
+        self._place: Placement = place or FolderPlacement(out)
         self._name, self._inputs, self._samples = name, inputs, 0
         self._handle: BinaryIO | None = None
         self._records: BinaryIO | None = None
         try:
-            self._handle = open_temp(self._path)
-            self._records = open_temp(self._records_path)
+            self._handle = self._place.open(self._rel)
+            self._records = self._place.open(self._records_rel)
         except OSError as exc:
             self.discard()
-            raise output_error(self._path, exc) from exc
+            raise output_error(out / self._rel, exc) from exc
         self._writer: SampleWriter = WRITERS[output_format][1](self._handle)
 
     def add(self, record: Record, image: bytes, mask: bytes | None = None) -> Record:
@@ -146,7 +159,7 @@ class ShardFile:
             self._records.write((dumps(listed) + "\n").encode("utf-8"))
         except OSError as exc:
             self.discard()
-            raise output_error(self._path, exc) from exc
+            raise self._place.error(self._rel, exc) from exc
         self._samples += 1
         return listed
 
@@ -157,30 +170,61 @@ class ShardFile:
         try:
             self._writer.close()
             self._handle.close()
-            tmp = temp_path_for(self._path)
-            size, sha256 = _size_and_sha256(tmp)
-            os.replace(tmp, self._path)
+            size, sha256 = _size_and_sha256(self._place.local(self._rel))
+            self._place.finish(self._rel)
             commit = {"shard": self._name, "inputs": self._inputs, "samples": self._samples}
             commit |= {"size": size, "sha256": sha256, "format": COMMIT_FORMAT}
             commit["rejected"] = [[r.path, r.reason, r.retry] for r in rejected]
             self._records.write((dumps({"commit": commit}) + "\n").encode("utf-8"))
             self._records.close()
-            os.replace(temp_path_for(self._records_path), self._records_path)
+            self._place.finish(self._records_rel)
         except OSError as exc:
             self.discard()
-            raise output_error(self._path, exc) from exc
+            raise self._place.error(self._rel, exc) from exc
         finally:
             self._handle = self._records = None
 
     def discard(self) -> None:
         if self._handle is not None and hasattr(self, "_writer"):
             self._writer.abort()
-        for handle, path in ((self._handle, self._path), (self._records, self._records_path)):
+        for handle, rel in ((self._handle, self._rel), (self._records, self._records_rel)):
             if handle is not None:
                 handle.close()
             with contextlib.suppress(OSError):
-                temp_path_for(path).unlink()
+                self._place.drop(rel)
         self._handle = self._records = None
+
+
+class Placement(Protocol):
+    """Where a shard's files go: written to a local temporary, then put in place."""
+
+    def open(self, rel: str) -> BinaryIO: ...
+    def local(self, rel: str) -> Path: ...
+    def finish(self, rel: str) -> None: ...
+    def drop(self, rel: str) -> None: ...
+    def error(self, rel: str, exc: OSError) -> Exception: ...
+
+
+class FolderPlacement:
+    """OUT a folder: a temporary beside the file, renamed over it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def open(self, rel: str) -> BinaryIO:
+        return open_temp(self.out / rel)
+
+    def local(self, rel: str) -> Path:
+        return temp_path_for(self.out / rel)
+
+    def finish(self, rel: str) -> None:
+        os.replace(temp_path_for(self.out / rel), self.out / rel)
+
+    def drop(self, rel: str) -> None:
+        temp_path_for(self.out / rel).unlink()
+
+    def error(self, rel: str, exc: OSError) -> Exception:
+        return output_error(self.out / rel, exc)
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:
@@ -196,16 +240,35 @@ def committed(out: Path, name: str, inputs: str) -> list[Rejected] | None:
     """The rejections of shard `name` if it was committed from these inputs and is still
     there, whole (by its size: reading every kept shard again would cost a rerun what
     writing it did), and none of them may pass (else the rerun tries again); else None."""
-    commit = _commit_line(out / records_name(name))
+    try:
+        size = (out / SHARDS_DIR / name).stat().st_size
+    except OSError:
+        return None
+    return kept_rejections(_commit_line(out / records_name(name)), name, inputs, size)
+
+
+def kept_rejections(
+    commit: dict[str, Any] | None, name: str, inputs: str, size: int
+) -> list[Rejected] | None:
+    """`committed`'s decision from a shard's commit line and its size as found."""
     if commit is None or commit.get("inputs") != inputs or commit.get("shard") != name:
         return None
+    if size != commit.get("size"):
+        return None
     try:
-        if (out / SHARDS_DIR / name).stat().st_size != commit.get("size"):
-            return None
         rejected = [Rejected(str(p), str(r), bool(t)) for p, r, t in commit["rejected"]]
-    except (OSError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return None
     return None if any(r.retry for r in rejected) else rejected
+
+
+def last_line_commit(text: bytes) -> dict[str, Any] | None:
+    """The commit of a records file's tail, if its last line is one."""
+    try:
+        commit = json.loads(text.rstrip(b"\n").rpartition(b"\n")[2]).get("commit")
+    except (ValueError, AttributeError):
+        return None
+    return commit if isinstance(commit, dict) else None
 
 
 def _commit_line(path: Path) -> dict[str, Any] | None:
@@ -220,10 +283,9 @@ def _commit_line(path: Path) -> dict[str, Any] | None:
                 if b"\n" in text or tail >= size:
                     break
                 tail *= 4
-        commit = json.loads(text.rpartition(b"\n")[2]).get("commit")
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         return None
-    return commit if isinstance(commit, dict) else None
+    return last_line_commit(text)
 
 
 def shard_records(out: Path, name: str) -> Iterator[Record]:

@@ -223,3 +223,31 @@ def _session(proc: psutil.Process) -> int | None:
         return os.getsid(proc.pid)
     except OSError:
         return None
+
+
+def test_ray_workers_write_shards_to_a_store_as_the_local_pool_does(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path
+) -> None:
+    """What a cluster does: Ray tasks read their sources from S3 (moto on loopback) and
+    write their shards and records there; the bytes are the local sharded run's."""
+    from augment.stores.run import expand_stores
+    from augment.stores.store import Store
+    from augment.writers.shards import RECORDS_DIR, SHARDS_DIR
+    from tests.helpers import upload
+
+    options = ExpandOptions(
+        times=2, recipe=str(small_recipe), workers=2, layout="webdataset", shard_size=10
+    )
+    local = tmp_path / "local"
+    expand(TEXTURES, local, options)
+    upload(TEXTURES, f"{s3_bucket}/src")
+    out = f"{s3_bucket}/out"
+    summary = expand_stores(f"{s3_bucket}/src", out, options, executor=ray_executor(2))
+    assert summary.written == summary.total > 0
+    store = Store(out)
+    names = [e.path for e in [*store.list(SHARDS_DIR), *store.list(RECORDS_DIR)]]
+    names += ["manifest.jsonl", "augment.json"]
+    assert {n: store.read(n) for n in names} == {n: (local / n).read_bytes() for n in names}
+    assert {p.relative_to(local).as_posix() for p in (local / SHARDS_DIR).iterdir()} == {
+        n for n in names if n.startswith(SHARDS_DIR + "/")
+    }
