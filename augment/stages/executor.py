@@ -311,17 +311,21 @@ def multiprocessing_pool(workers: int) -> Executor:
             yield from in_process(ctx, itertools.chain(head, pending))
             return
         shared = _SharedShards(itertools.chain(head, pending))
-        pool = _BackgroundPool(workers - 1, ctx, shared)
-        finished = False
-        try:
-            worker = worker_for(ctx)
-            with one_cv2_thread():
+        # One OpenCV thread here from before the fork to the pool's end: a worker forked
+        # while this process's OpenCV pool has threads (a caller's earlier OpenCV work)
+        # inherits that pool without its threads, and its first OpenCV call waits for them
+        # forever; the pool may fork a replacement worker at any time while it runs.
+        with one_cv2_thread():
+            pool = _BackgroundPool(workers - 1, ctx, shared)
+            finished = False
+            try:
+                worker = worker_for(ctx)
                 for shard in shared:
                     yield worker.run(shard)
                     yield from pool.ready_results()
-            yield from pool.remaining_results()
-            finished = True
-        finally:
-            pool.close(finished)
+                yield from pool.remaining_results()
+                finished = True
+            finally:
+                pool.close(finished)
 
     return run

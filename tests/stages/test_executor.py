@@ -125,3 +125,31 @@ def test_forked_workers_are_born_ignoring_ctrl_c() -> None:
         born_with = pool.map(_sigint_handler_name, [0])[0]
     assert born_with == repr(signal.SIG_IGN)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored here
+
+
+def test_a_caller_that_used_opencv_threads_then_expands_with_workers_does_not_hang(
+    tmp_path: Path,
+) -> None:
+    """A program (a notebook) that ran OpenCV on its own thread pool before calling
+    expand(workers=2): a worker forked while that pool has threads inherits its state
+    without the threads, and its first OpenCV call waited for them forever."""
+    import subprocess
+
+    program = f"""
+import cv2, numpy as np
+from pathlib import Path
+from augment import expand, ExpandOptions
+cv2.setNumThreads(4)  # the pool started whatever the machine's cores
+image = np.zeros((2000, 2000, 3), np.uint8)
+for _ in range(3):
+    cv2.GaussianBlur(image, (31, 31), 0)
+summary = expand(Path({str(DIGITS)!r}), Path({str(tmp_path / "out")!r}),
+                 ExpandOptions(times=2, workers=2))
+assert cv2.getNumThreads() == 4  # the caller's setting, as it was
+print(summary.written)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0
