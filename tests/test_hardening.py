@@ -667,6 +667,50 @@ def test_the_audit_sees_images_a_consumer_reads(
     assert "clean: no findings" not in result.stdout
 
 
+@pytest.fixture(scope="module")
+def textures_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data/textures expanded by the command (read-only: tests copy it)."""
+    from tests.helpers import SMALL_RECIPE, TEXTURES
+
+    folder = tmp_path_factory.mktemp("textures")
+    (folder / "r.yaml").write_text(SMALL_RECIPE)
+    out = folder / "out"
+    assert run_cli(*expand_args(TEXTURES, out, folder / "r.yaml")).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["crop", "shift"])
+def test_a_crop_or_shift_of_a_held_out_image_in_train_is_found(
+    tmp_path: Path, textures_out: Path, kind: str
+) -> None:
+    """90 % of a validation image, or the image moved by a tenth of its sides with the band
+    left black (Affine's default fill), saved into train: the audit names the pair. The
+    clean output has no finding."""
+    import shutil
+
+    from PIL import Image
+
+    out = tmp_path / "out"
+    shutil.copytree(textures_out, out, symlinks=True)
+    clean = run_cli("audit", str(out))
+    assert clean.returncode == 0 and "clean: no findings" in clean.stdout, clean.stdout
+    held_out = sorted(out.glob("validation/grass/*.jpg"))[0]
+    with Image.open(held_out) as img:
+        w, h = img.size
+        if kind == "crop":
+            left, top = w // 20, h // 25  # off-centre: no crop window starts there exactly
+            copy = img.crop((left, top, left + w * 9 // 10, top + h * 9 // 10))
+        else:
+            copy = Image.new("RGB", img.size)
+            copy.paste(img, (w // 10, -h // 10))
+        copy.save(out / "train" / "grass" / "copy.png")
+    result = run_cli("audit", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout
+    what = "a crop of the other" if kind == "crop" else "a shifted copy of the other"
+    pair = f"train/grass/copy.png (train) and {held_out.relative_to(out)} (validation)"
+    assert f"{pair}: one is {what}" in result.stdout, result.stdout
+
+
 # --- 16. a 20 GB sparse file whose header declares 100000 x 100000 ----------------------------
 
 
