@@ -98,7 +98,9 @@ def sample_sets(seeds: int, times: int) -> None:
         for seed in range(seeds):
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "out"
-                expand(ROOT / "sample_data" / name, out, ExpandOptions(times=times, seed=seed))
+                # One process: forking a pool after the audits' threads ran may deadlock.
+                options = ExpandOptions(times=times, seed=seed, workers=1)
+                expand(ROOT / "sample_data" / name, out, options)
                 files = [
                     ImageFile(r["path"], r["split"], r["label"], out / r["path"])
                     for r in read_manifest(out)
