@@ -22,6 +22,7 @@ from augment.defaults import default_workers
 from augment.errors import OutputError
 from augment.files import check_write_folders, output_error, remove_temp_files, source_folders
 from augment.imaging.digests import ImageHash
+from augment.interrupts import refused_resource
 from augment.layout import CLASSES_NAME, HEADER_NAME, MANIFEST_NAME, METADATA_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.recipe.annotated import check_recipe_for_task
@@ -261,8 +262,7 @@ def _execute(
     executor: Executor | None,
     progress: Progress,
 ) -> Made:
-    """Make the outputs still to do; on Ctrl-C, journal what was made so that the next run
-    resumes from it."""
+    """Make the outputs still to do; on Ctrl-C, journal what was made: the next run resumes."""
     out, options = setup.out, setup.options
     made = Made()
     if not reuse.to_write:
@@ -279,7 +279,9 @@ def _execute(
             made.retry = made.retry or any(r.retry for r in result.rejected)
             if progress.progress is not None:
                 progress.progress(len(result.records))
-    except KeyboardInterrupt:
+    except BaseException as exc:  # Ctrl-C, or a process limit met: what was made is kept
+        if not isinstance(exc, KeyboardInterrupt) and refused_resource(exc) is None:
+            raise
         pending = (job.path for task in plan.tasks(reuse.todo) for job in task.outputs)
         write_interrupted(out, rows, leftovers, pending, setup.state)
         raise

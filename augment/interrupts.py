@@ -10,6 +10,7 @@ the main process alone decides how a run stops.
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import sys
 from collections.abc import Callable
@@ -83,6 +84,36 @@ def _finished() -> None:
     _handled()
 
 
+def refused_resource(exc: BaseException) -> str | None:
+    """What to tell the user when `exc` says the system refused the run a thread or a
+    process (a process limit: `ulimit -u`, a container's pids limit), else None."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        thread = isinstance(cause, RuntimeError) and "can't start new thread" in str(cause)
+        fork = isinstance(cause, OSError) and cause.errno == errno.EAGAIN
+        if thread or fork:
+            return (
+                f"the system refused a new {'thread' if thread else 'process'} ({cause}): "
+                "a limit on processes is reached (ulimit -u, a container's pids limit); "
+                "finished work is kept: rerun the same command to resume, with fewer "
+                "--workers or a higher limit"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _refused_resource(raised: BaseException) -> None:
+    """A thread or process the system refused (a process limit) is the user's to fix, at
+    any point of any command: a message and exit 2, not a traceback (the run journaled
+    what it had made, augment/full_run.py)."""
+    message = refused_resource(raised)
+    if message is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"Error: {message}", file=sys.stderr, flush=True)
+        _finished()
+        sys.exit(2)  # AugmentError.exit_code: the user's to fix
+
+
 def run(main: Callable[[], object]) -> None:
     """Run the command `main` (imported inside it, so its import is covered too)."""
     try:
@@ -96,6 +127,7 @@ def run(main: Callable[[], object]) -> None:
     except BaseException as raised:
         exc = interrupt_in(raised)
         if exc is None:
+            _refused_resource(raised)
             raise
         code = say_interrupted(exc)
         # Nothing more may reach a terminal that is gone, not even at exit.

@@ -82,7 +82,8 @@ class Original:
     annotation: Annotation | None = None  # annotated sets only
 
 
-@dataclass(frozen=True)
+# slots: a labels file of millions of rows can reject each of them.
+@dataclass(frozen=True, slots=True)
 class Rejected:
     path: str
     reason: str

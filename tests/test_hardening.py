@@ -667,6 +667,100 @@ def test_the_audit_sees_images_a_consumer_reads(
     assert "clean: no findings" not in result.stdout
 
 
+@pytest.fixture(scope="module")
+def textures_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data/textures expanded by the command (read-only: tests copy it)."""
+    from tests.helpers import SMALL_RECIPE, TEXTURES
+
+    folder = tmp_path_factory.mktemp("textures")
+    (folder / "r.yaml").write_text(SMALL_RECIPE)
+    out = folder / "out"
+    assert run_cli(*expand_args(TEXTURES, out, folder / "r.yaml")).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["crop", "shift"])
+def test_a_crop_or_shift_of_a_held_out_image_in_train_is_found(
+    tmp_path: Path, textures_out: Path, kind: str
+) -> None:
+    """90 % of a validation image, or the image moved by a tenth of its sides with the band
+    left black (Affine's default fill), saved into train: the audit names the pair. The
+    clean output has no finding."""
+    import shutil
+
+    from PIL import Image
+
+    out = tmp_path / "out"
+    shutil.copytree(textures_out, out, symlinks=True)
+    clean = run_cli("audit", str(out))
+    assert clean.returncode == 0 and "clean: no findings" in clean.stdout, clean.stdout
+    held_out = sorted(out.glob("validation/grass/*.jpg"))[0]
+    with Image.open(held_out) as img:
+        w, h = img.size
+        if kind == "crop":
+            left, top = w // 20, h // 25  # off-centre: no crop window starts there exactly
+            copy = img.crop((left, top, left + w * 9 // 10, top + h * 9 // 10))
+        else:
+            copy = Image.new("RGB", img.size)
+            copy.paste(img, (w // 10, -h // 10))
+        copy.save(out / "train" / "grass" / "copy.png")
+    result = run_cli("audit", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout
+    what = "a crop of the other" if kind == "crop" else "a shifted copy of the other"
+    pair = f"train/grass/copy.png (train) and {held_out.relative_to(out)} (validation)"
+    assert f"{pair}: one is {what}" in result.stdout, result.stdout
+
+
+# --- 19. a labels file of hundreds of thousands of rows --------------------------------------
+
+
+def _peak_rss_of(*args: str) -> int:
+    """The command's peak RSS in bytes, measured by a parent of its own (RUSAGE_CHILDREN
+    of this test process would count every child it ever had)."""
+    import sys
+
+    measure = (
+        "import resource, subprocess, sys; "
+        "done = subprocess.run(sys.argv[1:], capture_output=True); "
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure, *augment_command(*args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=True,
+    )
+    code, kb = done.stdout.split()
+    assert code == "0", done.stdout
+    return int(kb) * 1024
+
+
+@pytest.mark.slow
+def test_a_labels_file_of_many_rows_costs_little_memory_per_row(tmp_path: Path) -> None:
+    """`augment inspect` on 20,000 and on 220,000 rows (ten real images, the other rows
+    naming missing files, each rejected): the 200,000 rows more cost under 420 bytes each,
+    the rejection each keeps included (they cost 520, and took 19 s instead of 4). The
+    figures at 2.3 M rows: benchmarks/labels_file.py."""
+    from tests.helpers import DIGITS
+
+    images = sorted(DIGITS.rglob("*.png"))[:10]
+    peaks = []
+    for rows in (20_000, 220_000):
+        root = tmp_path / str(rows)
+        (root / "real").mkdir(parents=True)
+        listed = []
+        for i, image in enumerate(images):
+            (root / "real" / f"{i}.png").write_bytes(image.read_bytes())
+            listed.append(f"real/{i}.png,c{i % 2}")
+        listed += [f"images/n{i % 1000:04d}/{i:08d}.jpg,c{i % 2}" for i in range(rows - 10)]
+        (root / "labels.csv").write_text("path,label\n" + "\n".join(listed) + "\n")
+        peaks.append(_peak_rss_of("inspect", str(root / "labels.csv")))
+    per_row = (peaks[1] - peaks[0]) / 200_000
+    assert per_row < 420, f"{per_row:.0f} bytes per row"
+
+
 # --- 16. a 20 GB sparse file whose header declares 100000 x 100000 ----------------------------
 
 
@@ -745,39 +839,120 @@ def test_a_full_temporary_folder_is_a_clear_error_and_the_rerun_resumes(
     assert file_tree(out) == file_tree(tmp_path / "clean")
 
 
-def test_a_refused_fork_leaves_the_run_to_the_main_process(
-    tmp_path: Path, src: Path, small_recipe: Path
-) -> None:
-    """A process limit makes fork() fail: the run goes on in its own process."""
+def _under_a_process_limit(*args: str, tasks: int = 1) -> subprocess.CompletedProcess[str]:
+    """`augment ARGS` allowed `tasks` tasks (processes and threads) in all. Root is exempt from the
+    limit (by its real user id, and by CAP_SYS_RESOURCE or CAP_SYS_ADMIN), so as root the
+    command runs with the real user id of `nobody` and without those two capabilities;
+    its effective id stays root's, so it can still run this Python and write tmp_path.
+    OpenBLAS and OpenMP start no threads of their own: the limit is met where the tool
+    starts its own threads and processes."""
+    import ctypes
     import resource
-    import sys
 
-    if os.geteuid() == 0:
-        # The kernel exempts root from RLIMIT_NPROC: the run must be another user's.
-        try:
-            subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_as_nobody, check=True)
-        except (OSError, subprocess.CalledProcessError):
-            pytest.skip("root is exempt from process limits, and no other user can run Python")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_sys_admin, cap_sys_resource = 24, 21, 24
 
-    def one_process() -> None:
+    def limited() -> None:
         if os.geteuid() == 0:
-            _as_nobody()
-        resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+            for cap in (cap_sys_admin, cap_sys_resource):
+                if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+            os.setresuid(65534, 0, 0)
+        resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
 
-    out = tmp_path / "out"
-    tmp_path.chmod(0o777)
-    result = subprocess.run(
-        augment_command(*expand_args(src, out, small_recipe)[:-1], "3"),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        preexec_fn=one_process,
-        check=False,
-    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    try:
+        return subprocess.run(
+            augment_command(*args),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            preexec_fn=limited,
+            env=env,
+            check=False,
+        )
+    except subprocess.SubprocessError as exc:  # the limit could not be set up here
+        pytest.skip(f"cannot run a command under a process limit here: {exc}")
+
+
+@pytest.fixture()
+def shared_tmp() -> Iterator[Path]:
+    """A folder that the real user id of `_under_a_process_limit` may read and write (click
+    checks SRC and OUT with access(2), which asks for the real user id); pytest's own is
+    the owner's alone."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="augment-limit-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def bigger_src(shared_tmp: Path) -> Path:
+    # 24 originals, 3 outputs each: two shards of work, so `-j 3` starts a pool.
+    return tiny_source(shared_tmp / "src", classes=("cat", "dog", "owl"), per_class=8)
+
+
+def test_a_refused_fork_leaves_the_run_to_the_main_process(
+    shared_tmp: Path, bigger_src: Path, small_recipe: Path
+) -> None:
+    """A process limit makes fork() fail: the run goes on in its own process, and makes
+    what a run with a pool makes."""
+    before = source_state(bigger_src)
+    out = shared_tmp / "out"
+    args = expand_args(bigger_src, out, small_recipe)[:-1]
+    result = _under_a_process_limit(*args, "3", "--times", "3", "--near-duplicates", "-1")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    clean = shared_tmp / "clean"
+    args[2] = str(clean)
+    assert run_cli(*args, "3", "--times", "3", "--near-duplicates", "-1").returncode == 0
+    assert file_tree(out) == file_tree(clean)
+    assert source_state(bigger_src) == before
 
 
-def _as_nobody() -> None:
-    os.setgid(65534)
-    os.setuid(65534)
+def test_a_refused_thread_is_a_clear_error_and_the_rerun_resumes(
+    shared_tmp: Path, bigger_src: Path, small_recipe: Path
+) -> None:
+    """The near-duplicate hashing's threads refused: exit 2 and the cause, no traceback;
+    the same command without the limit then makes what a clean run makes."""
+    before = source_state(bigger_src)
+    out = shared_tmp / "out"
+    args = [*expand_args(bigger_src, out, small_recipe)[:-1], "3", "--times", "3"]
+    refused(
+        _under_a_process_limit(*args),
+        "the system refused a new thread",
+        "a limit on processes is reached (ulimit -u",
+        "rerun the same command to resume",
+    )
+    assert source_state(bigger_src) == before
+    assert run_cli(*args).returncode == 0
+    args[2] = str(shared_tmp / "clean")
+    assert run_cli(*args).returncode == 0
+    assert file_tree(out) == file_tree(shared_tmp / "clean")
+
+
+def test_a_process_limit_met_mid_run_keeps_the_work_done(
+    shared_tmp: Path, bigger_src: Path, small_recipe: Path
+) -> None:
+    """Room for the main process and its two workers, not for the pool's own threads: the
+    main process has made every output alone when the pool's failure surfaces. Exit 2 with
+    the cause; the rerun without the limit writes nothing again, and equals a clean run."""
+    out = shared_tmp / "out"
+    args = expand_args(bigger_src, out, small_recipe)[:-1]
+    args += ["3", "--times", "3", "--near-duplicates", "-1"]
+    refused(
+        _under_a_process_limit(*args, tasks=4),
+        "the system refused a new thread",
+        "finished work is kept: rerun the same command to resume",
+    )
+    made = {p.name for p in out.rglob("*.png")}
+    assert made, "nothing was made before the limit was met"
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"0 files written, {len(made)} unchanged" in again.stdout, again.stdout
+    args[2] = str(shared_tmp / "clean")
+    assert run_cli(*args).returncode == 0
+    assert file_tree(out) == file_tree(shared_tmp / "clean")

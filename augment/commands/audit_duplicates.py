@@ -1,6 +1,8 @@
 """The checks `augment audit` makes by decoding images, across splits and never within one:
 `exact-duplicates` (identical decoded pixels, or the same picture re-encoded) and
-`near-duplicates` (perceptual hash within a Hamming threshold, the mirror included)."""
+`near-duplicates` (perceptual hash within a Hamming threshold, the mirror included; and a
+crop or shifted copy of one file in another split: its hash near one of the other's crop
+windows, see augment/imaging/similarity.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from augment.commands.audit_report import AuditOptions, Finding, ImageFile
@@ -20,8 +23,18 @@ from augment.errors import UnreadableImage
 from augment.imaging.codec import decode
 from augment.imaging.digests import ImageHash
 from augment.imaging.hash_index import near_pairs
-from augment.imaging.similarity import block_psnr, phash_rgb, pixel_digest
+from augment.imaging.similarity import (
+    block_psnr,
+    core_hash,
+    crop_hashes,
+    phash_gray,
+    pixel_digest,
+)
 from augment.model import Phase
+
+# Bits taken off --max-distance for a crop match: each file is compared with a hundred
+# windows of the other, so a hundred times the chances of an unrelated look-alike.
+CROP_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,8 @@ class _Fingerprint:
     shape: tuple[int, ...]
     digest: str
     hash: ImageHash
+    crops: tuple[int, ...]  # its crop windows' hashes
+    core: ImageHash | None  # without its uniform borders (a shifted copy's filled band)
 
 
 def _decode_pixels(path: Path) -> np.ndarray:
@@ -40,7 +55,11 @@ def _try_fingerprint(path: Path) -> _Fingerprint | OSError | UnreadableImage:
         pixels = _decode_pixels(path)
     except (OSError, UnreadableImage) as exc:
         return exc
-    return _Fingerprint(pixels.shape, pixel_digest(pixels), phash_rgb(pixels))
+    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    crops = tuple(crop_hashes(gray))
+    return _Fingerprint(
+        pixels.shape, pixel_digest(pixels), phash_gray(gray), crops, core_hash(gray)
+    )
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -110,7 +129,54 @@ def duplicate_findings(
                     files[i], files[j], prints[i], prints[j], distance, mirrored, options, pixels
                 )
             )
+        threshold = options.max_distance - CROP_MARGIN
+        for a, b, distance, how in _crop_hits(left, right, prints, threshold):
+            i, j = pair(a, b)
+            if (i, j) not in seen:
+                seen.add((i, j))
+                findings.append(_cropped(files[i], files[j], distance, how))
     return sorted(findings, key=lambda f: (f.check, f.paths))
+
+
+def _crop_hits(
+    left: list[int], right: list[int], prints: dict[int, _Fingerprint], max_distance: int
+) -> list[tuple[int, int, int, str]]:
+    """(file, file, bits, how) for each pair where one file, whole or without its uniform
+    borders, mirrored or not, is within `max_distance` bits of a crop window of the other:
+    the closest match per pair, closest pairs first."""
+    best: dict[tuple[int, int], tuple[int, str]] = {}
+    for probes_side, windows_side in ((left, right), (right, left)):
+        probes, probe_of = [], []
+        for i in probes_side:
+            fp = prints[i]
+            wholes = [(fp.hash, "a crop")] + ([(fp.core, "a shifted copy")] if fp.core else [])
+            for whole, how in wholes:
+                probes += [whole.direct, whole.mirror]
+                probe_of += [(i, how), (i, f"{how}, mirrored,")]
+        windows = [h for j in windows_side for h in prints[j].crops]
+        window_of = [j for j in windows_side for _ in prints[j].crops]
+        if not probes or not windows or max_distance < 0:
+            continue
+        found = near_pairs(
+            np.array(probes, dtype=np.uint64), np.array(windows, dtype=np.uint64), max_distance
+        )
+        for p, w, distance in found:
+            (i, how), j = probe_of[p], window_of[w]
+            key = (i, j) if probes_side is left else (j, i)
+            if key not in best or distance < best[key][0]:
+                best[key] = (distance, how)
+    hits = [(i, j, d, how) for (i, j), (d, how) in best.items()]
+    return sorted(hits, key=lambda h: (h[2], h[0], h[1]))
+
+
+def _cropped(a: ImageFile, b: ImageFile, distance: int, how: str) -> Finding:
+    return Finding(
+        "near-duplicates",
+        "shifted" if "shifted" in how else "cropped",
+        f"{a.name} ({a.split}) and {b.name} ({b.split}): one is {how} of the other "
+        f"(pHash {distance} bits from a crop window){_labels(a, b)}",
+        (a.name, b.name),
+    )
 
 
 def _labels(a: ImageFile, b: ImageFile) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from augment.defaults import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.imaging.digests import sha256_bytes
 from augment.model import Dataset, Original, Phase, Rejected
-from augment.stages.labels_file import read_labels_file
+from augment.stages.labels_file import FolderCheck, LabelRows, Row, read_labels_file
 
 if TYPE_CHECKING:
     from augment.rerun.state import SourceCache, Stamp
@@ -60,16 +60,20 @@ def ingest(
             raise DatasetError(f"source {src} is a file but not a labels file (.csv or .jsonl)")
         root = src.parent.resolve()
         dataset = Dataset(root=root, kind="labels")
-        entries: Iterable[tuple[str, str, str | None]] = read_labels_file(src, dataset, columns)
+        # Streamed (it may list millions of rows), its length known from a first pass.
+        listed: LabelRows | list[Row] = read_labels_file(src, dataset, columns)
+        folders: FolderCheck | None = FolderCheck(root)
     else:
         root = src.resolve()
         dataset = Dataset(root=root, kind="folders")
-        entries = _walk_class_folders(root, dataset, split_folders(root))
-
-    listed = list(entries)  # names only: the total a progress bar needs
+        # Names only, listed first: the total a progress bar needs.
+        listed = list(_walk_class_folders(root, dataset, split_folders(root)))
+        folders = None
     advance = phase("reading", len(listed)) if phase is not None else None
     for rel, label, group in listed:
-        original = _read_original(root, rel, label, group, pattern, max_pixels, dataset, cache)
+        original = _read_original(
+            root, rel, label, group, pattern, max_pixels, dataset, cache, folders
+        )
         if original is not None:
             dataset.originals.append(original)
         if advance is not None:
@@ -245,13 +249,15 @@ def _read_original(
     max_pixels: int,
     dataset: Dataset,
     cache: SourceCache | None = None,
+    folders: FolderCheck | None = None,
 ) -> Original | None:
     """The listed file `rel` as an Original, or None with the reason in `dataset.rejected`.
-    With a `cache`, a file whose stamp vouches for it is not read."""
+    With a `cache`, a file whose stamp vouches for it is not read. A labels file's rows are
+    checked for links out of SRC by `folders`."""
     # Joined as a string, and a Path made only for a source that is read: pathlib's costs
     # a no-op rerun ~10 us a source.
     full = os.path.join(root, rel)
-    found = _locate(root, rel, full, dataset)
+    found = _locate(root, rel, full, dataset, folders)
     if found is None:
         return None
     group = group or group_of(rel, pattern)
@@ -270,7 +276,7 @@ def _read_original(
 
 
 def _locate(
-    root: Path, rel: str, full: str, dataset: Dataset
+    root: Path, rel: str, full: str, dataset: Dataset, folders: FolderCheck | None = None
 ) -> tuple[os.stat_result | None, bool] | None:
     """The file's lstat (None: reading it will say why) and whether it is a link, or None,
     with the reason rejected, for a file that is no image by name or lies outside SRC."""
@@ -283,23 +289,23 @@ def _locate(
     try:
         # One lstat per source: on a rerun it is also the stamp that vouches for the file.
         st: os.stat_result | None = os.lstat(full)
+    except FileNotFoundError:  # said now: a labels file may list millions of missing files
+        reject(Rejected(rel, "file not found"))
+        return None
     except OSError:
         st = None
     linked = st is not None and stat.S_ISLNK(st.st_mode)
-    try:
-        # Resolving catches a linked file and, in a labels file, a path through a linked
-        # folder: anything that lands outside the source folder is refused. The folder walk
-        # never enters a linked folder, so there only a linked file needs resolving (a
-        # resolve per source is a good part of a no-op rerun's time).
-        if dataset.kind == "folders" and not linked:
-            inside = True
-        else:
-            inside = Path(full).resolve().is_relative_to(root)
-    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
-        reject(Rejected(rel, "symbolic link loop"))
-        return None
-    if not inside:
-        reject(Rejected(rel, "symbolic link pointing outside the source folder"))
+    # A labels file's row may go through a linked folder: `folders` resolves each folder
+    # once. The folder walk never enters a linked folder, so there only a linked file needs
+    # resolving (a resolve per source is a good part of a no-op rerun's time).
+    if folders is not None:
+        refused = folders.refusal(rel, full, linked)
+    elif dataset.kind == "folders" and not linked:
+        refused = ""
+    else:
+        refused = FolderCheck(root).refusal(rel, full, linked=True)
+    if refused:
+        reject(Rejected(rel, refused))
         return None
     return st, linked
 
