@@ -169,6 +169,9 @@ def _pyarrow() -> Any:
     return pq
 
 
+# Column chunks read in pieces, not whole and ahead: a scan's memory stays about one row group
+# whatever the shard's size (measured in docs/audit.md).
+_STREAMED = {"buffer_size": 1 << 20, "pre_buffer": False}
 _ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, TypeError)
 
 
@@ -176,13 +179,13 @@ def _parquet_samples(path: Path) -> Iterator[Sample]:
     pq = _pyarrow()
     row = 0
     try:
-        shard = pq.ParquetFile(path)
+        shard = pq.ParquetFile(path, **_STREAMED)
         groups = [shard.metadata.row_group(g).num_rows for g in range(shard.num_row_groups)]
         images = ParquetImages(path, groups)
         names = set(shard.schema_arrow.names)
         if "image" not in names:
             raise DamagedShard("no image column")
-        for batch in shard.iter_batches(batch_size=_BATCH_ROWS):
+        for batch in shard.iter_batches(batch_size=_BATCH_ROWS, use_threads=False):
             for values in batch.to_pylist():
                 yield _row_sample(values, row, images)
                 row += 1
@@ -232,7 +235,7 @@ class ParquetImages:
         return data
 
 
-_GROUPS_KEPT = 3  # a group per decoding thread straddling two shards, and one more
+_GROUPS_KEPT = 2  # rows asked for in order straddle at most two groups at a time
 _groups: OrderedDict[tuple[Path, tuple[int, int], int], Any] = OrderedDict()
 _groups_lock = threading.Lock()
 
@@ -245,7 +248,8 @@ def _row_group(path: Path, version: tuple[int, int], group: int) -> Any:
             _groups.move_to_end(key)
             return _groups[key]
         try:
-            table = _pyarrow().ParquetFile(path).read_row_group(group, columns=["image"])
+            shard = _pyarrow().ParquetFile(path, **_STREAMED)
+            table = shard.read_row_group(group, columns=["image"], use_threads=False)
             images = table.column("image").combine_chunks().field("bytes")
         except _ERRORS as exc:
             raise OSError(f"{path.name} row group {group}: {exc}") from exc
