@@ -315,3 +315,17 @@ def test_a_segmentation_sample_s_mask_is_checked(tmp_path: Path) -> None:
     )
     code, report = audit(tmp_path / "out")
     assert code == 1 and ("annotations", "missing-mask") in kinds(report)
+
+
+def test_held_out_objects_are_compared_with_the_source(detection: Path, tmp_path: Path) -> None:
+    out = Path(shutil.copytree(detection, tmp_path / "out"))
+    result = CliRunner().invoke(main, ["audit", str(out), "--source", str(DETECTION), "--json"])
+    checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["annotations"]["passed"], checks["annotations"]
+    records = manifest(out)
+    held_out = next(r for r in records if r["split"] != "train" and r["annotation"]["objects"])
+    held_out["annotation"]["objects"][0]["box"][0] += 5
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = CliRunner().invoke(main, ["audit", str(out), "--source", str(DETECTION), "--json"])
+    found = kinds(json.loads(result.output))
+    assert {("annotations", "held-out-objects"), ("annotations", "annotation-differs")} <= found
