@@ -118,10 +118,12 @@ def _audit_shards(
     scan = scan_shards(out, records, header, phase)
     in_shards = {f.split for f in scan.files}
     splits = [s for s in SPLITS if s in in_shards or any(r["split"] == s for r in records)]
+    # A shard named for no split (an unlisted `holdout-00000.tar`) is an integrity finding.
+    files = [f for f in scan.files if f.split in splits]
     checks = [c for c in CHECKS if c != ANNOTATIONS or annotated]
     report = AuditReport(str(out), "shards", tuple(checks), options)
     report.findings += lineage_findings(records, header)
-    report.findings += duplicate_findings(scan.files, splits, options, phase)
+    report.findings += duplicate_findings(files, splits, options, phase)
     report.findings += scan.findings
     report.findings += header_findings(records, header)
     if annotated:
@@ -132,7 +134,7 @@ def _audit_shards(
             report.findings += held_out_object_findings(out, records, header, options.source)
         report.counts, balance = object_balance(records, splits)
     else:
-        report.counts, balance = balance_findings(scan.files, splits)
+        report.counts, balance = balance_findings(files, splits)
     report.findings += balance
     return report
 

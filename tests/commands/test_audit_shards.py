@@ -329,3 +329,9 @@ def test_held_out_objects_are_compared_with_the_source(detection: Path, tmp_path
     result = CliRunner().invoke(main, ["audit", str(out), "--source", str(DETECTION), "--json"])
     found = kinds(json.loads(result.output))
     assert {("annotations", "held-out-objects"), ("annotations", "annotation-differs")} <= found
+
+
+def test_a_shard_named_for_no_split_is_an_unlisted_shard(tar_out: Path) -> None:
+    shutil.copy(shard_of(tar_out, "validation"), tar_out / "shards" / "holdout-00000.tar")
+    code, report = audit(tar_out)
+    assert code == 1 and kinds(report) == {("integrity", "unlisted-shard")}
