@@ -28,15 +28,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from augment.commands.audit_annotations import (
     annotation_findings,
+    held_out_findings,
     is_annotated,
     object_counts,
     split_folder,
 )
 from augment.commands.audit_duplicates import duplicate_findings
-from augment.commands.audit_manifest import integrity_findings, lineage_findings, validate_record
+from augment.commands.audit_manifest import (
+    header_findings,
+    integrity_findings,
+    lineage_findings,
+    validate_record,
+)
 from augment.commands.audit_report import (
     ANNOTATIONS,
     CHECKS,
@@ -66,14 +73,11 @@ def audit_output(
     if not out.is_dir():
         raise ManifestError(f"{out} is not a folder")
     header = read_header(out)
-    if "shards" in header:  # the images are in shards, not in folders the checks walk
-        raise ManifestError(
-            f"{out} holds shards (--output-format webdataset|parquet): the audit reads "
-            "folder outputs only, not shards yet"
-        )
     records = read_manifest(out)
     for n, record in enumerate(records, start=1):
         validate_record(record, n)
+    if "shards" in header:  # the images are in shards (--output-format webdataset|parquet)
+        return _audit_shards(out, header, records, options, phase)
     annotated = is_annotated(header)  # detection: images/<split>/ (audit_annotations.py)
     folder = split_folder if annotated else str
     splits = [
@@ -87,6 +91,43 @@ def audit_output(
     report.findings += integrity_findings(out, records, header)
     if annotated:
         report.findings += annotation_findings(out, records, header)
+        if options.source is not None:
+            from augment.commands.audit_held_out import held_out_object_findings
+
+            report.findings += held_out_object_findings(out, records, header, options.source)
+        report.counts, balance = object_balance(records, splits)
+    else:
+        report.counts, balance = balance_findings(files, splits)
+    report.findings += balance
+    return report
+
+
+def _audit_shards(
+    out: Path,
+    header: dict[str, Any],
+    records: Sequence[Record],
+    options: AuditOptions,
+    phase: Phase | None,
+) -> AuditReport:
+    """A sharded output: the same checks, its samples read from the shards (audit_shards.py)."""
+    from augment.commands.audit_shards import scan_shards, validate_shard_fields
+
+    for n, record in enumerate(records, start=1):
+        validate_shard_fields(record, n)
+    annotated = is_annotated(header)
+    scan = scan_shards(out, records, header, phase)
+    in_shards = {f.split for f in scan.files}
+    splits = [s for s in SPLITS if s in in_shards or any(r["split"] == s for r in records)]
+    # A shard named for no split (an unlisted `holdout-00000.tar`) is an integrity finding.
+    files = [f for f in scan.files if f.split in splits]
+    checks = [c for c in CHECKS if c != ANNOTATIONS or annotated]
+    report = AuditReport(str(out), "shards", tuple(checks), options)
+    report.findings += lineage_findings(records, header)
+    report.findings += duplicate_findings(files, splits, options, phase)
+    report.findings += scan.findings
+    report.findings += header_findings(records, header)
+    if annotated:
+        report.findings += held_out_findings(records)
         if options.source is not None:
             from augment.commands.audit_held_out import held_out_object_findings
 

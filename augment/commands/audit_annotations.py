@@ -61,7 +61,7 @@ def annotation_findings(
             add("no-annotation", "the record has no annotation")
             continue
         width, height = annotation["size"]
-        for problem in _object_problems(annotation["objects"], width, height, names):
+        for problem in object_problems(annotation["objects"], width, height, names):
             add("bad-object", problem)
         try:
             with Image.open(out / path) as image:
@@ -83,11 +83,11 @@ def annotation_findings(
                 add("coco-mismatch", f"{annotation['file']} does not list the image")
             for problem in compare_objects(annotation["objects"], listed.get(name, []), MANIFEST):
                 add("coco-mismatch", f"{annotation['file']}: {problem}")
-    findings += _held_out_findings(records)
+    findings += held_out_findings(records)
     return findings
 
 
-def _object_problems(
+def object_problems(
     objects: Sequence[Mapping[str, Any]], width: int, height: int, names: set[str]
 ) -> list[str]:
     problems = []
@@ -172,7 +172,7 @@ def _same_shape(want: Mapping[str, Any], got: Mapping[str, Any]) -> bool:
     return all(_close(p, q) for p, q in zip(polygons, theirs, strict=True))
 
 
-def _held_out_findings(records: Sequence[Mapping[str, Any]]) -> list[Finding]:
+def held_out_findings(records: Sequence[Mapping[str, Any]]) -> list[Finding]:
     """A held-out output's objects must be its original's as preprocessed: the same as the
     train copy of an original held in train (variant 0) would carry; nothing dropped beyond
     what the preprocess's crop dropped, no transform applied."""

@@ -190,6 +190,23 @@ def integrity_findings(
     for f in image_files(out, "", prefix=""):  # anywhere in OUT, not only split folders
         if f.name not in listed:
             add("unlisted", f"{f.name}: an image the manifest does not list", f.name)
+    findings += header_findings(records, header)
+    # Only a mixing run writes metadata.csv (its soft labels); any other leaves the labels
+    # to the class folders, which Hugging Face reads only when no metadata file is there.
+    # An annotated set (a mosaic mixes) has its labels in its annotation files instead.
+    mixing = (header.get("recipe") or {}).get("spec", {}).get("mix")
+    if mixing and not header.get("annotations"):
+        for split in sorted({r["split"] for r in records}):
+            findings += _metadata_agrees(out, split, records)
+    return findings
+
+
+def header_findings(records: Sequence[Record], header: Mapping[str, Any]) -> list[Finding]:
+    """`augment.json` agrees with the manifest: counts, recipe, holdout (folders and shards)."""
+    findings: list[Finding] = []
+
+    def add(kind: str, message: str, *paths: str) -> None:
+        findings.append(Finding("integrity", kind, message, paths))
 
     counts: dict[str, dict[str, int]] = {}
     for r in sorted(records, key=lambda r: (r["split"], r["label"])):
@@ -207,13 +224,6 @@ def integrity_findings(
             *other_recipe[:1],
         )
     findings += _holdout_agrees(records, header)
-    # Only a mixing run writes metadata.csv (its soft labels); any other leaves the labels
-    # to the class folders, which Hugging Face reads only when no metadata file is there.
-    # An annotated set (a mosaic mixes) has its labels in its annotation files instead.
-    mixing = (header.get("recipe") or {}).get("spec", {}).get("mix")
-    if mixing and not header.get("annotations"):
-        for split in sorted({r["split"] for r in records}):
-            findings += _metadata_agrees(out, split, records)
     return findings
 
 
