@@ -61,6 +61,7 @@ def _init_worker(ctx: RunContext) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held while forked
     die_with_parent()
     cv2.setNumThreads(1)
     heap.reuse_image_buffers()  # inherited when forked; a spawned worker needs its own
@@ -155,9 +156,16 @@ def _deaf_to_ctrl_c(forking: bool) -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # And born with SIGTERM held back until their initializer has put its default action
+    # in place: they would otherwise be born with this process's handler, which does not
+    # end a process, and a pool ending a worker it just started (its next fork refused by a
+    # process limit) would wait for it forever. Held here too, for these milliseconds: a
+    # SIGTERM meanwhile reaches this process's handler when the block ends.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         signal.signal(signal.SIGINT, previous)
 
 
