@@ -250,6 +250,7 @@ def test_a_pre_split_yolo_set_keeps_its_split(tmp_path: Path, geometric: Path) -
         assert record["split"] == {"val": "validation", "train": "train"}[split_of[stem]]
 
 
+@pytest.mark.slow
 def test_blur_padding_and_mirroring_borders_are_refused_for_an_annotated_set(
     tmp_path: Path,
 ) -> None:
@@ -266,6 +267,7 @@ def test_blur_padding_and_mirroring_borders_are_refused_for_an_annotated_set(
     assert "Affine border_mode 'reflect_101' mirrors objects" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pad_mode", ["reflect", "wrap"])
 def test_a_mirroring_pad_labels_the_mirrored_objects(tmp_path: Path, pad_mode: str) -> None:
     """A reflect or wrap pad shows objects again in the border: a mask set's masks cover
@@ -440,6 +442,7 @@ def test_masks_equal_the_warped_objects(masks_out: Path) -> None:
     assert checked > 40
 
 
+@pytest.mark.slow
 def test_a_pre_split_set_refuses_holdout_options_unless_resplit(
     tmp_path: Path, geometric: Path
 ) -> None:

@@ -28,6 +28,7 @@ def bench() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> None:
     corpus = bench.make_corpus(tmp_path / "corpus", 4, (120, 90), 90)
     files = bench.corpus_files(corpus)

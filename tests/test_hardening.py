@@ -102,6 +102,7 @@ def test_a_split_folder_bind_mounted_from_the_source_is_refused(
 # --- 2. a split or class folder in OUT that is a link into SRC ----------------------------
 
 
+@pytest.mark.slow
 def test_a_class_folder_linked_into_the_source_is_never_written_through(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -155,6 +156,7 @@ def test_preview_into_the_source_by_a_link_is_refused(
 # --- 4. a source edited in place, size and mtime kept ----------------------------------------
 
 
+@pytest.mark.slow
 def test_a_source_edited_in_place_with_size_and_mtime_kept_is_read_again(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -196,6 +198,7 @@ def test_force_keeps_a_users_hidden_files_named_like_temporaries(
 # --- 5. a FIFO, a character device, a socket named like images ------------------------------
 
 
+@pytest.mark.slow
 def test_fifo_device_and_socket_named_like_images_are_rejected_without_hanging(
     tmp_path: Path, src: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -244,6 +247,7 @@ DEEP = 50_000  # levels: past any recursive reader's stack
     ],
     ids=["alias-bomb", "deep"],
 )
+@pytest.mark.slow
 def test_a_recipe_bomb_is_a_quick_clear_error(
     tmp_path: Path, src: Path, recipe: str, message: str
 ) -> None:
@@ -302,6 +306,7 @@ FAST_DAMAGE = {"manifest-truncated", "header-counts-a-number", "state-deep"}
     "damage",
     [d if d in FAST_DAMAGE else pytest.param(d, marks=pytest.mark.slow) for d in DAMAGE],
 )
+@pytest.mark.slow
 def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
     tmp_path: Path, src: Path, small_recipe: Path, damage: str
 ) -> None:
@@ -349,6 +354,7 @@ def test_a_size_no_output_can_have_is_refused_at_recipe_load(
     assert not out.exists()  # refused before OUT is made
 
 
+@pytest.mark.slow
 def test_a_source_too_wide_for_the_format_kept_at_its_size_is_rejected(
     tmp_path: Path, src: Path
 ) -> None:
@@ -463,6 +469,7 @@ def digits_src(tmp_path: Path) -> Path:
         pytest.param(signal.SIGHUP, 129, id="HUP", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
     tmp_path: Path, digits_src: Path, small_recipe: Path, sig: signal.Signals, code: int
 ) -> None:
@@ -491,6 +498,7 @@ def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
     assert file_tree(out) == file_tree(tmp_path / "clean")
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_main_process_and_print_nothing(
     tmp_path: Path, digits_src: Path, small_recipe: Path
 ) -> None:
@@ -572,6 +580,7 @@ def _killed_midway(src: Path, out: Path, recipe: Path, *extra: str) -> None:
         pytest.param("format", id="other-format", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_what_a_killed_run_wrote_is_removed_by_the_next_run_whatever_changed(
     tmp_path: Path, digits_src: Path, small_recipe: Path, change: str
 ) -> None:
@@ -611,6 +620,7 @@ def test_an_augment_output_given_as_the_source_is_refused(
     assert source_state(first) == before
 
 
+@pytest.mark.slow
 def test_an_output_made_from_another_source_is_refused(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -641,6 +651,7 @@ def _other_png(path: Path) -> bytes:
 # --- 18. the audit sees what the consumers train on -----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hidden-file", "linked-folder", "ppm", "pgm"])
 def test_the_audit_sees_images_a_consumer_reads(
     tmp_path: Path, src: Path, small_recipe: Path, kind: str
@@ -679,6 +690,7 @@ def textures_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["crop", "shift"])
 def test_a_crop_or_shift_of_a_held_out_image_in_train_is_found(
     tmp_path: Path, textures_out: Path, kind: str
@@ -801,6 +813,7 @@ def test_a_huge_sparse_image_file_is_rejected_without_reading_it(
 # --- 9. fork refused; the temporary folder full while records spill --------------------------
 
 
+@pytest.mark.slow
 def test_a_full_temporary_folder_is_a_clear_error_and_the_rerun_resumes(
     tmp_path: Path, small_recipe: Path
 ) -> None:
@@ -898,6 +911,7 @@ def bigger_src(shared_tmp: Path) -> Path:
     return tiny_source(shared_tmp / "src", classes=("cat", "dog", "owl"), per_class=8)
 
 
+@pytest.mark.slow
 def test_a_refused_fork_leaves_the_run_to_the_main_process(
     shared_tmp: Path, bigger_src: Path, small_recipe: Path
 ) -> None:
@@ -915,6 +929,7 @@ def test_a_refused_fork_leaves_the_run_to_the_main_process(
     assert source_state(bigger_src) == before
 
 
+@pytest.mark.slow
 def test_a_refused_thread_is_a_clear_error_and_the_rerun_resumes(
     shared_tmp: Path, bigger_src: Path, small_recipe: Path
 ) -> None:

@@ -104,6 +104,7 @@ def clean_runs(
     "after",
     [1, pytest.param(70, marks=pytest.mark.slow), pytest.param(125, marks=pytest.mark.slow)],
 )
+@pytest.mark.slow
 def test_sigkill_then_rerun_is_identical_to_a_clean_run(
     tmp_path: Path,
     recipes: tuple[Path, Path],
@@ -118,6 +119,7 @@ def test_sigkill_then_rerun_is_identical_to_a_clean_run(
     assert_clean(out)
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_recipe_change_then_rerun_is_identical(
     tmp_path: Path, recipes: tuple[Path, Path], clean_runs: dict[str, dict[str, bytes]]
 ) -> None:

@@ -71,6 +71,7 @@ def _grown(mask: np.ndarray) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
 
 
+@pytest.mark.slow
 def test_mixed_masks_are_their_objects_pixels_in_pycocotools(mixed_out: tuple[str, Path]) -> None:
     """Every object of a mixed output has a segmentation; per class, the union of the masks
     pycocotools decodes is the pixels of that colour, to within a pixel at the edges (outlines

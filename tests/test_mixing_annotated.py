@@ -53,6 +53,7 @@ def cutmix_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return src, root / "out"
 
 
+@pytest.mark.slow
 def test_cutmix_boxes_are_exactly_the_objects_left_and_pasted(
     cutmix_out: tuple[Path, Path],
 ) -> None:

@@ -66,6 +66,7 @@ def _colour(pixels: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     return np.all(np.abs(pixels.astype(int) - colour) <= 8, axis=2)
 
 
+@pytest.mark.slow
 def test_mosaic_boxes_are_the_tiles_objects(mosaic_out: Path) -> None:
     """Each box hugs the pixels of its class's colour inside it (within 2 pixels: the tiles
     are halved), and every pixel of that colour is inside one of its class's boxes unless
@@ -113,6 +114,7 @@ def test_the_audit_checks_every_mosaic_source(mosaic_out: Path, tmp_path: Path) 
     assert found == [("held-out-source", (mosaic["path"], held["path"]))]
 
 
+@pytest.mark.slow
 def test_mosaic_workers_1_and_2_make_the_same_bytes_and_a_rerun_writes_nothing(
     tmp_path: Path, recipe: Path
 ) -> None:
@@ -161,6 +163,7 @@ def test_preview_shows_mosaics_with_their_boxes(tmp_path: Path, recipe: Path) ->
             assert pixels[y0:y1, x0:x1].std() > 0
 
 
+@pytest.mark.slow
 def test_mosaic_is_refused_for_a_classification_set(tmp_path: Path, recipe: Path) -> None:
     args = ["expand", str(TEXTURES), str(tmp_path / "out"), "--recipe", str(recipe)]
     result = subprocess.run(augment_command(*args), capture_output=True, text=True, timeout=60)

@@ -101,6 +101,7 @@ def test_a_local_out_beside_a_store_source_excludes_a_local_run(
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_source_split_into_folders_in_s3_gives_the_local_run(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:
@@ -118,6 +119,7 @@ def test_a_source_split_into_folders_in_s3_gives_the_local_run(
         assert Store(f"{s3_bucket}/out").read(name) == (local / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
     s3_bucket: str, small_recipe: Path
 ) -> None:
@@ -138,6 +140,7 @@ def test_a_rerun_of_an_unchanged_store_run_writes_nothing(
     assert not any("/textures/" in line for line in requests.of("GET"))  # no source read
 
 
+@pytest.mark.slow
 def test_an_output_deleted_from_the_store_is_made_again(s3_bucket: str, small_recipe: Path) -> None:
     src, out = str(TEXTURES), f"{s3_bucket}/out"
     expand_stores(src, out, _options(small_recipe))
@@ -155,6 +158,7 @@ def test_an_output_deleted_from_the_store_is_made_again(s3_bucket: str, small_re
     ]
 
 
+@pytest.mark.slow
 def test_a_removed_source_removes_its_outputs_and_rewrites_nothing_else(
     s3_bucket: str, small_recipe: Path
 ) -> None:
@@ -174,6 +178,7 @@ def test_a_removed_source_removes_its_outputs_and_rewrites_nothing_else(
     assert [w for w in requests.of("PUT") if ".jpg" in w or ".png" in w] == []
 
 
+@pytest.mark.slow
 def test_foreign_objects_beside_a_forced_store_output_are_never_touched(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:
@@ -201,6 +206,7 @@ def test_other_stores_give_the_same_manifest(
         assert Store(f"{base}/out").read(name) == (local_run / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_after_a_run_that_died_the_next_one_leaves_only_its_own_objects(
     s3_bucket: str, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,6 +239,7 @@ def test_after_a_run_that_died_the_next_one_leaves_only_its_own_objects(
     assert own == {e.path for e in Store(f"{s3_bucket}/fresh").list()}
 
 
+@pytest.mark.slow
 def test_a_run_that_died_mid_shard_is_resumed_by_the_same_command(
     s3_bucket: str, small_recipe: Path, monkeypatch: pytest.MonkeyPatch, local_run: Path
 ) -> None:
@@ -291,6 +298,7 @@ def test_a_store_output_beside_foreign_objects_is_refused(
     assert [e.path for e in Store(f"{s3_bucket}/out").list()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_errors_name_the_urls_not_the_working_copy(s3_bucket: str, small_recipe: Path) -> None:
     upload(TEXTURES, f"{s3_bucket}/textures")
     expand_stores(f"{s3_bucket}/textures", f"{s3_bucket}/out", _options(small_recipe))

@@ -69,6 +69,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
         pytest.param(40_000, "1", id="manifest-after-every-image", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_disk_full_is_a_clear_error_and_a_rerun_recovers(
     tmp_path: Path, small_recipe: Path, limit: int, workers: str
 ) -> None:
@@ -111,6 +112,7 @@ def assert_no_partial_file(out: Path) -> None:
 # --- permission denied -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_permission_denied_is_a_clear_error_and_a_rerun_recovers(
     tmp_path: Path, small_recipe: Path
 ) -> None:
@@ -139,6 +141,7 @@ def test_permission_denied_is_a_clear_error_and_a_rerun_recovers(
     assert file_tree(out) == file_tree(clean)
 
 
+@pytest.mark.slow
 def test_read_only_output_folder(tmp_path: Path, small_recipe: Path) -> None:
     out = tmp_path / "out"
     out.mkdir(mode=0o555)

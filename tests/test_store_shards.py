@@ -58,6 +58,7 @@ def _store_files(url: str) -> dict[str, bytes]:
         (DETECTION, "webdataset"),
     ],
 )
+@pytest.mark.slow
 def test_workers_write_the_local_sharded_run_s_bytes_to_the_store(
     s3_bucket: str, small_recipe: Path, tmp_path: Path, sample: Path, layout: str
 ) -> None:
@@ -116,6 +117,7 @@ def test_shards_read_back_from_the_store_by_webdataset_and_pyarrow(
         assert sorted(seen) == [r["path"] for r in manifest]
 
 
+@pytest.mark.slow
 def test_a_rerun_writes_nothing_but_its_lease(s3_bucket: str, small_recipe: Path) -> None:
     upload(TEXTURES, f"{s3_bucket}/src")
     src, out = f"{s3_bucket}/src", f"{s3_bucket}/out"
@@ -131,6 +133,7 @@ def test_a_rerun_writes_nothing_but_its_lease(s3_bucket: str, small_recipe: Path
     assert summary.written == 0 and summary.reused == summary.total
 
 
+@pytest.mark.slow
 def test_a_changed_source_rewrites_only_its_shard(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:

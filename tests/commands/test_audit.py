@@ -55,6 +55,7 @@ def default_outputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return outs
 
 
+@pytest.mark.slow
 def test_clean_expand_outputs_pass_with_no_false_positive(default_outputs: list[Path]) -> None:
     for target in default_outputs:
         result = CliRunner().invoke(main, ["audit", str(target)])
@@ -64,6 +65,7 @@ def test_clean_expand_outputs_pass_with_no_false_positive(default_outputs: list[
             assert f"ok   {check}" in result.output
 
 
+@pytest.mark.slow
 def test_json_report_names_every_check(default_outputs: list[Path]) -> None:
     result = CliRunner().invoke(main, ["audit", str(default_outputs[1]), "--json"])
     assert result.exit_code == 0
@@ -139,6 +141,7 @@ def test_augmented_variants_of_held_out_originals_merged_into_train(
     assert {r["path"] for r in moved if r["variant"] == 0} <= by_pixels
 
 
+@pytest.mark.slow
 def test_near_duplicate_threshold_is_configurable(out: Path) -> None:
     source = held_out_file(out, "validation", "histology")
     with Image.open(source) as img:
@@ -259,6 +262,7 @@ def test_class_missing_from_a_held_out_split(out: Path) -> None:
     assert "'gravel'" in balance[0].message and "test" in balance[0].message
 
 
+@pytest.mark.slow
 def test_exit_codes(out: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["audit", str(out)]).exit_code == 0

@@ -172,6 +172,7 @@ def test_held_out_masks_equal_their_source_s_masks(tmp_path: Path, recipe: Path)
     assert "differs from the preprocessed original's at 9 pixels" in found[0].message
 
 
+@pytest.mark.slow
 def test_audit_source_through_the_command(tmp_path: Path, recipe: Path) -> None:
     """`augment audit OUT --source SRC`: exit 0 on a clean output; a held-out original whose
     image changed since the run is a finding (exit 1) naming it; a source that is not an

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import SMALL_RECIPE, TEXTURES, file_tree
 
 # Runs expand in a process of its own (an audit hook cannot be removed again): counts the
@@ -58,6 +60,7 @@ def test_a_run_opens_its_recipe_file_once(tmp_path: Path) -> None:
     assert _run(TEXTURES, tmp_path / "out", recipe)["opens"] == 1
 
 
+@pytest.mark.slow
 def test_a_recipe_saved_mid_run_remakes_the_outputs_on_the_next_run(tmp_path: Path) -> None:
     recipe, edited = tmp_path / "r.yaml", tmp_path / "edited.yaml"
     recipe.write_text(SMALL_RECIPE)

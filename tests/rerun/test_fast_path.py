@@ -630,6 +630,7 @@ def libraries_loaded(*args: str) -> set[str]:
     return set(done.stdout.splitlines()[-1].split())
 
 
+@pytest.mark.slow
 def test_a_command_with_nothing_to_do_loads_no_image_library(
     src: Path, tmp_path: Path, small_recipe: Path
 ) -> None:

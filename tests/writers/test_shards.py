@@ -281,6 +281,7 @@ def test_expand_with_output_format_webdataset(tmp_path: Path, small_recipe: Path
     assert header["shards"]["shard_size"] == 25
 
 
+@pytest.mark.slow
 def test_the_audit_of_a_sharded_output_finds_what_the_folder_output_s_finds(
     tmp_path: Path, small_recipe: Path, folders: Path
 ) -> None:
