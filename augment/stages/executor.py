@@ -11,6 +11,7 @@ import contextlib
 import gc
 import itertools
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -61,7 +62,6 @@ def _init_worker(ctx: RunContext) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held while forked
     die_with_parent()
     cv2.setNumThreads(1)
     heap.reuse_image_buffers()  # inherited when forked; a spawned worker needs its own
@@ -156,17 +156,35 @@ def _deaf_to_ctrl_c(forking: bool) -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # And born with SIGTERM held back until their initializer has put its default action
-    # in place: they would otherwise be born with this process's handler, which does not
-    # end a process, and a pool ending a worker it just started (its next fork refused by a
-    # process limit) would wait for it forever. Held here too, for these milliseconds: a
-    # SIGTERM meanwhile reaches this process's handler when the block ends.
+    # And born with SIGTERM's default action: with this process's handler, which does not
+    # end a process, a worker the pool ends at once (its next fork refused by a process
+    # limit) would never end, and the pool would wait for it forever. SIGTERM is held back
+    # over the fork, so a child has it pending, not lost, until _forked_child has put the
+    # default action in place; here, a SIGTERM meanwhile reaches the handler when the
+    # block ends.
+    global _forking
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _forking = True
     try:
         yield
     finally:
+        _forking = False
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         signal.signal(signal.SIGINT, previous)
+
+
+_forking = False  # inside _deaf_to_ctrl_c: a child forked now is a pool worker
+
+
+def _forked_child() -> None:
+    global _forking
+    if _forking:
+        _forking = False
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+os.register_at_fork(after_in_child=_forked_child)
 
 
 class _BackgroundPool:
