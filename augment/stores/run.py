@@ -34,6 +34,7 @@ from augment.errors import AugmentError, OutputError
 from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.stores.lease import LEASE_NAME, Lease
+from augment.stores.listed import ListedIngest, reads_from_listing
 from augment.stores.publish import (
     OUTPUT_MARK,
     RUN_NAME,
@@ -158,7 +159,13 @@ def _store_run(
     known = last.get("sources", {}) if last is not None else {}
     if last is not None:  # from here OUT is not the last run's: no rerun may trust it
         store.delete(RUN_NAME)
-    if is_url(src):
+    listed = None
+    if is_url(src) and options.layout != "folders" and reads_from_listing(source):
+        # No local copy: ingest reads each source once through the store (stores/listed.py).
+        listed = ListedIngest(source, known, options.near_duplicates >= 0)
+        read, local_src = listed.read, work / "src"
+        local_src.mkdir()
+    elif is_url(src):
         read = stage(source, work / "src", known)
         local_src = staged_path(source, work / "src")
     else:
@@ -167,7 +174,7 @@ def _store_run(
     last_written = [str(w[0]) for w in last.get("written", [])] if last is not None else []
     if options.layout != "folders":  # the workers write the shards to the store themselves
         shard_source = source if is_url(src) else None
-        summary = _sharded_run(shard_source, store, lease, local_src, work, local_run)
+        summary = _sharded_run(shard_source, store, lease, local_src, work, local_run, listed)
         lease.check()  # before the header files: a run that lost its lease writes no more
         done = publish_beside_shards(store, work / "out", summary, last_written)
     else:
@@ -194,11 +201,14 @@ def _sharded_run(
     local_src: Path,
     work: Path,
     local_run: Callable[[Path, Path], ExpandSummary],
+    listed: ListedIngest | None = None,
 ) -> ExpandSummary:
     """The local run, its shards and records written to (and read from) the store by the
     workers and the driver (augment/sharded_run.py's `store_target`); with a store SRC, the
-    workers read their sources there too. Only the header files are written locally."""
+    workers read their sources there too, and with `listed` so does the driver's ingest
+    (no local copy of SRC). Only the header files are written locally."""
     from augment.sharded_run import StoreTarget, store_target
+    from augment.stages.ingest import listed_source
 
     if not any(e.path != LEASE_NAME for e in store.list(STATE_DIR)):
         taken = [f for f in ("shards", "records") if store.list(f)]
@@ -213,9 +223,11 @@ def _sharded_run(
     url = source.store.url if source is not None else None
     target = StoreTarget(store.url, url, lease.check)
     token = store_target.set(target)
+    listing = listed_source.set(listed)
     try:
         return local_run(local_src, work / "out")
     finally:
+        listed_source.reset(listing)
         store_target.reset(token)
 
 
