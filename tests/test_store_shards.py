@@ -175,6 +175,14 @@ def test_a_changed_source_rewrites_only_its_shard(
         expand_stores(src, out, options)
     shards_put = {w.split()[6] for w in requests.of("PUT") if f"/{SHARDS_DIR}/" in w}
     assert len(shards_put) == 1, shards_put
+    # The driver reads no source: the ingest of each version is in the run state by its
+    # ETag, and the changed source's new bytes are another source's (the same ETag). The
+    # worker reads the sources of the one shard it makes, once each.
+    shard = shards_put.pop().rpartition("/")[2]
+    manifest = [json.loads(line) for line in Store(out).read("manifest.jsonl").splitlines()]
+    in_shard = {s["path"] for r in manifest if r["shard"] == shard for s in r["sources"]}
+    reads = Counter(g.split()[6].split("/src/", 1)[1] for g in requests.of("GET") if "/src/" in g)
+    assert reads == Counter(in_shard) and rel in in_shard
     local_src = tmp_path / "src"  # the same two runs on local folders
     upload(TEXTURES, local_src.as_uri())
     expand(local_src, tmp_path / "local", options)

@@ -5,7 +5,9 @@ then read once through the store (one GET), and from those bytes come what the d
 before planning: the sha256, the real format and size from the image header, and the pHash
 the near-duplicate grouping compares (a ranged GET of the header alone would give neither
 the sha256 nor the pHash). The bytes are not kept: the workers read their sources through
-the store again (augment/stages/shard_worker.py), checking the same sha256.
+the store again (augment/stages/shard_worker.py), checking the same sha256. What the ingest
+took of each image is kept in the run state by ETag: a later run with work reads only the
+versions it has not seen (an unchanged run reads none: it stops before ingest).
 
 What it reads is the class-folder layout (`SRC/<class>/...`, or `SRC/<split>/<class>/...`),
 with the walk's rules (augment/stages/ingest.py) applied to the listed names: hidden names
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from augment.defaults import IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
@@ -69,13 +71,17 @@ def _is_image(name: str) -> bool:
 @dataclass
 class ListedIngest:
     """`augment.stages.ingest.SourceListing` for a store SRC. After `ingest`: `read` holds
-    ETag -> sha256 of every source read, `hashes` sha256 -> pHash (near-duplicates on)."""
+    ETag -> sha256 of every source read (or vouched for), `hashes` sha256 -> pHash
+    (near-duplicates on), `ingested` ETag -> what the ingest took of each image, for the
+    run state: a later run with work takes an unchanged ETag's from there, without a GET."""
 
     source: Source
     known: dict[str, str]  # ETag -> sha256 from the last run: the same ETag must give it
     near_duplicates: bool
+    seen: dict[str, list[Any]] = field(default_factory=dict)  # the last run's `ingested`
     read: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, ImageHash] = field(default_factory=dict)
+    ingested: dict[str, list[Any]] = field(default_factory=dict)
 
     def ingest(
         self, root: Path, pattern: re.Pattern[str] | None, max_pixels: int, phase: Phase | None
@@ -114,7 +120,32 @@ class ListedIngest:
             return Rejected(entry.path, f"not an image file extension ({extensions})")
         if entry.size > max_source_bytes(max_pixels):
             return Rejected(entry.path, _too_large(entry, max_pixels))
-        return self._read(entry, label, pattern, max_pixels)
+        vouched = self._vouched(entry, label, pattern, max_pixels)
+        return vouched or self._read(entry, label, pattern, max_pixels)
+
+    def _vouched(
+        self, entry: Entry, label: str, pattern: re.Pattern[str] | None, max_pixels: int
+    ) -> Original | None:
+        """The source as the last run ingested this very version (its ETag and size), or
+        None: read it. The worker that makes its outputs still checks the sha256."""
+        from augment.imaging.digests import ImageHash
+
+        seen = self.seen.get(entry.etag)
+        try:
+            size, digest, fmt, width, height, phash = seen  # type: ignore[misc]
+            if size != entry.size or digest != self.known.get(entry.etag):
+                return None
+            if width * height > max_pixels or (self.near_duplicates and not phash):
+                return None  # this run's limit may refuse it; or a pHash is needed
+            if phash:
+                self.hashes[digest] = ImageHash.from_hex(phash)
+        except (TypeError, ValueError):
+            return None  # not seen, or a damaged entry: read it
+        self.read[entry.etag] = digest
+        self.ingested[entry.etag] = seen  # type: ignore[assignment]
+        return Original(
+            entry.path, label, group_of(entry.path, pattern), digest, fmt, width, height
+        )
 
     def _read(
         self, entry: Entry, label: str, pattern: re.Pattern[str] | None, max_pixels: int
@@ -142,6 +173,8 @@ class ListedIngest:
             # Unreadable as the local hashing finds it: the worker rejects it with the reason.
             with contextlib.suppress(UnreadableImage):
                 self.hashes[digest] = phash_bytes(data)
+        phash = self.hashes[digest].to_hex() if digest in self.hashes else ""
+        self.ingested[entry.etag] = [entry.size, digest, fmt, width, height, phash]
         group = group_of(entry.path, pattern)
         return Original(entry.path, label, group, digest, fmt, width, height)
 

@@ -4,7 +4,8 @@ whether anything changed, run the ordinary pipeline on a local working copy, pub
 Everything a rerun decides from lives in the store, never on this machine: the lease, the
 shard records (commit markers) and `.augment/store-run.json`, which a complete run writes
 last: the digest of its inputs (the tool, the recipe, the options, SRC's listing), the
-ETag -> sha256 of the sources it read, and the listing of every object it wrote. A rerun
+ETag -> sha256 of the sources it read (and, by ETag, what an ingest from the listing took of
+each: augment/stores/listed.py), and the listing of every object it wrote. A rerun
 whose inputs digest and OUT listing both match returns without reading a source or
 writing an object. A run with work removes that file first and writes it again at its end,
 so that a run killed in between leaves none (its next run is a full one).
@@ -162,7 +163,8 @@ def _store_run(
     listed = None
     if is_url(src) and options.layout != "folders" and reads_from_listing(source):
         # No local copy: ingest reads each source once through the store (stores/listed.py).
-        listed = ListedIngest(source, known, options.near_duplicates >= 0)
+        seen = last.get("ingested", {}) if last is not None else {}
+        listed = ListedIngest(source, known, options.near_duplicates >= 0, seen)
         read, local_src = listed.read, work / "src"
         local_src.mkdir()
     elif is_url(src):
@@ -185,6 +187,9 @@ def _store_run(
         "format": RUN_FORMAT,
         "inputs": inputs,
         "sources": dict(sorted({**known, **read}.items())),
+        # What the ingest from the listing took of each image, by ETag: a rerun with work
+        # takes an unchanged source's from here instead of reading it (stores/listed.py).
+        **({"ingested": dict(sorted(listed.ingested.items()))} if listed is not None else {}),
         "written": written,
         "summary": _summary_fields(summary),
     }

@@ -89,3 +89,28 @@ def test_annotated_layouts_and_labels_files_are_staged(tmp_path: Path) -> None:
     labels.write_text("path,label\n")
     shutil.copytree(TEXTURES / "brick", tmp_path / "brick")
     assert not reads_from_listing(open_source(labels.as_uri()))
+
+
+def test_a_rerun_reads_only_the_versions_it_has_not_ingested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "src"
+    shutil.copytree(TEXTURES, root)
+    first, _ = _listed(root)
+    changed = root / "grass" / "grass_01.jpg"
+    changed.write_bytes(changed.read_bytes() + b"\0")  # new bytes, the same picture
+    source = open_source(root.as_uri())
+    reads: list[str] = []
+    read = source.store.read
+    monkeypatch.setattr(source.store, "read", lambda path: reads.append(path) or read(path))
+    again = ListedIngest(source, first.read, True, first.ingested)
+    token = listed_source.set(again)
+    try:
+        dataset = ingest(root)
+    finally:
+        listed_source.reset(token)
+    assert reads == ["grass/grass_01.jpg"]
+    local = ingest(root)
+    assert dataset.originals == local.originals and dataset.rejected == local.rejected
+    hashes, _ = hash_originals(root, local.originals, {})
+    assert {o.path: again.hashes[o.sha256] for o in local.originals} == hashes
