@@ -53,6 +53,7 @@ from augment.rerun.state import save_state
 from augment.rerun.uptodate import remember_run
 from augment.stages.executor import Executor, multiprocessing_pool
 from augment.stages.holdout import check_same_holdout, hold_out
+from augment.stages.ingest import listed_source
 from augment.stages.manifest import dumps, read_header, write_header
 from augment.stages.plan import Plan, SourceTask
 from augment.stages.shard_worker import shard_inputs, task_digest
@@ -139,7 +140,9 @@ def run(
     header = _previous_header(out, warnings)
     check_same_holdout(header, dataset, options)
     check_same_source(out, header, dataset, options.layout)
-    grouping, holdout = hold_out(dataset, options, header, phase=progress.phase)
+    listing = listed_source.get()  # a store SRC ingested from its listing: hashed there
+    hashes = listing.hashes if listing is not None else None
+    grouping, holdout = hold_out(dataset, options, header, phase=progress.phase, hashes=hashes)
     recorded = header.get("shards")
     del header
     dataset.originals = grouping.originals

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -72,12 +73,41 @@ def test_workers_write_the_local_sharded_run_s_bytes_to_the_store(
     with StoreRequests() as requests:
         summary = expand_stores(src, out, _options(recipe, layout, workers=2))
     assert _store_files(out) == _local_files(local)
-    # Each image read twice: by the driver's ingest, then by its worker (not a local copy).
+    # Each image read twice: by the driver's ingest, then by its worker.
     images = [e.path for e in Store(src).list() if e.path.endswith((".jpg", ".png"))]
     reads = [line for line in requests.of("GET") if "/src/" in line]
     assert all(sum(f"/src/{i} " in r for r in reads) == 2 for i in images)
     assert summary.written == summary.total > 0
     assert Store(out).info(LEASE_NAME) is None
+
+
+def test_the_driver_ingests_a_store_source_from_its_listing_without_a_local_copy(
+    s3_bucket: str, small_recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Class folders in S3: the driver's ingest reads each source once through the store
+    (sha256, header, pHash), its worker once more; SRC is never copied to a local folder.
+    An unchanged rerun reads no source."""
+    import augment.stores.run
+
+    def no_copy(*args: object) -> object:
+        raise AssertionError("SRC was copied to a local folder")
+
+    monkeypatch.setattr(augment.stores.run, "stage", no_copy)
+    local = tmp_path / "local"
+    options = _options(small_recipe, "webdataset", shard_size=20)
+    expand(TEXTURES, local, options)
+    upload(TEXTURES, f"{s3_bucket}/src")
+    src, out = f"{s3_bucket}/src", f"{s3_bucket}/out"
+    with StoreRequests() as requests:
+        expand_stores(src, out, dataclasses.replace(options, workers=2))
+    assert _store_files(out) == _local_files(local)
+    reads = Counter(g.split()[6] for g in requests.of("GET") if "/src/" in g)
+    listed = [e.path for e in Store(src).list()]
+    assert sorted(reads) == sorted(f"/{src.removeprefix('s3://')}/{p}" for p in listed)
+    assert set(reads.values()) == {2}  # the driver's ingest, then the source's worker
+    with StoreRequests() as requests:
+        expand_stores(src, out, options)
+    assert not [g for g in requests.of("GET") if "/src/" in g]
 
 
 def test_the_command_writes_a_local_source_s_shards_to_a_store(
@@ -148,6 +178,14 @@ def test_a_changed_source_rewrites_only_its_shard(
         expand_stores(src, out, options)
     shards_put = {w.split()[6] for w in requests.of("PUT") if f"/{SHARDS_DIR}/" in w}
     assert len(shards_put) == 1, shards_put
+    # The driver reads no source: the ingest of each version is in the run state by its
+    # ETag, and the changed source's new bytes are another source's (the same ETag). The
+    # worker reads the sources of the one shard it makes, once each.
+    shard = shards_put.pop().rpartition("/")[2]
+    manifest = [json.loads(line) for line in Store(out).read("manifest.jsonl").splitlines()]
+    in_shard = {s["path"] for r in manifest if r["shard"] == shard for s in r["sources"]}
+    reads = Counter(g.split()[6].split("/src/", 1)[1] for g in requests.of("GET") if "/src/" in g)
+    assert reads == Counter(in_shard) and rel in in_shard
     local_src = tmp_path / "src"  # the same two runs on local folders
     upload(TEXTURES, local_src.as_uri())
     expand(local_src, tmp_path / "local", options)

@@ -206,9 +206,11 @@ def hold_out(
     previous_header: Mapping[str, Any],
     found: Sequence[Sequence[str]] | None = None,
     phase: Phase | None = None,
+    hashes: Mapping[str, ImageHash] | None = None,
 ) -> tuple[Grouping, Holdout]:
     """Duplicates kept together, then the holdout; sticky to the previous header's splits.
-    `found`: the duplicate clusters, when known (see group_duplicates)."""
+    `found`: the duplicate clusters, when known (see group_duplicates). `hashes`: sha256 ->
+    pHash already taken (a store ingest hashes the bytes it reads), beside the header's."""
     previous_splits = {
         h["path"]: h["split"] for h in previous_header.get("holdout", []) if isinstance(h, dict)
     }
@@ -223,7 +225,7 @@ def hold_out(
         dataset.root,
         dataset.originals,
         options.near_duplicates,
-        _known_hashes(previous_header),
+        {**_known_hashes(previous_header), **(hashes or {})},
         previous_splits,
         threads=options.workers or default_workers(),
         found=found,

@@ -16,9 +16,10 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from augment.annotations.detect import detect_layout, read_annotated
 from augment.annotations.objects import AnnotationProblem, dominant_class, finish
@@ -29,9 +30,25 @@ from augment.model import Dataset, Original, Phase, Rejected
 from augment.stages.labels_file import FolderCheck, LabelRows, Row, read_labels_file
 
 if TYPE_CHECKING:
+    from augment.imaging.digests import ImageHash
     from augment.rerun.state import SourceCache, Stamp
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
+
+
+class SourceListing(Protocol):
+    """SRC as a store lists it (augment/stores/listed.py): ingested from the listing, each
+    source read once through the store, with no local copy of SRC."""
+
+    hashes: dict[str, ImageHash]  # sha256 -> pHash, taken from the same read
+
+    def ingest(
+        self, root: Path, pattern: re.Pattern[str] | None, max_pixels: int, phase: Phase | None
+    ) -> Dataset: ...
+
+
+# Set by a store run around the run it makes: `ingest` then reads SRC from the listing.
+listed_source: ContextVar[SourceListing | None] = ContextVar("listed_source", default=None)
 
 
 def ingest(
@@ -50,6 +67,9 @@ def ingest(
     not the first of the usual names it has (see augment/stages/labels_file.py).
     """
     pattern = _compile_group_by(group_by)
+    listing = listed_source.get()
+    if listing is not None:
+        return listing.ingest(src.resolve(), pattern, max_pixels, phase)
     if not src.exists():
         raise DatasetError(f"source {src} does not exist")
     layout = detect_layout(src)

@@ -4,7 +4,8 @@ whether anything changed, run the ordinary pipeline on a local working copy, pub
 Everything a rerun decides from lives in the store, never on this machine: the lease, the
 shard records (commit markers) and `.augment/store-run.json`, which a complete run writes
 last: the digest of its inputs (the tool, the recipe, the options, SRC's listing), the
-ETag -> sha256 of the sources it read, and the listing of every object it wrote. A rerun
+ETag -> sha256 of the sources it read (and, by ETag, what an ingest from the listing took of
+each: augment/stores/listed.py), and the listing of every object it wrote. A rerun
 whose inputs digest and OUT listing both match returns without reading a source or
 writing an object. A run with work removes that file first and writes it again at its end,
 so that a run killed in between leaves none (its next run is a full one).
@@ -34,6 +35,7 @@ from augment.errors import AugmentError, OutputError
 from augment.layout import HEADER_NAME, MANIFEST_NAME, STATE_DIR
 from augment.model import ExpandOptions, ExpandSummary, Phase, Rejected
 from augment.stores.lease import LEASE_NAME, Lease
+from augment.stores.listed import ListedIngest, reads_from_listing
 from augment.stores.publish import (
     OUTPUT_MARK,
     RUN_NAME,
@@ -158,7 +160,14 @@ def _store_run(
     known = last.get("sources", {}) if last is not None else {}
     if last is not None:  # from here OUT is not the last run's: no rerun may trust it
         store.delete(RUN_NAME)
-    if is_url(src):
+    listed = None
+    if is_url(src) and options.layout != "folders" and reads_from_listing(source):
+        # No local copy: ingest reads each source once through the store (stores/listed.py).
+        seen = last.get("ingested", {}) if last is not None else {}
+        listed = ListedIngest(source, known, options.near_duplicates >= 0, seen)
+        read, local_src = listed.read, work / "src"
+        local_src.mkdir()
+    elif is_url(src):
         read = stage(source, work / "src", known)
         local_src = staged_path(source, work / "src")
     else:
@@ -167,7 +176,7 @@ def _store_run(
     last_written = [str(w[0]) for w in last.get("written", [])] if last is not None else []
     if options.layout != "folders":  # the workers write the shards to the store themselves
         shard_source = source if is_url(src) else None
-        summary = _sharded_run(shard_source, store, lease, local_src, work, local_run)
+        summary = _sharded_run(shard_source, store, lease, local_src, work, local_run, listed)
         lease.check()  # before the header files: a run that lost its lease writes no more
         done = publish_beside_shards(store, work / "out", summary, last_written)
     else:
@@ -178,6 +187,9 @@ def _store_run(
         "format": RUN_FORMAT,
         "inputs": inputs,
         "sources": dict(sorted({**known, **read}.items())),
+        # What the ingest from the listing took of each image, by ETag: a rerun with work
+        # takes an unchanged source's from here instead of reading it (stores/listed.py).
+        **({"ingested": dict(sorted(listed.ingested.items()))} if listed is not None else {}),
         "written": written,
         "summary": _summary_fields(summary),
     }
@@ -194,11 +206,14 @@ def _sharded_run(
     local_src: Path,
     work: Path,
     local_run: Callable[[Path, Path], ExpandSummary],
+    listed: ListedIngest | None = None,
 ) -> ExpandSummary:
     """The local run, its shards and records written to (and read from) the store by the
     workers and the driver (augment/sharded_run.py's `store_target`); with a store SRC, the
-    workers read their sources there too. Only the header files are written locally."""
+    workers read their sources there too, and with `listed` so does the driver's ingest
+    (no local copy of SRC). Only the header files are written locally."""
     from augment.sharded_run import StoreTarget, store_target
+    from augment.stages.ingest import listed_source
 
     if not any(e.path != LEASE_NAME for e in store.list(STATE_DIR)):
         taken = [f for f in ("shards", "records") if store.list(f)]
@@ -213,9 +228,11 @@ def _sharded_run(
     url = source.store.url if source is not None else None
     target = StoreTarget(store.url, url, lease.check)
     token = store_target.set(target)
+    listing = listed_source.set(listed)
     try:
         return local_run(local_src, work / "out")
     finally:
+        listed_source.reset(listing)
         store_target.reset(token)
 
 

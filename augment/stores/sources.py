@@ -5,10 +5,12 @@ A source's identity is what the listing says, (path, size, ETag): listing 10^7 o
 computed on its first read and remembered in OUT's run state under its ETag, so a later
 read of the same version is checked against it.
 
-The bytes are staged: each object is read once through the store into a local working
-folder, with the same relative paths, and the run's ingest and workers read that copy. So
-the records (source paths relative to SRC, their sha256) are the ones a local run of the
-same files writes. Workers reading straight from the store is plan (docs/scale.md).
+For folder outputs, a labels file or an annotated layout the bytes are staged: each object
+is read once through the store into a local working folder, with the same relative paths,
+and the run's ingest and workers read that copy. So the records (source paths relative to
+SRC, their sha256) are the ones a local run of the same files writes. Sharded outputs from
+class folders are not staged: the driver ingests from the listing (augment/stores/listed.py)
+and the workers read the store (augment/stages/shard_worker.py).
 """
 
 from __future__ import annotations
