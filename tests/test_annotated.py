@@ -77,6 +77,7 @@ def voc_out(tmp_path_factory: pytest.TempPathFactory, geometric: Path) -> Path:
     return root / "out"
 
 
+@pytest.mark.slow
 def test_voc_output_has_an_xml_per_image_and_image_sets(voc_out: Path) -> None:
     import xml.etree.ElementTree as ET
 
@@ -103,6 +104,7 @@ def test_voc_output_has_an_xml_per_image_and_image_sets(voc_out: Path) -> None:
         )
 
 
+@pytest.mark.slow
 def test_yolo_output_has_a_label_file_per_image_and_a_data_yaml(yolo_out: Path) -> None:
     data = yaml.safe_load((yolo_out / "data.yaml").read_text())
     assert data["names"] == {0: "magenta", 1: "green", 2: "blue"}
@@ -135,6 +137,7 @@ def test_yolo_held_out_images_are_originals_only(yolo_out: Path) -> None:
     assert not train_sources & {s["sha256"] for r in held for s in r["sources"]}
 
 
+@pytest.mark.slow
 def test_coco_output_loads_in_pycocotools(coco_out: Path) -> None:
     from pycocotools.coco import COCO
 
@@ -194,6 +197,7 @@ def test_every_object_lies_in_its_box_and_the_box_is_tight(
 WRITERS = {"yolo": write_yolo, "coco": write_coco, "voc": write_voc}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["yolo", "coco", "voc", "masks"])
 def test_workers_1_and_2_make_the_same_bytes(tmp_path: Path, geometric: Path, which: str) -> None:
     from tests.helpers import write_masks
@@ -353,6 +357,7 @@ def test_the_yolo_output_loads_in_supervision(yolo_out: Path) -> None:
                 assert np.allclose(a[1:], b[1:], atol=0.01)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
     """Killed after a few images, then rerun: the same files (label files, data.yaml and
     manifest included) as a run never interrupted."""
@@ -417,6 +422,7 @@ def masks_out(tmp_path_factory: pytest.TempPathFactory, geometric: Path) -> Path
     return root / "out"
 
 
+@pytest.mark.slow
 def test_masks_equal_the_warped_objects(masks_out: Path) -> None:
     """Every output's mask (class ids, nearest-neighbour) covers exactly the pixels its
     image shows in that class's colour, after flips, affine and padding."""
@@ -461,6 +467,7 @@ def test_a_pre_split_set_refuses_holdout_options_unless_resplit(
     )  # held out again: a source val image went to train
 
 
+@pytest.mark.slow
 def test_objects_a_crop_drops_are_counted_per_class(tmp_path: Path) -> None:
     """A centre crop cuts the objects near the scenes' left edge: each output's record, the
     header and the printed summary count them per class, and they agree."""

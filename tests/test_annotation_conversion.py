@@ -66,6 +66,7 @@ def coco_to_yolo(tmp_path_factory: pytest.TempPathFactory, geometric: Path) -> P
     return root / "out"
 
 
+@pytest.mark.slow
 def test_coco_converted_to_yolo_has_label_files_ultralytics_reads_alike(
     coco_to_yolo: Path,
 ) -> None:
@@ -124,6 +125,7 @@ def test_the_converted_yolo_output_loads_in_supervision(coco_to_yolo: Path) -> N
             assert len(detections) == len(objects["objects"])
 
 
+@pytest.mark.slow
 def test_yolo_converted_to_coco_loads_in_pycocotools(tmp_path: Path, geometric: Path) -> None:
     from pycocotools.coco import COCO
 
@@ -147,6 +149,7 @@ def test_yolo_converted_to_coco_loads_in_pycocotools(tmp_path: Path, geometric: 
             assert np.allclose([t[1:] for t in theirs], [m[1:] for m in mine], atol=0.01)
 
 
+@pytest.mark.slow
 def test_coco_converted_to_voc_keeps_the_boxes(tmp_path: Path, geometric: Path) -> None:
     src = write_coco(tmp_path / "src", scenes(10))
     result = _expand(src, tmp_path / "out", geometric, "--annotations", "voc")
@@ -166,6 +169,7 @@ def test_coco_converted_to_voc_keeps_the_boxes(tmp_path: Path, geometric: Path) 
         assert np.allclose([b[1:] for b in boxes], [m[1:] for m in mine], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_coco_outlines_converted_to_masks_cover_the_objects(
     tmp_path: Path, geometric: Path
 ) -> None:
@@ -202,6 +206,7 @@ def test_coco_outlines_converted_to_masks_cover_the_objects(
         (write_masks, "coco", "one region per class"),
     ],
 )
+@pytest.mark.slow
 def test_a_conversion_that_would_invent_objects_is_refused(
     tmp_path: Path, geometric: Path, make, target: str, says: str
 ) -> None:
@@ -212,6 +217,7 @@ def test_a_conversion_that_would_invent_objects_is_refused(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_annotations_on_a_classification_set_is_refused(tmp_path: Path, geometric: Path) -> None:
     from tests.helpers import DIGITS
 

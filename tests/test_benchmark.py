@@ -95,6 +95,7 @@ def test_missing_peers_say_so_and_are_not_run(bench: ModuleType) -> None:
     assert has_torchvision or peers.missing["torchvision"] == "not installed"
 
 
+@pytest.mark.slow
 def test_a_command_is_timed_in_cpu_seconds_with_its_children(
     bench: ModuleType, tmp_path: Path
 ) -> None:

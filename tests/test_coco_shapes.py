@@ -43,6 +43,7 @@ def _colour(pixels: np.ndarray, name: str) -> np.ndarray:
     return np.all(np.abs(pixels.astype(int) - OBJECT_COLOURS[name]) <= 8, axis=2)
 
 
+@pytest.mark.slow
 def test_rle_masks_are_the_warped_objects_in_pycocotools(shaped_out: Path) -> None:
     """Every crowd region's mask, as pycocotools decodes the output's RLE, is exactly the
     pixels of its colour: the mask moved with the image, nearest-neighbour."""
@@ -106,6 +107,7 @@ def test_the_source_s_rle_decodes_as_pycocotools_does(tmp_path: Path) -> None:
     assert (object_mask(obj, 31, 23) == theirs.astype(bool)).all()
 
 
+@pytest.mark.slow
 def test_workers_1_and_2_make_the_same_bytes_with_masks_and_parts(tmp_path: Path) -> None:
     """RLE masks and multi-part outlines moved, and drawn as a masks output, give the same
     bytes whatever the worker count (62 outputs: two shards, so a second process takes part)."""

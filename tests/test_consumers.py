@@ -47,6 +47,7 @@ def test_hugging_face_loads_the_output_with_class_labels(
     assert image.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_hugging_face_numbers_a_class_missing_from_a_split_alike(
     tmp_path: Path, small_recipe: Path
 ) -> None:
@@ -70,6 +71,7 @@ def test_hugging_face_numbers_a_class_missing_from_a_split_alike(
         }
 
 
+@pytest.mark.slow
 def test_hugging_face_reads_soft_labels(tmp_path: Path) -> None:
     """A mixing run's metadata.csv columns load as float features: the soft label."""
     from datasets import load_dataset

@@ -86,6 +86,7 @@ def _source_objects(src: Path) -> dict[str, list[LabeledObject]]:
     return out
 
 
+@pytest.mark.slow
 def test_a_pasted_instance_is_the_source_instance_warped_exactly(
     pasted_out: tuple[Path, Path], recipe: Path
 ) -> None:
@@ -135,6 +136,7 @@ def test_both_sources_are_train_originals_weighted_by_their_pixels(
         assert 0 < partner["weight"] < 0.5 and own["weight"] + partner["weight"] == 1
 
 
+@pytest.mark.slow
 def test_the_audit_passes_and_flags_a_planted_held_out_partner(
     pasted_out: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -152,6 +154,7 @@ def test_the_audit_passes_and_flags_a_planted_held_out_partner(
     assert found == [("held-out-source", (pasted["path"], held["path"]))]
 
 
+@pytest.mark.slow
 def test_copy_paste_workers_1_and_2_make_the_same_bytes_and_a_rerun_writes_nothing(
     tmp_path: Path, recipe: Path
 ) -> None:
@@ -201,6 +204,7 @@ def test_preview_shows_pasted_outputs_with_their_boxes(tmp_path: Path, recipe: P
         ("textures", "CopyPaste is for annotated datasets"),
     ],
 )
+@pytest.mark.slow
 def test_what_copy_paste_cannot_use_is_a_clear_error(
     tmp_path: Path, which: str, message: str
 ) -> None:

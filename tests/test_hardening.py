@@ -75,6 +75,7 @@ def bind_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 # --- 1. OUT bind-mounted from a folder inside SRC ------------------------------------------
 
 
+@pytest.mark.slow
 def test_out_bind_mounted_inside_the_source_is_refused(
     tmp_path: Path, src: Path, small_recipe: Path, bind_mount
 ) -> None:
@@ -87,6 +88,7 @@ def test_out_bind_mounted_inside_the_source_is_refused(
     assert source_state(src) == before
 
 
+@pytest.mark.slow
 def test_a_split_folder_bind_mounted_from_the_source_is_refused(
     tmp_path: Path, src: Path, small_recipe: Path, bind_mount
 ) -> None:
@@ -119,6 +121,7 @@ def test_a_class_folder_linked_into_the_source_is_never_written_through(
     assert source_state(src) == before
 
 
+@pytest.mark.slow
 def test_a_split_folder_linked_into_the_source_is_refused_with_force(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -133,6 +136,7 @@ def test_a_split_folder_linked_into_the_source_is_refused_with_force(
 # --- 3. preview -o into SRC ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cat/preview.png", "cat/0.png"], ids=["new-file", "a-source"])
 def test_preview_never_writes_into_the_source(
     tmp_path: Path, src: Path, small_recipe: Path, name: str
@@ -143,6 +147,7 @@ def test_preview_never_writes_into_the_source(
     assert source_state(src) == before
 
 
+@pytest.mark.slow
 def test_preview_into_the_source_by_a_link_is_refused(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -182,6 +187,7 @@ def test_a_source_edited_in_place_with_size_and_mtime_kept_is_read_again(
 # --- 13. --force keeps a user's hidden files that look like temporaries ------------------------
 
 
+@pytest.mark.slow
 def test_force_keeps_a_users_hidden_files_named_like_temporaries(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -259,6 +265,7 @@ def test_a_recipe_bomb_is_a_quick_clear_error(
     assert source_state(src) == before
 
 
+@pytest.mark.slow
 def test_deeply_nested_labels_jsonl_is_a_clear_error(tmp_path: Path, src: Path) -> None:
     labels = src / "labels.jsonl"
     labels.write_text(
@@ -342,6 +349,7 @@ def test_a_damaged_file_in_out_is_taken_as_absent_and_rebuilt(
     ],
     ids=["jpeg-side", "webp-side", "memory"],
 )
+@pytest.mark.slow
 def test_a_size_no_output_can_have_is_refused_at_recipe_load(
     tmp_path: Path, src: Path, size: str, fmt: str, message: str
 ) -> None:
@@ -382,6 +390,7 @@ def test_a_source_too_wide_for_the_format_kept_at_its_size_is_rejected(
 # --- 8. --val inf ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["inf", "1e400", "-inf", "nan"])
 def test_a_holdout_amount_that_is_not_finite_is_a_clear_error(
     tmp_path: Path, src: Path, small_recipe: Path, value: str
@@ -404,6 +413,7 @@ def test_a_holdout_amount_that_is_not_finite_is_a_clear_error(
     ],
     ids=["rotate-inf", "p-nan", "preprocess"],
 )
+@pytest.mark.slow
 def test_a_recipe_number_that_is_not_finite_is_refused(
     tmp_path: Path, src: Path, recipe: str, where: str
 ) -> None:
@@ -519,6 +529,7 @@ def test_workers_die_with_a_killed_main_process_and_print_nothing(
     assert len(list(out.glob("*/*/*.png"))) == written  # nothing writes on
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.4, 0.5])
 def test_ctrl_c_during_start_up_is_a_message_not_a_traceback(
     tmp_path: Path, src: Path, small_recipe: Path, delay: float
@@ -543,6 +554,7 @@ def test_ctrl_c_during_start_up_is_a_message_not_a_traceback(
     ],
     ids=["cleaned-alike", "long-alike", "metadata-csv"],
 )
+@pytest.mark.slow
 def test_class_names_that_clash_as_folders_are_refused_before_writing(
     tmp_path: Path, small_recipe: Path, classes: tuple[str, ...], words: list[str]
 ) -> None:
@@ -609,6 +621,7 @@ def test_what_a_killed_run_wrote_is_removed_by_the_next_run_whatever_changed(
 # --- 17. SRC that is an augment output; 24. OUT made from another SRC -----------------------
 
 
+@pytest.mark.slow
 def test_an_augment_output_given_as_the_source_is_refused(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -776,6 +789,7 @@ def test_a_labels_file_of_many_rows_costs_little_memory_per_row(tmp_path: Path) 
 # --- 16. a 20 GB sparse file whose header declares 100000 x 100000 ----------------------------
 
 
+@pytest.mark.slow
 def test_a_huge_sparse_image_file_is_rejected_without_reading_it(
     tmp_path: Path, src: Path, small_recipe: Path
 ) -> None:
@@ -951,6 +965,7 @@ def test_a_refused_thread_is_a_clear_error_and_the_rerun_resumes(
     assert file_tree(out) == file_tree(shared_tmp / "clean")
 
 
+@pytest.mark.slow
 def test_a_process_limit_met_mid_run_keeps_the_work_done(
     shared_tmp: Path, bigger_src: Path, small_recipe: Path
 ) -> None:
@@ -975,6 +990,7 @@ def test_a_process_limit_met_mid_run_keeps_the_work_done(
     assert file_tree(out) == file_tree(shared_tmp / "clean")
 
 
+@pytest.mark.slow
 def test_a_pool_cut_short_by_a_process_limit_neither_hangs_nor_loses_work(
     shared_tmp: Path, bigger_src: Path, small_recipe: Path
 ) -> None:

@@ -132,6 +132,7 @@ def test_sigkill_during_a_recipe_change_then_rerun_is_identical(
     assert_clean(out)
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_consistent_output_and_resumes(
     tmp_path: Path, recipes: tuple[Path, Path], clean_runs: dict[str, dict[str, bytes]]
 ) -> None:

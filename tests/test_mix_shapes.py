@@ -110,6 +110,7 @@ def test_mixed_masks_are_their_objects_pixels_in_pycocotools(mixed_out: tuple[st
     assert mixed >= 12 and rle_objects >= 10 and parts >= 10, (mixed, rle_objects, parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mixed_out", ["CopyPaste"], indirect=True)
 def test_pasted_instances_include_rle_and_two_part_ones(mixed_out: tuple[str, Path]) -> None:
     _, out = mixed_out
@@ -125,6 +126,7 @@ def test_pasted_instances_include_rle_and_two_part_ones(mixed_out: tuple[str, Pa
     assert shapes == {"rle", "parts"}
 
 
+@pytest.mark.slow
 def test_mixed_outputs_pass_the_audit(mixed_out: tuple[str, Path]) -> None:
     _, out = mixed_out
     assert not audit_output(out).findings

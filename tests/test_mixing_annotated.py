@@ -71,6 +71,7 @@ def test_cutmix_boxes_are_exactly_the_objects_left_and_pasted(
     assert checked > 20
 
 
+@pytest.mark.slow
 def test_cutmix_sources_are_train_originals_and_the_audit_passes(
     cutmix_out: tuple[Path, Path],
 ) -> None:
@@ -103,6 +104,7 @@ def test_mixup_keeps_both_images_objects(tmp_path: Path) -> None:
     assert not [f for f in audit_output(tmp_path / "out").findings if f.check in checks]
 
 
+@pytest.mark.slow
 def test_mixup_and_cutmix_workers_1_and_2_make_the_same_bytes(tmp_path: Path) -> None:
     recipe = tmp_path / "both.yaml"
     recipe.write_text(UNROTATED + "mix:\n  - MixUp: {p: 0.5}\n  - CutMix: {p: 0.5}\n")

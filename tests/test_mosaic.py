@@ -80,6 +80,7 @@ def test_mosaic_boxes_are_the_tiles_objects(mosaic_out: Path) -> None:
     assert checked > 60
 
 
+@pytest.mark.slow
 def test_every_mosaic_source_is_a_train_original_with_its_area(mosaic_out: Path) -> None:
     header = json.loads((mosaic_out / "augment.json").read_text())
     split_of = {h["path"]: h["split"] for h in header["holdout"]}

@@ -63,6 +63,7 @@ def test_s3_source_and_output_match_a_local_run(
     assert str(summary.out) == f"{s3_bucket}/out"
 
 
+@pytest.mark.slow
 def test_a_labels_file_in_s3_gives_the_local_run_of_the_same_files(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:
@@ -287,6 +288,7 @@ def test_a_live_lease_is_refused_and_an_expired_one_taken_over(
     assert Store(out).info("manifest.jsonl") is not None
 
 
+@pytest.mark.slow
 def test_a_store_output_beside_foreign_objects_is_refused(
     s3_bucket: str, small_recipe: Path
 ) -> None:
@@ -345,6 +347,7 @@ def test_a_killed_store_run_resumes_from_its_committed_shards(
     assert len(outputs_put) < len((local / "manifest.jsonl").read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_an_unreachable_store_is_a_clear_error(tmp_path: Path) -> None:
     import socket
 

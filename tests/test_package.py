@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import augment
 from tests.helpers import DIGITS, SMALL_RECIPE
 
@@ -19,6 +21,7 @@ def test_import_augment_loads_no_image_library() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_expand_audit_and_inspect_from_the_package_take_str_paths(tmp_path: Path) -> None:
     recipe = tmp_path / "small.yaml"
     recipe.write_text(SMALL_RECIPE)
@@ -32,6 +35,7 @@ def test_expand_audit_and_inspect_from_the_package_take_str_paths(tmp_path: Path
     assert "expand" in augment.__all__ and "audit_output" in augment.__all__
 
 
+@pytest.mark.slow
 def test_long_phases_report_as_they_go(tmp_path: Path) -> None:
     """Reading the sources, hashing them and the audit's decoding each say their total first,
     then advance to it: the command line draws a bar for each (tqdm, once it lasts 1 s)."""

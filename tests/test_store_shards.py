@@ -122,6 +122,7 @@ def test_the_command_writes_a_local_source_s_shards_to_a_store(
     assert _store_files(f"{s3_bucket}/out") == _local_files(local)
 
 
+@pytest.mark.slow
 def test_shards_read_back_from_the_store_by_webdataset_and_pyarrow(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:
@@ -239,6 +240,7 @@ def test_force_never_writes_into_a_foreign_shards_prefix(
     assert [e.path for e in out.list()] == ["shards/train-00000.tar"]  # nor the lease left
 
 
+@pytest.mark.slow
 def test_a_store_source_into_a_local_output_gives_the_local_run_s_shards(
     s3_bucket: str, small_recipe: Path, tmp_path: Path
 ) -> None:

@@ -146,6 +146,7 @@ def test_labels_whose_images_are_missing_are_an_error(tmp_path: Path) -> None:
         ("no-names", "data.yaml needs a non-empty 'names' list"),
     ],
 )
+@pytest.mark.slow
 def test_a_half_recognised_yolo_layout_is_a_clear_error(
     tmp_path: Path, damage: str, message: str
 ) -> None:

@@ -102,6 +102,7 @@ def test_reencoded_at_another_quality_is_the_same_image(out: Path) -> None:
     assert "train/brick/again.jpg" in found[0].paths and "PSNR" in found[0].message
 
 
+@pytest.mark.slow
 def test_resized_copy_is_a_near_duplicate(out: Path) -> None:
     source = held_out_file(out, "test", "histology")
     with Image.open(source) as img:
@@ -120,6 +121,7 @@ def test_mirrored_copy_is_found(out: Path) -> None:
     assert [(f.kind, f.paths[0]) for f in found] == [("mirrored", "train/deep_space/flipped.jpg")]
 
 
+@pytest.mark.slow
 def test_augmented_variants_of_held_out_originals_merged_into_train(
     out: Path, tmp_path: Path, small_recipe: Path
 ) -> None:
@@ -165,6 +167,7 @@ def test_near_duplicate_threshold_is_configurable(out: Path) -> None:
     }
 
 
+@pytest.mark.slow
 def test_manifest_listing_a_validation_original_as_a_train_source(out: Path) -> None:
     recs = records(out)
     victim = next(r for r in recs if r["split"] == "validation")["sources"][0]
@@ -178,6 +181,7 @@ def test_manifest_listing_a_validation_original_as_a_train_source(out: Path) -> 
     assert "validation original" in found[0].message
 
 
+@pytest.mark.slow
 def test_mixed_train_file_with_a_held_out_second_source(out: Path) -> None:
     # A mixup output has two sources; both must be train originals.
     recs = records(out)
@@ -188,6 +192,7 @@ def test_mixed_train_file_with_a_held_out_second_source(out: Path) -> None:
     assert kinds(out) == {("lineage", "held-out-source")}
 
 
+@pytest.mark.slow
 def test_held_out_file_must_be_a_single_source_original(out: Path) -> None:
     recs = records(out)
     rec = next(r for r in recs if r["split"] == "validation")
@@ -199,6 +204,7 @@ def test_held_out_file_must_be_a_single_source_original(out: Path) -> None:
     }
 
 
+@pytest.mark.slow
 def test_inconsistent_source_sha256(out: Path) -> None:
     recs = records(out)
     rec = next(r for r in recs if r["split"] == "train" and r["variant"] == 1)
@@ -207,6 +213,7 @@ def test_inconsistent_source_sha256(out: Path) -> None:
     assert ("lineage", "inconsistent-sha256") in kinds(out)
 
 
+@pytest.mark.slow
 def test_deleted_file(out: Path) -> None:
     victim = next(r for r in records(out) if r["split"] == "train")["path"]
     (out / victim).unlink()
@@ -214,6 +221,7 @@ def test_deleted_file(out: Path) -> None:
     assert [(f.check, f.kind, f.paths) for f in found] == [("integrity", "missing", (victim,))]
 
 
+@pytest.mark.slow
 def test_extra_unlisted_file(out: Path) -> None:
     # Not a duplicate of anything: only integrity must name it.
     shutil.copy(DIGITS / "7" / "digit7_01.png", out / "train" / "gravel" / "stray.png")
@@ -225,6 +233,7 @@ def test_extra_unlisted_file(out: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_changed_bytes_and_stale_header(out: Path) -> None:
     victim = next(r for r in records(out) if r["split"] == "test")["path"]
     Image.open(out / victim).save(out / victim, quality=50)
@@ -250,6 +259,7 @@ def test_metadata_csv_must_agree(tmp_path: Path) -> None:
     assert kinds(out) == {("integrity", "metadata")}
 
 
+@pytest.mark.slow
 def test_class_missing_from_a_held_out_split(out: Path) -> None:
     recs = records(out)
     gone = [r for r in recs if r["split"] == "test" and r["label"] == "gravel"]
@@ -302,6 +312,7 @@ def make_split_folders(root: Path) -> dict[str, Path]:
     return splits
 
 
+@pytest.mark.slow
 def test_folder_audit_clean_and_with_leaks(tmp_path: Path) -> None:
     splits = make_split_folders(tmp_path)
     report = audit_splits(splits)

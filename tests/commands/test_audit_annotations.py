@@ -117,6 +117,7 @@ def test_the_preview_of_a_mask_set_shows_its_cells(tmp_path: Path, recipe: Path)
     assert len(sheet.rows) == 3 and all(len(row) == 2 for row in sheet.rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["yolo", "coco"])
 def test_held_out_objects_equal_their_source_s_labels(
     tmp_path: Path, recipe: Path, which: str

@@ -119,6 +119,7 @@ def test_a_clean_sharded_output_audits_clean(out: Path) -> None:
     }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["webdataset", "parquet"])
 def test_a_sharded_detection_output_audits_as_its_folder_output(
     tmp_path: Path, layout: str
@@ -204,6 +205,7 @@ def test_a_held_out_image_copied_into_a_train_shard_is_a_leak(out: Path) -> None
     assert record["path"] in leak["paths"]
 
 
+@pytest.mark.slow
 def test_a_truncated_shard_is_a_finding_not_a_traceback(out: Path) -> None:
     shard = shard_of(out, "train")
     data = shard.read_bytes()
@@ -216,6 +218,7 @@ def test_a_truncated_shard_is_a_finding_not_a_traceback(out: Path) -> None:
     assert "[damaged-shard]" in result.stdout and "[shard-changed]" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_corrupt_parquet_shard_is_a_finding(outputs: dict[str, Path], tmp_path: Path) -> None:
     out = Path(shutil.copytree(outputs["parquet"], tmp_path / "out"))
     shard = shard_of(out, "train")
@@ -226,6 +229,7 @@ def test_a_corrupt_parquet_shard_is_a_finding(outputs: dict[str, Path], tmp_path
     assert code == 1 and ("integrity", "damaged-shard") in kinds(report)
 
 
+@pytest.mark.slow
 def test_a_missing_commit_marker_is_found(out: Path) -> None:
     shard = shard_of(out, "train")
     records = out / "records" / f"{shard.stem}.jsonl"
@@ -236,6 +240,7 @@ def test_a_missing_commit_marker_is_found(out: Path) -> None:
     assert code == 1 and kinds(report) == {("integrity", "uncommitted")}
 
 
+@pytest.mark.slow
 def test_a_missing_shard_and_an_unlisted_one_are_found(tar_out: Path) -> None:
     shard = shard_of(tar_out, "train")
     shard.rename(shard.with_name("train-00099.tar"))
@@ -244,6 +249,7 @@ def test_a_missing_shard_and_an_unlisted_one_are_found(tar_out: Path) -> None:
     assert {("integrity", "missing-shard"), ("integrity", "unlisted-shard")} <= kinds(report)
 
 
+@pytest.mark.slow
 def test_a_held_out_source_in_a_train_record_is_a_lineage_finding(tar_out: Path) -> None:
     records = manifest(tar_out)
     held_out = next(r for r in records if r["split"] == "validation")["sources"][0]
@@ -275,6 +281,7 @@ def detection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_sample_s_box_outside_its_image_is_found(detection: Path, tmp_path: Path) -> None:
     out = Path(shutil.copytree(detection, tmp_path / "out"))
     record = next(r for r in manifest(out) if r["annotation"]["objects"])
@@ -299,6 +306,7 @@ def test_a_sample_s_box_outside_its_image_is_found(detection: Path, tmp_path: Pa
     assert any("outside" in f["message"] and record["path"] in f["paths"] for f in bad)
 
 
+@pytest.mark.slow
 def test_a_segmentation_sample_s_mask_is_checked(tmp_path: Path) -> None:
     """A clean mask set's shards audit as its folders do; a sample without its mask is found."""
     src = write_masks(tmp_path / "src", scenes(6))
@@ -317,6 +325,7 @@ def test_a_segmentation_sample_s_mask_is_checked(tmp_path: Path) -> None:
     assert code == 1 and ("annotations", "missing-mask") in kinds(report)
 
 
+@pytest.mark.slow
 def test_held_out_objects_are_compared_with_the_source(detection: Path, tmp_path: Path) -> None:
     out = Path(shutil.copytree(detection, tmp_path / "out"))
     result = CliRunner().invoke(main, ["audit", str(out), "--source", str(DETECTION), "--json"])
@@ -331,6 +340,7 @@ def test_held_out_objects_are_compared_with_the_source(detection: Path, tmp_path
     assert {("annotations", "held-out-objects"), ("annotations", "annotation-differs")} <= found
 
 
+@pytest.mark.slow
 def test_a_shard_named_for_no_split_is_an_unlisted_shard(tar_out: Path) -> None:
     shutil.copy(shard_of(tar_out, "validation"), tar_out / "shards" / "holdout-00000.tar")
     code, report = audit(tar_out)

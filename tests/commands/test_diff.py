@@ -80,6 +80,7 @@ def two_outputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "v1", root / "v2"
 
 
+@pytest.mark.slow
 def test_cli_diff_human(two_outputs: tuple[Path, Path]) -> None:
     v1, v2 = two_outputs
     result = CliRunner().invoke(main, ["diff", str(v1), str(v2)])

@@ -107,6 +107,7 @@ def test_every_threshold_on_copies_at_every_distance(max_distance: int) -> None:
         assert sorted(zip(*(p.tolist() for p in pairs), strict=True)) == expected
 
 
+@pytest.mark.slow
 def test_many_copies_of_one_picture_fall_back_and_stay_exact() -> None:
     """A thousand equal hashes make a million candidates in every table: the search gives up
     on the index (comparing every pair is cheaper) and the result is still exact."""

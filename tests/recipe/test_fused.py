@@ -60,6 +60,7 @@ def _photos(recipe: Recipe) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "aggressive", "mixed"])
 def test_fused_geometry_draws_and_paints_what_albumentations_does(name: str) -> None:
     recipe = parse_recipe(MIXED_GEOMETRY, "mixed", "mixed.yaml") if name == "mixed" else None

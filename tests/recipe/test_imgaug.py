@@ -49,6 +49,7 @@ def _run(*args: str, block_imgaug: bool = False) -> subprocess.CompletedProcess[
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
+@pytest.mark.slow
 def test_without_the_extra_the_recipe_fails_with_the_install_command(tmp_path: Path) -> None:
     try:
         import imgaug  # noqa: F401
@@ -66,6 +67,7 @@ def test_without_the_extra_the_recipe_fails_with_the_install_command(tmp_path: P
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_an_albumentations_recipe_never_imports_imgaug(small_recipe: Path) -> None:
     code = (
         "import sys; from augment.recipe.build import load_recipe; "

@@ -89,6 +89,7 @@ def test_the_default_centre_draws_as_before_and_keeps_the_fingerprint(tmp_path: 
         ("scale: [0.1, 1]", "scale must be [lo, hi] with 0.25 <= lo <= hi <= 2"),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_centre_is_a_clear_error(tmp_path: Path, args: str, message: str) -> None:
     recipe = _mosaic_recipe(tmp_path, f"p: 1, {args}")
     args_ = ["expand", str(DETECTION), str(tmp_path / "out"), "--recipe", str(recipe)]

@@ -54,6 +54,7 @@ def _run(src: Path, out: Path, recipe: Path, edited: Path | None = None) -> dict
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_run_opens_its_recipe_file_once(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(SMALL_RECIPE)

@@ -63,6 +63,7 @@ def test_image_buffers_freed_and_allocated_again_cost_no_page_faults() -> None:
     assert _faults_per_round("tuned") < 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the tuning is glibc's mallopt")
 def test_a_library_caller_keeps_its_allocator_as_it_was() -> None:
     # expand() in the caller's own process (one worker: the pixel work runs there too) must

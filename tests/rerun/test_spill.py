@@ -79,6 +79,7 @@ def interrupt_after(shards: int) -> Executor:
     return run
 
 
+@pytest.mark.slow
 def test_a_run_with_its_records_on_disk_writes_the_same_files(
     tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -54,6 +54,7 @@ def splits_of(out: Path) -> dict[str, str]:
     return {h["path"]: h["split"] for h in header["holdout"]}
 
 
+@pytest.mark.slow
 def test_near_duplicate_pairs_end_in_one_split(
     src: Path, tmp_path: Path, small_recipe: Path
 ) -> None:

@@ -127,6 +127,7 @@ def test_forked_workers_are_born_ignoring_ctrl_c() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored here
 
 
+@pytest.mark.slow
 def test_a_caller_that_used_opencv_threads_then_expands_with_workers_does_not_hang(
     tmp_path: Path,
 ) -> None:

@@ -111,6 +111,7 @@ def add_copies(root: Path, sources: list[str]) -> dict[str, str]:
     return copies
 
 
+@pytest.mark.slow
 def test_crafted_copies_stay_with_their_originals(tmp_path: Path) -> None:
     root = render_digits(tmp_path / "src", per_class=40)
     sources = [f"{d}/digit{d}_{n:03}.png" for d in range(10) for n in (0, 7, 21)]
@@ -157,6 +158,7 @@ def test_a_rerun_never_moves_what_an_earlier_run_held_out(tmp_path: Path) -> Non
             assert holdout.split_of[copy] == before[source]
 
 
+@pytest.mark.slow
 def test_a_large_group_is_warned_about_and_a_quota_miss_reported(tmp_path: Path) -> None:
     # Nineteen resized copies of one "7" make a group of 20 in a class of 28: more than a
     # tenth of the class, and too large for train's quota (16), so test ends short.

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from augment.commands.diff import diff_outputs
@@ -22,6 +23,7 @@ def splits(out: Path) -> dict[str, str]:
     return {h["path"]: h["split"] for h in header["holdout"]}
 
 
+@pytest.mark.slow
 def test_recipe_change_replaces_train_variants_only(
     tmp_path: Path, digits_copy: Path, small_recipe: Path
 ) -> None:
@@ -86,6 +88,7 @@ def test_preprocess_change_rewrites_held_out_splits_but_never_moves_them(
     assert held_out and all(r["variant"] == 0 for r in held_out)
 
 
+@pytest.mark.slow
 def test_more_times_only_adds_variants(
     tmp_path: Path, digits_copy: Path, small_recipe: Path
 ) -> None:

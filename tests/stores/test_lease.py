@@ -22,6 +22,7 @@ def _held(store: Store) -> dict[str, object]:
     return json.loads(store.read(LEASE_NAME))
 
 
+@pytest.mark.slow
 def test_a_second_run_is_refused_while_the_first_holds_the_lease(store: Store) -> None:
     with Lease(store) as first:
         assert _held(store)["owner"] == first.owner
