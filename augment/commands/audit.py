@@ -91,15 +91,7 @@ def audit_output(
     report.findings += integrity_findings(out, records, header)
     if annotated:
         report.findings += annotation_findings(out, records, header)
-        if options.source is not None:
-            from augment.commands.audit_held_out import held_out_object_findings
-
-            report.findings += held_out_object_findings(out, records, header, options.source)
-        report.counts, balance = object_balance(records, splits)
-    else:
-        report.counts, balance = balance_findings(files, splits)
-    report.findings += balance
-    return report
+    return _held_out_and_balance(report, out, records, header, files, splits)
 
 
 def _audit_shards(
@@ -128,10 +120,25 @@ def _audit_shards(
     report.findings += header_findings(records, header)
     if annotated:
         report.findings += held_out_findings(records)
-        if options.source is not None:
+    return _held_out_and_balance(report, out, records, header, files, splits)
+
+
+def _held_out_and_balance(
+    report: AuditReport,
+    out: Path,
+    records: Sequence[Record],
+    header: dict[str, Any],
+    files: Sequence[ImageFile],
+    splits: Sequence[str],
+) -> AuditReport:
+    """The checks both layouts end with: held-out objects against SRC's (`--source`), and
+    the balance (objects per class for an annotated output, files per class otherwise)."""
+    if is_annotated(header):
+        if report.options.source is not None:
             from augment.commands.audit_held_out import held_out_object_findings
 
-            report.findings += held_out_object_findings(out, records, header, options.source)
+            source = report.options.source
+            report.findings += held_out_object_findings(out, records, header, source)
         report.counts, balance = object_balance(records, splits)
     else:
         report.counts, balance = balance_findings(files, splits)
