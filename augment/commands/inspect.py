@@ -10,11 +10,12 @@ so the planned sizes are the ones a first run into a new OUT makes.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from augment.commands.report import class_count_table
+from augment.commands.report import class_count_table, rejection_lines
 from augment.model import Cluster, ExpandOptions, Rejected
 from augment.stages.holdout import SPLITS, check_holdout_options, hold_out, uses_source_split
 from augment.stages.ingest import ingest
@@ -26,7 +27,7 @@ class Inspection:
     layout: str
     source_split: bool  # the split is the source's own
     planned: dict[str, dict[str, int]]  # split -> class -> originals
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: Collection[Rejected] = field(default_factory=list)  # by path
     duplicates: list[Cluster] = field(default_factory=list)  # kept in one split
     split_apart: list[Cluster] = field(default_factory=list)  # by the source's own split
     too_small: list[str] = field(default_factory=list)  # classes kept in train only
@@ -64,7 +65,7 @@ def inspect_source(src: str | Path, options: ExpandOptions | None = None) -> Ins
         layout=dataset.layout,
         source_split=source_split,
         planned=planned,
-        rejected=sorted(dataset.rejected, key=lambda r: r.path),
+        rejected=dataset.rejected.by_path(),
         duplicates=grouping.clusters,
         split_apart=grouping.conflicts if source_split else [],
         too_small=holdout.too_small,
@@ -90,5 +91,7 @@ def format_inspection(found: Inspection) -> str:
         lines.append(f"warning: duplicate originals in different splits of the source: {placed}")
     if found.rejected:
         lines.append(f"would reject {len(found.rejected)} files:")
-        lines.extend(f"  {r.path}: {r.reason}" for r in found.rejected)
+        lines.extend(
+            rejection_lines(found.rejected, "`augment inspect SRC --json` lists every one")
+        )
     return "\n".join(lines)
