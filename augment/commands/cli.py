@@ -443,6 +443,10 @@ def inspect_cmd(
     except AugmentError as exc:
         raise UserError(exc) from None
     if as_json:
-        click.echo(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
+        from augment.stages.manifest import write_json  # the rejections a few at a time
+
+        sys.stdout.flush()
+        write_json(found.to_dict(streamed=True), sys.stdout.buffer.write)
+        sys.stdout.buffer.flush()
     else:
         click.echo(format_inspection(found))

@@ -32,13 +32,16 @@ class Inspection:
     split_apart: list[Cluster] = field(default_factory=list)  # by the source's own split
     too_small: list[str] = field(default_factory=list)  # classes kept in train only
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, streamed: bool = False) -> dict[str, Any]:
+        """The inspection as JSON values; `streamed`: its rejections as an iterator, for
+        `write_json` (there may be millions)."""
+        rejected = ({"path": r.path, "reason": r.reason} for r in self.rejected)
         return {
             "source": str(self.src),
             "layout": self.layout,
             "split": "source" if self.source_split else "held out",
             "planned": self.planned,
-            "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
+            "rejected": rejected if streamed else list(rejected),
             "duplicates": [list(c.paths) for c in self.duplicates],
             "split_apart": [
                 {"paths": list(c.paths), "splits": c.previous_splits} for c in self.split_apart

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,21 +80,27 @@ def write_header(out: Path, header: Mapping[str, Any]) -> None:
     (the holdout: an entry per original) is written as a list, an entry at a time."""
     file = ChangedFile(out / HEADER_NAME)
     try:
-        for n, (key, value) in enumerate(header.items()):
-            file.write(f"{',' if n else '{'}\n  {_indented(key, 1)}: ".encode())
-            if not isinstance(value, Iterator):
-                file.write(_indented(value, 1).encode())
-                continue
-            opening = "["
-            for item in value:
-                file.write(f"{opening}\n    {_indented(item, 2)}".encode())
-                opening = ","
-            file.write(b"[]" if opening == "[" else b"\n  ]")
-        file.write(b"\n}\n" if header else b"{}\n")
+        write_json(header, file.write)
     except BaseException:
         file.discard()
         raise
     file.commit()
+
+
+def write_json(doc: Mapping[str, Any], write: Callable[[bytes], object]) -> None:
+    """`doc` as `json.dumps(doc, indent=2)` and a newline, handed to `write` a piece at a
+    time; a value that is an iterator is written as a list, an entry at a time."""
+    for n, (key, value) in enumerate(doc.items()):
+        write(f"{',' if n else '{'}\n  {_indented(key, 1)}: ".encode())
+        if not isinstance(value, Iterator):
+            write(_indented(value, 1).encode())
+            continue
+        opening = "["
+        for item in value:
+            write(f"{opening}\n    {_indented(item, 2)}".encode())
+            opening = ","
+        write(b"[]" if opening == "[" else b"\n  ]")
+    write(b"\n}\n" if doc else b"{}\n")
 
 
 def _indented(value: Any, level: int) -> str:
