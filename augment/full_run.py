@@ -197,7 +197,7 @@ def run(
     # Sources rejected for their bytes keep their entry: a rerun need not read them again.
     state.sources.keep_only(
         {o.path for o in dataset.originals}
-        | {r.path for r in dataset.rejected if r.path in state.sources.entries}
+        | {path for path, _, _ in dataset.rejected.entries() if path in state.sources.entries}
     )
     # Complete: every planned output made, or left out for good; a rejection whose cause
     # may pass is tried again.
@@ -431,5 +431,8 @@ def build_header(
         "counts": counts,
         "holdout": holdout_entries(dataset.originals, split_of, hashes),
         # An iterator too (written an entry at a time): there may be millions.
-        "rejected": ({"path": r.path, "reason": r.reason} for r in in_path_order(rejected)),
+        "rejected": (
+            {"path": path, "reason": reason}
+            for path, reason, _ in in_path_order(rejected).entries()
+        ),
     }

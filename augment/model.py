@@ -105,6 +105,7 @@ _REJECTIONS_HELD = 20_000
 # line number is distinct on every row).
 _REASONS_COUNTED = 1_000
 OTHER_REASONS = "(other reasons)"
+Entry = tuple[str, str, bool]  # a rejection as held: path, reason, retry
 
 
 class Rejections(Collection[Rejected]):
@@ -116,7 +117,7 @@ class Rejections(Collection[Rejected]):
     per distinct text held) and counted (`reasons`)."""
 
     def __init__(self, items: Iterable[Rejected] = ()) -> None:
-        self._held: list[Rejected] = []
+        self._held: list[Entry] = []
         self._file: IO[bytes] | None = None
         self._count = 0
         self._texts: dict[str, str] = {}
@@ -125,32 +126,36 @@ class Rejections(Collection[Rejected]):
         self.extend(items)
 
     def append(self, rejected: Rejected) -> None:
-        reason = self._texts.get(rejected.reason)
-        if reason is None:
-            if len(self._texts) < _REASONS_COUNTED:
-                reason = self._texts[rejected.reason] = rejected.reason
-            else:
-                reason = rejected.reason
-        if reason is not rejected.reason:  # the interned text, not a copy per row
-            rejected = Rejected(rejected.path, reason, rejected.retry)
-        self.reasons[reason if reason in self._texts else OTHER_REASONS] += 1
-        self._held.append(rejected)
-        self._count += 1
+        self._add(rejected.path, rejected.reason, rejected.retry)
         self._sorted = False
-        if len(self._held) >= _REJECTIONS_HELD:
-            self._spill()
 
     def extend(self, items: Iterable[Rejected]) -> None:
         for rejected in items:
-            self.append(rejected)
+            self._add(rejected.path, rejected.reason, rejected.retry)
+        self._sorted = False
+
+    def _add(self, path: str, reason: str, retry: bool) -> None:
+        texts = self._texts
+        interned = texts.get(reason)
+        if interned is not None:
+            reason = interned
+            self.reasons[reason] += 1
+        elif len(texts) < _REASONS_COUNTED:
+            texts[reason] = reason
+            self.reasons[reason] += 1
+        else:
+            self.reasons[OTHER_REASONS] += 1
+        self._held.append((path, reason, retry))
+        self._count += 1
+        if len(self._held) >= _REJECTIONS_HELD:
+            self._spill()
 
     def _spill(self) -> None:
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with self
             self._file.seek(0, 2)
-            entries = [(r.path, r.reason, r.retry) for r in self._held]
-            pickle.dump(entries, self._file, pickle.HIGHEST_PROTOCOL)
+            pickle.dump(self._held, self._file, pickle.HIGHEST_PROTOCOL)
         except OSError as exc:  # a full temporary folder: the user's to fix
             raise OutputError(
                 f"cannot keep the rejected inputs in the temporary folder "
@@ -159,18 +164,25 @@ class Rejections(Collection[Rejected]):
             ) from exc
         self._held = []
 
+    def entries(self) -> Iterator[Entry]:
+        """Every rejection as (path, reason, retry), in the order added: `iter` without a
+        `Rejected` made for each."""
+        held, offset = list(self._held), 0
+        while self._file is not None:  # a read position of its own: iterations may overlap
+            self._file.seek(offset)
+            try:
+                block = pickle.load(self._file)
+            except EOFError:
+                break
+            offset = self._file.tell()
+            yield from block
+        yield from held
+
     def __iter__(self) -> Iterator[Rejected]:
         """Every rejection in the order added; may be iterated again (not while adding)."""
-        if self._file is not None:
-            self._file.seek(0)
-            while True:
-                try:
-                    block = pickle.load(self._file)
-                except EOFError:
-                    break
-                for path, reason, retry in block:
-                    yield Rejected(path, self._texts.get(reason, reason), retry)
-        yield from list(self._held)
+        texts = self._texts
+        for path, reason, retry in self.entries():
+            yield Rejected(path, texts.get(reason, reason), retry)
 
     def __len__(self) -> int:
         return self._count
@@ -194,8 +206,11 @@ class Rejections(Collection[Rejected]):
         if self._sorted and not more:
             return self
         spill: SortedSpill[tuple[str, bool]] = SortedSpill(16 << 20)
-        for rejected in itertools.chain(self, *more):
-            spill.add(rejected.path, (rejected.reason, rejected.retry), 16)
+        added = itertools.chain(
+            self.entries(), ((r.path, r.reason, r.retry) for m in more for r in m)
+        )
+        for path, reason, retry in added:
+            spill.add(path, (reason, retry), 16)
         found = Rejections()
         with spill:
             last: str | None = None
@@ -205,7 +220,7 @@ class Rejections(Collection[Rejected]):
                     last, reasons = path, set()
                 if reason not in reasons:
                     reasons.add(reason)
-                    found.append(Rejected(path, reason, retry))
+                    found._add(path, reason, retry)
         found._sorted = True
         return found
 

@@ -166,7 +166,7 @@ def run(
     rejected = dataset.rejected.by_path(plan.rejected, made.rejected)
     state.sources.keep_only(
         {o.path for o in dataset.originals}
-        | {r.path for r in dataset.rejected if r.path in state.sources.entries}
+        | {path for path, _, _ in dataset.rejected.entries() if path in state.sources.entries}
     )
     complete = made.written + made.unmade == to_write and not made.retry
     counts, dropped = _write_manifest(setup, shards, guard)

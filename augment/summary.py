@@ -26,7 +26,7 @@ def summarize(
     """What a run made, before its costs (written, reused, timings) are filled in."""
     rejected = in_path_order(rejected)
     # Only the rejected paths that are originals: a labels file may reject millions of rows.
-    failed = {r.path for r in rejected if r.path in holdout.split_of}
+    failed = {path for path, _, _ in rejected.entries() if path in holdout.split_of}
     originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
     train_originals = Counter(
         o.label

@@ -125,9 +125,9 @@ def _rejections_digest(dataset: Dataset) -> str:
     """A digest of every rejection, taken a rejection at a time: a labels file may reject
     millions of rows, too many to put in one JSON document."""
     digest = hashlib.sha256()
-    for r in dataset.rejected:
+    for path, reason, _ in dataset.rejected.entries():
         # NUL between path and reason: no path holds one (such a row is shown by its repr).
-        digest.update(f"{r.path}\0{r.reason}\n".encode("utf-8", "surrogatepass"))
+        digest.update(f"{path}\0{reason}\n".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
