@@ -199,7 +199,7 @@ def _previous_header(out: Path, warnings: list[str]) -> dict[str, Any]:
     if not (out / HEADER_NAME).exists():
         return {}
     try:
-        return read_header(out)
+        return read_header(out, rejected=False)  # not used: maybe millions
     except ManifestError as exc:
         if not (out / STATE_DIR).is_dir():  # no state: someone else's file, kept
             raise

@@ -11,12 +11,18 @@ exist, each rejected as a missing file (a real user has the images; two million 
 cannot be made here in reasonable time). So the figures are the tool's own cost per row,
 with the image reading of a real run left out: a real first run also reads every image.
 
-Each line is measured in a process of its own (peak RSS is per process):
+Each line is measured in a process of its own:
 - `csv.reader`: the file read row by row by the csv module, nothing kept (the floor);
 - `labels file`: augment's labels-file stage, every row checked and handed on, nothing kept;
 - `ingest`: `augment.stages.ingest.ingest` on the file, as `expand` and `inspect` call it:
   the rows, each file's lstat and containment check, the real images read, every
-  rejection kept (its path and reason: the run reports each).
+  rejection kept (its path and reason: the run reports each);
+- `inspect`, `expand`: the real commands, as a user runs them (`expand ... --times 2
+  --format png -j 2`: the 2,000 real images made into outputs, every rejection listed in
+  OUT/augment.json and counted there), their peak RSS that of the whole process tree
+  (sampled every 50 ms: the main process and its workers, shared pages counted in each);
+- `expand again`: the same command again into that OUT (a rerun: it reads the last
+  run's augment.json).
 
 `--rerun N`: N real images listed in a labels file, then as class folders: a first
 `expand` and its no-op rerun, timed (each the median of 3 reruns).
@@ -101,10 +107,11 @@ def run_command(mode: str, labels: Path) -> tuple[float, float, float, int]:
     CPU seconds of the process and its workers, peak RSS of the process tree in MB, rows
     the output lists: originals written and rejections)."""
     out = labels.parent.parent / "out"  # beside the source, not in it
-    call = [sys.executable, "-m", "augment", *mode.split(), str(labels)]
-    if mode == "expand":
+    command = mode.split()[0]  # "expand again": the rerun into the same OUT
+    call = [sys.executable, "-m", "augment", command, str(labels)]
+    if command == "expand":
         call += [str(out), "--times", "2", "--format", "png", "-j", "2", "--force"]
-    printed = labels.parent.parent / f"{mode}.txt"
+    printed = labels.parent.parent / f"{mode.replace(' ', '-')}.txt"
     started = time.perf_counter()
     with printed.open("w") as sink:
         process = subprocess.Popen(call, stdout=sink, stderr=subprocess.STDOUT, env=ENV)
@@ -117,7 +124,7 @@ def run_command(mode: str, labels: Path) -> tuple[float, float, float, int]:
     assert process.returncode == 0, printed.read_text()[-2000:]
     # The largest single process, should the tree end between two samples.
     peak_mb = max(peak / 1024, usage.ru_maxrss / 1024)
-    if mode == "expand":  # every row is in augment.json (read a line at a time)
+    if command == "expand":  # every row is in augment.json (read a line at a time)
         count = 0
         with (out / "augment.json").open(encoding="utf-8") as header:
             for line in header:
@@ -194,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         size = labels.stat().st_size / 1e6
         print(f"{args.rows:,} rows ({size:.1f} MB), {args.real:,} of them real images")
         print(f"{'':14} {'seconds':>8} {'CPU s':>7} {'peak RSS MB':>12} {'CPU us/row':>10}")
-        for mode in ("csv.reader", "labels file", "ingest", "inspect", "expand"):
+        modes = ("csv.reader", "labels file", "ingest", "inspect", "expand", "expand again")
+        for mode in modes:
             call = [sys.executable, __file__, "--measure", mode, str(labels)]
             done = subprocess.run(call, check=True, capture_output=True, text=True, env=ENV)
             line = done.stdout

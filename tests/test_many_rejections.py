@@ -53,6 +53,12 @@ def test_every_rejected_row_can_be_found(tmp_path: Path) -> None:
     )
     assert "         120  file not found" in done.stdout
     assert f"augment: {len(listed)} input files rejected" in done.stderr
+    # A rerun (which reads the last run's rejections a few at a time) says the same.
+    before = (out / "augment.json").read_bytes()
+    again = _run("expand", str(labels), str(out), "--times", "2", "-j", "1")
+    assert again.returncode == 0 and (out / "augment.json").read_bytes() == before
+    report = done.stdout.partition("rejected ")[2]
+    assert report and again.stdout.partition("rejected ")[2] == report
 
     seen = _run("inspect", str(labels))
     assert f"would reject {len(listed)} files:" in seen.stdout

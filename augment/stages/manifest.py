@@ -115,10 +115,21 @@ def _indented(value: Any, level: int) -> str:
     return text.replace("\n", "\n" + "  " * level)
 
 
-def read_header(out: Path) -> dict[str, Any]:
+# How `write_json` (and json.dumps with indent=2) lays out the header's rejections: the
+# list's lines between these two, each entry over several lines. JSON text never holds a
+# raw newline, so a line that is exactly one of these is the list's own.
+_REJECTED_OPENS = '  "rejected": [\n'
+_REJECTED_CLOSES = ("  ]\n", "  ],\n", "  ]")
+
+
+def read_header(out: Path, rejected: bool = True) -> dict[str, Any]:
+    """The run header. With `rejected` False its rejections are skipped unparsed (read as
+    an empty list; `iter_rejected` reads them a few at a time): a run may reject millions
+    of rows, and a rerun does not need them held."""
     path = out / HEADER_NAME
     try:
-        header = loads_json(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8") if rejected else _without_rejected(path)
+        header = loads_json(text)
     except FileNotFoundError:
         raise ManifestError(f"{path} does not exist: not an augment output") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -128,6 +139,43 @@ def read_header(out: Path) -> dict[str, Any]:
     if problem := header_problem(header):  # the wrong shape (augment/bounded.py)
         raise ManifestError(f"{path} is not a readable augment header: {problem}")
     return header
+
+
+def _without_rejected(path: Path) -> str:
+    kept, skipping = [], False
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        for line in lines:
+            if skipping and line not in _REJECTED_CLOSES:
+                continue
+            skipping = line == _REJECTED_OPENS
+            kept.append(line)
+    return "".join(kept)
+
+
+def iter_rejected(out: Path) -> Iterator[dict[str, str]]:
+    """The header's rejections, an entry at a time, as `read_header` checks them."""
+    path = out / HEADER_NAME
+    try:
+        with path.open(encoding="utf-8", newline="\n") as lines:
+            entry: list[str] = []
+            inside = False
+            for line in lines:
+                if not inside:
+                    inside = line == _REJECTED_OPENS
+                    continue
+                if line in _REJECTED_CLOSES:
+                    break
+                entry.append(line)
+                if line.startswith("    }"):  # an entry's last line
+                    found = loads_json("".join(entry).rstrip().rstrip(","))
+                    entry = []
+                    if not isinstance(found, dict) or not all(
+                        isinstance(found.get(f), str) for f in ("path", "reason")
+                    ):
+                        raise ManifestError(f"{path}: a rejection needs a path and a reason")
+                    yield found
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path} is not a readable augment header: {exc}") from exc
 
 
 def write_journal(out: Path, shard_id: str, records: Sequence[Record]) -> None:
