@@ -9,6 +9,7 @@ so the planned sizes are the ones a first run into a new OUT makes.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from augment.commands.report import class_count_table, rejection_lines
 from augment.model import Cluster, ExpandOptions, Rejected
 from augment.stages.holdout import SPLITS, check_holdout_options, hold_out, uses_source_split
 from augment.stages.ingest import ingest
+from augment.stages.manifest import write_json
 
 
 @dataclass
@@ -73,6 +75,14 @@ def inspect_source(src: str | Path, options: ExpandOptions | None = None) -> Ins
         split_apart=grouping.conflicts if source_split else [],
         too_small=holdout.too_small,
     )
+
+
+def print_json(found: Inspection) -> None:
+    """`augment inspect --json`: the inspection on stdout, its rejections a few at a time
+    (there may be millions), in the bytes `json.dumps(indent=2)` gives."""
+    sys.stdout.flush()
+    write_json(found.to_dict(streamed=True), sys.stdout.buffer.write)
+    sys.stdout.buffer.flush()
 
 
 def format_inspection(found: Inspection) -> str:
