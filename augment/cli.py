@@ -299,7 +299,7 @@ def expand_cmd(
 def _report_rejections(summary: ExpandSummary) -> None:
     """On stderr, even with -q: a rejection is never silent."""
     if summary.rejected:
-        first = summary.rejected[0]
+        first = next(iter(summary.rejected))
         click.echo(
             f"augment: {len(summary.rejected)} input files rejected (first: {first.path}: "
             f"{first.reason}); all are listed in {summary.out / 'augment.json'}",

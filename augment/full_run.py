@@ -24,7 +24,7 @@ from augment.files import check_write_folders, output_error, remove_temp_files, 
 from augment.imaging.digests import ImageHash
 from augment.interrupts import refused_resource
 from augment.layout import CLASSES_NAME, HEADER_NAME, MANIFEST_NAME, METADATA_NAME, STATE_DIR
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected, in_path_order
 from augment.recipe.annotated import check_recipe_for_task
 from augment.recipe.build import Recipe, build_recipe
 from augment.recipe.preprocess import check_output_size
@@ -191,10 +191,13 @@ def run(
     progress.lap("execute")
 
     # A bad mixing partner is reported once.
-    rejected = list(dict.fromkeys([*dataset.rejected, *plan.rejected, *made.rejected]))
+    # By path, each once (a bad mixing partner is reported once); held on disk past a few
+    # thousand (a labels file may reject millions of rows).
+    rejected = dataset.rejected.by_path(plan.rejected, made.rejected)
     # Sources rejected for their bytes keep their entry: a rerun need not read them again.
     state.sources.keep_only(
-        {o.path for o in dataset.originals} | {r.path for r in dataset.rejected}
+        {o.path for o in dataset.originals}
+        | {path for path, _, _ in dataset.rejected.entries() if path in state.sources.entries}
     )
     # Complete: every planned output made, or left out for good; a rejection whose cause
     # may pass is tried again.
@@ -334,7 +337,7 @@ def _write_outputs(
     split_of: Mapping[str, str],
     rows: SortedSpill[Row],
     leftovers: SortedSpill[Previous],
-    rejected: Sequence[Rejected],
+    rejected: Iterable[Rejected],
     grouping: Grouping,
     complete: bool,
 ) -> tuple[dict[str, dict[str, int]], int]:
@@ -405,7 +408,7 @@ def build_header(
     fingerprints: Fingerprints,
     split_of: Mapping[str, str],
     counts: Mapping[str, Mapping[str, int]],
-    rejected: Sequence[Rejected],
+    rejected: Iterable[Rejected],
     hashes: Mapping[str, ImageHash],
 ) -> dict[str, Any]:
     """The run header, `augment.json`; its holdout, an entry per original, is an iterator
@@ -427,7 +430,9 @@ def build_header(
         },
         "counts": counts,
         "holdout": holdout_entries(dataset.originals, split_of, hashes),
-        "rejected": [
-            {"path": r.path, "reason": r.reason} for r in sorted(rejected, key=lambda r: r.path)
-        ],
+        # An iterator too (written an entry at a time): there may be millions.
+        "rejected": (
+            {"path": path, "reason": reason}
+            for path, reason, _ in in_path_order(rejected).entries()
+        ),
     }

@@ -11,12 +11,18 @@ have none: their label is the `Original.label`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import pickle
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from augment.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_PIXELS, DEFAULT_TEST, DEFAULT_VAL
+from augment.errors import OutputError
+from augment.rerun.spill import SortedSpill
 from augment.stores.url import StoreUrl
 
 TASKS = ("classification", "detection", "segmentation")
@@ -92,6 +98,141 @@ class Rejected:
     retry: bool = field(default=False, compare=False)
 
 
+# Rejections held in memory before they go to a temporary file: a labels file can reject
+# millions of rows, and each would cost ~150 bytes held (see Rejections).
+_REJECTIONS_HELD = 20_000
+# Distinct reasons counted one by one; past it the rest count as one (a reason naming a
+# line number is distinct on every row).
+_REASONS_COUNTED = 1_000
+OTHER_REASONS = "(other reasons)"
+Entry = tuple[str, str, bool]  # a rejection as held: path, reason, retry
+
+
+class Rejections(Collection[Rejected]):
+    """Every rejected input of a run, however many: the last few thousand held, the others
+    in an anonymous temporary file (removed by the system when closed, even if the process
+    is killed), so that memory does not grow with them. Iterated in the order they were
+    added, or, from `by_path`, sorted by path with each (path, reason) once: the order the
+    summary, `augment.json` and `inspect` list them in. Reasons are interned (one string
+    per distinct text held) and counted (`reasons`)."""
+
+    def __init__(self, items: Iterable[Rejected] = ()) -> None:
+        self._held: list[Entry] = []
+        self._file: IO[bytes] | None = None
+        self._count = 0
+        self._texts: dict[str, str] = {}
+        self.reasons: Counter[str] = Counter()
+        self._sorted = False
+        self.extend(items)
+
+    def append(self, rejected: Rejected) -> None:
+        self._add(rejected.path, rejected.reason, rejected.retry)
+        self._sorted = False
+
+    def extend(self, items: Iterable[Rejected]) -> None:
+        for rejected in items:
+            self._add(rejected.path, rejected.reason, rejected.retry)
+        self._sorted = False
+
+    def _add(self, path: str, reason: str, retry: bool) -> None:
+        texts = self._texts
+        interned = texts.get(reason)
+        if interned is not None:
+            reason = interned
+            self.reasons[reason] += 1
+        elif len(texts) < _REASONS_COUNTED:
+            texts[reason] = reason
+            self.reasons[reason] += 1
+        else:
+            self.reasons[OTHER_REASONS] += 1
+        self._held.append((path, reason, retry))
+        self._count += 1
+        if len(self._held) >= _REJECTIONS_HELD:
+            self._spill()
+
+    def _spill(self) -> None:
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with self
+            self._file.seek(0, 2)
+            pickle.dump(self._held, self._file, pickle.HIGHEST_PROTOCOL)
+        except OSError as exc:  # a full temporary folder: the user's to fix
+            raise OutputError(
+                f"cannot keep the rejected inputs in the temporary folder "
+                f"{tempfile.gettempdir()}: {exc.strerror or exc} (set TMPDIR to a folder "
+                "with room)"
+            ) from exc
+        self._held = []
+
+    def entries(self) -> Iterator[Entry]:
+        """Every rejection as (path, reason, retry), in the order added: `iter` without a
+        `Rejected` made for each."""
+        held, offset = list(self._held), 0
+        while self._file is not None:  # a read position of its own: iterations may overlap
+            self._file.seek(offset)
+            try:
+                block = pickle.load(self._file)
+            except EOFError:
+                break
+            offset = self._file.tell()
+            yield from block
+        yield from held
+
+    def __iter__(self) -> Iterator[Rejected]:
+        """Every rejection in the order added; may be iterated again (not while adding)."""
+        texts = self._texts
+        for path, reason, retry in self.entries():
+            yield Rejected(path, texts.get(reason, reason), retry)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, item: object) -> bool:
+        return any(r == item for r in self)
+
+    def __eq__(self, other: object) -> bool:  # to compare with a list in tests and reruns
+        if isinstance(other, Rejections | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Rejections({len(self)} rejected)"
+
+    def by_path(self, *more: Iterable[Rejected]) -> Rejections:
+        """These rejections and `more`, sorted by path (those of one path in the order
+        added), each (path, reason) once."""
+        if self._sorted and not more:
+            return self
+        spill: SortedSpill[tuple[str, bool]] = SortedSpill(16 << 20)
+        added = itertools.chain(
+            self.entries(), ((r.path, r.reason, r.retry) for m in more for r in m)
+        )
+        for path, reason, retry in added:
+            spill.add(path, (reason, retry), 16)
+        found = Rejections()
+        with spill:
+            last: str | None = None
+            reasons: set[str] = set()
+            for path, (reason, retry) in spill:
+                if path != last:
+                    last, reasons = path, set()
+                if reason not in reasons:
+                    reasons.add(reason)
+                    found._add(path, reason, retry)
+        found._sorted = True
+        return found
+
+    def first(self, n: int) -> list[Rejected]:
+        return list(itertools.islice(self, n))
+
+
+def in_path_order(rejected: Iterable[Rejected]) -> Rejections:
+    """`rejected` sorted by path, each (path, reason) once (itself if it already is)."""
+    return (rejected if isinstance(rejected, Rejections) else Rejections(rejected)).by_path()
+
+
 @dataclass
 class Dataset:
     root: Path
@@ -99,7 +240,7 @@ class Dataset:
     task: str = "classification"  # one of TASKS
     names: list[str] = field(default_factory=list)  # annotated sets: class names, in id order
     originals: list[Original] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: Rejections = field(default_factory=Rejections)
     # A source already split (SRC/train/<class>/..., a labels file's `split` column):
     # path -> "train" | "validation" | "test"; empty when the tool holds out.
     given_splits: dict[str, str] = field(default_factory=dict)
@@ -237,7 +378,8 @@ class ExpandSummary:
     written: int
     reused: int
     removed: int
-    rejected: list[Rejected] = field(default_factory=list)
+    # Every rejected input, by path (a `Rejections` past a few: there may be millions).
+    rejected: Collection[Rejected] = field(default_factory=list)
     too_small: list[str] = field(default_factory=list)
     duplicates: list[Cluster] = field(default_factory=list)  # held out together
     duplicate_conflicts: list[Cluster] = field(default_factory=list)  # split by an earlier run

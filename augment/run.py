@@ -22,7 +22,7 @@ from augment.annotations.convert import output_kind
 from augment.errors import DatasetError, ManifestError, OutputError
 from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected, Rejections
 from augment.recipe.source import read_recipe
 from augment.rerun.state import RunState, exclusive_run, load_state
 from augment.rerun.uptodate import (
@@ -33,7 +33,7 @@ from augment.rerun.uptodate import (
 )
 from augment.stages.holdout import check_holdout_options, hold_out, holdout_entries
 from augment.stages.ingest import ingest
-from augment.stages.manifest import read_header
+from augment.stages.manifest import iter_rejected, read_header
 from augment.summary import Laps, check_train_made, summarize
 
 if TYPE_CHECKING:
@@ -192,9 +192,9 @@ def _unchanged_run(
     if found is None:
         return None
     try:
-        header = read_header(out)
+        header = read_header(out, rejected=False)  # a labels file may reject millions
         counts = {split: dict(per_class) for split, per_class in header["counts"].items()}
-        rejected = [Rejected(r["path"], r["reason"]) for r in header["rejected"]]
+        rejected = Rejections(Rejected(r["path"], r["reason"]) for r in iter_rejected(out))
         grouping, holdout = hold_out(dataset, options, header, found)
         # Text values only, so equal to the entries as read back from the file.
         entries = list(holdout_entries(grouping.originals, holdout.split_of, grouping.hashes))

@@ -164,9 +164,12 @@ def run(
         if todo:
             shards.store.relist()
         removed = shards.store.remove_others(shards.members)
-    rejected = list(dict.fromkeys([*dataset.rejected, *plan.rejected, *made.rejected]))
+    # By path, each once (a bad mixing partner is reported once); held on disk past a few
+    # thousand (a labels file may reject millions of rows).
+    rejected = dataset.rejected.by_path(plan.rejected, made.rejected)
     state.sources.keep_only(
-        {o.path for o in dataset.originals} | {r.path for r in dataset.rejected}
+        {o.path for o in dataset.originals}
+        | {path for path, _, _ in dataset.rejected.entries() if path in state.sources.entries}
     )
     complete = made.written + made.unmade == to_write and not made.retry
     counts, dropped = _write_manifest(setup, shards, guard)
@@ -199,7 +202,7 @@ def _previous_header(out: Path, warnings: list[str]) -> dict[str, Any]:
     if not (out / HEADER_NAME).exists():
         return {}
     try:
-        return read_header(out)
+        return read_header(out, rejected=False)  # not used: maybe millions
     except ManifestError as exc:
         if not (out / STATE_DIR).is_dir():  # no state: someone else's file, kept
             raise

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from augment.errors import RunFailed
-from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected
+from augment.model import Dataset, ExpandOptions, ExpandSummary, Rejected, in_path_order
 from augment.stages.duplicates import Grouping
 from augment.stages.holdout import SPLITS, Holdout, uses_source_split
 
@@ -21,10 +21,12 @@ def summarize(
     grouping: Grouping,
     holdout: Holdout,
     counts: Mapping[str, dict[str, int]],
-    rejected: Sequence[Rejected],
+    rejected: Iterable[Rejected],
 ) -> ExpandSummary:
     """What a run made, before its costs (written, reused, timings) are filled in."""
-    failed = {r.path for r in rejected}
+    rejected = in_path_order(rejected)
+    # Only the rejected paths that are originals: a labels file may reject millions of rows.
+    failed = {path for path, _, _ in rejected.entries() if path in holdout.split_of}
     originals = Counter(s for p, s in holdout.split_of.items() if p not in failed)
     train_originals = Counter(
         o.label
@@ -38,7 +40,7 @@ def summarize(
         written=0,
         reused=0,
         removed=0,
-        rejected=sorted(rejected, key=lambda r: r.path),
+        rejected=rejected,
         too_small=holdout.too_small,
         duplicates=grouping.clusters,
         duplicate_conflicts=grouping.conflicts,
@@ -92,7 +94,8 @@ def check_train_made(summary: ExpandSummary, options: ExpandOptions) -> None:
         return
     if not summary.rejected:
         return
-    first = next((r for r in summary.rejected if "variant" in r.reason), summary.rejected[0])
+    first = next((r for r in summary.rejected if "variant" in r.reason), None)
+    first = first or next(iter(summary.rejected))
     what = "train image" if not train else "train variant"
     raise RunFailed(
         f"every {what} was rejected ({len(summary.rejected)} rejections); the first: "

@@ -11,12 +11,18 @@ exist, each rejected as a missing file (a real user has the images; two million 
 cannot be made here in reasonable time). So the figures are the tool's own cost per row,
 with the image reading of a real run left out: a real first run also reads every image.
 
-Each line is measured in a process of its own (peak RSS is per process):
+Each line is measured in a process of its own:
 - `csv.reader`: the file read row by row by the csv module, nothing kept (the floor);
 - `labels file`: augment's labels-file stage, every row checked and handed on, nothing kept;
 - `ingest`: `augment.stages.ingest.ingest` on the file, as `expand` and `inspect` call it:
   the rows, each file's lstat and containment check, the real images read, every
-  rejection kept (its path and reason: the run reports each).
+  rejection kept (its path and reason: the run reports each);
+- `inspect`, `expand`: the real commands, as a user runs them (`expand ... --times 2
+  --format png -j 2`: the 2,000 real images made into outputs, every rejection listed in
+  OUT/augment.json and counted there), their peak RSS that of the whole process tree
+  (sampled every 50 ms: the main process and its workers, shared pages counted in each);
+- `expand again`: the same command again into that OUT (a rerun: it reads the last
+  run's augment.json).
 
 `--rerun N`: N real images listed in a labels file, then as class folders: a first
 `expand` and its no-op rerun, timed (each the median of 3 reruns).
@@ -85,13 +91,72 @@ def measure(mode: str, labels: Path) -> tuple[float, float, float, int]:
 
         dataset = Dataset(root=labels.parent, kind="labels")
         count = sum(1 for _ in read_labels_file(labels, dataset, (None, None)))
-    else:
+    elif mode == "ingest":
         from augment.stages.ingest import ingest
 
         dataset = ingest(labels)
         count = len(dataset.originals) + len(dataset.rejected)
+    else:  # the real command, in processes of its own
+        return run_command(mode, labels)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return seconds, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, count
+
+
+def run_command(mode: str, labels: Path) -> tuple[float, float, float, int]:
+    """`augment expand` or `augment inspect` on the labels file, as a user runs it: (seconds,
+    CPU seconds of the process and its workers, peak RSS of the process tree in MB, rows
+    the output lists: originals written and rejections)."""
+    out = labels.parent.parent / "out"  # beside the source, not in it
+    command = mode.split()[0]  # "expand again": the rerun into the same OUT
+    call = [sys.executable, "-m", "augment", command, str(labels)]
+    if command == "expand":
+        call += [str(out), "--times", "2", "--format", "png", "-j", "2", "--force"]
+    printed = labels.parent.parent / f"{mode.replace(' ', '-')}.txt"
+    started = time.perf_counter()
+    with printed.open("w") as sink:
+        process = subprocess.Popen(call, stdout=sink, stderr=subprocess.STDOUT, env=ENV)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss(process.pid))
+            time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # this process's only child's tree
+    assert process.returncode == 0, printed.read_text()[-2000:]
+    # The largest single process, should the tree end between two samples.
+    peak_mb = max(peak / 1024, usage.ru_maxrss / 1024)
+    if command == "expand":  # every row is in augment.json (read a line at a time)
+        count = 0
+        with (out / "augment.json").open(encoding="utf-8") as header:
+            for line in header:
+                if line.startswith('      "reason": '):  # a rejection
+                    count += 1
+                elif line.startswith('    "originals": '):  # the source's
+                    count += int(line.split()[1].rstrip(","))
+    else:  # "would reject N files", and the originals' total line
+        text = printed.read_text()
+        count = int(text.split("would reject ")[1].split()[0])
+        total = next(line for line in text.splitlines() if line.startswith("  total "))
+        count += sum(int(n) for n in total.split()[1:])
+    return seconds, usage.ru_utime + usage.ru_stime, peak_mb, count
+
+
+def tree_rss(pid: int) -> int:
+    """KB resident in the process `pid` and all its descendants, now (0 once it is gone).
+    Pages a forked worker shares with its parent count in both: an upper bound."""
+    total, todo = 0, [pid]
+    while todo:
+        here = todo.pop()
+        try:
+            with open(f"/proc/{here}/status") as status:
+                total += next(
+                    (int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0
+                )
+            for task in os.listdir(f"/proc/{here}/task"):
+                with open(f"/proc/{here}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def rerun_times(folder: Path, images: int) -> list[tuple[str, float, float]]:
@@ -131,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         print(*measure(args.measure[0], Path(args.measure[1])))
         return 0
     with tempfile.TemporaryDirectory(prefix="augment-labels-") as tmp:
-        labels = make_labels(Path(tmp), args.rows, args.real)
+        (Path(tmp) / "source").mkdir()
+        labels = make_labels(Path(tmp) / "source", args.rows, args.real)
         size = labels.stat().st_size / 1e6
         print(f"{args.rows:,} rows ({size:.1f} MB), {args.real:,} of them real images")
         print(f"{'':14} {'seconds':>8} {'CPU s':>7} {'peak RSS MB':>12} {'CPU us/row':>10}")
-        for mode in ("csv.reader", "labels file", "ingest"):
+        modes = ("csv.reader", "labels file", "ingest", "inspect", "expand", "expand again")
+        for mode in modes:
             call = [sys.executable, __file__, "--measure", mode, str(labels)]
             done = subprocess.run(call, check=True, capture_output=True, text=True, env=ENV)
             line = done.stdout

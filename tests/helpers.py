@@ -425,3 +425,26 @@ def upload(local: Path, url: str) -> None:
             if fs.protocol == "file" or "file" in fs.protocol:  # folders are real there
                 fs.makedirs(fs._parent(key), exist_ok=True)
             fs.pipe_file(key, path.read_bytes())
+
+
+def peak_rss_of(*args: str, timeout: float = 300) -> int:
+    """`augment ARGS`'s peak RSS in bytes (its largest process), measured by a parent of its
+    own: RUSAGE_CHILDREN of a test process would count every child it ever had."""
+    import subprocess
+
+    measure = (
+        "import resource, subprocess, sys; "
+        "done = subprocess.run(sys.argv[1:], capture_output=True); "
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure, *augment_command(*args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=True,
+    )
+    code, kb = done.stdout.split()
+    assert code == "0", done.stdout
+    return int(kb) * 1024

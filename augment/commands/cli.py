@@ -424,7 +424,7 @@ def inspect_cmd(
 ) -> None:
     """Show what `expand` would see in SRC, writing nothing: the layout, the classes and
     their originals per planned split, the files it would reject, duplicate originals."""
-    from augment.commands.inspect import format_inspection, inspect_source
+    from augment.commands.inspect import format_inspection, inspect_source, print_json
     from augment.model import ExpandOptions
 
     del recipe  # shared with expand's options; the holdout does not depend on it
@@ -443,6 +443,6 @@ def inspect_cmd(
     except AugmentError as exc:
         raise UserError(exc) from None
     if as_json:
-        click.echo(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
+        print_json(found)
     else:
         click.echo(format_inspection(found))

@@ -9,15 +9,18 @@ so the planned sizes are the ones a first run into a new OUT makes.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from augment.commands.report import class_count_table
+from augment.commands.report import class_count_table, rejection_lines
 from augment.model import Cluster, ExpandOptions, Rejected
 from augment.stages.holdout import SPLITS, check_holdout_options, hold_out, uses_source_split
 from augment.stages.ingest import ingest
+from augment.stages.manifest import write_json
 
 
 @dataclass
@@ -26,18 +29,21 @@ class Inspection:
     layout: str
     source_split: bool  # the split is the source's own
     planned: dict[str, dict[str, int]]  # split -> class -> originals
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: Collection[Rejected] = field(default_factory=list)  # by path
     duplicates: list[Cluster] = field(default_factory=list)  # kept in one split
     split_apart: list[Cluster] = field(default_factory=list)  # by the source's own split
     too_small: list[str] = field(default_factory=list)  # classes kept in train only
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, streamed: bool = False) -> dict[str, Any]:
+        """The inspection as JSON values; `streamed`: its rejections as an iterator, for
+        `write_json` (there may be millions)."""
+        rejected = ({"path": r.path, "reason": r.reason} for r in self.rejected)
         return {
             "source": str(self.src),
             "layout": self.layout,
             "split": "source" if self.source_split else "held out",
             "planned": self.planned,
-            "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
+            "rejected": rejected if streamed else list(rejected),
             "duplicates": [list(c.paths) for c in self.duplicates],
             "split_apart": [
                 {"paths": list(c.paths), "splits": c.previous_splits} for c in self.split_apart
@@ -64,11 +70,19 @@ def inspect_source(src: str | Path, options: ExpandOptions | None = None) -> Ins
         layout=dataset.layout,
         source_split=source_split,
         planned=planned,
-        rejected=sorted(dataset.rejected, key=lambda r: r.path),
+        rejected=dataset.rejected.by_path(),
         duplicates=grouping.clusters,
         split_apart=grouping.conflicts if source_split else [],
         too_small=holdout.too_small,
     )
+
+
+def print_json(found: Inspection) -> None:
+    """`augment inspect --json`: the inspection on stdout, its rejections a few at a time
+    (there may be millions), in the bytes `json.dumps(indent=2)` gives."""
+    sys.stdout.flush()
+    write_json(found.to_dict(streamed=True), sys.stdout.buffer.write)
+    sys.stdout.buffer.flush()
 
 
 def format_inspection(found: Inspection) -> str:
@@ -90,5 +104,7 @@ def format_inspection(found: Inspection) -> str:
         lines.append(f"warning: duplicate originals in different splits of the source: {placed}")
     if found.rejected:
         lines.append(f"would reject {len(found.rejected)} files:")
-        lines.extend(f"  {r.path}: {r.reason}" for r in found.rejected)
+        lines.extend(
+            rejection_lines(found.rejected, "`augment inspect SRC --json` lists every one")
+        )
     return "\n".join(lines)

@@ -3,9 +3,11 @@ audit's report."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 
-from augment.model import ExpandSummary
+from augment.model import ExpandSummary, Rejected, Rejections
 
 MIN_CLASS_WIDTH = 7  # fits the "(none)" shown for an empty class name
 
@@ -111,8 +113,36 @@ def format_summary(summary: ExpandSummary) -> str:
             f"rejected {len(summary.rejected)} input files "
             f"(also in {summary.out / 'augment.json'}, under 'rejected'):"
         )
-        lines.extend(f"  {r.path}: {r.reason}" for r in summary.rejected)
+        every = f"every one is in {summary.out / 'augment.json'}, under 'rejected'"
+        lines.extend(rejection_lines(summary.rejected, every))
     return "\n".join(lines)
+
+
+# Rejections listed one by one; past them, a count per reason and where every one is.
+SHOWN_REJECTIONS = 50
+SHOWN_REASONS = 10
+
+
+def rejection_lines(rejected: Collection[Rejected], every: str) -> list[str]:
+    """The first SHOWN_REJECTIONS rejections (in the collection's order, by path) as
+    `  path: reason` lines; past them, how many more, the most frequent reasons, and
+    `every`: where the user finds them all."""
+    shown = list(itertools.islice(rejected, SHOWN_REJECTIONS))
+    lines = [f"  {r.path}: {r.reason}" for r in shown]
+    more = len(rejected) - len(shown)
+    if more <= 0:
+        return lines
+    lines.append(f"  ... and {more} more ({every})")
+    reasons = rejected.reasons if isinstance(rejected, Rejections) else None
+    if reasons is None:
+        reasons = Counter(r.reason for r in rejected)
+    top = reasons.most_common(SHOWN_REASONS)
+    lines.append(
+        "  rejections per reason"
+        + (" (the most frequent):" if len(reasons) > SHOWN_REASONS else ":")
+    )
+    lines.extend(f"  {n:>10}  {reason}" for reason, n in top)
+    return lines
 
 
 def consumer_notes(summary: ExpandSummary) -> list[str]:

@@ -116,9 +116,19 @@ def inputs_digest(recipe: str, options: Mapping[str, Any], dataset: Dataset) -> 
             + ([o.annotation.sha256] if o.annotation is not None else [])
             for o in dataset.originals
         ],
-        "rejected": [[r.path, r.reason] for r in dataset.rejected],
+        "rejected": _rejections_digest(dataset),
     }
     return _sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+
+
+def _rejections_digest(dataset: Dataset) -> str:
+    """A digest of every rejection, taken a rejection at a time: a labels file may reject
+    millions of rows, too many to put in one JSON document."""
+    digest = hashlib.sha256()
+    for path, reason, _ in dataset.rejected.entries():
+        # NUL between path and reason: no path holds one (such a row is shown by its repr).
+        digest.update(f"{path}\0{reason}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def output_snapshot(out: Path) -> dict[str, Stamp | None] | None:

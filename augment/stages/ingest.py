@@ -295,6 +295,10 @@ def _read_original(
     return _read_bytes(rel, label, group, Path(full), max_pixels, dataset, cache, before)
 
 
+# Made once: a labels file may list millions of files that are no image.
+_NO_IMAGE_EXTENSION = f"not an image file extension ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+
+
 def _locate(
     root: Path, rel: str, full: str, dataset: Dataset, folders: FolderCheck | None = None
 ) -> tuple[os.stat_result | None, bool] | None:
@@ -302,9 +306,7 @@ def _locate(
     with the reason rejected, for a file that is no image by name or lies outside SRC."""
     reject = dataset.rejected.append
     if os.path.splitext(rel)[1].lower() not in IMAGE_EXTENSIONS:
-        reject(
-            Rejected(rel, f"not an image file extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        )
+        reject(Rejected(rel, _NO_IMAGE_EXTENSION))
         return None
     try:
         # One lstat per source: on a rerun it is also the stamp that vouches for the file.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from augment.layout import (
 )
 
 HEADER_FORMAT = "augment-output/1"
+_text = json.encoder.encode_basestring  # a str as JSON, as json.dumps(ensure_ascii=False)
 
 Record = dict[str, Any]
 
@@ -79,33 +80,56 @@ def write_header(out: Path, header: Mapping[str, Any]) -> None:
     (the holdout: an entry per original) is written as a list, an entry at a time."""
     file = ChangedFile(out / HEADER_NAME)
     try:
-        for n, (key, value) in enumerate(header.items()):
-            file.write(f"{',' if n else '{'}\n  {_indented(key, 1)}: ".encode())
-            if not isinstance(value, Iterator):
-                file.write(_indented(value, 1).encode())
-                continue
-            opening = "["
-            for item in value:
-                file.write(f"{opening}\n    {_indented(item, 2)}".encode())
-                opening = ","
-            file.write(b"[]" if opening == "[" else b"\n  ]")
-        file.write(b"\n}\n" if header else b"{}\n")
+        write_json(header, file.write)
     except BaseException:
         file.discard()
         raise
     file.commit()
 
 
+def write_json(doc: Mapping[str, Any], write: Callable[[bytes], object]) -> None:
+    """`doc` as `json.dumps(doc, indent=2)` and a newline, handed to `write` a piece at a
+    time; a value that is an iterator is written as a list, an entry at a time."""
+    for n, (key, value) in enumerate(doc.items()):
+        write(f"{',' if n else '{'}\n  {_indented(key, 1)}: ".encode())
+        if not isinstance(value, Iterator):
+            write(_indented(value, 1).encode())
+            continue
+        opening = "["
+        for item in value:
+            write(f"{opening}\n    {_indented(item, 2)}".encode())
+            opening = ","
+        write(b"[]" if opening == "[" else b"\n  ]")
+    write(b"\n}\n" if doc else b"{}\n")
+
+
 def _indented(value: Any, level: int) -> str:
+    if type(value) is dict and value and all(type(k) is type(v) is str for k, v in value.items()):
+        # A flat entry of text (a rejection: there may be millions) in the bytes json.dumps
+        # gives, without its indenting encoder, pure Python and eight times slower.
+        inner = ",\n" + "  " * (level + 1)
+        items = inner.join(f"{_text(k)}: {_text(v)}" for k, v in value.items())
+        return "{" + inner[1:] + items + "\n" + "  " * level + "}"
     # JSON strings never hold a raw newline, so every newline is indentation's.
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return text.replace("\n", "\n" + "  " * level)
 
 
-def read_header(out: Path) -> dict[str, Any]:
+# How `write_json` (and json.dumps with indent=2) lays out the header's rejections: the
+# list's lines between these two, each entry over several lines. JSON text never holds a
+# raw newline, so a line that is exactly one of these is the list's own.
+_REJECTED_OPENS = '  "rejected": [\n'
+_REJECTED_CLOSES = ("  ]\n", "  ],\n", "  ]")
+
+
+def read_header(out: Path, rejected: bool = True) -> dict[str, Any]:
+    """The run header. With `rejected` False its rejections are skipped unparsed (read as
+    an empty list; `iter_rejected` reads them a few at a time): a run may reject millions
+    of rows, and a rerun does not need them held."""
     path = out / HEADER_NAME
     try:
-        header = loads_json(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8") if rejected else _without_rejected(path)
+        header = loads_json(text)
     except FileNotFoundError:
         raise ManifestError(f"{path} does not exist: not an augment output") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -115,6 +139,43 @@ def read_header(out: Path) -> dict[str, Any]:
     if problem := header_problem(header):  # the wrong shape (augment/bounded.py)
         raise ManifestError(f"{path} is not a readable augment header: {problem}")
     return header
+
+
+def _without_rejected(path: Path) -> str:
+    kept, skipping = [], False
+    with path.open(encoding="utf-8", newline="\n") as lines:
+        for line in lines:
+            if skipping and line not in _REJECTED_CLOSES:
+                continue
+            skipping = line == _REJECTED_OPENS
+            kept.append(line)
+    return "".join(kept)
+
+
+def iter_rejected(out: Path) -> Iterator[dict[str, str]]:
+    """The header's rejections, an entry at a time, as `read_header` checks them."""
+    path = out / HEADER_NAME
+    try:
+        with path.open(encoding="utf-8", newline="\n") as lines:
+            entry: list[str] = []
+            inside = False
+            for line in lines:
+                if not inside:
+                    inside = line == _REJECTED_OPENS
+                    continue
+                if line in _REJECTED_CLOSES:
+                    break
+                entry.append(line)
+                if line.startswith("    }"):  # an entry's last line
+                    found = loads_json("".join(entry).rstrip().rstrip(","))
+                    entry = []
+                    if not isinstance(found, dict) or not all(
+                        isinstance(found.get(f), str) for f in ("path", "reason")
+                    ):
+                        raise ManifestError(f"{path}: a rejection needs a path and a reason")
+                    yield found
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path} is not a readable augment header: {exc}") from exc
 
 
 def write_journal(out: Path, shard_id: str, records: Sequence[Record]) -> None:

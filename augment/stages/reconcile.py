@@ -94,7 +94,7 @@ def read_previous(
     header: dict[str, Any] = {}
     if (out / HEADER_NAME).exists():
         try:
-            header = read_header(out)
+            header = read_header(out, rejected=False)  # not used: maybe millions
         except ManifestError as exc:
             if not (out / STATE_DIR).is_dir():  # no state: someone else's file, kept
                 raise
