@@ -98,7 +98,6 @@ def sample_sets(seeds: int, times: int) -> None:
         for seed in range(seeds):
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "out"
-                # One process: forking a pool after the audits' threads ran may deadlock.
                 options = ExpandOptions(times=times, seed=seed, workers=1)
                 expand(ROOT / "sample_data" / name, out, options)
                 files = [
