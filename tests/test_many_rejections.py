@@ -35,6 +35,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_every_rejected_row_can_be_found(tmp_path: Path) -> None:
     labels, rejected = _labels(tmp_path / "src", real=4, missing=120)
     out = tmp_path / "out"
