@@ -10,6 +10,14 @@ variant's seed (the plan's part of MixUp, CutMix, Mosaic and CopyPaste; the work
   instances (uniform from 1 to the fewer of `max_per_output` and what it has), which (without
   repetition), and each one's scale (uniform in `scale`), flip (with probability `flip`) and
   place.
+- CopyPaste under `--balance instances` (stages/balance.py passes `wanted`: how much each
+  class needs pasted objects, as the balancing has planned so far): the draw is steered. Each
+  pasteable instance of a wanted class weighs its class's share divided by how many such
+  instances the candidates hold, so a class is drawn in proportion to its share whatever
+  its supply; a partner is drawn by the weight of its instances, how many of its wanted
+  instances as above, which by their weights (without repetition). Instances of classes not
+  wanted are never pasted; with none wanted among the candidates the variant is not pasted.
+  Without `wanted` the draw is the uniform one above, draw for draw.
 
 Held-out originals are never partners (PartnerPool holds train originals only).
 """
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +51,8 @@ from augment.recipe.mixing import (
 # Mixing draws come from their own stream of the job's seed, apart from the transforms'.
 _MIX_STREAM = 0x6D6978
 MOSAIC_TILES = 4
+# --balance instances: class -> how much it needs pasted objects (> 0 if wanted at all).
+Wanted = Mapping[str, float]
 
 
 def _hash(*parts: object) -> str:
@@ -71,13 +81,17 @@ class PlannedMix:
     # The weights are the pasted pixels' share, which the worker counts.
     pastes: tuple[Paste, ...] = ()
     blend: float = 0.0
+    steered: bool = False  # drawn with --balance instances' wanted classes (module's doc)
 
     @property
     def partner_key(self) -> str:
         """What a mixed variant's name holds of its partners: a new one is a new name."""
         if self.pastes:  # the instances come from its annotation: an edit there renames
             assert self.partner.annotation is not None
-            return _hash("copypaste", self.partner.sha256, self.partner.annotation.sha256)
+            key = ("copypaste", self.partner.sha256, self.partner.annotation.sha256)
+            if self.steered:  # what is pasted follows the whole train set: it is named too
+                return _hash(*key, *(repr(p) for p in self.pastes))
+            return _hash(*key)
         if not self.tiles:
             return self.partner.sha256
         return _hash("mosaic", *(o.sha256 for o in self.tiles))
@@ -154,6 +168,33 @@ class PartnerPool:
         chosen = rng.choice(available, size=count, replace=False).tolist()
         return [members[c + (own is not None and c >= own)] for c in chosen]
 
+    def pick_wanted(
+        self, index: int, original: Original, rng: np.random.Generator, wanted: Wanted
+    ) -> tuple[Original, list[int], np.ndarray] | None:
+        """CopyPaste steered to `wanted` (the module's doc): a partner other than the image
+        itself, its wanted pasteable instances and their weights; None if none is wanted."""
+        members, position = self.candidates(index, original.label)
+        spec = self._specs[index]
+        instances = [
+            [i for i in pasteable(o, spec) if wanted.get(_label(o, i), 0.0) > 0] for o in members
+        ]
+        own = position.get(original.sha256)
+        supply = Counter(
+            _label(o, i) for n, (o, found) in enumerate(zip(members, instances, strict=True))
+            if n != own for i in found
+        )  # fmt: skip
+        weights = [
+            np.array([wanted[_label(o, i)] / supply[_label(o, i)] for i in found], dtype=float)
+            for o, found in zip(members, instances, strict=True)
+        ]
+        totals = np.array([w.sum() for w in weights], dtype=float)
+        if own is not None:
+            totals[own] = 0.0
+        if not totals.size or totals.sum() <= 0:
+            return None
+        chosen = int(rng.choice(len(members), p=totals / totals.sum()))
+        return members[chosen], instances[chosen], weights[chosen] / totals[chosen]
+
 
 def plan_mix(
     original: Original,
@@ -161,8 +202,10 @@ def plan_mix(
     specs: Sequence[MixSpec],
     partners: PartnerPool,
     size: tuple[int, int] | None,
+    wanted: Wanted | None = None,
 ) -> PlannedMix | None:
-    """Whether a variant mixes, with whom and how much: all drawn from the variant's seed."""
+    """Whether a variant mixes, with whom and how much: all drawn from the variant's seed
+    (a CopyPaste entry's draw steered to `wanted` when given: the module's doc)."""
     rng = np.random.default_rng([seed, _MIX_STREAM])
     index = choose_mix(specs, float(rng.random()))
     if index is None:
@@ -174,7 +217,7 @@ def plan_mix(
         assert size is not None, "a recipe with mix has a preprocess size"
         return _plan_mosaic(original, index, partners, rng, size, spec)
     if spec.kind == "copypaste":
-        return _plan_copy_paste(original, index, spec, partners, rng)
+        return _plan_copy_paste(original, index, spec, partners, rng, wanted)
     partner = partners.pick(index, original, rng)
     if partner is None:
         return None  # e.g. other_class with one class in train: the variant is not mixed
@@ -255,13 +298,21 @@ def _plan_copy_paste(
     spec: MixSpec,
     partners: PartnerPool,
     rng: np.random.Generator,
+    wanted: Wanted | None = None,
 ) -> PlannedMix | None:
-    partner = partners.pick(index, original, rng)
-    if partner is None:
-        return None  # no other train original has an instance to paste
-    eligible = pasteable(partner, spec)
+    odds: np.ndarray | None = None
+    if wanted is None:
+        partner = partners.pick(index, original, rng)
+        if partner is None:
+            return None  # no other train original has an instance to paste
+        eligible = pasteable(partner, spec)
+    else:
+        steered = partners.pick_wanted(index, original, rng, wanted)
+        if steered is None:
+            return None  # no candidate holds an instance of a class still wanted
+        partner, eligible, odds = steered
     count = int(rng.integers(1, min(spec.max_per_output, len(eligible)) + 1))
-    chosen = rng.choice(len(eligible), size=count, replace=False).tolist()
+    chosen = rng.choice(len(eligible), size=count, replace=False, p=odds).tolist()
     pastes = tuple(
         Paste(
             index=eligible[c],
@@ -282,6 +333,7 @@ def _plan_copy_paste(
         own_label=original.label,
         pastes=pastes,
         blend=spec.blend,
+        steered=wanted is not None,
     )
 
 
@@ -309,3 +361,7 @@ def added_objects(mix: PlannedMix, size: tuple[int, int] | None) -> Counter[str]
 
 def _objects(original: Original) -> tuple[LabeledObject, ...]:
     return original.annotation.objects if original.annotation is not None else ()
+
+
+def _label(original: Original, index: int) -> str:
+    return _objects(original)[index].label
