@@ -129,6 +129,7 @@ class PartnerPool:
                 )
         # (entry, class of the image) -> the candidates, and where each sha256 sits in them
         self._cache: dict[tuple[int, str], tuple[list[Original], dict[str, int]]] = {}
+        self._held_cache: dict[tuple[int, str], tuple[list[str], np.ndarray]] = {}  # pick_wanted
 
     def candidates(self, index: int, label: str) -> tuple[list[Original], dict[str, int]]:
         key = (index, label)
@@ -174,26 +175,37 @@ class PartnerPool:
         """CopyPaste steered to `wanted` (the module's doc): a partner other than the image
         itself, its wanted pasteable instances and their weights; None if none is wanted."""
         members, position = self.candidates(index, original.label)
-        spec = self._specs[index]
-        instances = [
-            [i for i in pasteable(o, spec) if wanted.get(_label(o, i), 0.0) > 0] for o in members
-        ]
+        classes, held = self._held(index, original.label)
         own = position.get(original.sha256)
-        supply = Counter(
-            _label(o, i) for n, (o, found) in enumerate(zip(members, instances, strict=True))
-            if n != own for i in found
-        )  # fmt: skip
-        weights = [
-            np.array([wanted[_label(o, i)] / supply[_label(o, i)] for i in found], dtype=float)
-            for o, found in zip(members, instances, strict=True)
-        ]
-        totals = np.array([w.sum() for w in weights], dtype=float)
+        want = np.array([wanted.get(c, 0.0) for c in classes], dtype=float)
+        supply = held.sum(axis=0) - (held[own] if own is not None else 0)
+        per_instance = np.divide(want, supply, out=np.zeros_like(want), where=supply > 0)
+        totals = held @ per_instance
         if own is not None:
             totals[own] = 0.0
         if not totals.size or totals.sum() <= 0:
             return None
         chosen = int(rng.choice(len(members), p=totals / totals.sum()))
-        return members[chosen], instances[chosen], weights[chosen] / totals[chosen]
+        partner = members[chosen]
+        weight = dict(zip(classes, per_instance.tolist(), strict=True))
+        instances = [
+            i for i in pasteable(partner, self._specs[index]) if weight[_label(partner, i)] > 0
+        ]
+        odds = np.array([weight[_label(partner, i)] for i in instances], dtype=float)
+        return partner, instances, odds / odds.sum()
+
+    def _held(self, index: int, label: str) -> tuple[list[str], np.ndarray]:
+        """The classes of the candidates' pasteable instances, and how many of each every
+        candidate holds (a row per candidate)."""
+        key = (index, label)
+        if key not in self._held_cache:
+            members, _ = self.candidates(index, label)
+            spec = self._specs[index]
+            counts = [Counter(_label(o, i) for i in pasteable(o, spec)) for o in members]
+            classes = sorted(set().union(*counts)) if counts else []
+            held = np.array([[n[c] for c in classes] for n in counts], dtype=float)
+            self._held_cache[key] = (classes, held.reshape(len(members), len(classes)))
+        return self._held_cache[key]
 
 
 def plan_mix(
