@@ -41,12 +41,15 @@ def _dropped_note(summary: ExpandSummary) -> list[str]:
 def _balanced_objects(report: dict[str, dict[str, int]]) -> list[str]:
     width = class_width(list(report))
     mixes = any("mixed" in n for n in report.values())  # a recipe's mixes bring objects too
+    pasted = any("pasted" in n for n in report.values())  # of those, CopyPaste's instances
     lines = ["balanced train objects (planned, before objects the transforms drop):"]
     head = f"  {'class':<{width}}  {'originals':>9}  {'--times N':>9}  {'balanced':>8}"
-    lines.append(head + ("  of which from mixes" if mixes else ""))
+    head += "  of which from mixes" if mixes else ""
+    lines.append(head + ("  of which pasted" if pasted else ""))
     for c, n in report.items():
         row = f"{n['originals']:>9}  {n['times']:>9}  {n['planned']:>8}"
         row += f"  {n['mixed']:>20}" if mixes else ""
+        row += f"  {n.get('pasted', 0):>16}" if pasted else ""
         lines.append(f"  {c:<{width}}  {row}")
     return lines
 

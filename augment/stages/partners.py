@@ -10,6 +10,14 @@ variant's seed (the plan's part of MixUp, CutMix, Mosaic and CopyPaste; the work
   instances (uniform from 1 to the fewer of `max_per_output` and what it has), which (without
   repetition), and each one's scale (uniform in `scale`), flip (with probability `flip`) and
   place.
+- CopyPaste under `--balance instances` (stages/balance.py passes `wanted`: how much each
+  class needs pasted objects, as the balancing has planned so far): the draw is steered. Each
+  pasteable instance of a wanted class weighs its class's share divided by how many such
+  instances the candidates hold, so a class is drawn in proportion to its share whatever
+  its supply; a partner is drawn by the weight of its instances, how many of its wanted
+  instances as above, which by their weights (without repetition). Instances of classes not
+  wanted are never pasted; with none wanted among the candidates the variant is not pasted.
+  Without `wanted` the draw is the uniform one above, draw for draw.
 
 Held-out originals are never partners (PartnerPool holds train originals only).
 """
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +51,8 @@ from augment.recipe.mixing import (
 # Mixing draws come from their own stream of the job's seed, apart from the transforms'.
 _MIX_STREAM = 0x6D6978
 MOSAIC_TILES = 4
+# --balance instances: class -> how much it needs pasted objects (> 0 if wanted at all).
+Wanted = Mapping[str, float]
 
 
 def _hash(*parts: object) -> str:
@@ -71,13 +81,17 @@ class PlannedMix:
     # The weights are the pasted pixels' share, which the worker counts.
     pastes: tuple[Paste, ...] = ()
     blend: float = 0.0
+    steered: bool = False  # drawn with --balance instances' wanted classes (module's doc)
 
     @property
     def partner_key(self) -> str:
         """What a mixed variant's name holds of its partners: a new one is a new name."""
         if self.pastes:  # the instances come from its annotation: an edit there renames
             assert self.partner.annotation is not None
-            return _hash("copypaste", self.partner.sha256, self.partner.annotation.sha256)
+            key = ("copypaste", self.partner.sha256, self.partner.annotation.sha256)
+            if self.steered:  # what is pasted follows the whole train set: it is named too
+                return _hash(*key, *(repr(p) for p in self.pastes))
+            return _hash(*key)
         if not self.tiles:
             return self.partner.sha256
         return _hash("mosaic", *(o.sha256 for o in self.tiles))
@@ -115,6 +129,7 @@ class PartnerPool:
                 )
         # (entry, class of the image) -> the candidates, and where each sha256 sits in them
         self._cache: dict[tuple[int, str], tuple[list[Original], dict[str, int]]] = {}
+        self._held_cache: dict[tuple[int, str], tuple[list[str], np.ndarray]] = {}  # pick_wanted
 
     def candidates(self, index: int, label: str) -> tuple[list[Original], dict[str, int]]:
         key = (index, label)
@@ -154,6 +169,44 @@ class PartnerPool:
         chosen = rng.choice(available, size=count, replace=False).tolist()
         return [members[c + (own is not None and c >= own)] for c in chosen]
 
+    def pick_wanted(
+        self, index: int, original: Original, rng: np.random.Generator, wanted: Wanted
+    ) -> tuple[Original, list[int], np.ndarray] | None:
+        """CopyPaste steered to `wanted` (the module's doc): a partner other than the image
+        itself, its wanted pasteable instances and their weights; None if none is wanted."""
+        members, position = self.candidates(index, original.label)
+        classes, held = self._held(index, original.label)
+        own = position.get(original.sha256)
+        want = np.array([wanted.get(c, 0.0) for c in classes], dtype=float)
+        supply = held.sum(axis=0) - (held[own] if own is not None else 0)
+        per_instance = np.divide(want, supply, out=np.zeros_like(want), where=supply > 0)
+        totals = held @ per_instance
+        if own is not None:
+            totals[own] = 0.0
+        if not totals.size or totals.sum() <= 0:
+            return None
+        chosen = int(rng.choice(len(members), p=totals / totals.sum()))
+        partner = members[chosen]
+        weight = dict(zip(classes, per_instance.tolist(), strict=True))
+        instances = [
+            i for i in pasteable(partner, self._specs[index]) if weight[_label(partner, i)] > 0
+        ]
+        odds = np.array([weight[_label(partner, i)] for i in instances], dtype=float)
+        return partner, instances, odds / odds.sum()
+
+    def _held(self, index: int, label: str) -> tuple[list[str], np.ndarray]:
+        """The classes of the candidates' pasteable instances, and how many of each every
+        candidate holds (a row per candidate)."""
+        key = (index, label)
+        if key not in self._held_cache:
+            members, _ = self.candidates(index, label)
+            spec = self._specs[index]
+            counts = [Counter(_label(o, i) for i in pasteable(o, spec)) for o in members]
+            classes = sorted(set().union(*counts)) if counts else []
+            held = np.array([[n[c] for c in classes] for n in counts], dtype=float)
+            self._held_cache[key] = (classes, held.reshape(len(members), len(classes)))
+        return self._held_cache[key]
+
 
 def plan_mix(
     original: Original,
@@ -161,8 +214,10 @@ def plan_mix(
     specs: Sequence[MixSpec],
     partners: PartnerPool,
     size: tuple[int, int] | None,
+    wanted: Wanted | None = None,
 ) -> PlannedMix | None:
-    """Whether a variant mixes, with whom and how much: all drawn from the variant's seed."""
+    """Whether a variant mixes, with whom and how much: all drawn from the variant's seed
+    (a CopyPaste entry's draw steered to `wanted` when given: the module's doc)."""
     rng = np.random.default_rng([seed, _MIX_STREAM])
     index = choose_mix(specs, float(rng.random()))
     if index is None:
@@ -174,7 +229,7 @@ def plan_mix(
         assert size is not None, "a recipe with mix has a preprocess size"
         return _plan_mosaic(original, index, partners, rng, size, spec)
     if spec.kind == "copypaste":
-        return _plan_copy_paste(original, index, spec, partners, rng)
+        return _plan_copy_paste(original, index, spec, partners, rng, wanted)
     partner = partners.pick(index, original, rng)
     if partner is None:
         return None  # e.g. other_class with one class in train: the variant is not mixed
@@ -255,13 +310,21 @@ def _plan_copy_paste(
     spec: MixSpec,
     partners: PartnerPool,
     rng: np.random.Generator,
+    wanted: Wanted | None = None,
 ) -> PlannedMix | None:
-    partner = partners.pick(index, original, rng)
-    if partner is None:
-        return None  # no other train original has an instance to paste
-    eligible = pasteable(partner, spec)
+    odds: np.ndarray | None = None
+    if wanted is None:
+        partner = partners.pick(index, original, rng)
+        if partner is None:
+            return None  # no other train original has an instance to paste
+        eligible = pasteable(partner, spec)
+    else:
+        steered = partners.pick_wanted(index, original, rng, wanted)
+        if steered is None:
+            return None  # no candidate holds an instance of a class still wanted
+        partner, eligible, odds = steered
     count = int(rng.integers(1, min(spec.max_per_output, len(eligible)) + 1))
-    chosen = rng.choice(len(eligible), size=count, replace=False).tolist()
+    chosen = rng.choice(len(eligible), size=count, replace=False, p=odds).tolist()
     pastes = tuple(
         Paste(
             index=eligible[c],
@@ -282,6 +345,7 @@ def _plan_copy_paste(
         own_label=original.label,
         pastes=pastes,
         blend=spec.blend,
+        steered=wanted is not None,
     )
 
 
@@ -309,3 +373,7 @@ def added_objects(mix: PlannedMix, size: tuple[int, int] | None) -> Counter[str]
 
 def _objects(original: Original) -> tuple[LabeledObject, ...]:
     return original.annotation.objects if original.annotation is not None else ()
+
+
+def _label(original: Original, index: int) -> str:
+    return _objects(original)[index].label

@@ -33,9 +33,9 @@ from augment.imaging.codec import same_format
 from augment.layout import METADATA_NAME
 from augment.model import Original, Rejected
 from augment.recipe.mixing import MixSpec
-from augment.stages.balance import plan_balance
+from augment.stages.balance import Brought, plan_balance
 from augment.stages.holdout import SPLITS
-from augment.stages.partners import PartnerPool, PlannedMix, added_objects, plan_mix
+from augment.stages.partners import PartnerPool, PlannedMix, Wanted, added_objects, plan_mix
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision in any realistic dataset
 # Between an output's stem and its key. TF-Hub's retrain.py (and tools copied from it) split
@@ -186,6 +186,9 @@ class Plan:
             if split_of[original.path] == "train":
                 train.setdefault(original.label, []).append(original)
         self._partners = PartnerPool([o for members in train.values() for o in members], mix)
+        # --balance instances' steered CopyPaste draws (stages/partners.py), as it made them
+        self._pastes = any(spec.kind == "copypaste" for spec in mix)
+        self._steered: dict[tuple[str, int], PlannedMix | None] = {}
         per_original, self.balanced_objects = plan_balance(
             train, variants_per_class, seed, balance, self._added if mix else None
         )
@@ -224,11 +227,21 @@ class Plan:
             kept.append((original, split, variants))
         self._sources = kept
 
-    def _added(self, original: Original, variant: int) -> Counter[str]:
-        """What a variant's mix brings besides its own objects (`--balance instances`)."""
+    def _added(self, original: Original, variant: int, wanted: Wanted | None) -> Brought:
+        """What a variant's mix brings besides its own objects (`--balance instances`); with
+        `wanted`, the draw is the one the variant's job gets."""
         seed = job_seed(self._seed, original.sha256, variant)
-        planned = plan_mix(original, seed, self._mix, self._partners, self._mix_size)
-        return added_objects(planned, self._mix_size) if planned else Counter()
+        planned = plan_mix(original, seed, self._mix, self._partners, self._mix_size, wanted)
+        if wanted is not None and self._pastes:
+            self._steered[original.path, variant] = planned
+        if planned is None:
+            return Brought(Counter())
+        return Brought(added_objects(planned, self._mix_size), planned.kind == "copypaste")
+
+    def _mix_of(self, original: Original, variant: int, seed: int) -> PlannedMix | None:
+        if (original.path, variant) in self._steered:
+            return self._steered[original.path, variant]
+        return plan_mix(original, seed, self._mix, self._partners, self._mix_size)
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -257,11 +270,7 @@ class Plan:
         jobs = []
         for v in variants:
             job_seed_ = job_seed(self._seed, original.sha256, v)
-            planned_mix = (
-                plan_mix(original, job_seed_, self._mix, self._partners, self._mix_size)
-                if v and self._mix
-                else None
-            )
+            planned_mix = self._mix_of(original, v, job_seed_) if v and self._mix else None
             label = planned_mix.label if planned_mix else original.label
             partner_sha = planned_mix.partner_key if planned_mix else None
             key = output_key(content_id(original), self._fingerprints, self._seed, v, partner_sha)

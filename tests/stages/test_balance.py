@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from augment.commands.report import format_summary
 from augment.errors import DatasetError
 from augment.model import Annotation, ExpandOptions, LabeledObject, Original
 from augment.run import expand
-from augment.stages.balance import balanced_variants, instance_variants, spread
+from augment.stages.balance import Brought, balanced_variants, instance_variants, spread
 from tests.helpers import DETECTION, TEXTURES
 
 
@@ -194,8 +195,8 @@ def test_objects_a_mix_brings_are_counted_and_shown_apart() -> None:
         "common": [annotated("rare", "rare")] + [annotated(f"c{i}", "common") for i in range(4)]
     }
 
-    def added(original: Original, variant: int) -> Counter[str]:
-        return Counter({"rare": 1}) if original.path == "c0" else Counter()
+    def added(original: Original, variant: int, wanted: Mapping[str, float] | None) -> Brought:
+        return Brought(Counter({"rare": 1}) if original.path == "c0" else Counter())
 
     plain = {"common": (0, 1), "rare": (0, 1)}
     variants, report = instance_variants(train, plain, seed=0, added=added)
