@@ -23,7 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, augment_command, file_tree, source_state, tiny_source
+from tests.helpers import (
+    ROOT,
+    augment_command,
+    file_tree,
+    peak_rss_of,
+    source_state,
+    tiny_source,
+)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -739,29 +746,6 @@ def test_a_crop_or_shift_of_a_held_out_image_in_train_is_found(
 # --- 19. a labels file of hundreds of thousands of rows --------------------------------------
 
 
-def _peak_rss_of(*args: str) -> int:
-    """The command's peak RSS in bytes, measured by a parent of its own (RUSAGE_CHILDREN
-    of this test process would count every child it ever had)."""
-    import sys
-
-    measure = (
-        "import resource, subprocess, sys; "
-        "done = subprocess.run(sys.argv[1:], capture_output=True); "
-        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", measure, *augment_command(*args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=True,
-    )
-    code, kb = done.stdout.split()
-    assert code == "0", done.stdout
-    return int(kb) * 1024
-
-
 @pytest.mark.slow
 def test_a_labels_file_of_many_rows_costs_little_memory_per_row(tmp_path: Path) -> None:
     """`augment inspect` on 20,000 and on 220,000 rows (ten real images, the other rows
@@ -781,7 +765,7 @@ def test_a_labels_file_of_many_rows_costs_little_memory_per_row(tmp_path: Path) 
             listed.append(f"real/{i}.png,c{i % 2}")
         listed += [f"images/n{i % 1000:04d}/{i:08d}.jpg,c{i % 2}" for i in range(rows - 10)]
         (root / "labels.csv").write_text("path,label\n" + "\n".join(listed) + "\n")
-        peaks.append(_peak_rss_of("inspect", str(root / "labels.csv")))
+        peaks.append(peak_rss_of("inspect", str(root / "labels.csv")))
     per_row = (peaks[1] - peaks[0]) / 200_000
     assert per_row < 420, f"{per_row:.0f} bytes per row"
 
