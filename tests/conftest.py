@@ -19,13 +19,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from augment.model import ExpandOptions, ExpandSummary
 from augment.run import expand
-from tests.helpers import DIGITS, S3_ENVIRONMENT, S3_REGION, SMALL_RECIPE, TEXTURES
+from tests.helpers import (
+    DIGITS,
+    GEOMETRIC_RECIPE,
+    S3_ENVIRONMENT,
+    S3_REGION,
+    SMALL_RECIPE,
+    TEXTURES,
+)
 
 
 @pytest.fixture(scope="session")
 def small_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("recipes") / "small.yaml"
     path.write_text(SMALL_RECIPE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def geometric(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """helpers.GEOMETRIC_RECIPE as a file: geometry only, objects keep their colours."""
+    path = tmp_path_factory.mktemp("recipes") / "geometric.yaml"
+    path.write_text(GEOMETRIC_RECIPE)
     return path
 
 

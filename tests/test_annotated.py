@@ -33,13 +33,6 @@ from tests.helpers import (
 )
 
 
-@pytest.fixture(scope="module")
-def geometric(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("recipes") / "geometric.yaml"
-    path.write_text(GEOMETRIC_RECIPE)
-    return path
-
-
 def _run(src: Path, out: Path, recipe: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     args = ["expand", str(src), str(out), "--recipe", str(recipe), "--times", "3"]
     return subprocess.run(

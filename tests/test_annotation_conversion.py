@@ -18,7 +18,6 @@ from PIL import Image
 from augment.model import ExpandOptions
 from augment.run import expand
 from tests.helpers import (
-    GEOMETRIC_RECIPE,
     OBJECT_COLOURS,
     augment_command,
     every_file,
@@ -28,13 +27,6 @@ from tests.helpers import (
     write_masks,
     write_yolo,
 )
-
-
-@pytest.fixture(scope="module")
-def geometric(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("recipes") / "geometric.yaml"
-    path.write_text(GEOMETRIC_RECIPE)
-    return path
 
 
 def _expand(src: Path, out: Path, recipe: Path, *extra: str) -> subprocess.CompletedProcess[str]:
