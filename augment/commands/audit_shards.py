@@ -42,6 +42,7 @@ from augment.commands.audit_annotations import (
 )
 from augment.commands.audit_report import Finding, ImageFile
 from augment.errors import DatasetError, ManifestError
+from augment.imaging.digests import size_and_sha256_file
 from augment.layout import MANIFEST_NAME
 from augment.model import Phase
 from augment.stages.manifest import Record
@@ -49,7 +50,6 @@ from augment.writers.read import (
     DamagedShard,
     Sample,
     TarMember,
-    file_sha256,
     read_again,
     shard_commit,
     shard_samples,
@@ -164,7 +164,7 @@ class _ShardCheck:
                  "shard was not finished", self.shown)  # fmt: skip
         else:
             try:
-                size, sha256 = file_sha256(path)
+                size, sha256 = size_and_sha256_file(path)
             except OSError as exc:
                 _add(self.scan, "unreadable", f"{self.shown}: cannot read: {exc}", self.shown)
                 return

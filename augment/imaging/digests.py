@@ -21,6 +21,13 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def size_and_sha256_file(path: Path) -> tuple[int, str]:
+    """The bytes read and their sha256, in one pass (a shard's commit line holds both)."""
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return f.tell(), digest.hexdigest()
+
+
 # slots: there is one per source, held for the whole run; __slots__ saves almost half.
 @dataclass(frozen=True, slots=True)
 class ImageHash:

@@ -16,7 +16,6 @@ what a consumer of `OUT/shards/` would read, and each shard's records file with 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
 import json
 import tarfile
@@ -85,16 +84,6 @@ def read_again(where: TarMember | ParquetRow) -> bytes:
     if len(data) != where.size:
         raise OSError(f"{where.shard.name}: the image ends early (the shard changed)")
     return data
-
-
-def file_sha256(path: Path) -> tuple[int, str]:
-    """A file's size and sha256, read in pieces."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- WebDataset

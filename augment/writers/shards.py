@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Protocol
 
 from augment.errors import OutputError
 from augment.files import open_temp, output_error, temp_path_for
+from augment.imaging.digests import size_and_sha256_file
 from augment.model import Rejected
 from augment.stages.manifest import Record, dumps
 from augment.writers import parquet, webdataset
@@ -170,7 +171,7 @@ class ShardFile:
         try:
             self._writer.close()
             self._handle.close()
-            size, sha256 = _size_and_sha256(self._place.local(self._rel))
+            size, sha256 = size_and_sha256_file(self._place.local(self._rel))
             self._place.finish(self._rel)
             commit = {"shard": self._name, "inputs": self._inputs, "samples": self._samples}
             commit |= {"size": size, "sha256": sha256, "format": COMMIT_FORMAT}
@@ -225,15 +226,6 @@ class FolderPlacement:
 
     def error(self, rel: str, exc: OSError) -> Exception:
         return output_error(self.out / rel, exc)
-
-
-def _size_and_sha256(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def committed(out: Path, name: str, inputs: str) -> list[Rejected] | None:
