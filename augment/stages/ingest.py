@@ -98,10 +98,16 @@ def ingest(
             dataset.originals.append(original)
         if advance is not None:
             advance(1)
+    return sorted_and_found(dataset, str(src))
+
+
+def sorted_and_found(dataset: Dataset, where: str) -> Dataset:
+    """The originals in path order, or a clear error when a source gave none (the local
+    walk's and a store listing's alike)."""
     dataset.originals.sort(key=lambda o: o.path)
     if not dataset.originals:
         raise DatasetError(
-            f"no usable images in {src}"
+            f"no usable images in {where}"
             + (f" ({len(dataset.rejected)} files rejected)" if dataset.rejected else "")
             + "; expected SRC/<class>/<image> or a labels file with path,label columns"
         )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from augment.defaults import IMAGE_EXTENSIONS, SPLIT_NAMES
 from augment.errors import DatasetError, TooManyPixels, UnreadableImage
 from augment.model import Dataset, Original, Phase, Rejected
-from augment.stages.ingest import group_of, max_source_bytes
+from augment.stages.ingest import group_of, max_source_bytes, sorted_and_found
 from augment.stores.sources import READERS, Source
 from augment.stores.store import Entry
 
@@ -101,14 +101,7 @@ class ListedIngest:
                         dataset.originals.append(found)
                 if advance is not None:
                     advance(len(batch))
-        dataset.originals.sort(key=lambda o: o.path)
-        if not dataset.originals:
-            raise DatasetError(
-                f"no usable images in {self.source.store.url}"
-                + (f" ({len(dataset.rejected)} files rejected)" if dataset.rejected else "")
-                + "; expected SRC/<class>/<image> or a labels file with path,label columns"
-            )
-        return dataset
+        return sorted_and_found(dataset, str(self.source.store.url))
 
     def _take(
         self, entry: Entry, label: str, pattern: re.Pattern[str] | None, max_pixels: int
