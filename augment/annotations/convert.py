@@ -13,11 +13,11 @@ What each conversion keeps (docs/annotations.md, "Converting", has the table):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from augment.errors import DatasetError
+from augment.imaging.digests import sha256_of
 from augment.model import Dataset
 
 if TYPE_CHECKING:
@@ -90,10 +90,6 @@ def converted_fingerprints(fingerprints: Fingerprints, source: str, target: str)
     from augment.stages.plan import Fingerprints  # plan loads numpy: only for a conversion
 
     return Fingerprints(
-        _digest(fingerprints.preprocess, "annotations", target),
-        _digest(fingerprints.recipe, "annotations", target),
+        sha256_of(fingerprints.preprocess, "annotations", target),
+        sha256_of(fingerprints.recipe, "annotations", target),
     )
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()

@@ -16,6 +16,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_of(*parts: object) -> str:
+    """The sha256 of parts joined by NUL bytes: how names, seeds and ranks are keyed."""
+    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

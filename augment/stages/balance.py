@@ -34,13 +34,13 @@ lags. Plain --times N's counts keep the uniform draw; the report shows the paste
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from augment.errors import DatasetError
+from augment.imaging.digests import sha256_of
 from augment.model import Original
 
 MAX_REPEAT = 3  # --balance instances: at most this many times N images per original
@@ -91,7 +91,7 @@ def spread(total: int, parts: int) -> list[int]:
 
 def _order(members: Sequence[Original], seed: int) -> list[Original]:
     def rank(o: Original) -> str:
-        return hashlib.sha256(f"balance\x00{seed}\x00{o.sha256}\x00{o.path}".encode()).hexdigest()
+        return sha256_of("balance", seed, o.sha256, o.path)
 
     return sorted(members, key=rank)
 

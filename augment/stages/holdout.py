@@ -27,7 +27,6 @@ The rule, per class (stratified):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 
 from augment.defaults import default_workers
 from augment.errors import DatasetError
-from augment.imaging.digests import ImageHash
+from augment.imaging.digests import ImageHash, sha256_of
 from augment.model import Dataset, ExpandOptions, LargeGroup, Original, Phase, QuotaShift
 from augment.stages.duplicates import Grouping, group_duplicates
 from augment.stages.multilabel import stratify
@@ -74,7 +73,7 @@ def parse_amount(text: str | float | int, option: str) -> float | int:
 
 
 def _rank(seed: int, group: str) -> str:
-    return hashlib.sha256(f"{seed}\x00{group}".encode()).hexdigest()
+    return sha256_of(seed, group)
 
 
 def _quotas(amount: float | int, sizes: Mapping[str, int]) -> dict[str, int]:

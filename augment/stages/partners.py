@@ -24,7 +24,6 @@ Held-out originals are never partners (PartnerPool holds train originals only).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augment.errors import RecipeError
+from augment.imaging.digests import sha256_of
 from augment.model import LabeledObject, Original
 from augment.recipe.mixing import (
     Box,
@@ -53,10 +53,6 @@ _MIX_STREAM = 0x6D6978
 MOSAIC_TILES = 4
 # --balance instances: class -> how much it needs pasted objects (> 0 if wanted at all).
 Wanted = Mapping[str, float]
-
-
-def _hash(*parts: object) -> str:
-    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -90,11 +86,11 @@ class PlannedMix:
             assert self.partner.annotation is not None
             key = ("copypaste", self.partner.sha256, self.partner.annotation.sha256)
             if self.steered:  # what is pasted follows the whole train set: it is named too
-                return _hash(*key, *(repr(p) for p in self.pastes))
-            return _hash(*key)
+                return sha256_of(*key, *(repr(p) for p in self.pastes))
+            return sha256_of(*key)
         if not self.tiles:
             return self.partner.sha256
-        return _hash("mosaic", *(o.sha256 for o in self.tiles))
+        return sha256_of("mosaic", *(o.sha256 for o in self.tiles))
 
     @property
     def partners(self) -> list[tuple[Original, int]]:

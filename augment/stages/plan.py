@@ -20,7 +20,6 @@ machine, so any worker count produces the same bytes under the same names:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 from augment.annotations.objects import SPLIT_FOLDERS
 from augment.errors import DatasetError
 from augment.imaging.codec import same_format
+from augment.imaging.digests import sha256_of
 from augment.layout import METADATA_NAME
 from augment.model import Original, Rejected
 from augment.recipe.mixing import MixSpec
@@ -106,10 +106,6 @@ def check_class_folders(classes: Sequence[str]) -> None:
         by_folder[folder] = label
 
 
-def _hash(*parts: object) -> str:
-    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()
-
-
 def output_key(
     source_sha: str,
     fingerprints: Fingerprints,
@@ -118,11 +114,11 @@ def output_key(
     partner_sha: str | None = None,
 ) -> str:
     if variant == 0:
-        return _hash("original", source_sha, fingerprints.preprocess)[:KEY_LENGTH]
+        return sha256_of("original", source_sha, fingerprints.preprocess)[:KEY_LENGTH]
     if partner_sha is not None:
         parts = ("mixed", source_sha, fingerprints.recipe, seed, variant, partner_sha)
-        return _hash(*parts)[:KEY_LENGTH]
-    return _hash("variant", source_sha, fingerprints.recipe, seed, variant)[:KEY_LENGTH]
+        return sha256_of(*parts)[:KEY_LENGTH]
+    return sha256_of("variant", source_sha, fingerprints.recipe, seed, variant)[:KEY_LENGTH]
 
 
 # Bumped when the way annotations are carried (box rules, clipping) changes: a new name. An
@@ -138,13 +134,13 @@ def content_id(original: Original) -> str:
         return original.sha256
     shaped = any(o.more_polygons or o.rle is not None for o in original.annotation.objects)
     version = f"{ANNOTATION_RULES_VERSION}+shapes" if shaped else ANNOTATION_RULES_VERSION
-    return _hash("annotated", original.sha256, original.annotation.sha256, version)
+    return sha256_of("annotated", original.sha256, original.annotation.sha256, version)
 
 
 def job_seed(seed: int, source_sha: str, variant: int) -> int:
     if variant == 0:
         return 0
-    return int(_hash("seed", seed, source_sha, variant)[:16], 16)
+    return int(sha256_of("seed", seed, source_sha, variant)[:16], 16)
 
 
 def output_extension(original: Original, output_format: str) -> str:
