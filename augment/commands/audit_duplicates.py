@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -46,13 +45,13 @@ class _Fingerprint:
     core: ImageHash | None  # without its uniform borders (a shifted copy's filled band)
 
 
-def _decode_pixels(path: Path) -> np.ndarray:
-    return decode(path.read_bytes()).pixels
+def _decode_pixels(image: ImageFile) -> np.ndarray:
+    return decode(image.read_bytes()).pixels
 
 
-def _try_fingerprint(path: Path) -> _Fingerprint | OSError | UnreadableImage:
+def _try_fingerprint(image: ImageFile) -> _Fingerprint | OSError | UnreadableImage:
     try:
-        pixels = _decode_pixels(path)
+        pixels = _decode_pixels(image)
     except (OSError, UnreadableImage) as exc:
         return exc
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
@@ -82,7 +81,7 @@ def duplicate_findings(
     with ThreadPoolExecutor(max_workers=options.workers or default_workers()) as pool:
         advance = phase("decoding", len(files)) if phase is not None and files else None
         fingerprints = []
-        for result in pool.map(_try_fingerprint, (f.file for f in files)):
+        for result in pool.map(_try_fingerprint, files):
             fingerprints.append(result)
             if advance is not None:
                 advance(1)
@@ -201,11 +200,11 @@ def _near_or_reencoded(
     distance: int,
     mirrored: bool,
     options: AuditOptions,
-    pixels: Callable[[Path], np.ndarray],
+    pixels: Callable[[ImageFile], np.ndarray],
 ) -> Finding:
     shape_a, shape_b = print_a.shape, print_b.shape
     if not mirrored and shape_a == shape_b:
-        quality = block_psnr(pixels(a.file), pixels(b.file))
+        quality = block_psnr(pixels(a), pixels(b))
         if quality >= options.min_psnr:
             return _exact(a, b, f"the same pixels re-encoded (PSNR {quality:.1f} dB)")
     what = "mirrored copies" if mirrored else "near duplicates"

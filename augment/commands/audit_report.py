@@ -5,6 +5,7 @@ the image files of a split folder. Shared by the checks (`audit_manifest`,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,12 @@ class ImageFile:
     split: str
     label: str  # the class folder ("" when the file sits directly in the split folder)
     file: Path
+    # A sample inside a shard (audit_shards.py): its bytes read from the shard when asked
+    # for, never copied to disk; `file` then only names it.
+    reader: Callable[[], bytes] | None = field(default=None, compare=False)
+
+    def read_bytes(self) -> bytes:
+        return self.reader() if self.reader is not None else self.file.read_bytes()
 
 
 def _unreadable(exc: OSError) -> None:

@@ -26,9 +26,9 @@ import functools
 import hashlib
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PosixPath
+from pathlib import Path
 from typing import Any
 
 from augment.commands.audit_annotations import (
@@ -58,16 +58,6 @@ from augment.writers.shards import SHARDS_DIR, records_name
 
 INTEGRITY = "integrity"
 _SHARD_NAME = re.compile(r"(?P<split>[a-z]+)-[0-9]{5}\.(tar|parquet)")
-
-
-class SampleImage(PosixPath):
-    """A shard's sample where the duplicate checks expect an image file: its bytes are read
-    from the shard when asked for (never a copy on disk, never the shard whole)."""
-
-    read: Callable[[], bytes]
-
-    def read_bytes(self) -> bytes:
-        return self.read()
 
 
 @dataclass
@@ -219,10 +209,10 @@ class _ShardCheck:
                      shown)  # fmt: skip
         else:
             self._listed(sample, record, split)
-        image = SampleImage(f"{path}/{index:08d}")
-        image.read = functools.partial(read_again, sample.where)
+        reader = functools.partial(read_again, sample.where)
         label = str((record or own).get("label", ""))
-        self.scan.files.append(ImageFile(shown, str(split), label, image))
+        image = ImageFile(shown, str(split), label, path / f"{index:08d}", reader)
+        self.scan.files.append(image)
 
     def _listed(self, sample: Sample, record: Record, split: str) -> None:
         assert sample.image is not None
