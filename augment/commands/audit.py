@@ -72,7 +72,7 @@ def audit_output(
     options = options or AuditOptions()
     if not out.is_dir():
         raise ManifestError(f"{out} is not a folder")
-    header = read_header(out)
+    header = read_header(out, rejected=False)  # maybe millions: read when needed
     records = read_manifest(out)
     for n, record in enumerate(records, start=1):
         validate_record(record, n)
@@ -117,7 +117,7 @@ def _audit_shards(
     report.findings += lineage_findings(records, header)
     report.findings += duplicate_findings(files, splits, options, phase)
     report.findings += scan.findings
-    report.findings += header_findings(records, header)
+    report.findings += header_findings(out, records, header)
     if annotated:
         report.findings += held_out_findings(records)
     return _held_out_and_balance(report, out, records, header, files, splits)

@@ -17,7 +17,7 @@ from augment.errors import ManifestError
 from augment.imaging.digests import sha256_file
 from augment.layout import HEADER_NAME, MANIFEST_NAME
 from augment.stages.holdout import SPLITS
-from augment.stages.manifest import Record
+from augment.stages.manifest import Record, iter_rejected
 
 TRAIN = "train"
 
@@ -190,7 +190,7 @@ def integrity_findings(
     for f in image_files(out, "", prefix=""):  # anywhere in OUT, not only split folders
         if f.name not in listed:
             add("unlisted", f"{f.name}: an image the manifest does not list", f.name)
-    findings += header_findings(records, header)
+    findings += header_findings(out, records, header)
     # Only a mixing run writes metadata.csv (its soft labels); any other leaves the labels
     # to the class folders, which Hugging Face reads only when no metadata file is there.
     # An annotated set (a mosaic mixes) has its labels in its annotation files instead.
@@ -201,8 +201,12 @@ def integrity_findings(
     return findings
 
 
-def header_findings(records: Sequence[Record], header: Mapping[str, Any]) -> list[Finding]:
-    """`augment.json` agrees with the manifest: counts, recipe, holdout (folders and shards)."""
+def header_findings(
+    out: Path, records: Sequence[Record], header: Mapping[str, Any]
+) -> list[Finding]:
+    """`augment.json` agrees with the manifest: counts, recipe, holdout (folders and shards).
+    `header` is read without its rejections (`read_header(rejected=False)`): they are read
+    from `out` a few at a time, only when an original without files needs them."""
     findings: list[Finding] = []
 
     def add(kind: str, message: str, *paths: str) -> None:
@@ -223,16 +227,17 @@ def header_findings(records: Sequence[Record], header: Mapping[str, Any]) -> lis
             f"(first: {other_recipe[0]})",
             *other_recipe[:1],
         )
-    findings += _holdout_agrees(records, header)
+    findings += _holdout_agrees(out, records, header)
     return findings
 
 
-def _holdout_agrees(records: Sequence[Record], header: Mapping[str, Any]) -> list[Finding]:
+def _holdout_agrees(
+    out: Path, records: Sequence[Record], header: Mapping[str, Any]
+) -> list[Finding]:
     """Each held-out file's source is recorded in augment.json's holdout with that split,
     and every original augment.json lists (and did not reject) has files."""
     findings: list[Finding] = []
     holdout = {h.get("path"): h for h in header.get("holdout", []) if isinstance(h, dict)}
-    rejected = {r.get("path") for r in header.get("rejected", []) if isinstance(r, dict)}
     used: set[str] = set()
     for r in records:
         for s in r["sources"]:
@@ -248,17 +253,18 @@ def _holdout_agrees(records: Sequence[Record], header: Mapping[str, Any]) -> lis
                         (r["path"], s["path"]),
                     )
                 )
-    for path in sorted(p for p in holdout if isinstance(p, str)):
-        if path not in used and path not in rejected:
-            findings.append(
-                Finding(
-                    "integrity",
-                    "header-holdout",
-                    f"{HEADER_NAME} lists original {path}, but no file in the manifest is made "
-                    "from it",
-                    (path,),
-                )
+    unused = {p for p in holdout if isinstance(p, str) and p not in used}
+    if unused:  # rejected by the run (unreadable): no file is expected
+        unused -= {r["path"] for r in iter_rejected(out) if r["path"] in unused}
+    for path in sorted(unused):
+        findings.append(
+            Finding(
+                "integrity",
+                "header-holdout",
+                f"{HEADER_NAME} lists original {path}, but no file in the manifest is made from it",
+                (path,),
             )
+        )
     return findings
 
 

@@ -357,3 +357,41 @@ def test_unreadable_image_cannot_be_cleared(tmp_path: Path) -> None:
     assert [(f["check"], f["kind"], f["paths"]) for f in found] == [
         ("exact-duplicates", "unreadable", ["train:brick/broken.jpg"])
     ]
+
+
+def _header_with(out: Path, holdout: list[dict], rejected: list[dict]) -> None:
+    header = json.loads((out / "augment.json").read_text())
+    header["holdout"] = [*header["holdout"], *holdout]
+    header["rejected"] = [*header.get("rejected", []), *rejected]
+    (out / "augment.json").write_text(json.dumps(header, indent=2) + "\n")
+
+
+def test_a_rejected_held_out_original_needs_no_file(out: Path) -> None:
+    """augment.json may hold out an original the workers then rejected (it failed to
+    decode): that is no finding, but an original that was not rejected and has no file is."""
+    gone = {"path": "brick/gone.jpg", "sha256": "0" * 64, "split": "validation", "group": "g"}
+    _header_with(out, [gone], [{"path": "brick/gone.jpg", "reason": "unreadable image"}])
+    assert ("integrity", "header-holdout") not in kinds(out)
+    _header_with(out, [{**gone, "path": "brick/lost.jpg"}], [])
+    found = [f for f in audit_output(out).findings if f.kind == "header-holdout"]
+    assert [f.paths for f in found] == [("brick/lost.jpg",)]
+
+
+@pytest.mark.slow
+def test_the_audit_does_not_hold_every_rejection(out: Path) -> None:
+    """A labels file may reject millions of rows, all listed in augment.json: the audit
+    reads them a few at a time, so its memory does not grow with them."""
+    import tracemalloc
+
+    many = [{"path": f"missing/{n:07d}.jpg", "reason": "no such file"} for n in range(200_000)]
+    _header_with(out, [], many)
+    del many
+    tracemalloc.start()
+    try:
+        report = audit_output(out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.findings == []
+    # Held, 200,000 parsed entries and the file's text are ~70 MB.
+    assert peak < 20_000_000, f"peak {peak / 1e6:.1f} MB"
