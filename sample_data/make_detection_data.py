@@ -94,9 +94,7 @@ def main() -> None:
         Image.fromarray(canvas).save(OUT / "images" / split / f"{stem}.jpg", quality=90)
         (OUT / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
     names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASSES))
-    (OUT / "data.yaml").write_text(
-        f"path: .\ntrain: images/train\nval: images/val\nnames:\n{names}"
-    )
+    (OUT / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames:\n{names}")
     print(f"wrote {IMAGES} images to {OUT}")
 
 

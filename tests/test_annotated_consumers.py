@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (
+    DETECTION,
     GEOMETRIC_RECIPE,
     OBJECT_COLOURS,
     augment_command,
@@ -144,3 +145,21 @@ def test_ultralytics_checks_the_dataset_and_loads_its_labels(
                     assert box[1] >= obj["box"][1] - 0.02 and box[3] <= obj["box"][3] + 0.02
                 else:
                     assert box == pytest.approx(obj["box"], abs=0.02), label["im_file"]
+
+
+def test_ultralytics_reads_the_bundled_sample_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user may train on sample_data/detection_yolo itself before augmenting it: from any
+    folder, Ultralytics finds its images beside data.yaml (a `path: .` sent it to the
+    current folder, or to its own datasets folder)."""
+    pytest.importorskip("ultralytics", reason=f"ultralytics {_OWN_ENVIRONMENT}")
+    from ultralytics.data.utils import check_det_dataset
+
+    sample = tmp_path / "detection_yolo"
+    shutil.copytree(DETECTION, sample)
+    monkeypatch.chdir(tmp_path)
+    data = check_det_dataset(str(sample / "data.yaml"), autodownload=False)
+    assert Path(data["train"]) == sample / "images" / "train"
+    assert Path(data["val"]) == sample / "images" / "val"
+    assert data["names"] == {0: "zero", 1: "one", 2: "seven"}
