@@ -22,6 +22,7 @@ comparing every pair as soon as its candidates would cost more than that.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from itertools import combinations, pairwise
@@ -37,8 +38,9 @@ _COST_PER_CANDIDATE = 10.0
 _COST_PER_PAIR = 1.6
 _MAX_K = 8
 _MAX_TABLES = 1000
-# Candidate pairs expanded at a time: ~40 bytes each, so ~40 MB however many there are.
-_CANDIDATES_PER_STEP = 1 << 20
+# Candidate pairs expanded at a time: ~40 bytes each, so ~3 MB however many there are
+# (steps of 2**20 took 50 MB, and were slower: benchmarks/hash_index.py).
+_CANDIDATES_PER_STEP = 1 << 16
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # left index, right index, distance
 
@@ -86,21 +88,43 @@ def near_pairs(
     `left` and `right` are uint64 arrays. `k` forces the number of equal blocks looked for
     (tests use it to run the index where the estimate would compare every pair).
     """
+    i, j, distance = pair_arrays(left, right, max_distance, k)
+    order = np.lexsort((j, i))
+    for a, b, bits in zip(i[order], j[order], distance[order], strict=True):
+        yield int(a), int(b), int(bits)
+
+
+def pair_arrays(
+    left: np.ndarray, right: np.ndarray, max_distance: int, k: int | None = None
+) -> Pairs:
+    """The pairs `near_pairs` yields as three arrays (left index, right index, distance), in
+    no order: a dataset of look-alikes has dozens of near pairs per image, and a pair held
+    in arrays costs 9 bytes, where Python's tuples and ints cost ~100."""
     same = left is right
     left = np.ascontiguousarray(left, dtype=np.uint64)
     right = left if same else np.ascontiguousarray(right, dtype=np.uint64)
     if max_distance < 0 or not len(left) or not len(right):
-        return
+        return _no_pairs()
     if k is None:
         k = choose_k(len(left), len(right), max_distance)
     found = None if k is None else _search(left, right, max_distance, k)
     if found is None:
-        yield from hamming_pairs(left, right, max_distance)
-        return
-    i, j, distance = found
-    order = np.lexsort((j, i))
-    for a, b, bits in zip(i[order], j[order], distance[order], strict=True):
-        yield int(a), int(b), int(bits)
+        found = _from_tuples(hamming_pairs(left, right, max_distance))
+    return found
+
+
+def _no_pairs() -> Pairs:
+    return np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.uint8)
+
+
+def _from_tuples(pairs: Iterator[tuple[int, int, int]]) -> Pairs:
+    flat = np.fromiter(itertools.chain.from_iterable(pairs), np.int64).reshape(-1, 3)
+    return _compact(flat[:, 0], flat[:, 1], flat[:, 2])
+
+
+def _compact(i: np.ndarray, j: np.ndarray, distance: np.ndarray) -> Pairs:
+    """Indices as int32 (a dataset has fewer than 2**31 images), distances as uint8."""
+    return i.astype(np.int32), j.astype(np.int32), distance.astype(np.uint8)
 
 
 def _search(
@@ -133,9 +157,9 @@ def _search(
             first = np.ones(len(x), dtype=bool)
             for earlier in masks[:t]:
                 first &= (x & earlier) != 0
-            found.append((i[first], j[first], distance[first].astype(np.int64)))
+            found.append(_compact(i[first], j[first], distance[first]))
     if not found:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        return _no_pairs()
     return (
         np.concatenate([f[0] for f in found]),
         np.concatenate([f[1] for f in found]),
