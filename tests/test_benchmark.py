@@ -84,6 +84,34 @@ def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> N
     assert any("codec floor: <= 2x" in label for label in targets)
 
 
+def test_the_tool_overhead_baseline_does_exactly_the_tools_pixel_work(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """The "same work, no tool" row is what the tool's overhead is measured against: it must make
+    the very bytes `expand` makes (same seeds, same draws), or the overhead figure measures
+    a different random sample of pixel work as well."""
+    corpus = bench.make_corpus(tmp_path / "corpus", 3, (120, 90), 90)
+    s = bench.Setup(
+        files=bench.corpus_files(corpus),
+        corpus=corpus,
+        recipe=load_recipe("default"),
+        recipe_arg="default",
+        times=4,
+        quality=90,
+        workers=1,
+        scratch=tmp_path / "scratch",
+    )
+    bench.same_work_no_tool(s, tmp_path / "loop")
+    bench.run_expand(s, tmp_path / "expand", 1, near_duplicates=False)
+
+    def digests(out: Path) -> list[str]:
+        return sorted(bench.sha256_bytes(p.read_bytes()) for p in out.rglob("*.jpg"))
+
+    made = digests(tmp_path / "expand")
+    assert len(made) == s.outputs and len(set(made)) == s.outputs
+    assert digests(tmp_path / "loop") == made
+
+
 def test_missing_peers_say_so_and_are_not_run(bench: ModuleType) -> None:
     peers = bench.find_peers(no_augmentor=True, imgaug_python=sys.executable)
     assert not peers.augmentor and peers.missing["Augmentor"] == "skipped (--no-augmentor)"
