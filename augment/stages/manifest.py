@@ -178,9 +178,10 @@ def iter_rejected(out: Path) -> Iterator[dict[str, str]]:
         raise ManifestError(f"{path} is not a readable augment header: {exc}") from exc
 
 
-def write_journal(out: Path, shard_id: str, records: Sequence[Record]) -> None:
-    """Written after a shard's files: its presence means the shard is done (resume unit)."""
-    text = "".join(dumps(r) + "\n" for r in records)
+def write_journal(out: Path, shard_id: str, lines: Sequence[str]) -> None:
+    """Written after a shard's files: its presence means the shard is done (resume unit).
+    `lines` are its records, each as `dumps` encodes it."""
+    text = "".join(line + "\n" for line in lines)
     write_text_atomic(out / JOURNAL_DIR / f"{shard_id}.jsonl", text)
 
 

@@ -41,7 +41,7 @@ from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.fused import FusedPipeline, fused_pipeline
 from augment.recipe.mosaic import fit_size
 from augment.recipe.preprocess import apply_preprocess, size_problem
-from augment.stages.manifest import Record, write_journal
+from augment.stages.manifest import Record, dumps, write_journal
 from augment.stages.mixed import Image, combine, mix_pixels
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 from augment.stages.rendered import Rendered, output_record
@@ -68,6 +68,7 @@ class RunContext:
 @dataclass
 class ShardResult:
     records: list[Record] = field(default_factory=list)  # none when shards hold them
+    lines: list[str] = field(default_factory=list)  # the records as journaled (JSON), once
     rejected: list[Rejected] = field(default_factory=list)
     samples: int = 0  # outputs written into shards
     unmade: int = 0  # planned outputs left out for the rejections
@@ -125,7 +126,9 @@ class Worker:
         self._partners.clear()
         self._tiles.clear()
         self._pastes.clear()
-        write_journal(self.ctx.out, shard_id(shard), result.records)
+        # Encoded once: the journal's lines are the rows of the run's manifest too.
+        result.lines = [dumps(record) for record in result.records]
+        write_journal(self.ctx.out, shard_id(shard), result.lines)
         return result
 
     def _run_task(self, task: SourceTask, result: ShardResult) -> None:
