@@ -289,8 +289,10 @@ def _sweep(out: Path, folder: str, kept: set[str]) -> int:
         raise output_error(out / folder, exc, "read") from exc
     removed = 0
     for name in names:
+        if name in kept or not _OUTPUT_NAME.fullmatch(name):  # most are: no path made
+            continue
         path = out / folder / name
-        if name in kept or not _OUTPUT_NAME.fullmatch(name) or path.is_symlink():
+        if path.is_symlink():
             continue
         if not path.is_file():
             continue
