@@ -872,6 +872,20 @@ def peer_targets(t: Timings, peers: Peers) -> list[tuple[str, str, str]]:
     return out
 
 
+def overhead_targets(t: Timings) -> list[tuple[str, str, str]]:
+    """The tool's bookkeeping over the same pixel work, in CPU seconds as the peers are
+    compared (wall beside it): on a shared machine a wall median is mostly the neighbours'."""
+    out = []
+    for ours, label in (
+        ("expand 1", "tool overhead over the same work: <= 10%"),
+        ("expand 1 no dup", "  the same, near-duplicate grouping off"),
+    ):
+        r = t.cpu(ours) / t.cpu("same work, no tool") - 1
+        wall = t.median(ours) / t.median("same work, no tool") - 1
+        out.append((label, f"CPU {r:+.1%} (wall {wall:+.1%})", verdict(r <= 0.10)))
+    return out
+
+
 def report(
     s: Setup,
     t: Timings,
@@ -916,10 +930,7 @@ def report(
     targets.append((f"  the same at {s.workers} workers", f"{r:.1%}", verdict(r <= 0.03)))
     r = t.median("cli rerun") / t.median("cli all")
     targets.append(("  the same, as commands (start-up included)", f"{r:.1%}", verdict(r <= 0.03)))
-    r = e1 / t.median("same work, no tool") - 1
-    targets.append(("tool overhead over the same work: <= 10%", f"{r:+.1%}", verdict(r <= 0.10)))
-    r = t.median("expand 1 no dup") / t.median("same work, no tool") - 1
-    targets.append(("  the same, near-duplicate grouping off", f"{r:+.1%}", verdict(r <= 0.10)))
+    targets += overhead_targets(t)
     for sources, m in memory.items():
         targets.append(
             (

@@ -112,6 +112,17 @@ def test_the_tool_overhead_baseline_does_exactly_the_tools_pixel_work(
     assert digests(tmp_path / "loop") == made
 
 
+def test_the_tool_overhead_is_judged_in_cpu_seconds(bench: ModuleType) -> None:
+    """As the peers are: a neighbour's load shows in wall seconds, not in the run's CPU."""
+    timings = bench.Timings()
+    timings.add("same work, no tool", (2.0, 1.0))  # (wall, CPU)
+    timings.add("expand 1", (2.1, 1.3))  # wall +5%, CPU +30%
+    timings.add("expand 1 no dup", (3.0, 1.05))  # wall +50%, CPU +5%
+    (_, all_on, missed), (_, no_dup, met) = bench.overhead_targets(timings)
+    assert all_on == "CPU +30.0% (wall +5.0%)" and missed == "**missed**"
+    assert no_dup == "CPU +5.0% (wall +50.0%)" and met == "met"
+
+
 def test_missing_peers_say_so_and_are_not_run(bench: ModuleType) -> None:
     peers = bench.find_peers(no_augmentor=True, imgaug_python=sys.executable)
     assert not peers.augmentor and peers.missing["Augmentor"] == "skipped (--no-augmentor)"
