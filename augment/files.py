@@ -78,7 +78,7 @@ def output_error(path: Path, exc: OSError, doing: str = "write") -> OutputError:
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path | str, data: bytes) -> None:
     # The hot path of a run (a call per output): plain strings and file descriptors, no
     # pathlib objects or buffered file, the same calls otherwise (open, write, close, rename).
     target = os.fspath(path)
@@ -102,7 +102,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise output_error(path, exc) from exc
+            raise output_error(Path(path), exc) from exc
         raise
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ class Worker:
 
     def _store(self, record: Record, item: Rendered, encoded: bytes) -> Record:
         """Write one output (as a file: a shard worker adds it to its shard)."""
-        write_atomic(self.ctx.out / item.job.path, encoded)
+        write_atomic(os.path.join(self.ctx.out, item.job.path), encoded)  # no pathlib: hot
         if item.mask is not None and item.annotation is not None:
             write_atomic(self.ctx.out / item.annotation["file"], item.mask)
         return record
