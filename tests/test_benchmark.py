@@ -184,3 +184,18 @@ def test_the_detection_benchmark_contenders_make_what_they_claim(
     detection.bbox_loop(recipe, made, 2, tmp_path / "loop")
     assert len(list((tmp_path / "loop").glob("*.jpg"))) == 6
     assert all(p.read_text().strip() for p in (tmp_path / "loop").glob("*_0.txt"))
+
+
+@pytest.mark.slow
+def test_the_bookkeeping_breakdown_runs_and_names_its_parts(tmp_path: Path) -> None:
+    """benchmarks/bookkeeping.py (docs/performance.md's per-part table), in a process of its
+    own: it wraps the library's functions to time them."""
+    script = ROOT / "benchmarks" / "bookkeeping.py"
+    args = ["--sources", "4", "--times", "2", "--runs", "1", "--out-root", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], check=True, capture_output=True, text=True
+    )
+    assert "| overhead |" in done.stdout
+    for part in ("atomic write", "record as JSON", "end of run (total)", "ingest"):
+        assert f"| {part}" in done.stdout, part
+    assert list(tmp_path.iterdir()) == []  # its outputs cleaned up
