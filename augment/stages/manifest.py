@@ -35,8 +35,13 @@ _text = json.encoder.encode_basestring  # a str as JSON, as json.dumps(ensure_as
 Record = dict[str, Any]
 
 
+# json.dumps(record, ensure_ascii=False, separators=(",", ":")), without making an encoder
+# each call or tracking containers for cycles (a record has none): called once per output.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(record)
 
 
 def iter_jsonl(path: Path) -> Iterator[Record]:
