@@ -39,13 +39,22 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
 
 
-def _open_temp(tmp: Path) -> BinaryIO:
-    """A new temporary: never through a link (O_NOFOLLOW), never an existing file (O_EXCL,
-    after removing a leftover of this same name, which only this process id could own)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    with contextlib.suppress(FileNotFoundError):
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_temp_fd(tmp: str) -> int:
+    """A new temporary: never through a link (O_NOFOLLOW), never an existing file (O_EXCL;
+    a leftover of this same name, which only this process id could own, is removed first).
+    The leftover is looked for only when the name is taken: a call per write is saved."""
+    try:
+        return os.open(tmp, _TEMP_FLAGS, 0o666)
+    except FileExistsError:
         os.unlink(tmp)
-    return os.fdopen(os.open(tmp, flags, 0o666), "wb")
+        return os.open(tmp, _TEMP_FLAGS, 0o666)
+
+
+def _open_temp(tmp: Path) -> BinaryIO:
+    return os.fdopen(_open_temp_fd(os.fspath(tmp)), "wb")
 
 
 _HINTS = {
@@ -69,23 +78,31 @@ def output_error(path: Path, exc: OSError, doing: str = "write") -> OutputError:
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = temp_path_for(path)
+def write_atomic(path: Path | str, data: bytes) -> None:
+    # The hot path of a run (a call per output): plain strings and file descriptors, no
+    # pathlib objects or buffered file, the same calls otherwise (open, write, close, rename).
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}")  # temp_path_for's name
     try:
         try:
-            f = _open_temp(tmp)
+            fd = _open_temp_fd(tmp)
         except FileNotFoundError:
             # Folders are made on the first write into them, not checked on every write.
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = _open_temp(tmp)
-        with f:
-            f.write(data)
-        os.replace(tmp, path)
+            Path(folder or ".").mkdir(parents=True, exist_ok=True)
+            fd = _open_temp_fd(tmp)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise output_error(path, exc) from exc
+            raise output_error(Path(path), exc) from exc
         raise
 
 

@@ -275,7 +275,7 @@ def _execute(
     try:
         pieces = plan.tasks(reuse.todo, most=OUTPUTS_PER_SHARD)
         for result in pool(ctx, shard_tasks(pieces, OUTPUTS_PER_SHARD)):
-            add_written(out, rows, result.records)
+            add_written(out, rows, result.records, result.lines)
             made.rejected.extend(result.rejected)
             made.written += len(result.records)
             made.unmade += result.unmade

@@ -84,6 +84,45 @@ def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> N
     assert any("codec floor: <= 2x" in label for label in targets)
 
 
+def test_the_tool_overhead_baseline_does_exactly_the_tools_pixel_work(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """The "same work, no tool" row is what the tool's overhead is measured against: it must make
+    the very bytes `expand` makes (same seeds, same draws), or the overhead figure measures
+    a different random sample of pixel work as well."""
+    corpus = bench.make_corpus(tmp_path / "corpus", 3, (120, 90), 90)
+    s = bench.Setup(
+        files=bench.corpus_files(corpus),
+        corpus=corpus,
+        recipe=load_recipe("default"),
+        recipe_arg="default",
+        times=4,
+        quality=90,
+        workers=1,
+        scratch=tmp_path / "scratch",
+    )
+    bench.same_work_no_tool(s, tmp_path / "loop")
+    bench.run_expand(s, tmp_path / "expand", 1, near_duplicates=False)
+
+    def digests(out: Path) -> list[str]:
+        return sorted(bench.sha256_bytes(p.read_bytes()) for p in out.rglob("*.jpg"))
+
+    made = digests(tmp_path / "expand")
+    assert len(made) == s.outputs and len(set(made)) == s.outputs
+    assert digests(tmp_path / "loop") == made
+
+
+def test_the_tool_overhead_is_judged_in_cpu_seconds(bench: ModuleType) -> None:
+    """As the peers are: a neighbour's load shows in wall seconds, not in the run's CPU."""
+    timings = bench.Timings()
+    timings.add("same work, no tool", (2.0, 1.0))  # (wall, CPU)
+    timings.add("expand 1", (2.1, 1.3))  # wall +5%, CPU +30%
+    timings.add("expand 1 no dup", (3.0, 1.05))  # wall +50%, CPU +5%
+    (_, all_on, missed), (_, no_dup, met) = bench.overhead_targets(timings)
+    assert all_on == "CPU +30.0% (wall +5.0%)" and missed == "**missed**"
+    assert no_dup == "CPU +5.0% (wall +50.0%)" and met == "met"
+
+
 def test_missing_peers_say_so_and_are_not_run(bench: ModuleType) -> None:
     peers = bench.find_peers(no_augmentor=True, imgaug_python=sys.executable)
     assert not peers.augmentor and peers.missing["Augmentor"] == "skipped (--no-augmentor)"
@@ -145,3 +184,18 @@ def test_the_detection_benchmark_contenders_make_what_they_claim(
     detection.bbox_loop(recipe, made, 2, tmp_path / "loop")
     assert len(list((tmp_path / "loop").glob("*.jpg"))) == 6
     assert all(p.read_text().strip() for p in (tmp_path / "loop").glob("*_0.txt"))
+
+
+@pytest.mark.slow
+def test_the_bookkeeping_breakdown_runs_and_names_its_parts(tmp_path: Path) -> None:
+    """benchmarks/bookkeeping.py (docs/performance.md's per-part table), in a process of its
+    own: it wraps the library's functions to time them."""
+    script = ROOT / "benchmarks" / "bookkeeping.py"
+    args = ["--sources", "4", "--times", "2", "--runs", "1", "--out-root", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], check=True, capture_output=True, text=True
+    )
+    assert "| overhead |" in done.stdout
+    for part in ("atomic write", "record as JSON", "end of run (total)", "ingest"):
+        assert f"| {part}" in done.stdout, part
+    assert list(tmp_path.iterdir()) == []  # its outputs cleaned up

@@ -71,9 +71,9 @@ _content_values = operator.itemgetter(*_CONTENT_FIELDS)
 _REJECTED_KEYS = {"stamp", "rejected", "tool"}
 
 
-def stamp_of(path: Path) -> Stamp | None:
+def stamp_of(path: Path | str) -> Stamp | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return stamp_from(st)
@@ -187,7 +187,7 @@ OutputStamp = dict[str, Any]  # {"stamp": [size, mtime_ns, ctime_ns, inode], "sh
 
 def output_stamp(out: Path, path: str, sha256: str) -> OutputStamp | None:
     """The entry that says the file at `path` holds `sha256` now (None: it is not there)."""
-    stamp = stamp_of(out / path)
+    stamp = stamp_of(os.path.join(out, path))  # once per output: no pathlib object
     return None if stamp is None else {"stamp": list(stamp), "sha256": sha256}
 
 

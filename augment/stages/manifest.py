@@ -35,8 +35,13 @@ _text = json.encoder.encode_basestring  # a str as JSON, as json.dumps(ensure_as
 Record = dict[str, Any]
 
 
+# json.dumps(record, ensure_ascii=False, separators=(",", ":")), without making an encoder
+# each call or tracking containers for cycles (a record has none): called once per output.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(record)
 
 
 def iter_jsonl(path: Path) -> Iterator[Record]:
@@ -178,9 +183,10 @@ def iter_rejected(out: Path) -> Iterator[dict[str, str]]:
         raise ManifestError(f"{path} is not a readable augment header: {exc}") from exc
 
 
-def write_journal(out: Path, shard_id: str, records: Sequence[Record]) -> None:
-    """Written after a shard's files: its presence means the shard is done (resume unit)."""
-    text = "".join(dumps(r) + "\n" for r in records)
+def write_journal(out: Path, shard_id: str, lines: Sequence[str]) -> None:
+    """Written after a shard's files: its presence means the shard is done (resume unit).
+    `lines` are its records, each as `dumps` encodes it."""
+    text = "".join(line + "\n" for line in lines)
     write_text_atomic(out / JOURNAL_DIR / f"{shard_id}.jsonl", text)
 
 

@@ -212,11 +212,17 @@ def _sha256_or_none(path: Path) -> str | None:
         return None
 
 
-def add_written(out: Path, rows: SortedSpill[Row], records: Sequence[Record]) -> None:
-    """The records of a finished shard, stamped: their files were just written."""
-    for record in records:
+def add_written(
+    out: Path, rows: SortedSpill[Row], records: Sequence[Record], lines: Sequence[str]
+) -> None:
+    """The records of a finished shard, stamped: their files were just written. `lines`
+    are the records as the worker journaled them (encoded once, there)."""
+    for record, line in zip(records, lines, strict=True):
         path = record["path"]
-        row = row_of(record, output_stamp(out, path, record["sha256"]))
+        stamp = output_stamp(out, path, record["sha256"])
+        row = Row(
+            line, record.get("split", ""), record.get("label", ""), record.get("soft_label"), stamp
+        )
         rows.add(path, row, row.size)
 
 
@@ -283,8 +289,10 @@ def _sweep(out: Path, folder: str, kept: set[str]) -> int:
         raise output_error(out / folder, exc, "read") from exc
     removed = 0
     for name in names:
+        if name in kept or not _OUTPUT_NAME.fullmatch(name):  # most are: no path made
+            continue
         path = out / folder / name
-        if name in kept or not _OUTPUT_NAME.fullmatch(name) or path.is_symlink():
+        if path.is_symlink():
             continue
         if not path.is_file():
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ from augment.recipe.applied import applied_params
 from augment.recipe.build import Recipe, seed_pipeline
 from augment.recipe.fused import FusedPipeline, fused_pipeline
 from augment.recipe.mosaic import fit_size
+from augment.recipe.policy import for_class
 from augment.recipe.preprocess import apply_preprocess, size_problem
-from augment.stages.manifest import Record, write_journal
+from augment.stages.manifest import Record, dumps, write_journal
 from augment.stages.mixed import Image, combine, mix_pixels
 from augment.stages.plan import Fingerprints, OutputJob, PlannedMix, SourceTask, output_extension
 from augment.stages.rendered import Rendered, output_record
@@ -68,6 +70,7 @@ class RunContext:
 @dataclass
 class ShardResult:
     records: list[Record] = field(default_factory=list)  # none when shards hold them
+    lines: list[str] = field(default_factory=list)  # the records as journaled (JSON), once
     rejected: list[Rejected] = field(default_factory=list)
     samples: int = 0  # outputs written into shards
     unmade: int = 0  # planned outputs left out for the rejections
@@ -109,8 +112,11 @@ _Pasteable = tuple[np.ndarray, tuple[int, int], np.ndarray | None]
 class Worker:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        # One pipeline per class, with the transforms its policy forbids taken out.
+        # One pipeline per class, with the transforms its policy forbids taken out; classes
+        # that may use the same transforms share one (building one costs ~1 ms, ~2 outputs'
+        # bookkeeping; a seeded call does not depend on the calls before it).
         self._pipelines: dict[str, tuple[A.Compose | FusedPipeline, list[str]]] = {}
+        self._built: dict[str, A.Compose | FusedPipeline] = {}  # by the transforms' spec
         self._partners: dict[str, np.ndarray | SourceProblem] = {}  # within one shard
         self._tiles: dict[str, _Prepared | SourceProblem] = {}  # annotated partners, alike
         self._pastes: dict[str, _Pasteable | SourceProblem] = {}  # copy-paste partners
@@ -125,7 +131,9 @@ class Worker:
         self._partners.clear()
         self._tiles.clear()
         self._pastes.clear()
-        write_journal(self.ctx.out, shard_id(shard), result.records)
+        # Encoded once: the journal's lines are the rows of the run's manifest too.
+        result.lines = [dumps(record) for record in result.records]
+        write_journal(self.ctx.out, shard_id(shard), result.lines)
         return result
 
     def _run_task(self, task: SourceTask, result: ShardResult) -> None:
@@ -148,7 +156,7 @@ class Worker:
 
     def _store(self, record: Record, item: Rendered, encoded: bytes) -> Record:
         """Write one output (as a file: a shard worker adds it to its shard)."""
-        write_atomic(self.ctx.out / item.job.path, encoded)
+        write_atomic(os.path.join(self.ctx.out, item.job.path), encoded)  # no pathlib: hot
         if item.mask is not None and item.annotation is not None:
             write_atomic(self.ctx.out / item.annotation["file"], item.mask)
         return record
@@ -367,7 +375,10 @@ class Worker:
         """Class `label`'s pipeline and the names of the transforms its policy removed."""
         if label not in self._pipelines:
             recipe = self.ctx.recipe
-            self._pipelines[label] = (fused_pipeline(recipe, label), recipe.removed_for(label))
+            spec = json.dumps(for_class(recipe.augment, label, root=True), default=repr)
+            if spec not in self._built:
+                self._built[spec] = fused_pipeline(recipe, label)
+            self._pipelines[label] = (self._built[spec], recipe.removed_for(label))
         return self._pipelines[label]
 
     def augment(
