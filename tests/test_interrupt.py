@@ -5,6 +5,7 @@ to an uninterrupted run, with no temporary file left."""
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import signal
@@ -161,8 +162,18 @@ def test_ctrl_c_leaves_a_consistent_output_and_resumes(
     assert_clean(out)
 
 
+@pytest.fixture()
+def own_signals() -> Iterator[None]:
+    """This test process's handlers as they were, whatever the test installs."""
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+    gc.unfreeze()  # a finished command leaves its objects to the exit (interrupts._finished)
+
+
 def test_an_interrupt_wrapped_while_a_class_is_made_is_an_interrupt(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], own_signals: None
 ) -> None:
     # A Ctrl-C during `import albumentations` can arrive inside pydantic's __set_name__,
     # which Python re-raises as a RuntimeError: it must still end as an interrupt (130),
@@ -185,15 +196,6 @@ def test_an_interrupt_wrapped_while_a_class_is_made_is_an_interrupt(
 
     with pytest.raises(RuntimeError, match="a real error"):
         interrupts.run(failing)
-
-
-@pytest.fixture()
-def own_signals() -> Iterator[None]:
-    """This test process's handlers as they were, whatever the test installs."""
-    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for signum, handler in kept.items():
-        signal.signal(signum, handler)
 
 
 @pytest.mark.parametrize(
