@@ -54,3 +54,8 @@ def test_a_classification_expand_imports_only_what_it_uses(
     loaded = modules_of(tmp_path, *args, "--times", "2")
     assert "augment.full_run" in loaded and "albumentations" in loaded  # it did run
     assert sorted(loaded.intersection(NOT_A_CLASSIFICATION_RUNS)) == []
+
+
+def test_help_imports_no_image_library_nor_yaml(tmp_path: Path) -> None:
+    loaded = modules_of(tmp_path, "--help")
+    assert sorted(loaded.intersection({"yaml", "numpy", "cv2", "PIL", "albumentations"})) == []
