@@ -19,8 +19,8 @@ import errno
 import gc
 import signal
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: see augment/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
