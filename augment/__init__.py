@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+
+# Not `typing.TYPE_CHECKING`: the `augment` command holds its signals from the first line of
+# augment/__main__.py, which runs after this module; importing typing here (~2 ms) would
+# only widen the moment before it, in which a Ctrl-C is still Python's (a traceback).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # albumentations checks PyPI for a newer version on import; an offline batch tool must not
 # make network calls, and the check would slow every worker process's start.

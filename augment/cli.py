@@ -35,7 +35,7 @@ from augment.defaults import (
     default_workers,
 )
 from augment.errors import AugmentError
-from augment.interrupts import say_interrupted
+from augment.interrupts import interrupt_in, say_interrupted
 from augment.model import ExpandOptions, ExpandSummary
 from augment.rerun import heap
 from augment.run import expand
@@ -52,7 +52,30 @@ if TYPE_CHECKING:
 # rerun that changes nothing do without.
 
 
+class _Tool(click.Group):
+    """click turns a Ctrl-C that lands in its own code (parsing the arguments, between the
+    command and its exit) into "Aborted!" and exit 1: here it ends as every other interrupt
+    does, with the message and 130 (augment/interrupts.py)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:  # a caller that handles it all
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.Abort as exc:
+            interrupt = interrupt_in(exc)
+            if interrupt is None:
+                click.echo("Aborted!", err=True)
+                sys.exit(1)
+            sys.exit(say_interrupted(interrupt))
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 @click.group(
+    cls=_Tool,
     epilog="Example: augment expand sample_data/textures out/ --times 5",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

@@ -2,19 +2,28 @@
 SIGHUP (the terminal closed) all stop a run the same way, leaving OUT consistent and
 resumable, and end the process with the shell's code for that signal (130, 143, 129).
 
-The handlers are installed before anything heavy is imported, so a signal during start-up
-is a message too, not a traceback. The pool's workers undo them (augment/stages/executor.py):
-the main process alone decides how a run stops.
+The entry point's first line (augment/__main__.py) holds the signals: one that arrives
+while the tool starts is kept, not raised in whatever line of whatever import was running,
+and `run` raises it where the command is ready to stop on it, so a signal during start-up
+is the message too, not a traceback. Before that line only the interpreter's own start-up
+runs (and what a site's .pth files import). The pool's workers undo the handlers
+(augment/stages/executor.py): the main process alone decides how a run stops.
 """
 
 from __future__ import annotations
 
+# Only modules the interpreter has loaded by now or that are built in: `hold` runs before
+# the rest of the tool, so nothing slow may come before it.
 import contextlib
 import errno
+import gc
 import signal
 import sys
-from collections.abc import Callable
-from types import FrameType
+
+TYPE_CHECKING = False  # not typing's: see augment/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
 
 MESSAGE = "interrupted: finished work is kept; rerun the same command to resume"
 
@@ -31,12 +40,37 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
+_held: list[int] = []  # signals that arrived while held, in order
+_taken: list[int] = []  # signals whose handler `hold` replaced
+
+
+def _hold_signal(signum: int, _frame: FrameType | None) -> None:
+    _held.append(signum)
+
+
+def hold() -> None:
+    """From now until `run` is ready, a SIGINT, SIGTERM or SIGHUP is kept for `run` to raise.
+    A signal this process was started ignoring (SIGINT in a background job, SIGHUP under
+    nohup) stays ignored."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _hold_signal)
+            _taken.append(signum)
+
+
 def install() -> None:
     """SIGTERM and SIGHUP raise `Stopped` in the main thread, as SIGINT raises
-    KeyboardInterrupt (a SIGHUP already ignored, as under nohup, stays ignored)."""
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, _raise_stopped)
+    KeyboardInterrupt (a signal ignored from the start stays ignored); a signal `hold` kept
+    is raised now."""
+    for signum in _taken or (signal.SIGTERM, signal.SIGHUP):
+        if signum == signal.SIGINT:
+            signal.signal(signum, signal.default_int_handler)
+        elif signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _raise_stopped)
+    if _held:
+        signum = _held[0]
+        _held.clear()
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:
@@ -56,10 +90,12 @@ def _handled() -> None:
     """CPython 3.11 marks a KeyboardInterrupt raised inside `exec` of a string (scipy runs
     one on import) as unhandled for good, and then ends the process by SIGINT (-2), not
     with the exit code given: the mark is cleared once the interrupt is handled."""
-    with contextlib.suppress(Exception):
+    try:
         import ctypes
 
         ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except Exception:  # not CPython, or another version of its internals: nothing to clear
+        pass
 
 
 def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
@@ -78,10 +114,17 @@ def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
 
 def _finished() -> None:
     """The command is done: a signal now, while the interpreter shuts down, would end the
-    process by that signal (-2) instead of with the exit code the command chose."""
+    process by that signal (-2) instead of with the exit code the command chose.
+
+    And the objects made so far are left out of the collections the interpreter runs as it
+    shuts down: they would examine every object the libraries made (albumentations' and
+    pydantic's classes, hundreds of thousands), ~0.1 s of CPU to free memory that the exit
+    frees anyway (benchmarks/startup.py). Everything the command wrote is closed by now;
+    atexit handlers still run, and objects without cycles are still freed as usual."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     _handled()
+    gc.freeze()
 
 
 def refused_resource(exc: BaseException) -> str | None:
@@ -117,6 +160,7 @@ def _refused_resource(raised: BaseException) -> None:
 def run(main: Callable[[], object]) -> None:
     """Run the command `main` (imported inside it, so its import is covered too)."""
     try:
+        install()
         main()
         _finished()
     except SystemExit:

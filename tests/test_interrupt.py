@@ -5,11 +5,13 @@ to an uninterrupted run, with no temporary file left."""
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -160,8 +162,18 @@ def test_ctrl_c_leaves_a_consistent_output_and_resumes(
     assert_clean(out)
 
 
+@pytest.fixture()
+def own_signals() -> Iterator[None]:
+    """This test process's handlers as they were, whatever the test installs."""
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+    gc.unfreeze()  # a finished command leaves its objects to the exit (interrupts._finished)
+
+
 def test_an_interrupt_wrapped_while_a_class_is_made_is_an_interrupt(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], own_signals: None
 ) -> None:
     # A Ctrl-C during `import albumentations` can arrive inside pydantic's __set_name__,
     # which Python re-raises as a RuntimeError: it must still end as an interrupt (130),
@@ -184,6 +196,27 @@ def test_an_interrupt_wrapped_while_a_class_is_made_is_an_interrupt(
 
     with pytest.raises(RuntimeError, match="a real error"):
         interrupts.run(failing)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_a_signal_before_the_command_is_ready_stops_it_when_it_is(
+    capsys: pytest.CaptureFixture[str], own_signals: None, sig: signal.Signals, code: int
+) -> None:
+    # Issue 20, case 23: the entry point holds the signals from its first line; one that
+    # arrives then (in the middle of an import) is raised where the command can stop on it.
+    from augment import interrupts
+
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as from a terminal, not under nohup
+    interrupts.hold()
+    os.kill(os.getpid(), sig)  # delivered at once to this, the main thread: nothing raised
+    ran: list[str] = []
+    with pytest.raises(SystemExit) as exited:
+        interrupts.run(lambda: ran.append("command"))
+    assert exited.value.code == code
+    assert ran == []
+    assert interrupts.MESSAGE in capsys.readouterr().err
 
 
 @pytest.mark.slow

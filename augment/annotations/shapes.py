@@ -5,7 +5,7 @@ pycocotools' mask API does the work (polygons rasterised as COCO's own evaluatio
 RLE encoded and decoded), so a mask made here is the mask every COCO consumer sees for the
 same annotation. Copy-paste, CutMix, Mosaic and the masks output all take their instance
 masks from `instance_masks` / `object_mask`; a COCO output's `area` is `shape_area`.
-Imported only where pixels are made: ingest never loads it.
+pycocotools is imported at the first call: a run without shapes never loads it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from augment.model import LabeledObject
 
@@ -35,6 +34,8 @@ def object_mask(obj: LabeledObject, width: int, height: int) -> np.ndarray:
 def polygons_mask(polygons: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
     """The union of the polygons' pixels (H x W bool), rasterised as pycocotools' annToMask
     does (a rectangle with its vertices on pixel edges is exactly its pixels)."""
+    from pycocotools import mask as coco_mask  # annotated runs only
+
     parts = [list(p) for p in polygons if len(p) >= 6]
     if not parts:
         return np.zeros((height, width), dtype=bool)
@@ -111,6 +112,8 @@ def shape_area(entry: Mapping[str, Any], width: int, height: int) -> float:
     (COCO.loadRes: maskUtils.area of the segmentation, the bbox's w * h without one): the
     pixels of the object's RLE or of its outline's polygons (their union), rasterised; the
     box's area for a box-only object."""
+    from pycocotools import mask as coco_mask  # annotated runs only
+
     rle = entry.get("rle")
     if isinstance(rle, str):
         compressed = {"size": [height, width], "counts": rle.encode("ascii")}
@@ -128,6 +131,8 @@ def shape_area(entry: Mapping[str, Any], width: int, height: int) -> float:
 def decode_rle(rle: str | Sequence[int], width: int, height: int) -> np.ndarray:
     """A COCO RLE of a `height` x `width` image (compressed counts string, or the counts
     as a list: COCO's uncompressed form) as an H x W bool mask."""
+    from pycocotools import mask as coco_mask  # annotated runs only
+
     if isinstance(rle, str):
         compressed = {"size": [height, width], "counts": rle.encode("ascii")}
     else:
@@ -139,6 +144,8 @@ def decode_rle(rle: str | Sequence[int], width: int, height: int) -> np.ndarray:
 
 def encode_rle(mask: np.ndarray) -> str:
     """An H x W mask as COCO's compressed RLE counts string."""
+    from pycocotools import mask as coco_mask  # annotated runs only
+
     rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
     counts = rle["counts"]
     return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)

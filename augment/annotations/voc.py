@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from augment.annotations.objects import Listed, RawObject
 from augment.defaults import IMAGE_EXTENSIONS
@@ -59,6 +57,8 @@ def _listed(root: Path, image: str, xml_rel: str, split: str | None) -> Listed:
     except OSError as exc:
         return Listed(image, xml_rel, "", split=split, problem=f"cannot read {xml_rel}: {exc}")
     listed = Listed(image, xml_rel, hashlib.sha256(data).hexdigest(), split=split)
+    import xml.etree.ElementTree as ET  # a VOC source's only: detection needs no XML
+
     try:
         doc = ET.fromstring(data)
     except ET.ParseError as exc:
@@ -106,6 +106,8 @@ def xml_path(image_path: str) -> str:
 
 def xml_text(image_path: str, size: Sequence[int], objects: Sequence[Mapping[str, Any]]) -> str:
     """An output's VOC XML, written the same way every time (no pretty-printer)."""
+    from xml.sax.saxutils import escape  # VOC outputs' only
+
     _, folder, name = image_path.split("/", 2)
     lines = [
         "<annotation>",

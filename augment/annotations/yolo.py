@@ -12,8 +12,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from augment.annotations.objects import SPLIT_FOLDERS, Listed, RawObject
 from augment.defaults import IMAGE_EXTENSIONS
 from augment.errors import DatasetError
@@ -26,6 +24,8 @@ INPUT_SPLITS = {"train": "train", "val": "validation", "valid": "validation",
 
 def read_names(root: Path) -> list[str]:
     """The class names of `data.yaml`, in id order (`names: [a, b]` or `{0: a, 1: b}`)."""
+    import yaml  # YOLO sources' only: a command reading none does without
+
     path = root / DATA_YAML
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -155,6 +155,8 @@ def data_yaml(names: Sequence[str], splits: Iterable[str]) -> str:
     """The output's data.yaml: paths relative to it, as Ultralytics reads them. No `path`
     key: Ultralytics resolves a relative `path` (even `.`) against the current folder, and
     without one takes the data.yaml's own folder as the dataset's root."""
+    import yaml
+
     doc: dict[str, Any] = {}
     for split in splits:
         doc[SPLIT_FOLDERS[split]] = f"images/{SPLIT_FOLDERS[split]}"

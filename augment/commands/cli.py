@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from augment.commands.diff import diff_outputs, format_diff
 from augment.commands.progress import phase_bars
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
@@ -350,6 +349,8 @@ def diff_cmd(old: Path, new: Path, as_json: bool, exit_code: bool) -> None:
     lineage (split, label, source paths, variant) under another name or with other bytes:
     its source, the recipe or the seed changed.
     """
+    from augment.commands.diff import diff_outputs, format_diff
+
     try:
         result = diff_outputs(old, new)
     except AugmentError as exc:

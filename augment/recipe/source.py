@@ -16,8 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from augment.bounded import load_yaml
 from augment.errors import RecipeError, did_you_mean
 
@@ -83,6 +81,8 @@ class RecipeFile:
         """What the recipe says, as canonical JSON of its YAML: a comment or a layout change
         leaves it alone. None when it cannot be parsed; building it (augment/recipe/build.py)
         then says why."""
+        import yaml  # a command that reads no recipe (--help, diff) does without
+
         try:
             return json.dumps([self.name, self.document], sort_keys=True, default=repr)
         except (yaml.YAMLError, TypeError, ValueError):

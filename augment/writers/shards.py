@@ -33,7 +33,6 @@ from augment.files import open_temp, output_error, temp_path_for
 from augment.imaging.digests import size_and_sha256_file
 from augment.model import Rejected
 from augment.stages.manifest import Record, dumps
-from augment.writers import parquet, webdataset
 
 SHARDS_DIR = "shards"
 # Beside the shards, not among them: a loader given OUT/shards/ (Hugging Face's infers the
@@ -49,12 +48,23 @@ class SampleWriter(Protocol):
     def abort(self) -> None: ...
 
 
-# The registry of formats: --output-format's choices beside `folders`.
-WRITERS: dict[str, tuple[str, type[webdataset.TarShard] | type[parquet.ParquetShard]]] = {
-    "webdataset": (webdataset.EXTENSION, webdataset.TarShard),
-    "parquet": (parquet.EXTENSION, parquet.ParquetShard),
-}
+# The registry of formats: --output-format's choices beside `folders`, with the extension of
+# their files (each writer's EXTENSION, tests/writers/test_shards.py). The writers' modules
+# are imported only by a run that writes shards (`_writer`): a folders run does without.
+WRITERS = {"webdataset": ".tar", "parquet": ".parquet"}
 OUTPUT_FORMATS = ("folders", *WRITERS)
+
+
+def _writer(output_format: str, sink: BinaryIO) -> SampleWriter:
+    if output_format == "parquet":
+        from augment.writers.parquet import ParquetShard
+
+        return ParquetShard(sink)
+    from augment.writers.webdataset import TarShard
+
+    return TarShard(sink)
+
+
 _SHARD_NAME = re.compile(r"[a-z]+-[0-9]{5}(\.tar|\.parquet|\.jsonl)")
 
 
@@ -78,7 +88,7 @@ class ShardLayout:
 
     @property
     def extension(self) -> str:
-        return WRITERS[self.output_format][0]
+        return WRITERS[self.output_format]
 
     def shard_of(self, split: str, source_path: str) -> str:
         number = shard_number(source_path, self.counts[split])
@@ -148,7 +158,7 @@ class ShardFile:
         except OSError as exc:
             self.discard()
             raise output_error(out / self._rel, exc) from exc
-        self._writer: SampleWriter = WRITERS[output_format][1](self._handle)
+        self._writer = _writer(output_format, self._handle)
 
     def add(self, record: Record, image: bytes, mask: bytes | None = None) -> Record:
         """The sample's record as its shard lists it (with `shard` and `key`)."""

@@ -397,3 +397,11 @@ def test_a_segmentation_sample_carries_its_mask(tmp_path: Path) -> None:
             assert sample["mask.png"] == expected
             masks += 1
     assert masks == len(read_manifest(tmp_path / "folders"))
+
+
+def test_the_format_registry_names_each_writers_extension() -> None:
+    # The registry holds the extensions itself, so that a folders run imports no writer.
+    from augment.writers import parquet, webdataset
+    from augment.writers.shards import WRITERS
+
+    assert WRITERS == {"webdataset": webdataset.EXTENSION, "parquet": parquet.EXTENSION}
