@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
+# This tree's augment (an installed one would be measured otherwise), and bench.py beside.
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from bench import SOURCE_QUALITY, SOURCE_SIZE, cpu_now, make_corpus  # noqa: E402
 
@@ -92,7 +93,7 @@ def run_command(corpus: Path, out: Path, workers: int, times: int) -> dict[str, 
     command += ["--times", str(times), "--val", "0", "--test", "0", "--format", "jpg"]
     command += ["--workers", str(workers)]
     cpu, started = cpu_now(), time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=HERE.parent)
     return {"wall": time.perf_counter() - started, "cpu": cpu_now() - cpu}
 
 
