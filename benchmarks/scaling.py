@@ -141,14 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="against 1 (default 2)")
     parser.add_argument("--commands", action="store_true", help="also time the commands")
     parser.add_argument("--out-root", type=Path, help="where OUT goes, e.g. /dev/shm")
+    parser.add_argument("--corpus", type=Path, help="use this folder of class folders")
     args = parser.parse_args(argv)
     reuse_image_buffers()  # as a command's own process does (augment/rerun/heap.py)
     with (
         tempfile.TemporaryDirectory(prefix="augment-scaling-") as tmp,
         tempfile.TemporaryDirectory(prefix="augment-scaling-out-", dir=args.out_root) as out_tmp,
     ):
-        print(f"making {args.sources} source JPEGs", file=sys.stderr, flush=True)
-        corpus = make_corpus(Path(tmp) / "corpus", args.sources, SOURCE_SIZE, SOURCE_QUALITY)
+        if args.corpus:
+            corpus = args.corpus.resolve()
+        else:
+            print(f"making {args.sources} source JPEGs", file=sys.stderr, flush=True)
+            corpus = make_corpus(Path(tmp) / "corpus", args.sources, SOURCE_SIZE, SOURCE_QUALITY)
         out = Path(out_tmp) / "out"
         # Untimed: the first run in a process imports the recipe's libraries.
         warm = make_corpus(Path(tmp) / "warm", 16, SOURCE_SIZE, SOURCE_QUALITY)
