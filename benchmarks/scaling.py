@@ -20,6 +20,7 @@ while the others wait: that is the serial share.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import statistics
@@ -95,15 +96,17 @@ def run_once(corpus: Path, out: Path, workers: int, times: int) -> dict[str, flo
     # CPU of this process up to the plan: every stage before the execution runs here.
     before = clock.between("start", "plan", 1)
     # The wall a quiet machine would take, from CPU seconds (another program's work on the
-    # cores stretches the wall, much less the CPU): before the execution, the main thread's
-    # CPU or the process's spread over the cores, whichever is longer; the execution, its
-    # busiest lane (this process, or a pool process); the rest in this process.
-    lanes = max(1, workers - 1)
-    quiet = (
-        max(clock.between("start", "plan", 2), before / workers)
-        + max(clock.between("plan", "executed", 1), children / lanes)
-        + clock.between("executed", "end", 1)
+    # cores stretches the wall, much less the CPU): before the execution, phase by phase,
+    # the main thread's CPU or the process's spread over the cores, whichever is longer;
+    # the execution, its busiest lane (this process, or a pool process); the rest here.
+    steps = [m for m in ("start", "hashing", "hashing end", "plan") if m in clock.marks]
+    quiet = sum(
+        max(clock.between(a, b, 2), clock.between(a, b, 1) / workers)
+        for a, b in itertools.pairwise(steps)
     )
+    lanes = max(1, workers - 1)
+    quiet += max(clock.between("plan", "executed", 1), children / lanes)
+    quiet += clock.between("executed", "end", 1)
     return {
         "wall": wall,
         "cpu": cpu,
