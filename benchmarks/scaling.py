@@ -104,6 +104,7 @@ def run_once(corpus: Path, out: Path, workers: int, times: int) -> dict[str, flo
         max(clock.between(a, b, 2), clock.between(a, b, 1) / workers)
         for a, b in itertools.pairwise(steps)
     )
+    quiet_before = quiet
     lanes = max(1, workers - 1)
     quiet += max(clock.between("plan", "executed", 1), children / lanes)
     quiet += clock.between("executed", "end", 1)
@@ -112,6 +113,7 @@ def run_once(corpus: Path, out: Path, workers: int, times: int) -> dict[str, flo
         "cpu": cpu,
         "cpu before": before,
         "quiet wall": quiet,
+        "quiet before": quiet_before,
         "outputs": summary.written,
         **stages,
     }
@@ -148,7 +150,9 @@ def report(results: dict[str, dict[str, float]], workers: int, commands: bool) -
     lines += [f"| CPU | {one['cpu']:.3f} | {many['cpu']:.3f} |"]
     lines += [f"| CPU before the execution | {one['cpu before']:.3f} | {many['cpu before']:.3f} |"]
     lines += [
-        f"| quiet-machine wall, from CPU | {one['quiet wall']:.3f} | {many['quiet wall']:.3f} |"
+        f"| quiet-machine wall, from CPU | {one['quiet wall']:.3f} | {many['quiet wall']:.3f} |",
+        f"| the same, before the execution | {one['quiet before']:.3f} | "
+        f"{many['quiet before']:.3f} |",
     ]
     serial = many["wall"] - many["execute"]
     lines += [
