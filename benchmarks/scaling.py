@@ -104,16 +104,16 @@ def run_once(corpus: Path, out: Path, workers: int, times: int) -> dict[str, flo
         max(clock.between(a, b, 2), clock.between(a, b, 1) / workers)
         for a, b in itertools.pairwise(steps)
     )
-    quiet_before = quiet
     lanes = max(1, workers - 1)
-    quiet += max(clock.between("plan", "executed", 1), children / lanes)
-    quiet += clock.between("executed", "end", 1)
+    quiet_execute = max(clock.between("plan", "executed", 1), children / lanes)
+    quiet_after = clock.between("executed", "end", 1)
     return {
         "wall": wall,
         "cpu": cpu,
         "cpu before": before,
-        "quiet wall": quiet,
-        "quiet before": quiet_before,
+        "quiet wall": quiet + quiet_execute + quiet_after,
+        "quiet before": quiet,
+        "quiet after": quiet_after,
         "outputs": summary.written,
         **stages,
     }
@@ -153,8 +153,10 @@ def report(results: dict[str, dict[str, float]], workers: int, commands: bool) -
         f"| quiet-machine wall, from CPU | {one['quiet wall']:.3f} | {many['quiet wall']:.3f} |",
         f"| the same, before the execution | {one['quiet before']:.3f} | "
         f"{many['quiet before']:.3f} |",
+        f"| the same, after it | {one['quiet after']:.3f} | {many['quiet after']:.3f} |",
     ]
     serial = many["wall"] - many["execute"]
+    quiet_serial = (many["quiet before"] + many["quiet after"]) / many["quiet wall"]
     lines += [
         "",
         f"in-process: {workers} workers = {one['wall'] / many['wall']:.2f}x one worker (wall)",
@@ -162,7 +164,7 @@ def report(results: dict[str, dict[str, float]], workers: int, commands: bool) -
         f"{100 * serial / many['wall']:.0f}% (all but the execution)",
         f"execution alone: {one['execute'] / many['execute']:.2f}x",
         f"from CPU seconds (a quiet machine's wall, estimated): "
-        f"{one['quiet wall'] / many['quiet wall']:.2f}x",
+        f"{one['quiet wall'] / many['quiet wall']:.2f}x, serial share {100 * quiet_serial:.0f}%",
         f"CPU per output: {1000 * one['cpu'] / one['outputs']:.3f} ms (1 worker), "
         f"{1000 * many['cpu'] / many['outputs']:.3f} ms ({workers} workers)",
     ]
