@@ -157,10 +157,10 @@ class _Reports:
 
 
 def _first_run_hasher(out: Path, options: ExpandOptions) -> SourceHasher | None:
-    """A first run takes the near-duplicate hashes as it reads the sources (one read each,
-    hashed beside the reading); a rerun reuses those augment.json holds, and a sharded run
-    takes its listing's."""
-    if options.near_duplicates < 0 or options.layout != "folders" or is_augment_output(out):
+    """With no augment.json in OUT to take them from, the near-duplicate hashes are taken as
+    the sources are read (one read each, hashed beside the reading); a rerun reuses those
+    augment.json holds, and a sharded run takes its listing's."""
+    if options.near_duplicates < 0 or options.layout != "folders" or (out / HEADER_NAME).exists():
         return None
     return SourceHasher(options.workers or default_workers())
 
