@@ -139,6 +139,7 @@ def _expand(
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
     setup.hashes = hashes
+    del hashes  # one per source: the holdout takes them from setup, and lets them go
     progress = full_run.Progress(lap, reports.progress, reports.on_plan, reports.phase)
     if options.layout != "folders":  # the workers write shards
         import augment.sharded_run

@@ -119,7 +119,7 @@ class SourceHasher:
     """
 
     def __init__(self, threads: int) -> None:
-        self.hashes: dict[str, ImageHash] = {}
+        self._hashes: dict[str, ImageHash] = {}
         self._threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
         self._batch: list[tuple[str, bytes]] = []
@@ -149,21 +149,24 @@ class SourceHasher:
             self._keep(self._running.popleft().result())
 
     def _keep(self, hashed: Sequence[tuple[str, ImageHash | None]]) -> None:
-        self.hashes.update((sha256, value) for sha256, value in hashed if value is not None)
+        self._hashes.update((sha256, value) for sha256, value in hashed if value is not None)
 
     def finish(self) -> dict[str, ImageHash]:
-        """Every hash, once the last batches are done; the threads have ended."""
+        """Every hash, once the last batches are done; the threads have ended, and the
+        hasher holds nothing more (it may be kept until the run ends)."""
         self._send()
         while self._running:
             self._keep(self._running.popleft().result())
         self.close()
-        return self.hashes
+        hashes, self._hashes = self._hashes, {}
+        return hashes
 
     def close(self) -> None:
         """End the threads (what is queued is dropped): on an error, and after `finish`."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._running.clear()
+        self._batch, self._seen = [], set()
 
 
 def hash_originals(
