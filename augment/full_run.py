@@ -84,6 +84,7 @@ class RunSetup:
     balanced_objects: dict[str, dict[str, int]] = field(default_factory=dict)  # the plan's
     kind: str = ""  # the output's annotation format (annotations/convert.py)
     previous_kind: str | None = None  # the one the last run wrote, if another
+    hashes: dict[str, ImageHash] = field(default_factory=dict)  # sha256 -> pHash, at ingest
 
 
 @dataclass
@@ -170,8 +171,11 @@ def run(
     check_same_holdout(previous_header, dataset, options)
     check_same_source(out, previous_header, dataset, options.layout)
     setup.previous_kind = previous_format(previous_header)
-    grouping, holdout = hold_out(dataset, options, previous_header, phase=progress.phase)
-    del previous_header  # an entry per original, not to be held through the run
+    hashes, setup.hashes = setup.hashes, {}  # by path in grouping.hashes from here on
+    grouping, holdout = hold_out(
+        dataset, options, previous_header, phase=progress.phase, hashes=hashes
+    )
+    del previous_header, hashes  # an entry per original, not to be held through the run
     dataset.originals = grouping.originals
     plan = plan_outputs(dataset, holdout, loaded, options)
     setup.balanced_objects = plan.balanced_objects

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from augment.annotations.convert import output_kind
+from augment.defaults import default_workers
 from augment.errors import DatasetError, ManifestError, OutputError
 from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
@@ -31,6 +32,7 @@ from augment.rerun.uptodate import (
     tool_stamp,
     unchanged_since_last_run,
 )
+from augment.stages.duplicates import SourceHasher
 from augment.stages.holdout import check_holdout_options, hold_out, holdout_entries
 from augment.stages.ingest import ingest
 from augment.stages.manifest import iter_rejected, read_header
@@ -90,6 +92,9 @@ def _expand(
     # checked first, so that a mistake in it is reported before any source is read.
     recipe = _full_run().load(recipe_file, options) if state.last_run is None else None
     lap("recipe")
+    hasher = _first_run_hasher(out, options)
+    if hasher is not None:
+        guard.callback(hasher.close)
     dataset = ingest(
         src,
         options.group_by,
@@ -97,7 +102,9 @@ def _expand(
         cache=state.sources,
         phase=reports.phase,
         columns=(options.path_column, options.label_column),
+        hasher=hasher,
     )
+    hashes = hasher.finish() if hasher is not None else {}
     lap("ingest")
     check_holdout_options(dataset, options)
     output_kind(dataset, options.annotations)  # a refused conversion: before OUT is made
@@ -131,6 +138,8 @@ def _expand(
     state.last_run = None
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
+    setup.hashes = hashes
+    del hashes  # one per source: the holdout takes them from setup, and lets them go
     progress = full_run.Progress(lap, reports.progress, reports.on_plan, reports.phase)
     if options.layout != "folders":  # the workers write shards
         import augment.sharded_run
@@ -146,6 +155,15 @@ class _Reports:
     progress: Callable[[int], None] | None
     on_plan: Callable[[int], None] | None
     phase: Phase | None
+
+
+def _first_run_hasher(out: Path, options: ExpandOptions) -> SourceHasher | None:
+    """With no augment.json in OUT to take them from, the near-duplicate hashes are taken as
+    the sources are read (one read each, hashed beside the reading); a rerun reuses those
+    augment.json holds, and a sharded run takes its listing's."""
+    if options.near_duplicates < 0 or options.layout != "folders" or (out / HEADER_NAME).exists():
+        return None
+    return SourceHasher(options.workers or default_workers())
 
 
 def _full_run() -> ModuleType:

@@ -12,7 +12,9 @@ cluster's groups are merged into one group key, the one `holdout.assign_splits` 
 split (see docs/holdout.md for the rule, its tolerance and measured false-merge rates).
 
 Hashes are stored in `augment.json` (per original, next to its sha256) and reused on a rerun
-when the sha256 matches, so only new or changed originals are decoded again.
+when the sha256 matches, so only new or changed originals are decoded again. A first run
+hashes each source from the bytes ingest has read for its sha256 (`SourceHasher`), in threads
+beside the reading, so each source is read once and the hashing overlaps the reading.
 
 Splits are sticky: when an earlier run already put two originals that now form a cluster in
 different splits (a copy added later), neither is moved; the cluster is reported as a
@@ -24,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +93,84 @@ def _hash_files(paths: Sequence[Path]) -> list[ImageHash | None]:
 # thread pool's hand-offs, as much as hashing a small image (measured at 80x60: 0.21 ms a
 # file with two threads one file at a time, 0.10 ms sixteen at a time).
 _HASH_BATCH = 16
+
+
+# A batch of bytes goes to a hashing thread at this size even with fewer files: what is held
+# while queued stays a few megabytes a thread, whatever the sources' sizes.
+_BATCH_BYTES = 4 << 20
+
+
+def _hash_data(batch: Sequence[tuple[str, bytes]]) -> list[tuple[str, ImageHash | None]]:
+    from augment.imaging.similarity import phash_bytes  # see the note at `_similar`
+
+    hashes: list[tuple[str, ImageHash | None]] = []
+    for sha256, data in batch:
+        try:
+            hashes.append((sha256, phash_bytes(data)))
+        except (OSError, UnreadableImage):
+            hashes.append((sha256, None))  # the worker rejects the file with the reason
+    return hashes
+
+
+class SourceHasher:
+    """Near-duplicate hashes (sha256 -> hash) of the bytes ingest has just read, taken in
+    `threads` threads while ingest reads on: a first run reads each source once, and its
+    hashing (most of the time before the first output) overlaps the reading.
+
+    The decodes and OpenCV release the GIL, so the threads hash on other cores. With one
+    thread, the caller hashes (a run of --workers 1 keeps to one core). `finish` (or
+    `close`) ends the threads: the worker pool is forked only after that.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._hashes: dict[str, ImageHash] = {}
+        self._threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        self._batch: list[tuple[str, bytes]] = []
+        self._size = 0
+        self._seen: set[str] = set()  # equal bytes, one hash
+        self._running: deque[Future[list[tuple[str, ImageHash | None]]]] = deque()
+
+    def add(self, sha256: str, data: bytes) -> None:
+        if sha256 in self._seen:
+            return
+        self._seen.add(sha256)
+        self._batch.append((sha256, data))
+        self._size += len(data)
+        if len(self._batch) >= _HASH_BATCH or self._size >= _BATCH_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._batch, self._size = self._batch, [], 0
+        if not batch:
+            return
+        if self._pool is None:
+            self._keep(_hash_data(batch))
+            return
+        self._running.append(self._pool.submit(_hash_data, batch))
+        # The bytes of a few batches a thread are held, not the dataset's.
+        while len(self._running) > 2 * self._threads:
+            self._keep(self._running.popleft().result())
+
+    def _keep(self, hashed: Sequence[tuple[str, ImageHash | None]]) -> None:
+        self._hashes.update((sha256, value) for sha256, value in hashed if value is not None)
+
+    def finish(self) -> dict[str, ImageHash]:
+        """Every hash, once the last batches are done; the threads have ended, and the
+        hasher holds nothing more (it may be kept until the run ends)."""
+        self._send()
+        while self._running:
+            self._keep(self._running.popleft().result())
+        self.close()
+        hashes, self._hashes = self._hashes, {}
+        return hashes
+
+    def close(self) -> None:
+        """End the threads (what is queued is dropped): on an error, and after `finish`."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._running.clear()
+        self._batch, self._seen = [], set()
 
 
 def hash_originals(

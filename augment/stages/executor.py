@@ -100,9 +100,10 @@ def start_method() -> str:
     A forked worker has albumentations, OpenCV and the recipe already loaded: it is ready in
     milliseconds, where a fresh interpreter needs ~0.7 s to import them, as long as a
     one-second run. Forking is safe here because it happens in the main thread before this
-    run starts any thread of its own (the near-duplicate hashing threads have ended), and
-    OpenCV's and OpenBLAS's thread pools reset themselves in the child. macOS system
-    libraries are not fork-safe, so other systems start workers from a clean process.
+    run starts any thread of its own (the near-duplicate hashing threads, at ingest or after
+    it, have ended), and OpenCV's and OpenBLAS's thread pools reset themselves in the
+    child. macOS system libraries are not fork-safe, so other systems start workers from a
+    clean process.
     """
     methods = multiprocessing.get_all_start_methods()
     if sys.platform == "linux" and "fork" in methods:

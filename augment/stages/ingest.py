@@ -32,6 +32,7 @@ from augment.stages.labels_file import FolderCheck, LabelRows, Row, read_labels_
 if TYPE_CHECKING:
     from augment.imaging.digests import ImageHash
     from augment.rerun.state import SourceCache, Stamp
+    from augment.stages.duplicates import SourceHasher
 
 LABEL_FILE_SUFFIXES = (".csv", ".jsonl")
 
@@ -58,13 +59,15 @@ def ingest(
     cache: SourceCache | None = None,
     phase: Phase | None = None,
     columns: tuple[str | None, str | None] = (None, None),
+    hasher: SourceHasher | None = None,
 ) -> Dataset:
     """Read SRC: a folder of class folders, or a labels file (`path,label[,group]`).
 
     With a `cache` (see augment/state.py), a source whose stamp is unchanged since an
     earlier run is not read again: a rerun costs one `stat` per source. `phase` hears of
     the sources read ("reading"). `columns`: a labels file's path and label columns, when
-    not the first of the usual names it has (see augment/stages/labels_file.py).
+    not the first of the usual names it has (see augment/stages/labels_file.py). `hasher`
+    is given the bytes of each source read, for its near-duplicate hash.
     """
     pattern = _compile_group_by(group_by)
     listing = listed_source.get()
@@ -74,7 +77,7 @@ def ingest(
         raise DatasetError(f"source {src} does not exist")
     layout = detect_layout(src)
     if layout is not None:  # an annotated layout (YOLO, COCO): see augment/annotations/
-        return _ingest_annotated(src, layout, pattern, max_pixels, cache)
+        return _ingest_annotated(src, layout, pattern, max_pixels, cache, hasher)
     if src.is_file():
         if src.suffix.lower() not in LABEL_FILE_SUFFIXES:
             raise DatasetError(f"source {src} is a file but not a labels file (.csv or .jsonl)")
@@ -92,7 +95,7 @@ def ingest(
     advance = phase("reading", len(listed)) if phase is not None else None
     for rel, label, group in listed:
         original = _read_original(
-            root, rel, label, group, pattern, max_pixels, dataset, cache, folders
+            root, rel, label, group, pattern, max_pixels, dataset, cache, folders, hasher
         )
         if original is not None:
             dataset.originals.append(original)
@@ -120,6 +123,7 @@ def _ingest_annotated(
     pattern: re.Pattern[str] | None,
     max_pixels: int,
     cache: SourceCache | None,
+    hasher: SourceHasher | None = None,
 ) -> Dataset:
     """Every listed image read as any source is, with its annotation checked against its
     size: a bad box or class rejects that image, with the reason."""
@@ -129,7 +133,9 @@ def _ingest_annotated(
     dataset = Dataset(root=root, kind=layout, task=task, names=found.names)
     dataset.rejected.extend(Rejected(p, "label file without an image") for p in found.orphans)
     for listed in found.listed:
-        original = _read_original(root, listed.image, "", None, pattern, max_pixels, dataset, cache)
+        original = _read_original(
+            root, listed.image, "", None, pattern, max_pixels, dataset, cache, hasher=hasher
+        )
         if original is None:
             continue
         try:
@@ -276,10 +282,11 @@ def _read_original(
     dataset: Dataset,
     cache: SourceCache | None = None,
     folders: FolderCheck | None = None,
+    hasher: SourceHasher | None = None,
 ) -> Original | None:
     """The listed file `rel` as an Original, or None with the reason in `dataset.rejected`.
     With a `cache`, a file whose stamp vouches for it is not read. A labels file's rows are
-    checked for links out of SRC by `folders`."""
+    checked for links out of SRC by `folders`; `hasher` is given the bytes read."""
     # Joined as a string, and a Path made only for a source that is read: pathlib's costs
     # a no-op rerun ~10 us a source.
     full = os.path.join(root, rel)
@@ -298,7 +305,7 @@ def _read_original(
             return None
         if cached is not None:
             return cached
-    return _read_bytes(rel, label, group, Path(full), max_pixels, dataset, cache, before)
+    return _read_bytes(rel, label, group, Path(full), max_pixels, dataset, cache, before, hasher)
 
 
 # Made once: a labels file may list millions of files that are no image.
@@ -347,6 +354,7 @@ def _read_bytes(
     dataset: Dataset,
     cache: SourceCache | None,
     before: Stamp | None,
+    hasher: SourceHasher | None = None,
 ) -> Original | None:
     """Read the file and its image header: its sha256, real format and size."""
     reject = dataset.rejected.append
@@ -393,6 +401,8 @@ def _read_bytes(
     )
     if cache is not None:
         cache.remember(rel, before, path, original)
+    if hasher is not None:
+        hasher.add(original.sha256, data)
     return original
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,11 +17,13 @@ from PIL import Image, ImageOps
 from augment.cli import main
 from augment.commands.audit import audit_output
 from augment.defaults import DEFAULT_MAX_DISTANCE
+from augment.imaging.similarity import phash_bytes
 from augment.model import ExpandOptions
 from augment.run import expand
-from augment.stages.duplicates import group_duplicates
+from augment.stages.duplicates import SourceHasher, group_duplicates, hash_originals
 from augment.stages.holdout import _known_hashes
 from augment.stages.ingest import ingest
+from tests import faults
 from tests.helpers import MIRRORED, PAIRS, RESIZED, TEXTURES, straddling_seed
 
 
@@ -233,3 +237,44 @@ def test_near_pairs_are_held_compactly() -> None:
         tracemalloc.stop()
     assert len(grouping.clusters) >= 1_000
     assert peak < 60_000_000, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hashes_taken_while_reading_are_those_of_the_files(src: Path, threads: int) -> None:
+    # A copy of a photo (one hash for both) and a truncated JPEG: its header reads, so it is
+    # an original, but it does not decode, so it has no hash (the worker rejects it).
+    shutil.copy(src / "brick" / "brick_03.jpg", src / "gravel" / "copied.jpg")
+    (src / "gravel" / "truncated.jpg").write_bytes(faults.truncated_jpeg())
+    before = threading.active_count()
+    hasher = SourceHasher(threads)
+    dataset = ingest(src, hasher=hasher)
+    by_sha256 = hasher.finish()
+    assert threading.active_count() == before  # ended: the worker pool forks after this
+    from_files, decoded = hash_originals(dataset.root, dataset.originals, {})
+    assert decoded == len(dataset.originals)
+    assert {o.path: by_sha256[o.sha256] for o in dataset.originals if o.sha256 in by_sha256} == (
+        from_files
+    )
+    assert "gravel/truncated.jpg" not in from_files
+    assert len(by_sha256) == len({o.sha256 for o in dataset.originals}) - 1
+
+
+def test_a_first_run_hashes_as_it_reads(src: Path, tmp_path: Path, small_recipe: Path) -> None:
+    """Each source is read once: no hashing phase of its own, and the header's hashes are
+    those of the files' bytes, whatever the worker count."""
+    headers, phases = [], []
+
+    def phase(name: str, total: int) -> Callable[[int], None]:
+        phases.append(name)
+        return lambda n: None
+
+    for workers in (1, 2):
+        phases.clear()
+        out = tmp_path / f"out-{workers}"
+        expand(src, out, replace(options(small_recipe, 0), workers=workers), phase=phase)
+        assert phases == ["reading"]
+        header = json.loads((out / "augment.json").read_text())
+        for entry in header["holdout"]:
+            assert entry["phash"] == phash_bytes((src / entry["path"]).read_bytes()).to_hex()
+        headers.append(header["holdout"])
+    assert headers[0] == headers[1]
