@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageOps
 
 import augment
 from tests.helpers import DIGITS, SMALL_RECIPE
@@ -37,8 +39,9 @@ def test_expand_audit_and_inspect_from_the_package_take_str_paths(tmp_path: Path
 
 @pytest.mark.slow
 def test_long_phases_report_as_they_go(tmp_path: Path) -> None:
-    """Reading the sources, hashing them and the audit's decoding each say their total first,
-    then advance to it: the command line draws a bar for each (tqdm, once it lasts 1 s)."""
+    """Reading the sources (a first run hashes them as it reads), hashing the new ones on a
+    rerun and the audit's decoding each say their total first, then advance to it: the
+    command line draws a bar for each (tqdm, once it lasts 1 s)."""
     heard: dict[str, list[int]] = {}
 
     def phase(name: str, total: int):  # type: ignore[no-untyped-def]
@@ -52,10 +55,16 @@ def test_long_phases_report_as_they_go(tmp_path: Path) -> None:
     recipe = tmp_path / "small.yaml"
     recipe.write_text(SMALL_RECIPE)
     out = tmp_path / "out"
-    augment.expand(
-        DIGITS, out, augment.ExpandOptions(times=2, recipe=str(recipe), workers=1), phase=phase
-    )
-    assert heard == {"reading": [60, 60], "hashing": [60, 60]}
+    src = tmp_path / "digits"
+    shutil.copytree(DIGITS, src)
+    options = augment.ExpandOptions(times=2, recipe=str(recipe), workers=1)
+    augment.expand(src, out, options, phase=phase)
+    assert heard == {"reading": [60, 60]}
+    first = next(src.glob("*/*.png"))
+    ImageOps.flip(Image.open(first)).save(first.with_name("new.png"))
+    heard.clear()
+    augment.expand(src, out, options, phase=phase)
+    assert heard == {"reading": [61, 61], "hashing": [1, 1]}
     augment.audit_output(out, phase=phase)
     outputs = sum(1 for p in out.rglob("*.png"))
     assert heard["decoding"] == [outputs, outputs]
