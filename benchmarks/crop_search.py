@@ -14,11 +14,18 @@
 - Bundled photos (every scikit-image photo, and each cut into nine distinct tiles) and
   scikit-learn's 8 x 8 digits: two made-up splits of different pictures, audited as an
   output of PNG files; every finding is a false positive. The crafted copies as above.
+- The audit's cost: CPU seconds of the whole `augment audit OUT` command (a child process,
+  `--workers 1`) on the first seed's output of each sample set, median of three runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +99,23 @@ def recall(out: Path, files: list[ImageFile], held: list[ImageFile]) -> dict[str
     return found_share
 
 
+def audit_cpu(out: Path) -> float:
+    """CPU seconds (user + system) of `augment audit OUT --workers 1`, median of three."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    spent = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        command = [sys.executable, "-m", "augment", "audit", str(out), "--workers", "1"]
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode not in (0, 1):  # 1: findings
+            raise SystemExit(f"augment audit failed: {done.stderr}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(spent)
+
+
 def sample_sets(seeds: int, times: int) -> None:
     for name in ("textures", "digits"):
         false_crop = false_whole = 0
@@ -110,6 +134,7 @@ def sample_sets(seeds: int, times: int) -> None:
                     held = [f for f in files if f.split != "train"]
                     print(f"{name}: {len(files)} files, {len(held)} held out; seed 0 recall:")
                     print("   ", recall(out, files, held))
+                    print(f"    seed 0: `augment audit OUT -j 1` took {audit_cpu(out):.2f} CPU s")
         print(
             f"    seeds 0-{seeds - 1}: false positives of the crop search {false_crop}, "
             f"of the whole-image hash {false_whole}"
