@@ -106,3 +106,36 @@ def test_two_different_handwritten_fives_do_not_fit_each_other() -> None:
     fit = crop_fit(copy, other, window)
     assert fit.correlation > 0.95 and not fit.matches
     assert crop_fit(crop(other, 0.9, 11, 11), other, window).matches
+
+
+def test_a_crop_of_a_large_photo_is_found_from_its_reduced_windows() -> None:
+    """A photo over 512 px a side has its windows taken from an area reduction: a 90 % crop
+    of it, at full size, still lands near a window and fits it."""
+    from skimage import data as skdata
+
+    photo = cv2.resize(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2GRAY), (1400, 1050))
+    copy = crop(photo, 0.9, 61, 37)
+    bits, window = closest_window(copy, photo)
+    assert bits <= 6
+    fit = crop_fit(copy, photo, window)
+    assert fit.matches and fit.correlation > 0.99
+
+
+@pytest.mark.parametrize("name", ["camera", "checkerboard"])
+def test_a_smaller_heavily_compressed_crop_of_a_photo_still_fits(name: str) -> None:
+    """85 % of a scikit-image picture, shrunk to two thirds and saved as JPEG quality 30:
+    near a window by the hash, and a match by the pixels (high contrast: the residual at the
+    edges is large, the correlation stays)."""
+    from skimage import data as skdata
+
+    photo = np.asarray(getattr(skdata, name)(), dtype=np.uint8)
+    height, width = photo.shape
+    small = cv2.resize(
+        crop(photo, 0.85, height // 23, width // 17),
+        (width * 2 // 3, height * 2 // 3),
+        interpolation=cv2.INTER_AREA,
+    )
+    copy = jpeg(small, 30)
+    bits, window = closest_window(copy, photo)
+    assert bits <= 6
+    assert crop_fit(copy, photo, window).matches
