@@ -16,7 +16,7 @@ a hundred resizes and transforms, and give the same bits.
 
 A hash match between a file and a window of another is a candidate only: among thousands
 of pairs, some unrelated pictures of one kind (two handwritten 1s, upscaled from 32 px)
-come within a few bits. `crop_correlation` checks a candidate by its pixels: the file (or
+come within a few bits. `crop_fit` checks a candidate by its pixels: the file (or
 its trimmed core) is placed over the other file near the window's place and scale, the best
 placement searched by normalised correlation at `_COARSE_SIDE` and refined at `_FINE_SIDE`
 pixels. A crop, shifted, resized or re-encoded copy correlates almost perfectly once placed;
@@ -46,7 +46,7 @@ CROP_MIN_SIDE = 40
 # CROP_SURE_CORRELATION (a re-encoded copy of a high-contrast picture keeps it, though its
 # residual is large at the edges), or of at least CROP_MIN_CORRELATION with a residual of at
 # most CROP_MAX_RESIDUAL grey levels (a re-encoded low-contrast texture: noise lowers its
-# correlation, not its residual). Look-alike digits correlate up to 0.97, 25 levels apart.
+# correlation, not its residual). Look-alikes (two handwritten 5s) fail both.
 CROP_SURE_CORRELATION = 0.99
 CROP_MIN_CORRELATION = 0.95
 CROP_MAX_RESIDUAL = 15.0
@@ -55,8 +55,8 @@ _HASH_SIDE = 32
 _DCT_SIDE = 8
 # A window whose 32 x 32 reduction's 63 low frequencies (what the hash reads) spread less
 # than this (root mean square over the cells, grey levels) is flat: its hash says nothing.
-# A window the earlier test called flat (the whole reduction's spread under 4 levels) is one
-# under about 1.5 here; a starry night sky of deep_space is 1.8-2.5 and is kept.
+# Set low: a starry night sky (sample_data's deep_space) has little low-frequency spread,
+# yet a hash that finds its crops.
 _FLAT_STD = 1.5
 # A border row or column counts as uniform within this many grey levels of the border.
 _BORDER_TOLERANCE = 3
@@ -125,7 +125,7 @@ def crop_windows(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _product(a: np.ndarray, b: np.ndarray, flags: int = 0) -> np.ndarray:
     # OpenCV's product, on the calling thread: numpy's BLAS starts threads for these small
-    # matrices that cost ten times the product's CPU.
+    # matrices, whose waiting costs more CPU than the product.
     return np.asarray(cv2.gemm(a, b, 1.0, _NO_ADDEND, 0.0, flags=flags))
 
 
