@@ -20,13 +20,7 @@ each of the 64 lowest-frequency coefficients gives one bit: above or below their
 (the DC term excluded from the median). Resizing, re-encoding and mild noise or brightness
 changes barely move those coefficients; different pictures differ in about half the bits.
 
-**Crops and shifts** (`crop_hashes`, `core_hash`): a crop of a picture has another pHash
-than the picture. So the picture is also hashed in windows: at `CROP_SCALES` of its sides,
-on a `CROP_STEPS` x `CROP_STEPS` grid of places, so that any crop of 80-95% of the sides
-lies within a few pixels of one window, whose hash is then within a few bits of the crop's.
-A shift that fills the uncovered band with one colour (Affine's default) is a crop once that
-band is trimmed: `core_hash` hashes the image without uniform borders. Windows whose
-reduction is nearly flat are left out: every flat image has much the same hash.
+Crops and shifts of a picture are found by hashing its crop windows: see `crops.py`.
 
 The hash is less reliable for tiny images: below `_HASH_SIDE` pixels a side the 32 x 32
 input is an upsampled copy, and the 64 bits describe less picture than they seem to. On
@@ -66,19 +60,6 @@ def pair_max_distance(max_distance: int, smaller_side: int) -> int:
     return max_distance
 
 
-# Crop windows: sides as fractions of the picture's, and places per axis (docs/audit.md has
-# the measured recall and false-positive rates).
-CROP_SCALES = (0.95, 0.9, 0.85, 0.8)
-CROP_STEPS = 5
-# Smallest side for the crop search: below it a window is a few pixels scaled up.
-CROP_MIN_SIDE = 40
-# A window whose 32 x 32 reduction varies less than this (standard deviation, grey levels)
-# is flat: its hash says nothing.
-_FLAT_STD = 4.0
-# A border row or column counts as uniform within this many grey levels of the border.
-_BORDER_TOLERANCE = 3
-
-
 def _bits_to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits.astype(np.uint8)).tobytes(), "big")
 
@@ -95,53 +76,6 @@ def phash_gray(gray: np.ndarray) -> ImageHash:
         low = cv2.dct(img)[:_DCT_SIDE, :_DCT_SIDE].flatten()
         hashes.append(_bits_to_int(low > np.median(low[1:])))
     return ImageHash(direct=hashes[0], mirror=hashes[1])
-
-
-def _direct_hash(small: np.ndarray) -> int:
-    low = cv2.dct(small)[:_DCT_SIDE, :_DCT_SIDE].flatten()
-    return _bits_to_int(low > np.median(low[1:]))
-
-
-def crop_hashes(gray: np.ndarray) -> list[int]:
-    """The pHashes of the picture's crop windows (see the module's docstring); none for a
-    picture under CROP_MIN_SIDE a side."""
-    height, width = gray.shape[:2]
-    if min(height, width) < CROP_MIN_SIDE:
-        return []
-    gray = np.ascontiguousarray(gray, dtype=np.float32)
-    hashes = []
-    for scale in CROP_SCALES:
-        ch, cw = round(height * scale), round(width * scale)
-        for y in np.linspace(0, height - ch, CROP_STEPS).round().astype(int):
-            for x in np.linspace(0, width - cw, CROP_STEPS).round().astype(int):
-                window = gray[y : y + ch, x : x + cw]
-                small = cv2.resize(window, (_HASH_SIDE, _HASH_SIDE), interpolation=cv2.INTER_AREA)
-                if float(small.std()) >= _FLAT_STD:
-                    hashes.append(_direct_hash(small))
-    return hashes
-
-
-def core_hash(gray: np.ndarray) -> ImageHash | None:
-    """The pHash of the picture without its uniform borders (a shifted copy's filled band),
-    or None when it has none, or too little is left."""
-    height, width = gray.shape[:2]
-    top, bottom, left, right = 0, height, 0, width
-    while bottom - top > 1 and _uniform(gray[top]):
-        top += 1
-    while bottom - top > 1 and _uniform(gray[bottom - 1]):
-        bottom -= 1
-    while right - left > 1 and _uniform(gray[top:bottom, left]):
-        left += 1
-    while right - left > 1 and _uniform(gray[top:bottom, right - 1]):
-        right -= 1
-    kept = gray[top:bottom, left:right]
-    if kept.shape == gray.shape or min(kept.shape[:2]) < CROP_MIN_SIDE:
-        return None
-    return phash_gray(kept)
-
-
-def _uniform(line: np.ndarray) -> bool:
-    return int(line.max()) - int(line.min()) <= _BORDER_TOLERANCE
 
 
 def phash_rgb(pixels: np.ndarray) -> ImageHash:
