@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import albumentations as A
 import pytest
@@ -28,6 +29,20 @@ def bench() -> ModuleType:
     return module
 
 
+def _setup(bench: ModuleType, corpus: Path, tmp_path: Path, times: int) -> Any:
+    """The default recipe at quality 90 on one worker, as the contenders are compared."""
+    return bench.Setup(
+        files=bench.corpus_files(corpus),
+        corpus=corpus,
+        recipe=load_recipe("default"),
+        recipe_arg="default",
+        times=times,
+        quality=90,
+        workers=1,
+        scratch=tmp_path / "scratch",
+    )
+
+
 @pytest.mark.slow
 def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> None:
     corpus = bench.make_corpus(tmp_path / "corpus", 4, (120, 90), 90)
@@ -35,16 +50,7 @@ def test_contenders_make_what_they_claim(bench: ModuleType, tmp_path: Path) -> N
     assert len(files) == 4
     with Image.open(files[0]) as img:
         assert img.format == "JPEG" and img.size == (120, 90)
-    s = bench.Setup(
-        files=files,
-        corpus=corpus,
-        recipe=load_recipe("default"),
-        recipe_arg="default",
-        times=3,
-        quality=90,
-        workers=1,
-        scratch=tmp_path / "scratch",
-    )
+    s = _setup(bench, corpus, tmp_path, times=3)
     peers = bench.find_peers(no_augmentor=False, imgaug_python=sys.executable)
     contenders = [
         ("codec floor", bench.codec_floor),
@@ -91,16 +97,7 @@ def test_the_tool_overhead_baseline_does_exactly_the_tools_pixel_work(
     the very bytes `expand` makes (same seeds, same draws), or the overhead figure measures
     a different random sample of pixel work as well."""
     corpus = bench.make_corpus(tmp_path / "corpus", 3, (120, 90), 90)
-    s = bench.Setup(
-        files=bench.corpus_files(corpus),
-        corpus=corpus,
-        recipe=load_recipe("default"),
-        recipe_arg="default",
-        times=4,
-        quality=90,
-        workers=1,
-        scratch=tmp_path / "scratch",
-    )
+    s = _setup(bench, corpus, tmp_path, times=4)
     bench.same_work_no_tool(s, tmp_path / "loop")
     bench.run_expand(s, tmp_path / "expand", 1, near_duplicates=False)
 
