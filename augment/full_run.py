@@ -56,7 +56,6 @@ from augment.stages.reconcile import (
     Row,
     add_written,
     read_previous,
-    remove_orphans,
     reuse_done,
     write_interrupted,
     write_records,
@@ -351,9 +350,9 @@ def _write_outputs(
     recipe = loaded.recipe
     files = RecordFiles(out, SPLITS, dataset.classes if recipe.mix else [])
     try:
-        pairs, removed = write_records(out, rows, leftovers, files)
-        if not setup.foreign:  # a folder someone else filled has no orphans of augment's
-            removed += remove_orphans(out, rows, leftovers, class_folders(dataset.classes))
+        # A folder someone else filled has no orphans of augment's.
+        sweep = None if setup.foreign else class_folders(dataset.classes)
+        pairs, removed = write_records(out, rows, leftovers, files, sweep)
     except BaseException:
         files.discard()
         raise

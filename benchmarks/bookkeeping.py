@@ -29,6 +29,7 @@ import bench  # it puts this tree's augment first on sys.path
 
 import augment.full_run as full_run
 import augment.run as run
+import augment.stages.reconcile as reconcile
 import augment.stages.worker as worker
 from augment.imaging.threads import one_cv2_thread
 from augment.recipe.build import load_recipe
@@ -53,8 +54,9 @@ PARTS: list[tuple[Any, str, str]] = [
     (full_run, "plan_outputs", "plan made (its jobs are made as pieces are asked for)"),
     (full_run, "add_written", "rows of finished pieces (stamps)"),
     (full_run, "_write_outputs", "end of run (total)"),
-    (full_run, "write_records", "  manifest.jsonl"),
-    (full_run, "remove_orphans", "  orphan sweep"),
+    (full_run, "write_records", "  manifest.jsonl, stale outputs, orphans"),
+    (full_run, "remove_orphans", "  orphan sweep"),  # a tree before the one walk
+    (reconcile, "_sweep", "  orphan sweep, listing the folders"),
     (full_run, "remember_run", "  the rerun snapshot of OUT"),
     (full_run, "save_state", "  state"),
     (full_run, "write_header", "  augment.json"),

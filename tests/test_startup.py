@@ -59,3 +59,28 @@ def test_a_classification_expand_imports_only_what_it_uses(
 def test_help_imports_no_image_library_nor_yaml(tmp_path: Path) -> None:
     loaded = modules_of(tmp_path, "--help")
     assert sorted(loaded.intersection({"yaml", "numpy", "cv2", "PIL", "albumentations"})) == []
+
+
+def test_a_run_whose_sources_are_known_plain_jpegs_does_not_load_pillow(
+    tmp_path: Path, small_recipe: Path
+) -> None:
+    """A second run with other options reads no source header (their stamps vouch for
+    them) and decodes plain JPEGs with simplejpeg: Pillow's image module is not imported."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "src"
+    for c, name in enumerate(("cat", "dog")):
+        (src / name).mkdir(parents=True)
+        for i in range(3):
+            path = src / name / f"{i}.jpg"
+            pixels = np.random.default_rng(10 * c + i).integers(0, 256, (32, 48, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+            os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    args = ["expand", str(src), str(tmp_path / "out"), "-r", str(small_recipe), "-j", "1", "-q"]
+    assert "PIL.Image" in modules_of(tmp_path, *args, "--times", "2")  # read at ingest
+    loaded = modules_of(tmp_path, *args, "--times", "3")
+    assert "augment.full_run" in loaded  # a full run, not a proven no-op
+    assert "PIL.Image" not in loaded

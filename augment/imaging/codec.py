@@ -34,14 +34,19 @@ import struct
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps
 
 from augment.defaults import DEFAULT_MAX_PIXELS
 from augment.errors import TooManyPixels, UnreadableImage
+
+# Pillow is imported where it is used: a run whose sources are all plain JPEGs, already
+# read at ingest by an earlier run, decodes and encodes without it, and importing it
+# costs every such run's start-up.
+if TYPE_CHECKING:
+    from PIL import Image
 
 OutputFormat = Literal["jpg", "png", "webp"]
 # The Pillow decoders those extensions stand for (a JPEG with several frames opens as MPO).
@@ -66,8 +71,7 @@ _DECODE_ERRORS = (
     ZeroDivisionError,
     OverflowError,
     MemoryError,
-    Image.DecompressionBombError,
-)
+)  # and Pillow's DecompressionBombError: `_decode_errors`
 
 
 # File signatures, to tell "a damaged PNG" from "not an image at all" when Pillow gives up.
@@ -86,6 +90,12 @@ _MAGIC = (
 class Decoded:
     pixels: np.ndarray  # H x W x 3 uint8 RGB, C-contiguous
     source_format: str  # Pillow's name for what the bytes really are, e.g. "JPEG"
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    from PIL import Image
+
+    return (*_DECODE_ERRORS, Image.DecompressionBombError)
 
 
 def same_format(source_format: str) -> OutputFormat:
@@ -119,6 +129,8 @@ def decode_with_pillow(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Decoded:
     """`decode` without the fast JPEG path: every format, every rule (the benchmark times it)."""
+    from PIL import ImageOps
+
     try:
         with open_image(data, max_pixels) as img, _quiet():
             source_format = img.format or "unknown"
@@ -128,7 +140,7 @@ def decode_with_pillow(
             pixels = _to_rgb(upright, background)
     except UnreadableImage:
         raise
-    except _DECODE_ERRORS as exc:
+    except _decode_errors() as exc:
         # The text is what the user needs in the summary and augment.json.
         raise UnreadableImage(f"not a readable image: {_describe(exc)}") from exc
     return Decoded(pixels=pixels, source_format=source_format)
@@ -140,6 +152,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Im
 
     Raises UnreadableImage with a reason a user can act on.
     """
+    from PIL import Image
+
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
     try:
@@ -153,7 +167,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Im
         raise UnreadableImage(
             f"not an image in a supported format ({', '.join(IMAGE_FORMATS)})"
         ) from None
-    except _DECODE_ERRORS as exc:
+    except _decode_errors() as exc:
         raise UnreadableImage(f"not a readable image: {_describe(exc)}") from exc
     with img:
         width, height = img.size
@@ -169,6 +183,8 @@ def _open_within(data: bytes, max_pixels: int) -> Image.Image:
     # Pillow has its own bomb guard (a warning above MAX_IMAGE_PIXELS, an error above twice
     # that). Ours replaces it: the warning is silenced, and only when the user raised the
     # limit past Pillow's hard one is Pillow's guard lifted, for this one call.
+    from PIL import Image
+
     with _quiet():
         try:
             return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
@@ -281,6 +297,8 @@ def _exif_orientation(segment: bytes) -> int:
 
 
 def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+    from PIL import Image
+
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img)
         scale = 8 if arr.max(initial=0) <= 0xFFFF else 24
@@ -307,6 +325,8 @@ def encode(pixels: np.ndarray, fmt: OutputFormat, quality: int) -> bytes:
         return simplejpeg.encode_jpeg(
             np.ascontiguousarray(pixels), quality=quality, colorspace="RGB", colorsubsampling="420"
         )
+    from PIL import Image
+
     buf = io.BytesIO()
     img = Image.fromarray(pixels, "RGB")
     if fmt == "png":

@@ -20,7 +20,8 @@ def applied_params(applied: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
         for key, value in params.items():
             if key in _DROPPED_PARAMS:
                 continue
-            clean = _jsonable(value)
+            # Most values are plain floats and ints: kept as they are, without a call.
+            clean = value if type(value) in _PLAIN else _jsonable(value)
             if clean is not _TOO_BIG:
                 entry[key] = clean
         out.append(entry)
@@ -28,9 +29,14 @@ def applied_params(applied: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
 
 
 _TOO_BIG = object()
+# Exactly these types are JSON as they are (a subclass, such as numpy's float64, is not
+# taken for one here: it goes through `_jsonable`).
+_PLAIN = frozenset({float, int, str, bool, type(None)})
 
 
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, np.ndarray):
         return value.tolist() if value.size <= _MAX_PARAM_ELEMENTS else _TOO_BIG
     if isinstance(value, np.generic):
@@ -41,7 +47,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         if len(value) > _MAX_PARAM_ELEMENTS:
             return _TOO_BIG
-        return [v for v in (_jsonable(v) for v in value) if v is not _TOO_BIG]
+        clean = [v if type(v) in _PLAIN else _jsonable(v) for v in value]
+        return [v for v in clean if v is not _TOO_BIG]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)

@@ -9,7 +9,7 @@ merge join, so the run's memory does not grow with the dataset:
 - `reuse_done`: planned outputs already on disk with their recorded bytes are reused, the
   others are to do; the last run's records that are not reused are left over;
 - `write_records`: `manifest.jsonl` and each split's `metadata.csv` from this run's records,
-  and left-over outputs removed (stale);
+  left-over outputs removed (stale), and the outputs no record lists (orphans), in one walk;
 - `write_interrupted`: after Ctrl-C, the same files, listing exactly the outputs on disk.
 """
 
@@ -227,13 +227,22 @@ def add_written(
 
 
 def write_records(
-    out: Path, rows: SortedSpill[Row], leftovers: SortedSpill[Previous], files: RecordFiles
+    out: Path,
+    rows: SortedSpill[Row],
+    leftovers: SortedSpill[Previous],
+    files: RecordFiles,
+    sweep: Iterable[str] | None = None,
 ) -> tuple[Counter[tuple[str, str]], int]:
     """Hand every row to `files` in path order, and remove the left-over outputs this run
-    did not write again. Returns the outputs per (split, label) and how many were removed."""
+    did not write again; with `sweep` (class folders), the orphans in them too (see
+    `Orphans`): the same walk, as both go by path. Returns the outputs per (split, label)
+    and how many were removed."""
     counts: Counter[tuple[str, str]] = Counter()
     removed = 0
+    orphans = Orphans(out, () if sweep is None else sweep)
     for path, (new, old) in merge_groups(rows, leftovers):
+        if sweep is not None:
+            removed += orphans.listed(path)
         if new:
             row = new[-1]
             files.add(row.line, path, row.label, row.soft_label)
@@ -243,41 +252,55 @@ def write_records(
             removed += _remove_stale(out, path, old[-1].sha256)
         except OSError as exc:
             raise output_error(out, exc, "remove stale outputs in") from exc
-    return counts, removed
+    return counts, removed + orphans.finish()
 
 
 # An output's name: `<stem>_nohash_<12 hex digits of its key>.<ext>` (augment/stages/plan.py).
 _OUTPUT_NAME = re.compile(rf"[^.].*{re.escape(NAME_SEPARATOR)}[0-9a-f]{{12}}\.[a-z]+")
 
 
-def remove_orphans(
-    out: Path, rows: SortedSpill[Row], leftovers: SortedSpill[Previous], folders: Iterable[str]
-) -> int:
-    """Remove the outputs no record lists: what an interrupted or failed run wrote before
+class Orphans:
+    """Removes the outputs no record lists: what an interrupted or failed run wrote before
     it could journal it (a worker killed mid-shard, a disk full), whatever changed since
     (recipe, seed, format, sources). Only files named as augment names outputs, in the
-    class `folders` (`split/class`) this run writes, that are not among this run's `rows`
-    nor the last run's records (`leftovers`: those stale removal judges by their bytes, and
-    keeps if the user replaced them): OUT then holds what a clean run of this command
-    holds. Returns how many.
+    class `folders` (`split/class`) this run writes, that are not among this run's rows
+    nor the last run's records (its leftovers: those stale removal judges by their bytes,
+    and keeps if the user replaced them): OUT then holds what a clean run of this command
+    holds.
 
-    Both come in path order, so each folder's paths come together: one folder's names are
-    held at a time."""
-    removed = 0
-    todo = set(folders)
-    folder, names = None, set[str]()
-    for path, _ in merge_groups(rows, leftovers):
+    Given every listed path in path order (`listed`), each folder's paths come together:
+    one folder's names are held at a time, and a folder is swept once its paths are past.
+    Every file the last run's manifest lists is among them, so a sweep never removes one
+    (a run that fails after a sweep leaves that manifest true)."""
+
+    def __init__(self, out: Path, folders: Iterable[str]) -> None:
+        self._out = out
+        self._todo = set(folders)
+        self._folder: str | None = None
+        self._names: set[str] = set()
+
+    def listed(self, path: str) -> int:
+        """One listed path; returns how many orphans were removed (a folder just past)."""
         parent, _, name = path.rpartition("/")
-        if parent != folder:
-            if folder is not None and folder in todo:
-                removed += _sweep(out, folder, names)
-                todo.discard(folder)
-            folder, names = parent, set()
-        names.add(name)
-    if folder is not None and folder in todo:
-        removed += _sweep(out, folder, names)
-        todo.discard(folder)
-    return removed + sum(_sweep(out, rest, set()) for rest in sorted(todo))
+        removed = 0
+        if parent != self._folder:
+            removed = self._past()
+            self._folder, self._names = parent, set()
+        self._names.add(name)
+        return removed
+
+    def finish(self) -> int:
+        """After the last path: the last folder, and those no path is in."""
+        removed = self._past()
+        self._folder = None
+        rest, self._todo = sorted(self._todo), set()
+        return removed + sum(_sweep(self._out, folder, set()) for folder in rest)
+
+    def _past(self) -> int:
+        if self._folder is None or self._folder not in self._todo:
+            return 0
+        self._todo.discard(self._folder)
+        return _sweep(self._out, self._folder, self._names)
 
 
 def _sweep(out: Path, folder: str, kept: set[str]) -> int:

@@ -152,3 +152,60 @@ def test_added_removed_and_modified_sources_change_only_their_outputs(
     assert diff.changed and {c.why for c in diff.changed} == {("source",)}
     assert all("/7/new_seven_nohash_" in c.new and c.new != c.old for c in diff.changed)
     assert diff.unchanged
+
+
+def test_one_walk_writes_the_manifest_and_removes_stale_outputs_and_orphans(
+    tmp_path: Path,
+) -> None:
+    """`write_records` lists this run's rows, removes the last run's outputs it did not
+    write again (if they still hold their recorded bytes) and, in the class folders it
+    sweeps, the output-named files no record lists; nothing else is touched."""
+    from augment.imaging.digests import sha256_file
+    from augment.rerun.spill import SortedSpill
+    from augment.stages.holdout import SPLITS
+    from augment.stages.manifest import RecordFiles, dumps
+    from augment.stages.reconcile import Previous, Row, write_records
+
+    out = tmp_path / "out"
+    (out / ".augment").mkdir(parents=True)
+
+    def output(path: str, data: bytes = b"pixels") -> str:
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+        return path
+
+    def row(path: str) -> Row:
+        split, label = path.split("/")[:2]
+        return Row(dumps({"path": path, "split": split, "label": label}), split, label, None, None)
+
+    listed = [
+        output("train/a/x_nohash_0123456789ab.png"),
+        output("train/b/y_nohash_0123456789ab.png"),
+    ]
+    stale = output("train/a/old_nohash_aaaaaaaaaaaa.png", b"old")
+    replaced = output("train/b/mine_nohash_bbbbbbbbbbbb.png", b"the user's own")
+    orphans = [
+        output("train/a/killed_nohash_cccccccccccc.png"),
+        output("train/c/killed_nohash_dddddddddddd.png"),  # a folder no record is in
+    ]
+    kept = [
+        output("train/a/notes.txt"),  # not named as augment names outputs
+        output("validation/a/killed_nohash_eeeeeeeeeeee.png"),  # a folder not swept
+    ]
+    with SortedSpill[Row]() as rows, SortedSpill[Previous]() as leftovers:
+        for path in reversed(listed):  # added as results come, in any order
+            rows.add(path, row(path))
+        leftovers.add(stale, Previous(sha256_file(out / stale), "r", row(stale)))
+        leftovers.add(replaced, Previous("0" * 64, "r", row(replaced)))
+        files = RecordFiles(out, SPLITS)
+        counts, removed = write_records(
+            out, rows, leftovers, files, ["train/a", "train/b", "train/c"]
+        )
+        files.commit(["train"])
+
+    assert (out / "manifest.jsonl").read_text() == "".join(row(p).line + "\n" for p in listed)
+    assert counts == {("train", "a"): 1, ("train", "b"): 1}
+    assert removed == 3  # the stale output and both orphans
+    assert not (out / stale).exists() and not any((out / p).exists() for p in orphans)
+    assert not (out / "train/c").exists()  # only orphans filled it
+    assert all((out / p).is_file() for p in [*listed, replaced, *kept])
