@@ -61,7 +61,7 @@ from augment.rerun.uptodate import (
 )
 
 MEMO_FORMAT = "augment-rerun/1"
-CTIME_TICK_NS = 100_000_000  # coarser than the kernel's clock tick (a jiffy, <= 10 ms)
+CTIME_TICK_NS = 20_000_000  # coarser than the kernel clock that stamps ctimes (a jiffy, <= 10 ms)
 # The summary's fields the memo keeps; the others are a rerun's own (costs, times, OUT as
 # named this time) or read again (the rejections: there may be millions).
 _KEPT = (
