@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,16 @@ from augment.model import (
     Rejections,
     in_path_order,
 )
-from augment.rerun.state import RACY_NS, STAMP_LEN, RunState, stamp_of
+from augment.rerun.state import RACY_NS, STAMP_LEN, RunState, Stamp, stamp_of
 from augment.rerun.uptodate import (
     MEMO_NAME,
-    Listing,
-    folder_listing,
+    Folder,
+    Unvouched,
+    folders_of,
     listing_digest,
     settled_state,
     tool_identity,
+    tree_digest,
 )
 
 MEMO_FORMAT = "augment-rerun/1"
@@ -85,22 +87,23 @@ _KEPT = (
 
 @dataclasses.dataclass(frozen=True)
 class Sources:
-    """SRC as listed before a run reads it: the key of the memo a run may keep or use."""
+    """SRC as listed before a run reads it, by the digest of its listing (`tree_digest`):
+    the key of the memo a run may keep or use. The listing itself is not held."""
 
-    listing: Listing
+    digest: str
     taken_ns: int  # when: a stamp this close to it is racy
 
 
 def list_sources(src: Path) -> Sources | None:
     """SRC's listing, when a memo can rest on it (SRC a folder with no symbolic link)."""
     taken = time.time_ns()
-    listing = folder_listing(src) if src.is_dir() else None
-    return None if listing is None else Sources(listing, taken)
+    digest = tree_digest(src) if src.is_dir() else None
+    return None if digest is None else Sources(digest, taken)
 
 
 def run_key(sources: Sources, root: str, statement: str, options: Mapping[str, Any]) -> str:
     """What a run is made from, by stamps: SRC's listing, the recipe, the options, the tool."""
-    doc = [MEMO_FORMAT, tool_identity(), statement, options, root, listing_digest(sources.listing)]
+    doc = [MEMO_FORMAT, tool_identity(), statement, options, root, sources.digest]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -109,8 +112,7 @@ def _state_stamps(out: Path) -> list[Any]:
 
 
 def _output_digest(out: Path) -> str | None:
-    listing = folder_listing(out, STATE_DIR)
-    return None if listing is None else listing_digest(listing)
+    return tree_digest(out, STATE_DIR)
 
 
 def remembered_summary(out: Path, key: str) -> ExpandSummary | None:
@@ -162,7 +164,8 @@ def keep(
 ) -> None:
     """After a complete full run has saved its state: keep `summary` (what the proof gives
     on a rerun now, None if it would not hold) as the memo for a rerun made from `key`, if
-    SRC's listing vouches for every source as the state does; else remove any memo."""
+    SRC, listed again, is as it was listed before the run and vouches for every source as
+    the state does; else remove any memo."""
     memo = out / MEMO_NAME
     if summary is None or state.last_run is None or not _vouched(sources, state, dataset):
         memo.unlink(missing_ok=True)
@@ -183,28 +186,40 @@ def keep(
 
 
 def _vouched(sources: Sources, state: RunState, dataset: Dataset) -> bool:
-    """Every file in the listing was still, and every original and every file with an
-    image's name has an entry in the state with the stamp the listing took: the next
-    ingest reads none of them, as the proof requires."""
-    # The state's racy rule for the mtime; a ctime comes from the kernel's clock, which
-    # ticks every few milliseconds: a change within the listing's tick could keep it.
-    mtime_since, ctime_since = sources.taken_ns - RACY_NS, sources.taken_ns - CTIME_TICK_NS
-    stamps = {}
-    for prefix, listed in sources.listing:
-        for name, stamp in listed:
-            if stamp is not None:
-                if stamp[1] >= mtime_since or stamp[2] >= ctime_since:
-                    return False
-                stamps[prefix + name] = stamp
-    entries = state.sources.entries
-    for original in dataset.originals:
-        entry = entries.get(original.path)
-        if entry is None or entry[:STAMP_LEN] != stamps.get(original.path):
-            return False
-    # A file remembered as no image is not read again either; one that is not remembered
-    # (its cause may pass, or it is over this run's pixel limit) is read by every run.
-    return all(
-        entries.get(path, ())[:STAMP_LEN] == stamp
-        for path, stamp in stamps.items()
-        if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
-    )
+    """SRC, listed again a folder at a time, is as before the run (nothing changed while it
+    went on); no stamp in it is racy; every original and every file with an image's name
+    has an entry in the state with the stamp listed: the next ingest reads none of them,
+    as the proof requires."""
+    originals = {o.path for o in dataset.originals}
+    listed = set()
+
+    def checked(folders: Iterator[Folder]) -> Iterator[Folder]:
+        for folder in folders:
+            prefix, found = folder
+            for name, stamp in found:
+                if stamp is not None:
+                    path = prefix + name
+                    if not _still(path, stamp, sources.taken_ns, state):
+                        raise Unvouched(path)
+                    if path in originals:
+                        listed.add(path)
+            yield folder
+
+    try:
+        digest = listing_digest(checked(folders_of(Path(state.sources.root))))
+    except Unvouched:
+        return False
+    return digest == sources.digest and listed == originals
+
+
+def _still(path: str, stamp: Stamp, taken_ns: int, state: RunState) -> bool:
+    """The file was still before the listing (the state's racy rule for the mtime; a ctime
+    comes from the kernel's clock, which ticks every few milliseconds, so a change within
+    the listing's tick could keep it), and, if it has an image's name, the state holds an
+    entry with its stamp (one it would read again, as over the pixel limit, has none)."""
+    if stamp[1] >= taken_ns - RACY_NS or stamp[2] >= taken_ns - CTIME_TICK_NS:
+        return False
+    if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
+        return True
+    entry = state.sources.entries.get(path)
+    return entry is not None and entry[:STAMP_LEN] == stamp

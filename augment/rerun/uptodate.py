@@ -37,7 +37,7 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,26 +136,33 @@ def _rejections_digest(dataset: Dataset) -> str:
 
 
 # How `last_run["output"]` was taken: 1 (or absent), json of the sorted snapshot; 2, the
-# folder listings of `_output_listing`. A state written by a version that took the first is
+# folder listings of `folders_of`. A state written by a version that took the first is
 # still compared in its own way, so that its OUT stays a no-op rerun.
 OUTPUT_DIGEST = 2
 
-Listing = list[tuple[str, list[tuple[str, Stamp | None]]]]
+Folder = tuple[str, list[tuple[str, Stamp | None]]]  # its path under the root, its entries
+Listing = list[Folder]
+
+
+class Unvouched(Exception):
+    """A tree a stamp cannot vouch for: a symbolic link in it, a folder not listable."""
 
 
 def _output_listing(out: Path) -> Listing | None:
-    """`folder_listing` of OUT, the state folder aside."""
-    return folder_listing(out, STATE_DIR)
+    """`folders_of` OUT, the state folder aside, held; None when it is `Unvouched`."""
+    try:
+        return list(folders_of(out, STATE_DIR))
+    except Unvouched:
+        return None
 
 
-def folder_listing(root: Path, skip: str = "") -> Listing | None:
+def folders_of(root: Path, skip: str = "") -> Iterator[Folder]:
     """Each folder under `root` (its path relative to it, with a trailing slash but for
     `root` itself) with its entries by name: a file with its stamp, a folder with None;
     an entry of `root` named `skip` aside. Folders in a fixed order (depth first, by name),
-    so that two walks of the same tree give the same list. One `scandir` a folder and an
-    `lstat` a file. None when a stamp cannot vouch for what is there: a symbolic link, a
-    folder not listable."""
-    listing: Listing = []
+    so that two walks of the same tree give the same list; one at a time, so that a tree of
+    any size is never held. One `scandir` a folder and an `lstat` a file. Raises
+    `Unvouched` for a symbolic link or a folder not listable."""
     folders = [("", str(root))]
     while folders:
         prefix, folder = folders.pop()
@@ -167,7 +174,7 @@ def folder_listing(root: Path, skip: str = "") -> Listing | None:
                     if not prefix and entry.name == skip:
                         continue
                     if entry.is_symlink():
-                        return None
+                        raise Unvouched(entry.path)
                     if entry.is_dir():
                         entries.append((entry.name, None))
                         below.append((prefix + entry.name + "/", entry.path))
@@ -176,21 +183,28 @@ def folder_listing(root: Path, skip: str = "") -> Listing | None:
                         entries.append(
                             (entry.name, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
                         )
-        except OSError:
-            return None
+        except OSError as exc:
+            raise Unvouched(folder) from exc
         entries.sort()
-        listing.append((prefix, entries))
+        yield prefix, entries
         folders.extend(sorted(below, reverse=True))  # popped in name order
-    return listing
 
 
-def listing_digest(listing: Listing) -> str:
-    """sha256 of the listing's repr, a folder at a time (repr escapes any name that is not
-    valid UTF-8)."""
+def listing_digest(listing: Iterable[Folder]) -> str:
+    """sha256 of each folder's repr in turn (repr escapes any name that is not valid
+    UTF-8)."""
     digest = hashlib.sha256()
     for folder in listing:
         digest.update(repr(folder).encode() + b"\n")
     return digest.hexdigest()
+
+
+def tree_digest(root: Path, skip: str = "") -> str | None:
+    """`listing_digest` of `folders_of` `root`, a folder at a time; None if `Unvouched`."""
+    try:
+        return listing_digest(folders_of(root, skip))
+    except Unvouched:
+        return None
 
 
 def output_snapshot(out: Path) -> dict[str, Stamp | None] | None:
@@ -222,8 +236,7 @@ def snapshot_digest(snapshot: Mapping[str, Stamp | None]) -> str:
 def _output_unchanged(out: Path, last: Mapping[str, Any]) -> bool:
     """OUT is as the last run left it, by the digest in the form that run took it."""
     if last.get("output_digest", 1) == OUTPUT_DIGEST:
-        listing = _output_listing(out)
-        return listing is not None and last["output"] == listing_digest(listing)
+        return last["output"] == tree_digest(out, STATE_DIR)
     snapshot = output_snapshot(out)
     return snapshot is not None and last.get("output") == snapshot_digest(snapshot)
 
@@ -247,11 +260,14 @@ def remember_run(
     listing = _output_listing(out) if complete else None
     if listing is None:
         return
-    snapshot = {prefix + name: stamp for prefix, entries in listing for name, stamp in entries}
+    # By folder and name: the listing's own strings, no path made per file.
+    stamps = {prefix: dict(entries) for prefix, entries in listing}
     for path, entry in outputs:
-        if entry is None or snapshot.get(path) != tuple(entry["stamp"]):
+        folder, slash, name = path.rpartition("/")
+        found = stamps.get(folder + slash, {}).get(name)
+        if entry is None or found != tuple(entry["stamp"]):
             return
-    del snapshot
+    del stamps
     state.last_run = {
         "inputs": inputs,
         "output": listing_digest(listing),
