@@ -128,7 +128,8 @@ def _expand(
         return _proven(summary, options, reports, lap)
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
-    ingested = dataclasses.replace(dataset, originals=list(dataset.originals))  # for the memo
+    # The memo is drawn from the dataset as ingest gave it; the full run merges its groups.
+    ingested = dataclasses.replace(dataset, originals=list(dataset.originals)) if memo else None
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
     setup.hashes = hashes
@@ -139,7 +140,7 @@ def _expand(
 
         return augment.sharded_run.run(setup, recipe, guard, executor, progress)
     summary = full_run.run(setup, recipe, guard, executor, progress)
-    if memo is not None and not foreign:
+    if memo is not None and ingested is not None and not foreign:
         memo.keep(state, ingested, inputs)
     return summary
 

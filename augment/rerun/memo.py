@@ -26,6 +26,7 @@ means no memo.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -166,6 +167,20 @@ def keep(
     on a rerun now, None if it would not hold) as the memo for a rerun made from `key`, if
     SRC, listed again, is as it was listed before the run and vouches for every source as
     the state does; else remove any memo."""
+    # The run is complete by now: a memo that cannot be written or removed only costs the
+    # next rerun its proof (a stale one rests on stamps that no longer hold), never the run.
+    with contextlib.suppress(OSError):
+        _keep(out, key, sources, state, dataset, summary)
+
+
+def _keep(
+    out: Path,
+    key: str,
+    sources: Sources,
+    state: RunState,
+    dataset: Dataset,
+    summary: ExpandSummary | None,
+) -> None:
     memo = out / MEMO_NAME
     if summary is None or state.last_run is None or not _vouched(sources, state, dataset):
         memo.unlink(missing_ok=True)

@@ -227,3 +227,19 @@ def test_an_output_made_by_the_previous_version_is_still_a_no_op_rerun(
     assert every_file(out) == before
     (out / "train" / "0" / "mine.txt").write_text("a user's file\n")  # still compared
     assert not expand(src, out, opts(small_recipe)).fast_path
+
+
+def test_a_memo_that_cannot_be_written_costs_only_the_next_reruns_proof(
+    src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class DiskFull(memo_module.ChangedFile):
+        def commit(self) -> None:
+            raise OSError(28, "No space left on device")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patched:
+        patched.setattr(memo_module, "ChangedFile", DiskFull)
+        first = expand(src, out, opts(small_recipe))
+    assert first.written == first.total and not (out / MEMO_NAME).exists()
+    again = expand(src, out, opts(small_recipe))
+    assert again.fast_path and again.sources_read == 0
