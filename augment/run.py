@@ -24,9 +24,11 @@ from augment.errors import DatasetError, ManifestError, OutputError
 from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected, Rejections
-from augment.recipe.source import read_recipe
+from augment.recipe.source import RecipeFile, read_recipe
+from augment.rerun import memo as memo_module
 from augment.rerun.state import RunState, exclusive_run, load_state
 from augment.rerun.uptodate import (
+    MEMO_NAME,
     inputs_digest,
     remembered_clusters,
     tool_stamp,
@@ -77,14 +79,12 @@ def _expand(
     guard: contextlib.ExitStack,
     lap: Laps,
 ) -> ExpandSummary:
-    if options.times < 1:
-        raise OutputError("--times must be at least 1")
-    recipe_file = read_recipe(options.recipe)  # an unknown name or no such file: fails now
-    if is_augment_output(src.parent if src.is_file() else src):
-        raise DatasetError(
-            f"source {src} is an augment output (it has {HEADER_NAME} or {STATE_DIR}/): its "
-            "train/validation/test would be taken as classes; give the source it was made from"
-        )
+    recipe_file = _checked_request(src, options)
+    lap("recipe")
+    memo = _Memo.of(src, out, options, recipe_file.statement, guard)
+    if memo is not None and memo.summary is not None:
+        lap("ingest")  # SRC listed, and found as the memo has it
+        return _proven(memo.summary, options, reports, lap)
     state = load_state(out, src.parent if src.is_file() else src)  # root as ingest takes it
     guard.callback(state.close)
     state.sources.tool = tool_stamp()
@@ -120,22 +120,16 @@ def _expand(
         inputs = inputs_digest(statement, _output_options(options), dataset)
     # Before OUT is compared with the last run or written: no other run may change it
     # meanwhile. The lock is on OUT itself, so taking it adds nothing to a foreign folder.
-    lock_output(out, guard)
-    proven = (
-        state.last_run is not None
-        and inputs is not None
-        and not foreign
-        and unchanged_since_last_run(out, state, inputs)
-    )
+    if memo is None or not memo.locked:
+        lock_output(out, guard)
+    proven = not foreign and inputs is not None and unchanged_since_last_run(out, state, inputs)
     summary = _unchanged_run(out, state, dataset, options) if proven else None
     if summary is not None:
-        if reports.on_plan is not None:
-            reports.on_plan(0)
-        lap("check")
-        check_train_made(summary, options)  # a failed run fails again, unchanged or not
-        return summary
+        return _proven(summary, options, reports, lap)
     # Only a complete run stores new digests (remember_run): an interrupted one stores none.
     state.last_run = None
+    # The memo is drawn from the dataset as ingest gave it; the full run merges its groups.
+    ingested = dataclasses.replace(dataset, originals=list(dataset.originals)) if memo else None
     full_run = _full_run()
     setup = full_run.RunSetup(out, options, dataset, state, inputs, foreign, recipe_file)
     setup.hashes = hashes
@@ -145,7 +139,85 @@ def _expand(
         import augment.sharded_run
 
         return augment.sharded_run.run(setup, recipe, guard, executor, progress)
-    return full_run.run(setup, recipe, guard, executor, progress)
+    summary = full_run.run(setup, recipe, guard, executor, progress)
+    if memo is not None and ingested is not None and not foreign:
+        memo.keep(state, ingested, inputs)
+    return summary
+
+
+def _checked_request(src: Path, options: ExpandOptions) -> RecipeFile:
+    """The recipe's file, read: an unknown name, no such file or a SRC that is an augment
+    output fails now."""
+    if options.times < 1:
+        raise OutputError("--times must be at least 1")
+    recipe_file = read_recipe(options.recipe)
+    if is_augment_output(src.parent if src.is_file() else src):
+        raise DatasetError(
+            f"source {src} is an augment output (it has {HEADER_NAME} or {STATE_DIR}/): its "
+            "train/validation/test would be taken as classes; give the source it was made from"
+        )
+    return recipe_file
+
+
+def _proven(
+    summary: ExpandSummary, options: ExpandOptions, reports: _Reports, lap: Laps
+) -> ExpandSummary:
+    """The end of a run proven to change nothing."""
+    if reports.on_plan is not None:
+        reports.on_plan(0)
+    lap("check")
+    check_train_made(summary, options)  # a failed run fails again, unchanged or not
+    return summary
+
+
+@dataclasses.dataclass
+class _Memo:
+    """The no-op rerun's memo for this run (augment/rerun/memo.py): SRC as listed before
+    anything is read, the key of what the run is made from, and the summary the memo in OUT
+    gives for that key, if it does (then OUT is `locked` by this run already)."""
+
+    out: Path
+    options: ExpandOptions
+    sources: memo_module.Sources
+    key: str
+    summary: ExpandSummary | None = None
+    locked: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        src: Path,
+        out: Path,
+        options: ExpandOptions,
+        statement: str | None,
+        guard: contextlib.ExitStack,
+    ) -> _Memo | None:
+        """None when no memo can be kept or used: a labels file, a sharded layout, a recipe
+        with no statement, SRC with a symbolic link in it."""
+        if statement is None or options.layout != "folders":
+            return None
+        sources = memo_module.list_sources(src)
+        if sources is None:
+            return None
+        root = str(src.resolve())
+        memo = cls(
+            out,
+            options,
+            sources,
+            memo_module.run_key(sources, root, statement, _output_options(options)),
+        )
+        if (out / MEMO_NAME).is_file():
+            lock_output(out, guard)  # before OUT is compared
+            memo.locked = True
+            memo.summary = memo_module.remembered_summary(out, memo.key)
+        return memo
+
+    def keep(self, state: RunState, dataset: Dataset, inputs: str | None) -> None:
+        """After a full run: keep what a rerun's proof would conclude now, if it holds."""
+        summary = None
+        if inputs is not None and (state.last_run or {}).get("inputs") == inputs:
+            summary = _unchanged_run(self.out, state, dataset, self.options)
+        memo_module.keep(self.out, self.key, self.sources, state, dataset, summary)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,11 @@ run `expand` keeps two digests in `OUT/.augment/state.json`:
 
 - `inputs`: of all that but the header;
 - `output`: of every file and folder in OUT as the run left it, with each file's stamp
-  (size, mtime, inode); the state folder aside. Not only the tool's own files: a full run
-  deletes temporary files wherever they are and gives any split folder a metadata.csv, so
-  a file or an empty folder that appeared must count as a change.
+  (size, mtime, ctime, inode); the state folder aside. Not only the tool's own files: a
+  full run deletes temporary files wherever they are and gives any split folder a
+  metadata.csv, so a file or an empty folder that appeared must count as a change. Taken
+  from one `scandir` per folder, a folder's listing hashed as one `repr`
+  (`output_digest` says which form; the earlier one is still compared).
 
 A rerun may return at once when both digests are the same, when every source was vouched
 for by its remembered stamp (see augment/state.py: a new, touched or racy source is read,
@@ -35,16 +37,18 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from augment import __version__
 from augment.layout import LEGACY_LOCK_NAME, OUTPUTS_STATE_NAME, STATE_DIR, STATE_NAME
 from augment.model import Dataset
-from augment.rerun.state import OutputStamp, RunState, Stamp, stamp_from
+from augment.rerun.state import OutputStamp, RunState, Stamp
 
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
+# The no-op rerun's memo (augment/rerun/memo.py), beside state.json.
+MEMO_NAME = f"{STATE_DIR}/rerun.json"
 # The libraries whose versions can change output bytes: albumentations and OpenCV make
 # pixels, numpy draws the noise, Pillow and simplejpeg decode and encode, PyYAML reads the
 # recipe and pydantic fills in the transforms' arguments; imgaug makes the pixels of imgaug
@@ -53,7 +57,7 @@ _LIBRARIES = ("albumentations", "cv2", "numpy", "PIL", "simplejpeg", "yaml", "py
 # What the state folder holds between runs; anything else (a journal, a temporary file
 # left by a killed write) comes from an interrupted run.
 _SETTLED_STATE = frozenset(
-    Path(name).name for name in (STATE_NAME, OUTPUTS_STATE_NAME, LEGACY_LOCK_NAME)
+    Path(name).name for name in (STATE_NAME, OUTPUTS_STATE_NAME, LEGACY_LOCK_NAME, MEMO_NAME)
 )
 
 
@@ -131,36 +135,94 @@ def _rejections_digest(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def output_snapshot(out: Path) -> dict[str, Stamp | None] | None:
-    """Every file (with its stamp) and folder (None) under OUT, the state folder aside; None
-    when a stamp cannot vouch for what is there: a symbolic link, a folder not listable."""
-    found: dict[str, Stamp | None] = {}
-    folders = [("", out)]
+# How `last_run["output"]` was taken: 1 (or absent), json of the sorted snapshot; 2, the
+# folder listings of `folders_of`. A state written by a version that took the first is
+# still compared in its own way, so that its OUT stays a no-op rerun.
+OUTPUT_DIGEST = 2
+
+Folder = tuple[str, list[tuple[str, Stamp | None]]]  # its path under the root, its entries
+Listing = list[Folder]
+
+
+class Unvouched(Exception):
+    """A tree a stamp cannot vouch for: a symbolic link in it, a folder not listable."""
+
+
+def _output_listing(out: Path) -> Listing | None:
+    """`folders_of` OUT, the state folder aside, held; None when it is `Unvouched`."""
+    try:
+        return list(folders_of(out, STATE_DIR))
+    except Unvouched:
+        return None
+
+
+def folders_of(root: Path, skip: str = "") -> Iterator[Folder]:
+    """Each folder under `root` (its path relative to it, with a trailing slash but for
+    `root` itself) with its entries by name: a file with its stamp, a folder with None;
+    an entry of `root` named `skip` aside. Folders in a fixed order (depth first, by name),
+    so that two walks of the same tree give the same list; one at a time, so that a tree of
+    any size is never held. One `scandir` a folder and an `lstat` a file. Raises
+    `Unvouched` for a symbolic link or a folder not listable."""
+    folders = [("", str(root))]
     while folders:
         prefix, folder = folders.pop()
+        entries: list[tuple[str, Stamp | None]] = []
+        below = []
         try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    rel = prefix + entry.name
-                    if rel == STATE_DIR:
+            with os.scandir(folder) as found:
+                for entry in found:
+                    if not prefix and entry.name == skip:
                         continue
                     if entry.is_symlink():
-                        return None
+                        raise Unvouched(entry.path)
                     if entry.is_dir():
-                        found[rel + "/"] = None
-                        folders.append((rel + "/", Path(entry.path)))
+                        entries.append((entry.name, None))
+                        below.append((prefix + entry.name + "/", entry.path))
                     else:
                         st = entry.stat()
-                        found[rel] = stamp_from(st)
-        except OSError:
-            return None
-    return found
+                        entries.append(
+                            (entry.name, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                        )
+        except OSError as exc:
+            raise Unvouched(folder) from exc
+        entries.sort()
+        yield prefix, entries
+        folders.extend(sorted(below, reverse=True))  # popped in name order
+
+
+def listing_digest(listing: Iterable[Folder]) -> str:
+    """sha256 of each folder's repr in turn (repr escapes any name that is not valid
+    UTF-8)."""
+    digest = hashlib.sha256()
+    for folder in listing:
+        digest.update(repr(folder).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path, skip: str = "") -> str | None:
+    """`listing_digest` of `folders_of` `root`, a folder at a time; None if `Unvouched`."""
+    try:
+        return listing_digest(folders_of(root, skip))
+    except Unvouched:
+        return None
+
+
+def output_snapshot(out: Path) -> dict[str, Stamp | None] | None:
+    """Every file (with its stamp) and folder (None) under OUT, the state folder aside; None
+    when a stamp cannot vouch for what is there (see `_output_listing`)."""
+    listing = _output_listing(out)
+    if listing is None:
+        return None
+    return {
+        prefix + name + ("/" if stamp is None else ""): stamp
+        for prefix, entries in listing
+        for name, stamp in entries
+    }
 
 
 def snapshot_digest(snapshot: Mapping[str, Stamp | None]) -> str:
-    """sha256 of `json.dumps(sorted(snapshot.items()))`, fed a thousand entries at a time:
-    json builds the whole text from a few small strings per file, ~6 MB at 10,000 sources,
-    that stays resident once freed (a peak the process keeps to its end)."""
+    """The digest of OUT as versions before `OUTPUT_DIGEST` 2 took it: sha256 of
+    `json.dumps(sorted(snapshot.items()))`, fed a thousand entries at a time."""
     # json's ASCII escapes take file names that are not valid UTF-8 (surrogates) as well.
     digest = hashlib.sha256(b"[")
     paths = sorted(snapshot)
@@ -169,6 +231,14 @@ def snapshot_digest(snapshot: Mapping[str, Stamp | None]) -> str:
         digest.update((", " if start else "").encode() + json.dumps(chunk)[1:-1].encode())
     digest.update(b"]")
     return digest.hexdigest()
+
+
+def _output_unchanged(out: Path, last: Mapping[str, Any]) -> bool:
+    """OUT is as the last run left it, by the digest in the form that run took it."""
+    if last.get("output_digest", 1) == OUTPUT_DIGEST:
+        return last["output"] == tree_digest(out, STATE_DIR)
+    snapshot = output_snapshot(out)
+    return snapshot is not None and last.get("output") == snapshot_digest(snapshot)
 
 
 def remember_run(
@@ -187,15 +257,21 @@ def remember_run(
     verified with (nothing changed it while the run went on). The run's duplicate
     `clusters` (paths) are kept with them: the next run, if unchanged, has the same."""
     state.last_run = None
-    snapshot = output_snapshot(out) if complete else None
-    if snapshot is None:
+    listing = _output_listing(out) if complete else None
+    if listing is None:
         return
+    # By folder and name: the listing's own strings, no path made per file.
+    stamps = {prefix: dict(entries) for prefix, entries in listing}
     for path, entry in outputs:
-        if entry is None or snapshot.get(path) != tuple(entry["stamp"]):
+        folder, slash, name = path.rpartition("/")
+        found = stamps.get(folder + slash, {}).get(name)
+        if entry is None or found != tuple(entry["stamp"]):
             return
+    del stamps
     state.last_run = {
         "inputs": inputs,
-        "output": snapshot_digest(snapshot),
+        "output": listing_digest(listing),
+        "output_digest": OUTPUT_DIGEST,
         "clusters": [list(c) for c in clusters],
     }
 
@@ -216,13 +292,15 @@ def unchanged_since_last_run(out: Path, state: RunState, inputs: str) -> bool:
     last = state.last_run
     if last is None or last.get("inputs") != inputs or state.sources.misses:
         return False
+    return settled_state(out) and _output_unchanged(out, last)
+
+
+def settled_state(out: Path) -> bool:
+    """The state folder holds no journal or temporary file (left by an interrupted run)."""
     try:
-        if not set(os.listdir(out / STATE_DIR)) <= _SETTLED_STATE:
-            return False
+        return set(os.listdir(out / STATE_DIR)) <= _SETTLED_STATE
     except OSError:
         return False
-    snapshot = output_snapshot(out)
-    return snapshot is not None and last.get("output") == snapshot_digest(snapshot)
 
 
 def _sha256(text: str) -> str:
