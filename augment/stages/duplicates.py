@@ -33,8 +33,8 @@ from pathlib import Path
 
 from augment.errors import UnreadableImage
 from augment.imaging.digests import ImageHash
-from augment.memory import release_freed_memory
 from augment.model import Cluster, Original, Phase
+from augment.rerun.heap import return_free_heap
 from augment.stages.near_graph import near_graph, star_clusters
 
 
@@ -302,6 +302,6 @@ def _similar(
     # The graph was the run's largest transient (dozens of pairs per look-alike): its
     # pages go back to the system before the workers are forked.
     del near
-    release_freed_memory()
+    return_free_heap()
     clusters = [sorted(i for n in star for i in nodes[n]) for star in stars]
     return [c for c in clusters if len(c) > 1]
