@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from augment.imaging.digests import ImageHash
 from augment.model import Original
+from augment.rerun.heap import return_free_heap
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,6 +71,7 @@ def near_graph(
     pieces += pair_pieces(direct, mirror, max_distance, keep=_within(limit, mirrored=True))
     del direct, mirror, limit
     key = _pair_keys_of(pieces, hashed, size)
+    return_free_heap()  # the pieces' pages, before the graph's arrays are made
     key.sort()
     key = key[_first_of_each_pair(key)]  # each pair's smallest bits, either pass
     return _both_ways(key, size)
