@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import combinations, pairwise
 
 import numpy as np
@@ -43,6 +43,7 @@ _MAX_TABLES = 1000
 _CANDIDATES_PER_STEP = 1 << 16
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # left index, right index, distance
+Keep = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # pairs -> mask of those kept
 
 
 def block_masks(max_distance: int, k: int) -> list[int]:
@@ -95,22 +96,60 @@ def near_pairs(
 
 
 def pair_arrays(
-    left: np.ndarray, right: np.ndarray, max_distance: int, k: int | None = None
+    left: np.ndarray,
+    right: np.ndarray,
+    max_distance: int,
+    k: int | None = None,
+    keep: Keep | None = None,
 ) -> Pairs:
     """The pairs `near_pairs` yields as three arrays (left index, right index, distance), in
     no order: a dataset of look-alikes has dozens of near pairs per image, and a pair held
-    in arrays costs 9 bytes, where Python's tuples and ints cost ~100."""
+    in arrays costs 9 bytes, where Python's tuples and ints cost ~100. With `keep`, only the
+    pairs it keeps (see `pair_pieces`)."""
+    return _joined(pair_pieces(left, right, max_distance, k, keep))
+
+
+def pair_pieces(
+    left: np.ndarray,
+    right: np.ndarray,
+    max_distance: int,
+    k: int | None = None,
+    keep: Keep | None = None,
+) -> list[Pairs]:
+    """The pairs of `pair_arrays` in pieces, not joined: a caller that turns each piece into
+    something else need not hold them twice. `keep` (i, j, distance -> a mask) drops pairs
+    as the search finds them, so what is held is only what is kept: a search of a set
+    against itself finds each pair both ways, and a caller wanting one of them holds half."""
     same = left is right
     left = np.ascontiguousarray(left, dtype=np.uint64)
     right = left if same else np.ascontiguousarray(right, dtype=np.uint64)
     if max_distance < 0 or not len(left) or not len(right):
-        return _no_pairs()
+        return []
     if k is None:
         k = choose_k(len(left), len(right), max_distance)
-    found = None if k is None else _search(left, right, max_distance, k)
+    found = None if k is None else _search(left, right, max_distance, k, keep=keep)
     if found is None:
-        found = _from_tuples(hamming_pairs(left, right, max_distance))
+        found = [_kept(_from_tuples(hamming_pairs(left, right, max_distance)), keep)]
     return found
+
+
+def _kept(pairs: Pairs, keep: Keep | None) -> Pairs:
+    if keep is None:
+        return pairs
+    mask = keep(*pairs)
+    return pairs[0][mask], pairs[1][mask], pairs[2][mask]
+
+
+def _joined(pieces: list[Pairs]) -> Pairs:
+    if not pieces:
+        return _no_pairs()
+    if len(pieces) == 1:
+        return pieces[0]
+    return (
+        np.concatenate([p[0] for p in pieces]),
+        np.concatenate([p[1] for p in pieces]),
+        np.concatenate([p[2] for p in pieces]),
+    )
 
 
 def _no_pairs() -> Pairs:
@@ -128,10 +167,16 @@ def _compact(i: np.ndarray, j: np.ndarray, distance: np.ndarray) -> Pairs:
 
 
 def _search(
-    left: np.ndarray, right: np.ndarray, max_distance: int, k: int, give_up: bool = True
-) -> Pairs | None:
-    """The pairs within the threshold, table by table; None once the candidates would cost
-    more than comparing every pair (the caller does that instead), unless not `give_up`."""
+    left: np.ndarray,
+    right: np.ndarray,
+    max_distance: int,
+    k: int,
+    give_up: bool = True,
+    keep: Keep | None = None,
+) -> list[Pairs] | None:
+    """The pairs within the threshold (those `keep` keeps), table by table, in pieces; None
+    once the candidates would cost more than comparing every pair (the caller does that
+    instead), unless not `give_up`."""
     masks = [np.uint64(m) for m in block_masks(max_distance, k)]
     budget = len(left) * len(right) * _COST_PER_PAIR / _COST_PER_CANDIDATE if give_up else math.inf
     spent = 0
@@ -157,14 +202,10 @@ def _search(
             first = np.ones(len(x), dtype=bool)
             for earlier in masks[:t]:
                 first &= (x & earlier) != 0
-            found.append(_compact(i[first], j[first], distance[first]))
-    if not found:
-        return _no_pairs()
-    return (
-        np.concatenate([f[0] for f in found]),
-        np.concatenate([f[1] for f in found]),
-        np.concatenate([f[2] for f in found]),
-    )
+            piece = _kept(_compact(i[first], j[first], distance[first]), keep)
+            if len(piece[0]):
+                found.append(piece)
+    return found
 
 
 def _sorted_keys(hashes: np.ndarray, mask: np.uint64) -> tuple[np.ndarray, np.ndarray]:

@@ -24,21 +24,18 @@ conflict instead (and `augment audit` will flag it).
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from augment.errors import UnreadableImage
 from augment.imaging.digests import ImageHash
 from augment.model import Cluster, Original, Phase
-
-if TYPE_CHECKING:
-    import numpy as np
+from augment.rerun.heap import return_free_heap
+from augment.stages.near_graph import near_graph, star_clusters
 
 
 @dataclass
@@ -295,119 +292,16 @@ def _similar(
         if n == len(nodes):
             nodes.append([])
         nodes[n].append(i)
-    near = _near_graph(originals, hashes, nodes, max_distance)
+    del node_of
+    near = near_graph(originals, hashes, nodes, max_distance)
     stars = [[n] for n in range(len(nodes))]
-    for centre, members in _stars(near):
+    for centre, members in star_clusters(near):
         stars[centre] = [centre, *members]
         for m in members:
             stars[m] = []
+    # The graph was the run's largest transient (dozens of pairs per look-alike): its
+    # pages go back to the system before the workers are forked.
+    del near
+    return_free_heap()
     clusters = [sorted(i for n in star for i in nodes[n]) for star in stars]
     return [c for c in clusters if len(c) > 1]
-
-
-@dataclass
-class _NearGraph:
-    """Near pairs of nodes, both ways, as arrays (compressed rows): node n's neighbours are
-    `neighbours[starts[n]:starts[n + 1]]`, ascending, at `bits[...]`. Look-alikes (digits,
-    video frames) have dozens of near pairs each: held as dicts they cost ~200 bytes a pair,
-    here 5 bytes a direction."""
-
-    starts: np.ndarray
-    neighbours: np.ndarray
-    bits: np.ndarray
-
-
-def _near_graph(
-    originals: Sequence[Original],
-    hashes: Mapping[str, ImageHash],
-    nodes: Sequence[Sequence[int]],
-    max_distance: int,
-) -> _NearGraph:
-    # numpy and OpenCV are imported only to find clusters: a rerun proven unchanged is
-    # given them and should start without loading either (see augment/defaults.py).
-    import numpy as np
-
-    from augment.imaging.hash_index import pair_arrays
-    from augment.imaging.similarity import pair_max_distance
-
-    firsts = [originals[members[0]] for members in nodes]
-    hashed = np.array([n for n, o in enumerate(firsts) if o.path in hashes], np.int32)
-    direct = np.array([hashes[firsts[n].path].direct for n in hashed], np.uint64)
-    mirror = np.array([hashes[firsts[n].path].mirror for n in hashed], np.uint64)
-    # A pair's threshold is its smaller image's: a smaller side never has a wider one.
-    side = np.array([min(firsts[n].width, firsts[n].height) for n in hashed], np.int64)
-    sides, at = np.unique(side, return_inverse=True)
-    limit = np.array([pair_max_distance(max_distance, int(s)) for s in sides], np.uint8)[at]
-    size = len(nodes)
-    keys = []
-    for right in (direct, mirror):
-        # Candidates for the widest threshold; the pair's own is checked here.
-        a, b, bits = pair_arrays(direct, right, max_distance)
-        # Each pair once, as (lower node, higher node): the direct search finds both orders.
-        kept = (a < b if right is direct else a != b) & (bits <= np.minimum(limit[a], limit[b]))
-        a, b, bits = hashed[a[kept]], hashed[b[kept]], bits[kept]
-        keys.append(_pair_keys(np.minimum(a, b), np.maximum(a, b), bits, size))
-        del a, b, bits, kept
-    key = np.sort(np.concatenate(keys))
-    del keys
-    first = np.ones(len(key), bool)
-    first[1:] = (key[1:] >> 7) != (key[:-1] >> 7)  # each pair's smallest bits, either pass
-    key = key[first]
-    low, high = (key >> 7) // size, (key >> 7) % size
-    # Both ways, sorted by node then neighbour.
-    both = np.concatenate([key, _pair_keys(high, low, (key & 127).astype(np.uint8), size)])
-    del key, low, high
-    both.sort()
-    starts = np.searchsorted(both >> 7, np.arange(size + 1) * size)
-    neighbours = ((both >> 7) % size).astype(np.int32)
-    return _NearGraph(starts, neighbours, (both & 127).astype(np.uint8))
-
-
-def _pair_keys(node: np.ndarray, other: np.ndarray, bits: np.ndarray, size: int) -> np.ndarray:
-    """One int64 a pair, in the order of (node, other, bits): 7 bits hold 0-64."""
-    import numpy as np
-
-    wide = node.astype(np.int64)
-    return ((wide * size + other) << 7) | bits.astype(np.int64)
-
-
-_WEIGHT_BITS = 8  # a neighbour at 0 bits weighs 8, at 6 bits 2
-
-
-def _stars(near: _NearGraph) -> list[tuple[int, list[int]]]:
-    """Star clusters of a graph of near pairs: the node with the most (and closest)
-    neighbours not yet taken takes them all, and again. No member joins through another
-    member, so look-alikes do not chain: every member is within the threshold of its
-    centre. Nodes are numbered in path order."""
-    import numpy as np
-
-    counts = np.diff(near.starts)
-    left = counts > 0
-    # Closer neighbours weigh more: copies of a picture sit within a few bits of it,
-    # look-alikes spread up to the threshold, so the original of copies is the centre.
-    weights = _WEIGHT_BITS - np.minimum(near.bits, _WEIGHT_BITS - 1).astype(np.int64)
-
-    def rank(n: int) -> tuple[int, int, int]:
-        start, stop = near.starts[n], near.starts[n + 1]
-        free = left[near.neighbours[start:stop]]
-        return -int(weights[start:stop][free].sum()), int(free.sum()), n
-
-    heap = [rank(int(n)) for n in np.flatnonzero(left)]
-    heapq.heapify(heap)
-    stars: list[tuple[int, list[int]]] = []
-    while heap:
-        top = heapq.heappop(heap)
-        centre = top[2]
-        if not left[centre]:
-            continue
-        now = rank(centre)
-        if now != top:  # neighbours were taken since: a rank only ever drops
-            heapq.heappush(heap, now)
-            continue
-        left[centre] = False
-        around = near.neighbours[near.starts[centre] : near.starts[centre + 1]]
-        members = around[left[around]]
-        left[members] = False
-        if len(members):
-            stars.append((centre, members.tolist()))
-    return stars

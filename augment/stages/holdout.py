@@ -220,11 +220,14 @@ def hold_out(
         previous_splits = dict(dataset.given_splits)
     elif options.resplit:
         previous_splits = {}
+    known: Mapping[str, ImageHash] = _known_hashes(previous_header)
+    if hashes:  # a first run's (one per source): merged only when there is more to merge
+        known = {**known, **hashes} if known else hashes
     grouping = group_duplicates(
         dataset.root,
         dataset.originals,
         options.near_duplicates,
-        {**_known_hashes(previous_header), **(hashes or {})},
+        known,
         previous_splits,
         threads=options.workers or default_workers(),
         found=found,
