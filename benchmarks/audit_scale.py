@@ -1,7 +1,7 @@
 """`augment audit OUT` at scale: CPU, wall time, peak memory, crop candidates and pixel checks.
 
     PYTHONPATH=. python benchmarks/audit_scale.py [--outputs 1000 10000 30000]
-        [--sets photos digits] [--workers 1 2] [--tree NAME=TREE ...]
+        [--sets photos digits] [--workers 1 2] [--tree NAME=TREE ...] [--work DIR]
 
 (PYTHONPATH=.: the library measured is this tree's, not another installed `augment`.)
 
@@ -20,6 +20,8 @@ whose hashes came near a crop window, handed to the pixel check) and its pixel c
 --tree NAME=TREE (a folder holding a commit's `augment` package, e.g. made by `git archive
 COMMIT augment | tar -x -C TREE`; repeatable), the audits are run with each such tree's
 package instead of this tree's: the cost before and after a change, on the same outputs.
+With --work DIR the sources and outputs are kept there, and a later run reuses them. The
+whole command is measured, start-up included (about 0.5 s of CPU).
 """
 
 from __future__ import annotations
