@@ -20,15 +20,19 @@ from augment.commands.audit_report import AuditOptions, Finding, ImageFile
 from augment.defaults import default_workers
 from augment.errors import UnreadableImage
 from augment.imaging.codec import decode
-from augment.imaging.crops import CropFit, core_hash, crop_fit, crop_windows
+from augment.imaging.crops import CropFit, core_hash, crop_fit, crop_window_hashes, window_boxes
 from augment.imaging.digests import ImageHash
-from augment.imaging.hash_index import near_pairs
+from augment.imaging.hash_index import near_pairs, pair_arrays
 from augment.imaging.similarity import block_psnr, phash_gray, pixel_digest
 from augment.model import Phase
 
 # Crop windows a pair's closest hash matches are checked by pixels in, at most: a real crop
 # passes at its closest window; a look-alike fails them all.
-_CHECKS_PER_PAIR = 3
+_CHECKS_PER_PAIR = 1
+# Pairs checked by pixels per held-out file (per pair of splits), its closest by bits: a set
+# of look-alikes (digits, video frames, crops of a few photos) has hundreds of candidates
+# per file, and each check costs milliseconds (docs/audit.md has the figures).
+_PAIRS_PER_FILE = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +41,7 @@ class _Fingerprint:
     digest: str
     hash: ImageHash
     crops: np.ndarray  # its crop windows' hashes (uint64)
-    boxes: np.ndarray  # and their boxes (top, left, height, width)
+    windows: np.ndarray  # and their numbers in crops.window_boxes (uint8)
     core: ImageHash | None  # without its uniform borders (a shifted copy's filled band)
 
 
@@ -49,7 +53,7 @@ class _CropHit:
     distance: int
     copy: int  # the file that may be a crop or a shifted copy
     original: int  # the file whose window it matched
-    window: tuple[int, int, int, int]
+    window: int  # its number in crops.window_boxes of the original's size
     mirrored: bool
     how: str  # "a crop", "a shifted copy"
 
@@ -64,9 +68,9 @@ def _try_fingerprint(image: ImageFile) -> _Fingerprint | OSError | UnreadableIma
     except (OSError, UnreadableImage) as exc:
         return exc
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    crops, boxes = crop_windows(gray)
+    crops, windows = crop_window_hashes(gray)
     return _Fingerprint(
-        pixels.shape, pixel_digest(pixels), phash_gray(gray), crops, boxes, core_hash(gray)
+        pixels.shape, pixel_digest(pixels), phash_gray(gray), crops, windows, core_hash(gray)
     )
 
 
@@ -146,74 +150,148 @@ def duplicate_findings(
                     files[i], files[j], prints[i], prints[j], distance, mirrored, options, pixels
                 )
             )
-        for crop_hits in _crop_hits(left, right, prints, options.max_distance):
-            i, j = pair(crop_hits[0].copy, crop_hits[0].original)
-            if (i, j) in seen:
-                continue
-            found = _checked(crop_hits, files, pixels)
-            if found is not None:
-                seen.add((i, j))
-                findings.append(_cropped(files[i], files[j], *found))
+        candidates = _crop_hits(left, right, prints, options.max_distance, seen)
+        for found in _checked_all(candidates, files, prints, options):
+            i, j = pair(found[0], found[1])
+            seen.add((i, j))
+            findings.append(_cropped(files[i], files[j], *found[2:]))
     return sorted(findings, key=lambda f: (f.check, f.paths))
 
 
-def _gray(image: ImageFile, pixels: Callable[[ImageFile], np.ndarray]) -> np.ndarray:
-    return cv2.cvtColor(pixels(image), cv2.COLOR_RGB2GRAY)
+def _checked_all(
+    candidates: list[list[_CropHit]],
+    files: Sequence[ImageFile],
+    prints: dict[int, _Fingerprint],
+    options: AuditOptions,
+) -> list[tuple[int, int, int, str, CropFit]]:
+    """(copy, original, bits, how, fit) for each pair of files one of whose candidate lists
+    (either way round) passes the pixel check, checked on the audit's threads (OpenCV
+    releases the GIL). A pair's lists are checked in the given order, on one thread: the
+    first that passes is the one reported, as if checked one after the other."""
+    jobs: dict[tuple[int, int], list[list[_CropHit]]] = defaultdict(list)
+    for hits in candidates:
+        a, b = hits[0].copy, hits[0].original
+        jobs[(min(a, b), max(a, b))].append(hits)
+    # Each file's grey pixels are decoded once for all its checks while it is among the
+    # recent files: the jobs are taken file by file.
+    work = sorted(jobs.values(), key=lambda lists: (lists[0][0].original, lists[0][0].copy))
+
+    @lru_cache(maxsize=256)
+    def gray(i: int) -> np.ndarray:
+        return cv2.cvtColor(_decode_pixels(files[i]), cv2.COLOR_RGB2GRAY)
+
+    def check(lists: list[list[_CropHit]]) -> tuple[int, int, int, str, CropFit] | None:
+        for hits in lists:
+            found = _checked(hits, gray, prints)
+            if found is not None:
+                return (hits[0].copy, hits[0].original, *found)
+        return None
+
+    if len(work) < 2:
+        return [f for f in map(check, work) if f is not None]
+    with ThreadPoolExecutor(max_workers=options.workers or default_workers()) as pool:
+        return [f for f in pool.map(check, work) if f is not None]
 
 
 def _checked(
-    hits: list[_CropHit], files: Sequence[ImageFile], pixels: Callable[[ImageFile], np.ndarray]
+    hits: list[_CropHit], gray: Callable[[int], np.ndarray], prints: dict[int, _Fingerprint]
 ) -> tuple[int, str, CropFit] | None:
     """(bits, how, fit) of the first of a pair's closest hits whose copy, placed over the
     other file's pixels, agrees with them (`CropFit.matches`); None if none does."""
-    for hit in hits[:_CHECKS_PER_PAIR]:
-        copy, original = _gray(files[hit.copy], pixels), _gray(files[hit.original], pixels)
-        fit = crop_fit(copy, original, hit.window, hit.mirrored)
+    for hit in hits:
+        boxes = window_boxes(prints[hit.original].shape[:2])
+        top, left, height, width = (int(v) for v in boxes[hit.window])
+        window = (top, left, height, width)
+        fit = crop_fit(gray(hit.copy), gray(hit.original), window, hit.mirrored)
         if fit.matches:
             how = f"{hit.how}, mirrored," if hit.mirrored else hit.how
             return hit.distance, how, fit
     return None
 
 
-def _probes(
-    side: list[int], prints: dict[int, _Fingerprint]
-) -> tuple[np.ndarray, list[tuple[int, bool, str]]]:
+_HOW = ("a crop", "a shifted copy")
+
+
+def _probes(side: list[int], prints: dict[int, _Fingerprint]) -> tuple[np.ndarray, np.ndarray]:
     """The hashes each file of `side` is looked up by (whole and trimmed, mirrored or not),
-    and for each, (file, mirrored, how)."""
+    and for each, its file, whether mirrored, and how (a number in `_HOW`) as rows of an
+    n x 3 array."""
     hashes, probe_of = [], []
     for i in side:
         fp = prints[i]
-        wholes = [(fp.hash, "a crop")] + ([(fp.core, "a shifted copy")] if fp.core else [])
+        wholes = [(fp.hash, 0)] + ([(fp.core, 1)] if fp.core else [])
         for whole, how in wholes:
             hashes += [whole.direct, whole.mirror]
-            probe_of += [(i, False, how), (i, True, how)]
-    return np.array(hashes, dtype=np.uint64), probe_of
+            probe_of += [(i, 0, how), (i, 1, how)]
+    return np.array(hashes, dtype=np.uint64), np.array(probe_of, dtype=np.int64).reshape(-1, 3)
 
 
 def _crop_hits(
-    left: list[int], right: list[int], prints: dict[int, _Fingerprint], max_distance: int
+    left: list[int],
+    right: list[int],
+    prints: dict[int, _Fingerprint],
+    max_distance: int,
+    seen: set[tuple[int, int]],
 ) -> list[list[_CropHit]]:
-    """For each pair where one file, whole or without its uniform borders, mirrored or not,
-    is within `max_distance` bits of a crop window of the other: its hits, closest first;
-    the pairs with the closest hits first."""
-    by_pair: dict[tuple[int, int], list[_CropHit]] = defaultdict(list)
-    for probes_side, windows_side in ((left, right), (right, left)):
-        probes, probe_of = _probes(probes_side, prints)
-        counts = [len(prints[j].crops) for j in windows_side]
-        if not len(probes) or not sum(counts) or max_distance < 0:
-            continue
-        windows = np.concatenate([prints[j].crops for j in windows_side])
-        boxes = np.concatenate([prints[j].boxes for j in windows_side])
-        window_of = np.repeat(np.array(windows_side), counts)
-        for p, w, distance in near_pairs(probes, windows, max_distance):
-            i, mirrored, how = probe_of[p]
-            top, left_, height, width = (int(v) for v in boxes[w])
-            hit = _CropHit(
-                distance, i, int(window_of[w]), (top, left_, height, width), mirrored, how
-            )
-            by_pair[(i, hit.original)].append(hit)
-    pairs = [sorted(hits, key=lambda h: (h.distance, h.mirrored)) for hits in by_pair.values()]
+    """The candidates of the pixel check: pairs (not in `seen`, either way round) where one
+    file, whole or without its uniform borders, mirrored or not, is within `max_distance`
+    bits of a crop window of the other. Each pair's closest `_CHECKS_PER_PAIR` hits, closest
+    first; for each file of `right` (the later split), its `_PAIRS_PER_FILE` closest pairs;
+    the pairs with the closest hits first. Held in arrays until then: a set of look-alikes
+    has millions of hits."""
+    found = [_hit_arrays(a, b, prints, max_distance) for a, b in ((left, right), (right, left))]
+    hits = np.stack([np.concatenate(c) for c in zip(*found, strict=True)])
+    copy, original = hits[0], hits[1]
+    if len(seen) and hits.shape[1]:
+        done = np.array([p for q in seen for p in (q, q[::-1])], dtype=np.int64)
+        hits = hits[:, ~np.isin(copy << 32 | original, done[:, 0] << 32 | done[:, 1])]
+    copy, original, distance, mirrored, how, window = hits
+    # A pair's hits, closest first (then not mirrored, ...): its closest few are checked.
+    order = np.lexsort((window, how, mirrored, distance, original, copy))
+    hits = hits[:, order[_ranks(copy[order] << 32 | original[order]) < _CHECKS_PER_PAIR]]
+    copy, original, distance, mirrored, how, window = hits
+    # Each held-out file's closest pairs (by their closest hit), whichever way round.
+    held = np.where(np.isin(copy, right), copy, original)
+    closest = np.flatnonzero(_ranks(copy << 32 | original) == 0)
+    by_held = closest[
+        np.lexsort((original[closest], copy[closest], distance[closest], held[closest]))
+    ]
+    kept = by_held[_ranks(held[by_held]) < _PAIRS_PER_FILE]
+    keep = np.isin(copy << 32 | original, copy[kept] << 32 | original[kept])
+    pairs: list[list[_CropHit]] = []
+    for row in hits[:, keep].T.tolist():
+        hit = _CropHit(row[2], row[0], row[1], row[5], bool(row[3]), _HOW[row[4]])
+        if pairs and (pairs[-1][0].copy, pairs[-1][0].original) == (hit.copy, hit.original):
+            pairs[-1].append(hit)
+        else:
+            pairs.append([hit])
     return sorted(pairs, key=lambda hits: (hits[0].distance, hits[0].copy, hits[0].original))
+
+
+def _ranks(groups: np.ndarray) -> np.ndarray:
+    """Each element's place (0, 1, ...) in its run of equal values of `groups`."""
+    if not len(groups):
+        return np.empty(0, np.int64)
+    starts = np.flatnonzero(np.append(True, groups[1:] != groups[:-1]))
+    return np.arange(len(groups)) - np.repeat(starts, np.diff(np.append(starts, len(groups))))
+
+
+def _hit_arrays(
+    probes_side: list[int], windows_side: list[int], prints: dict[int, _Fingerprint], bits: int
+) -> tuple[np.ndarray, ...]:
+    """Every hit of a probe of `probes_side` on a window of `windows_side`, as arrays: the
+    copy, the original, the distance, mirrored, how, the window's number."""
+    probes, probe_of = _probes(probes_side, prints)
+    counts = [len(prints[j].crops) for j in windows_side]
+    if not len(probes) or not sum(counts) or bits < 0:
+        empty = np.empty(0, np.int64)
+        return empty, empty, empty, empty, empty, empty
+    windows = np.concatenate([prints[j].crops for j in windows_side])
+    numbers = np.concatenate([prints[j].windows for j in windows_side])
+    window_of = np.repeat(np.array(windows_side, dtype=np.int64), counts)
+    p, w, distance = pair_arrays(probes, windows, bits)
+    copy, mirrored, how = probe_of[p].T
+    return copy, window_of[w], distance.astype(np.int64), mirrored, how, numbers[w].astype(np.int64)
 
 
 def _cropped(a: ImageFile, b: ImageFile, distance: int, how: str, fit: CropFit) -> Finding:

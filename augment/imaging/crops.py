@@ -101,26 +101,56 @@ def crop_windows(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pHashes (uint64) of the picture's crop windows that are not flat, and their boxes
     (n x 4: top, left, height, width, in the picture's pixels); none for a picture under
     CROP_MIN_SIDE a side."""
+    hashes, windows = crop_window_hashes(gray)
+    return hashes, window_boxes(gray.shape[:2])[windows]
+
+
+def crop_window_hashes(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What `crop_windows` gives, compact: the hashes, and each one's window as its number
+    (uint8) in `window_boxes` of the picture's size. An audit holds these for every file:
+    9 bytes a window, where its box would take 32."""
     height, width = gray.shape[:2]
     if min(height, width) < CROP_MIN_SIDE:
-        return np.empty(0, np.uint64), np.empty((0, 4), np.int64)
+        return np.empty(0, np.uint64), np.empty(0, np.uint8)
     factor = max(1.0, max(height, width) / _WINDOW_SIDE)
     small = _reduced(gray, factor)
-    down, down_spans = _projections(small.shape[0])
-    across, across_spans = _projections(small.shape[1])
+    down, _ = _projections(small.shape[0])
+    across, _ = _projections(small.shape[1])
     # Every window's 8 x 8 low DCT block, for every pair of a vertical and a horizontal window
-    # of one scale (the diagonal blocks of the product).
-    blocks = _product(_product(down, small), across, cv2.GEMM_2_T)
+    # of one scale: one product per scale (the whole product's diagonal blocks, a quarter of
+    # its work).
     scales, steps, side = len(CROP_SCALES), CROP_STEPS, _DCT_SIDE
-    blocks = blocks.reshape(scales, steps * side, scales, steps * side)
-    blocks = blocks[np.arange(scales), :, np.arange(scales)]
+    rows = _product(down, small)
+    per_scale = steps * side
+    blocks = np.stack(
+        [
+            _product(
+                rows[s * per_scale : (s + 1) * per_scale],
+                across[s * per_scale : (s + 1) * per_scale],
+                cv2.GEMM_2_T,
+            )
+            for s in range(scales)
+        ]
+    )
     low = blocks.reshape(scales, steps, side, steps, side).transpose(0, 1, 3, 2, 4)
     low = low.reshape(scales * steps * steps, side * side).astype(np.float64)
     # The low frequencies' spread in grey levels (the DCT is orthonormal over 32 x 32 cells).
     informative = np.sqrt((low[:, 1:] ** 2).sum(axis=1)) / _HASH_SIDE >= _FLAT_STD
     bits = low > np.median(low[:, 1:], axis=1)[:, None]
     hashes = np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
-    return hashes[informative], _boxes(down_spans, across_spans, factor)[informative]
+    return hashes[informative], np.flatnonzero(informative).astype(np.uint8)
+
+
+@lru_cache(maxsize=64)
+def window_boxes(shape: tuple[int, int]) -> np.ndarray:
+    """The boxes (top, left, height, width) of every crop window of a picture of `shape`
+    (height, width), by window number: scale, then row, then column."""
+    height, width = shape
+    factor = max(1.0, max(height, width) / _WINDOW_SIDE)
+    small = (max(1, round(height / factor)), max(1, round(width / factor)))  # as _reduced
+    boxes = _boxes(_projections(small[0])[1], _projections(small[1])[1], factor)
+    boxes.setflags(write=False)  # shared by every picture of that size
+    return boxes
 
 
 def _product(a: np.ndarray, b: np.ndarray, flags: int = 0) -> np.ndarray:

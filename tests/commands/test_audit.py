@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
 
 from augment.cli import main
+from augment.commands import audit_duplicates
 from augment.commands.audit import audit_output, audit_splits
+from augment.commands.audit_report import AuditOptions
 from augment.errors import DatasetError, ManifestError
+from augment.imaging.crops import CropFit, crop_fit
 from augment.model import ExpandOptions, ExpandSummary
 from augment.run import expand
 from tests.helpers import DIGITS, TEXTURES
@@ -137,6 +142,55 @@ def test_a_resized_re_encoded_crop_of_a_held_out_image_in_train_is_found(out: Pa
     assert [(f.kind, f.paths) for f in found] == [("cropped", pair)]
     assert "one is a crop of the other" in found[0].message
     assert "placed, the pixels correlate" in found[0].message
+
+
+def plant_crops(out: Path, count: int) -> Path:
+    """`count` crops of one validation image (85-90 % of its sides, each at another place)
+    saved into train: the held-out image they leak."""
+    source = held_out_file(out, "validation", "grass")
+    with Image.open(source) as img:
+        w, h = img.size
+        for n in range(count):
+            share = 90 - n % 3 * 2
+            left, top = w * (1 + n) // 40, h * (count - n) // 50
+            piece = img.crop((left, top, left + w * share // 100, top + h * share // 100))
+            piece.save(out / "train" / "grass" / f"piece_{n}.png")
+    return source
+
+
+def test_a_held_out_file_with_many_crops_in_train_is_pixel_checked_a_few_times(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight crops of one held-out image in train: the audit names the leak, and checks the
+    pixels of that image's closest few candidates only (a set of look-alikes has hundreds of
+    candidates a file, each check milliseconds)."""
+    source = plant_crops(out, 8)
+    with Image.open(source) as img:
+        grey = np.asarray(img.convert("L"))
+    checks_of_source = []
+
+    def counted(probe: np.ndarray, image: np.ndarray, *args: Any, **kwargs: Any) -> CropFit:
+        if any(
+            p.shape == grey.shape and abs(p.astype(int) - grey).max() <= 1 for p in (probe, image)
+        ):
+            checks_of_source.append(probe is not image)
+        return crop_fit(probe, image, *args, **kwargs)
+
+    monkeypatch.setattr(audit_duplicates, "crop_fit", counted)
+    name = source.relative_to(out).as_posix()
+    leaked = [f for f in audit_output(out).findings if f.kind == "cropped" and name in f.paths]
+    assert leaked
+    assert all(p.startswith("train/grass/piece_") for f in leaked for p in f.paths if p != name)
+    limit = audit_duplicates._PAIRS_PER_FILE * audit_duplicates._CHECKS_PER_PAIR
+    assert 0 < len(checks_of_source) <= limit < 8
+
+
+def test_crop_findings_are_the_same_with_one_worker_or_two(out: Path) -> None:
+    """The pixel checks run on the audit's threads: the findings do not depend on how many."""
+    plant_crops(out, 4)
+    one, two = (audit_output(out, AuditOptions(workers=w)).findings for w in (1, 2))
+    assert [f.message for f in one if f.kind == "cropped"]
+    assert [f.message for f in one] == [f.message for f in two]
 
 
 @pytest.mark.slow

@@ -12,7 +12,9 @@ from augment.imaging.crops import (
     CROP_MIN_SIDE,
     core_box,
     crop_fit,
+    crop_window_hashes,
     crop_windows,
+    window_boxes,
 )
 from augment.imaging.similarity import phash_gray
 from tests.helpers import DIGITS, TEXTURES
@@ -47,6 +49,20 @@ def test_each_window_hash_is_the_phash_of_that_window() -> None:
     assert len(hashes) == 100  # brick is nowhere flat
     for found, (top, left, height, width) in zip(hashes, boxes, strict=True):
         assert int(found) == phash_gray(picture[top : top + height, left : left + width]).direct
+
+
+@pytest.mark.parametrize("size", [(224, 224), (1050, 1400)])
+def test_window_numbers_name_the_boxes_the_audit_keeps_9_bytes_a_window(
+    size: tuple[int, int],
+) -> None:
+    """The audit keeps each window as its hash and its number (9 bytes): the number's box in
+    `window_boxes` of the picture's size is the window's box, also over 512 px a side
+    (windows of the reduced picture)."""
+    picture = cv2.resize(gray("gravel/gravel_02.jpg"), size[::-1])
+    hashes, numbers = crop_window_hashes(picture)
+    expected, boxes = crop_windows(picture)
+    assert (hashes == expected).all() and (window_boxes(size)[numbers] == boxes).all()
+    assert hashes.nbytes + numbers.nbytes == 9 * len(hashes) > 0
 
 
 def test_a_picture_under_the_smallest_side_has_no_windows() -> None:
