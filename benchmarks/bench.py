@@ -661,9 +661,45 @@ augment:
 """
 
 
-def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
+def run_sampled(command: list[str]) -> tuple[dict[str, float], bytes, float]:
+    """Run `command`, sampling its process tree's memory every 50 ms: peaks in MB (RSS summed
+    over the tree, PSS summed, the largest process, the main process), its standard output
+    and its seconds. RuntimeError if it fails."""
     import psutil
 
+    peaks = {"summed": 0.0, "pss": 0.0, "largest": 0.0, "main": 0.0}
+    started = time.perf_counter()
+    proc = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                tree = [proc, *proc.children(recursive=True)]
+                rss, pss = [], 0
+                for p in tree:
+                    with contextlib.suppress(psutil.Error):
+                        info = p.memory_full_info()
+                        rss.append(info.rss)
+                        pss += getattr(info, "pss", info.rss)
+                mb = 1024 * 1024
+                peaks["summed"] = max(peaks["summed"], sum(rss) / mb)
+                peaks["pss"] = max(peaks["pss"], pss / mb)
+                peaks["largest"] = max(peaks["largest"], max(rss, default=0) / mb)
+                peaks["main"] = max(peaks["main"], (rss[0] if rss else 0) / mb)
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"augment expand failed ({proc.returncode}): {err.decode()[-500:]}")
+    return peaks, out, time.perf_counter() - started
+
+
+def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
     corpus = make_corpus(root / f"tiny{sources}", sources, (80, 60), SOURCE_QUALITY, seed=1)
     settle(corpus)
     recipe = root / "tiny.yaml"
@@ -671,36 +707,7 @@ def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
     out = root / f"tiny{sources}-out"
     command = [sys.executable, "-m", "augment", "expand", str(corpus), str(out)]
     command += ["--times", str(times), "--workers", "2", "--recipe", str(recipe)]
-    peak_rss = peak_pss = peak_one = 0.0
-    started = time.perf_counter()
-    proc = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_rss, peak_pss, peak_one
-        while not stop.is_set():
-            try:
-                tree = [proc, *proc.children(recursive=True)]
-                rss = pss = 0
-                for p in tree:
-                    with contextlib.suppress(psutil.Error):
-                        info = p.memory_full_info()
-                        rss += info.rss
-                        peak_one = max(peak_one, info.rss)
-                        pss += getattr(info, "pss", info.rss)
-                peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-            except psutil.Error:
-                pass
-            stop.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    summary, err = proc.communicate()
-    stop.set()
-    sampler.join()
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"augment expand failed ({proc.returncode}): {err.decode()[-500:]}")
+    peaks, summary, seconds = run_sampled(command)
     first = _run_seconds(summary.decode())
     # The same run again changes nothing: timed in this process (as the first run's own
     # time, start-up excluded) and as the command, medians of 3.
@@ -715,11 +722,10 @@ def peak_memory(root: Path, sources: int, times: int) -> dict[str, float]:
         reruns.append((middle - begun, time.perf_counter() - middle))
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(corpus, ignore_errors=True)
-    mb = 1024 * 1024
     return {
-        "rss": peak_rss / mb,
-        "pss": peak_pss / mb,
-        "one": peak_one / mb,
+        "rss": peaks["summed"],
+        "pss": peaks["pss"],
+        "one": peaks["largest"],
         "seconds": seconds,
         "run": first,
         "rerun": statistics.median(r[0] for r in reruns),

@@ -16,17 +16,11 @@ adds are the slope between two sizes. Only the first run is measured (bench.py's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench
@@ -54,33 +48,14 @@ def first_run(work: Path, sources: int, times: int) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "augment", "expand", str(src), str(out)]
     command += ["--times", str(times), "--workers", "2", "--recipe", str(recipe)]
-    peaks = {"summed": 0.0, "largest": 0.0, "main": 0.0}
-    started = time.perf_counter()
-    proc = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                tree = [proc, *proc.children(recursive=True)]
-                sizes = []
-                for p in tree:
-                    with contextlib.suppress(psutil.Error):
-                        sizes.append(p.memory_info().rss)
-                peaks["summed"] = max(peaks["summed"], sum(sizes) / MB)
-                peaks["largest"] = max(peaks["largest"], max(sizes, default=0) / MB)
-                peaks["main"] = max(peaks["main"], (sizes[0] if sizes else 0) / MB)
-            stop.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, err = proc.communicate()
-    stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"augment expand failed ({proc.returncode}): {err.decode()[-500:]}")
+    peaks, _, seconds = bench.run_sampled(command)
     shutil.rmtree(out, ignore_errors=True)
-    return {**peaks, "seconds": time.perf_counter() - started}
+    return {
+        "summed": peaks["summed"],
+        "largest": peaks["largest"],
+        "main": peaks["main"],
+        "seconds": seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
