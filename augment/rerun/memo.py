@@ -38,7 +38,7 @@ from typing import Any
 
 from augment.bounded import loads_json
 from augment.defaults import IMAGE_EXTENSIONS
-from augment.errors import ManifestError
+from augment.errors import ManifestError, OutputError
 from augment.files import ChangedFile
 from augment.layout import OUTPUTS_STATE_NAME, STATE_DIR, STATE_NAME
 from augment.model import (
@@ -169,35 +169,25 @@ def keep(
     the state does; else remove any memo."""
     # The run is complete by now: a memo that cannot be written or removed only costs the
     # next rerun its proof (a stale one rests on stamps that no longer hold), never the run.
-    with contextlib.suppress(OSError):
-        _keep(out, key, sources, state, dataset, summary)
-
-
-def _keep(
-    out: Path,
-    key: str,
-    sources: Sources,
-    state: RunState,
-    dataset: Dataset,
-    summary: ExpandSummary | None,
-) -> None:
-    memo = out / MEMO_NAME
-    if summary is None or state.last_run is None or not _vouched(sources, state, dataset):
-        memo.unlink(missing_ok=True)
-        return
-    kept = {name: getattr(summary, name) for name in _KEPT}
-    for name in ("duplicates", "duplicate_conflicts", "large_groups", "quota_shifts"):
-        kept[name] = [dataclasses.asdict(item) for item in kept[name]]
-    doc = {
-        "format": MEMO_FORMAT,
-        "key": key,
-        "output": _output_digest(out),
-        "state": _state_stamps(out),
-        "summary": kept,
-    }
-    file = ChangedFile(memo)
-    file.write(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
-    file.commit()
+    # A failed write of OUT's files is an OutputError (files.output_error), not an OSError.
+    with contextlib.suppress(OSError, OutputError):
+        memo = out / MEMO_NAME
+        if summary is None or state.last_run is None or not _vouched(sources, state, dataset):
+            memo.unlink(missing_ok=True)
+            return
+        kept = {name: getattr(summary, name) for name in _KEPT}
+        for name in ("duplicates", "duplicate_conflicts", "large_groups", "quota_shifts"):
+            kept[name] = [dataclasses.asdict(item) for item in kept[name]]
+        doc = {
+            "format": MEMO_FORMAT,
+            "key": key,
+            "output": _output_digest(out),
+            "state": _state_stamps(out),
+            "summary": kept,
+        }
+        file = ChangedFile(memo)
+        file.write(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
+        file.commit()
 
 
 def _vouched(sources: Sources, state: RunState, dataset: Dataset) -> bool:

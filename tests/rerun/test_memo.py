@@ -233,7 +233,10 @@ def test_a_memo_that_cannot_be_written_costs_only_the_next_reruns_proof(
     src: Path, tmp_path: Path, small_recipe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class DiskFull(memo_module.ChangedFile):
-        def commit(self) -> None:
+        """The real atomic write, whose temporary cannot be made: it reports that as the
+        OutputError every failed write of OUT's files is."""
+
+        def _start_temp(self) -> Any:
             raise OSError(28, "No space left on device")
 
     out = tmp_path / "out"
