@@ -74,15 +74,27 @@ class _UnionFind:
         return list(groups.values())
 
 
-def _hash_files(paths: Sequence[Path]) -> list[ImageHash | None]:
+def _hash_of(data: bytes | None) -> ImageHash | None:
+    """None for a file that could not be read or decoded: the worker rejects it with the
+    reason."""
     from augment.imaging.similarity import phash_bytes  # see the note at `_similar`
 
+    if data is None:
+        return None
+    try:
+        return phash_bytes(data)
+    except (OSError, UnreadableImage):
+        return None
+
+
+def _hash_files(paths: Sequence[Path]) -> list[ImageHash | None]:
     hashes: list[ImageHash | None] = []
     for path in paths:
         try:
-            hashes.append(phash_bytes(path.read_bytes()))
-        except (OSError, UnreadableImage):
-            hashes.append(None)  # the worker rejects the file with the reason
+            data: bytes | None = path.read_bytes()
+        except OSError:
+            data = None
+        hashes.append(_hash_of(data))
     return hashes
 
 
@@ -98,15 +110,7 @@ _BATCH_BYTES = 4 << 20
 
 
 def _hash_data(batch: Sequence[tuple[str, bytes]]) -> list[tuple[str, ImageHash | None]]:
-    from augment.imaging.similarity import phash_bytes  # see the note at `_similar`
-
-    hashes: list[tuple[str, ImageHash | None]] = []
-    for sha256, data in batch:
-        try:
-            hashes.append((sha256, phash_bytes(data)))
-        except (OSError, UnreadableImage):
-            hashes.append((sha256, None))  # the worker rejects the file with the reason
-    return hashes
+    return [(sha256, _hash_of(data)) for sha256, data in batch]
 
 
 class SourceHasher:
