@@ -61,9 +61,11 @@ class Row(NamedTuple):
         return len(self.line) + 250 + (0 if self.stamp is None else 450)
 
 
-def row_of(record: Record, stamp: OutputStamp | None = None) -> Row:
+def row_of(record: Record, stamp: OutputStamp | None = None, line: str | None = None) -> Row:
+    """`record`'s row; `line`: the record as already encoded (`dumps`), if it was."""
     split, label = record.get("split", ""), record.get("label", "")
-    return Row(dumps(record), split, label, record.get("soft_label"), stamp)
+    text = dumps(record) if line is None else line
+    return Row(text, split, label, record.get("soft_label"), stamp)
 
 
 class Previous(NamedTuple):
@@ -219,10 +221,7 @@ def add_written(
     are the records as the worker journaled them (encoded once, there)."""
     for record, line in zip(records, lines, strict=True):
         path = record["path"]
-        stamp = output_stamp(out, path, record["sha256"])
-        row = Row(
-            line, record.get("split", ""), record.get("label", ""), record.get("soft_label"), stamp
-        )
+        row = row_of(record, output_stamp(out, path, record["sha256"]), line)
         rows.add(path, row, row.size)
 
 
