@@ -44,7 +44,7 @@ from typing import Any
 from augment import __version__
 from augment.layout import LEGACY_LOCK_NAME, OUTPUTS_STATE_NAME, STATE_DIR, STATE_NAME
 from augment.model import Dataset
-from augment.rerun.state import OutputStamp, RunState, Stamp
+from augment.rerun.state import OutputStamp, RunState, Stamp, stamp_from
 
 DIGEST_FORMAT = 2  # bump when what the digests cover changes
 # The no-op rerun's memo (augment/rerun/memo.py), beside state.json.
@@ -180,9 +180,7 @@ def folders_of(root: Path, skip: str = "") -> Iterator[Folder]:
                         below.append((prefix + entry.name + "/", entry.path))
                     else:
                         st = entry.stat()
-                        entries.append(
-                            (entry.name, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-                        )
+                        entries.append((entry.name, stamp_from(st)))
         except OSError as exc:
             raise Unvouched(folder) from exc
         entries.sort()
