@@ -25,6 +25,7 @@ from augment.files import output_error, source_folder_of, source_folders
 from augment.layout import HEADER_NAME, STATE_DIR
 from augment.model import Dataset, ExpandOptions, ExpandSummary, Phase, Rejected, Rejections
 from augment.recipe.source import RecipeFile, read_recipe
+from augment.rerun import heap
 from augment.rerun import memo as memo_module
 from augment.rerun.state import RunState, exclusive_run, load_state
 from augment.rerun.uptodate import (
@@ -62,7 +63,9 @@ def expand(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     lap = Laps(timings)
-    with contextlib.ExitStack() as guard:
+    # What exists before the run (the libraries' classes, the caller's objects) is not
+    # examined again by the collections the run's own objects set off.
+    with contextlib.ExitStack() as guard, heap.objects_kept_out_of_collections():
         reports = _Reports(progress, on_plan, phase)
         summary = _expand(Path(src), Path(out), options, executor, reports, guard, lap)
     summary.seconds = time.perf_counter() - started

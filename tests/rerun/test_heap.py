@@ -1,13 +1,20 @@
-"""The C heap in a process doing pixel work: image-sized buffers are reused, not remapped."""
+"""The C heap and the garbage collector in a process doing pixel work: image-sized buffers are
+reused, not remapped, and a run's collections pass over what existed before it."""
 
 from __future__ import annotations
 
+import gc
 import platform
 import subprocess
 import sys
+import weakref
+from pathlib import Path
 
 import pytest
 
+from augment.model import ExpandOptions
+from augment.rerun import heap
+from augment.run import expand
 from tests.helpers import TEXTURES
 
 # One output's worth of image buffers (a 224 x 224 output: uint8 copies and float32 noise
@@ -69,3 +76,57 @@ def test_a_library_caller_keeps_its_allocator_as_it_was() -> None:
     # expand() in the caller's own process (one worker: the pixel work runs there too) must
     # not tune the caller's heap: the same rounds then fault as in any untuned process.
     assert _faults_per_round("library", str(TEXTURES)) > 100
+
+
+class _Cycle:
+    """Garbage only the collector frees: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _garbage_cycle() -> weakref.ref[_Cycle]:
+    return weakref.ref(_Cycle())
+
+
+def test_objects_older_than_the_block_are_collected_once_the_outermost_block_ends() -> None:
+    assert gc.get_freeze_count() == 0
+    with heap.objects_kept_out_of_collections():
+        older = _garbage_cycle()
+        with heap.objects_kept_out_of_collections():  # as the pool's fork inside a run
+            gc.collect()
+            assert older() is not None  # frozen: the collections pass it by
+        gc.collect()
+        assert older() is not None  # the inner block's end gives nothing back
+        newer = _garbage_cycle()
+        gc.collect()
+        assert newer() is None  # made inside the block: collected as usual
+    gc.collect()
+    assert older() is None
+    assert gc.get_freeze_count() == 0
+
+
+def test_what_a_caller_froze_stays_frozen() -> None:
+    kept = _garbage_cycle()
+    gc.freeze()
+    try:
+        with heap.objects_kept_out_of_collections():
+            pass
+        assert gc.get_freeze_count() > 0
+        gc.collect()
+        assert kept() is not None
+    finally:
+        gc.unfreeze()
+    gc.collect()
+    assert kept() is None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_library_caller_has_its_garbage_collected_after_a_run(
+    tmp_path: Path, workers: int
+) -> None:
+    garbage = _garbage_cycle()  # the caller's, from before the run
+    expand(TEXTURES, tmp_path / "out", ExpandOptions(times=2, workers=workers))
+    gc.collect()
+    assert garbage() is None
+    assert gc.get_freeze_count() == 0
