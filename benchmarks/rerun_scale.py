@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench import SOURCE_QUALITY, TINY_RECIPE, make_corpus, settle  # the script's folder
+from bytecode import compile_tree
 
 from augment.model import ExpandOptions
 from augment.run import expand
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reruns", type=int, default=5, help="reruns timed each way")
     parser.add_argument("--profile", type=Path, help="write a cProfile of one rerun command")
     args = parser.parse_args(argv)
+    compile_tree()  # the commands start as an installed package's do
     with tempfile.TemporaryDirectory(prefix="augment-rerun-scale-") as tmp:
         root = Path(tmp)
         corpus = make_corpus(root / "corpus", args.sources, (80, 60), SOURCE_QUALITY, seed=1)

@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from bench import SOURCE_QUALITY, SOURCE_SIZE, cpu_now, make_corpus  # noqa: E402
+from bytecode import compile_tree  # noqa: E402
 
 from augment.model import ExpandOptions  # noqa: E402
 from augment.rerun.heap import reuse_image_buffers  # noqa: E402
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-root", type=Path, help="where OUT goes, e.g. /dev/shm")
     parser.add_argument("--corpus", type=Path, help="use this folder of class folders")
     args = parser.parse_args(argv)
+    if args.commands:
+        compile_tree()  # the commands start as an installed package's do
     reuse_image_buffers()  # as a command's own process does (augment/rerun/heap.py)
     with (
         tempfile.TemporaryDirectory(prefix="augment-scaling-") as tmp,
