@@ -22,10 +22,12 @@ the recipe's output size and quality, and writes them to disk:
 - augment expand at 1 worker and at all cores, then a rerun of the same command (a no-op);
 - Augmentor `sample()`, single-threaded, with the closest operations it has (it has no noise),
   resized first (its best case: every operation then works at the output size);
-- torchvision transforms.v2 on PIL images, when torchvision is installed;
+- torchvision transforms.v2 on PIL images (benchmarks/torchvision_loop.py): in this process
+  when torchvision is installed here, and as a command of its own in `--torchvision-python`,
+  an interpreter that has torchvision (torch is gigabytes: it has an environment of its own),
+  next to the `augment expand` commands, start-up included on both sides;
 - imgaug's loop (benchmarks/imgaug_loop.py) as a command of its own in `--imgaug-python`, an
-  interpreter that has imgaug (it needs numpy and OpenCV below the core's), next to the
-  `augment expand` commands, start-up included on both sides.
+  interpreter that has imgaug (it needs numpy and OpenCV below the core's), as torchvision's.
 
 The single-core contenders run in this process with OpenCV limited to one thread; measurements
 are interleaved over `--repeats` rounds and the medians reported, so a noisy neighbour slows
@@ -39,7 +41,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
+import importlib.metadata
+import importlib.util
 import io
 import os
 import platform
@@ -68,7 +73,7 @@ import cv2
 import numpy as np
 import PIL
 import simplejpeg
-from PIL import Image, ImageOps
+from PIL import Image
 
 import augment
 from augment.defaults import default_workers
@@ -96,19 +101,29 @@ def _augmentor() -> tuple[Any, str]:
     return Augmentor, ""
 
 
+HERE = Path(__file__).resolve().parent
+
+
+@functools.cache
 def _torchvision() -> tuple[Any, str]:
-    """torchvision.transforms.v2, or None and why not (an optional peer: not a dependency)."""
+    """benchmarks/torchvision_loop.py as a module, or None and why not (torchvision is an
+    optional peer, not a dependency). Loaded by its path, as this script may be (the tests
+    do): the folder it is in need not be on sys.path."""
     try:
-        from torchvision.transforms import v2
+        importlib.import_module("torchvision")
     except ImportError:
         return None, "not installed"
-    return v2, ""
+    spec = importlib.util.spec_from_file_location("torchvision_loop", HERE / "torchvision_loop.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, ""
 
 
-def imgaug_missing(python: str) -> str:
-    """Why `python` cannot run the imgaug loop, or "" when it can."""
-    found = subprocess.run([python, "-c", "import imgaug"], capture_output=True)
-    return "" if found.returncode == 0 else f"not installed (no imgaug module in {python})"
+def missing_in(python: str, module: str) -> str:
+    """Why `python` cannot run the loop that needs `module`, or "" when it can."""
+    found = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
+    return "" if found.returncode == 0 else f"not installed (no {module} module in {python})"
 
 
 # Colour photos scikit-image ships in its wheel (no download needed).
@@ -319,37 +334,28 @@ def cli_expand(s: Setup, out: Path, workers: int) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
-def imgaug_command(s: Setup, out: Path, python: str) -> None:
-    """imgaug's loop as a command in `python` (start-up included, as `cli_expand`)."""
+def loop_command(script: str, s: Setup, out: Path, python: str) -> None:
+    """A peer's loop (benchmarks/`script`) as a command in `python`, start-up included, as
+    `cli_expand`: `script CORPUS OUT --times N --size W H --quality Q`."""
     width, height = s.recipe.preprocess.size or SOURCE_SIZE
-    script = Path(__file__).resolve().parent / "imgaug_loop.py"
-    command = [python, str(script), str(s.corpus), str(out), "--times", str(s.times)]
+    command = [python, str(HERE / script), str(s.corpus), str(out), "--times", str(s.times)]
     command += ["--size", str(width), str(height), "--quality", str(s.quality)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
+def imgaug_command(s: Setup, out: Path, python: str) -> None:
+    loop_command("imgaug_loop.py", s, out, python)
+
+
+def torchvision_command(s: Setup, out: Path, python: str) -> None:
+    loop_command("torchvision_loop.py", s, out, python)
+
+
 def torchvision_loop(s: Setup, out: Path) -> None:
-    """The default recipe in torchvision transforms.v2 on PIL images, Pillow codec."""
-    v2, _ = _torchvision()
+    """benchmarks/torchvision_loop.py's loop in this process (torchvision installed here)."""
+    module, _ = _torchvision()
     width, height = s.recipe.preprocess.size or SOURCE_SIZE
-    pipeline = v2.Compose(
-        [
-            v2.RandomHorizontalFlip(0.5),
-            v2.RandomApply(
-                [v2.RandomAffine(degrees=12, translate=(0.06, 0.06), scale=(0.9, 1.1))], p=0.7
-            ),
-            v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.6),
-        ]
-    )
-    out.mkdir(parents=True)
-    for n, path in enumerate(s.files):
-        with Image.open(path) as opened:  # the fit: the longer side to the size, then pad
-            image = ImageOps.contain(opened.convert("RGB"), (width, height))
-        canvas = Image.new("RGB", (width, height))
-        canvas.paste(image, ((width - image.width) // 2, (height - image.height) // 2))
-        for v in range(s.times):
-            pixels = canvas if v == 0 else pipeline(canvas)
-            pixels.save(out / f"{n}_{v}.jpg", "JPEG", quality=s.quality)
+    module.make(s.files, out, s.times, (width, height), s.quality)
 
 
 def augmentor_sample(s: Setup, out: Path) -> None:
@@ -419,24 +425,30 @@ class Peers:
     """Which optional peers this run times."""
 
     augmentor: bool
-    torchvision: bool
+    torchvision: bool  # in this process
     imgaug_python: str | None  # an interpreter with imgaug, or None
+    torchvision_python: str | None = None  # an interpreter with torchvision, or None
     missing: dict[str, str] = field(default_factory=dict)  # peer -> why it was not run
 
 
-def find_peers(no_augmentor: bool, imgaug_python: str) -> Peers:
-    missing = {}
-    augmentor_missing = "skipped (--no-augmentor)" if no_augmentor else _augmentor()[1]
-    if augmentor_missing:
-        missing["Augmentor"] = augmentor_missing
-    if _torchvision()[1]:
-        missing["torchvision"] = _torchvision()[1]
-    if imgaug_missing(imgaug_python):
-        missing["imgaug"] = imgaug_missing(imgaug_python)
+def find_peers(
+    no_augmentor: bool, imgaug_python: str, torchvision_python: str | None = None
+) -> Peers:
+    """The peers this run can time; `torchvision_python`, when given, for the torchvision
+    command (the in-process loop runs when torchvision imports here)."""
+    why = {
+        "Augmentor": "skipped (--no-augmentor)" if no_augmentor else _augmentor()[1],
+        "torchvision": _torchvision()[1],
+        "imgaug": missing_in(imgaug_python, "imgaug"),
+    }
+    if torchvision_python:
+        why["torchvision command"] = missing_in(torchvision_python, "torchvision")
+    missing = {peer: reason for peer, reason in why.items() if reason}
     return Peers(
         augmentor="Augmentor" not in missing,
         torchvision="torchvision" not in missing,
         imgaug_python=None if "imgaug" in missing else imgaug_python,
+        torchvision_python=None if "torchvision command" in missing else torchvision_python,
         missing=missing,
     )
 
@@ -465,6 +477,11 @@ def throughput_rounds(s: Setup, repeats: int, peers: Peers, long_times: int) -> 
         t.add("cli rerun", timed(lambda o: cli_expand(s, o, s.workers), out, clear=False))
         if peers.imgaug_python:
             t.add("imgaug", timed(lambda o: imgaug_command(s, o, peers.imgaug_python or ""), out))
+        if peers.torchvision_python:
+            t.add(
+                "torchvision command",
+                timed(lambda o: torchvision_command(s, o, peers.torchvision_python or ""), out),
+            )
         if long_times and r < 3:
             # Worker processes take about a second to start (importing albumentations): a
             # longer run shows the scaling once they are up.
@@ -769,17 +786,23 @@ def versions(peers: Peers) -> dict[str, str]:
     module, _ = _augmentor()
     out["Augmentor"] = getattr(module, "__version__", "?") if module else "unavailable"
     out["torchvision"] = peers.missing.get("torchvision", "")
-    if not out["torchvision"]:
-        import torchvision
-
-        out["torchvision"] = torchvision.__version__
+    if peers.torchvision_python:  # the one timed as a command, when there is one
+        vision, torch = versions_in(peers.torchvision_python, "torchvision", "torch")
+        out["torchvision"] = f"{vision} (its own environment: torch {torch})"
+    elif not out["torchvision"]:
+        out["torchvision"] = importlib.metadata.version("torchvision")
     out["imgaug"] = peers.missing.get("imgaug", "")
     if peers.imgaug_python:
-        code = "import imgaug, numpy, cv2\nfor m in imgaug, numpy, cv2: print(m.__version__)"
-        got = subprocess.run([peers.imgaug_python, "-c", code], capture_output=True, text=True)
-        imgaug, numpy, opencv = got.stdout.split()
+        imgaug, numpy, opencv = versions_in(peers.imgaug_python, "imgaug", "numpy", "cv2")
         out["imgaug"] = f"{imgaug} (its own environment: numpy {numpy}, opencv {opencv})"
     return out
+
+
+def versions_in(python: str, *modules: str) -> list[str]:
+    """The `__version__` of each of `modules` in the interpreter `python`."""
+    code = f"import {', '.join(modules)}\nfor m in {', '.join(modules)},: print(m.__version__)"
+    got = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return got.stdout.split()
 
 
 def cpu_name() -> str:
@@ -821,6 +844,7 @@ def throughput_table(s: Setup, t: Timings, peers: Peers, long_times: int) -> lis
         ("cli all", f"`augment expand --workers {s.workers}` command (start-up included)"),
         ("cli rerun", f"`augment expand --workers {s.workers}` command rerun, no-op"),
         ("imgaug", "imgaug loop command (start-up included)"),
+        ("torchvision command", "torchvision v2 loop command (start-up included)"),
         ("long 1", f"augment expand --workers 1, --times {long_times}"),
         ("long all", f"augment expand --workers {s.workers}, --times {long_times}"),
     ]
@@ -863,9 +887,7 @@ def peer_targets(t: Timings, peers: Peers) -> list[tuple[str, str, str]]:
             continue
         r, wall = t.cpu(peer) / t.cpu(ours), t.median(peer) / t.median(ours)
         out.append((label, f"CPU {r:.2f}x (wall {wall:.2f}x)", verdict(r >= at_least)))
-    if "torchvision" in t.seconds:
-        r = t.cpu("torchvision") / t.cpu("expand 1")
-        out.append(("augment (1 worker) vs torchvision v2 (no target)", f"CPU {r:.2f}x", ""))
+    out += torchvision_comparisons(t, peers)
     r = t.cpu("expand 1") / t.cpu("codec floor")
     wall = t.median("expand 1") / t.median("codec floor")
     out.append(
@@ -875,6 +897,26 @@ def peer_targets(t: Timings, peers: Peers) -> list[tuple[str, str, str]]:
             verdict(r <= 2),
         )
     )
+    return out
+
+
+def torchvision_comparisons(t: Timings, peers: Peers) -> list[tuple[str, str, str]]:
+    """augment against torchvision v2, in this process and as commands: informational, the
+    issue sets no target for torchvision."""
+    out = []
+    for peer, ours, label in (
+        ("torchvision", "expand 1", "augment (1 worker) vs torchvision v2 loop"),
+        (
+            "torchvision command",
+            "cli 1",
+            "`augment expand --workers 1` vs torchvision v2 loop, as commands",
+        ),
+    ):
+        if peer in t.seconds:
+            r, wall = t.cpu(peer) / t.cpu(ours), t.median(peer) / t.median(ours)
+            out.append((label, f"CPU {r:.2f}x (wall {wall:.2f}x)", "no target"))
+        elif peer == "torchvision command" and peer in peers.missing:
+            out.append((label, "n/a", f"torchvision {peers.missing[peer]}"))
     return out
 
 
@@ -995,6 +1037,10 @@ def main(argv: list[str] | None = None) -> int:
         help="an interpreter that has imgaug, for the imgaug loop (default: this one)",
     )
     parser.add_argument(
+        "--torchvision-python",
+        help="an interpreter that has torchvision: its v2 loop is timed as a command there",
+    )
+    parser.add_argument(
         "--out-root",
         type=Path,
         help="where outputs are written (default: the temp folder); e.g. /dev/shm to take "
@@ -1032,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             scratch=scratch,
         )
-        peers = find_peers(args.no_augmentor, args.imgaug_python)
+        peers = find_peers(args.no_augmentor, args.imgaug_python, args.torchvision_python)
         # augment's workers keep image buffers on the heap (see augment/heap.py), and the
         # setting lasts for the rest of a process. Made here, before any contender runs, it
         # holds for all of them alike: the ratios compare the work, not the allocator.

@@ -131,6 +131,64 @@ def test_missing_peers_say_so_and_are_not_run(bench: ModuleType) -> None:
     assert has_torchvision or peers.missing["torchvision"] == "not installed"
 
 
+def test_a_torchvision_interpreter_without_torchvision_is_reported_not_run(
+    bench: ModuleType,
+) -> None:
+    """`--torchvision-python PY` where PY has no torchvision (this environment: torch has one
+    of its own): the row and the comparison say so; without the option, no command row.
+    benchmarks/torchvision_loop.py itself is run by tests/test_benchmark_torchvision.py,
+    where torchvision is installed."""
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed here: tests/test_benchmark_torchvision.py runs it")
+    peers = bench.find_peers(True, sys.executable, torchvision_python=sys.executable)
+    why = f"not installed (no torchvision module in {sys.executable})"
+    assert peers.torchvision_python is None and peers.missing["torchvision command"] == why
+    assert bench.torchvision_comparisons(bench.Timings(), peers) == [
+        (
+            "`augment expand --workers 1` vs torchvision v2 loop, as commands",
+            "n/a",
+            f"torchvision {why}",
+        )
+    ]
+    assert bench.versions(peers)["torchvision"] == "not installed"
+    without = bench.find_peers(True, sys.executable)
+    assert "torchvision command" not in without.missing
+    assert bench.torchvision_comparisons(bench.Timings(), without) == []
+
+
+def test_the_torchvision_command_has_a_row_and_an_informational_ratio(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """Timed, the command gets its throughput row and a ratio to the `augment expand
+    --workers 1` command, both start-up included, with no verdict: the issue sets no target
+    for torchvision."""
+    timings = bench.Timings()
+    timings.add("cli 1", (2.0, 1.5))  # (wall, CPU)
+    timings.add("torchvision command", (5.0, 4.5))
+    peers = bench.Peers(augmentor=False, torchvision=False, imgaug_python=None)
+    assert bench.torchvision_comparisons(timings, peers) == [
+        (
+            "`augment expand --workers 1` vs torchvision v2 loop, as commands",
+            "CPU 3.00x (wall 2.50x)",
+            "no target",
+        )
+    ]
+    s = bench.Setup(
+        files=[tmp_path / "a.jpg"],
+        corpus=tmp_path,
+        recipe=load_recipe("default"),
+        recipe_arg="default",
+        times=5,
+        quality=95,
+        workers=2,
+        scratch=tmp_path,
+        seeds=[[0] * 5],  # not drawn: no outputs are made here
+    )
+    table = bench.throughput_table(s, timings, peers, long_times=0)
+    row = "| torchvision v2 loop command (start-up included) | 5.000 | 4.500 | 1 | 900.000 |"
+    assert row in table
+
+
 @pytest.mark.slow
 def test_a_command_is_timed_in_cpu_seconds_with_its_children(
     bench: ModuleType, tmp_path: Path
