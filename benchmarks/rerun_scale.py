@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import SOURCE_QUALITY, TINY_RECIPE, make_corpus, settle  # the script's folder
-from bytecode import compile_tree
+# bench.py sits in the script's folder
+from bench import SOURCE_QUALITY, TINY_RECIPE, compile_tree, make_corpus, settle
 
 from augment.model import ExpandOptions
 from augment.run import expand

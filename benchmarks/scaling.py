@@ -36,8 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from bench import SOURCE_QUALITY, SOURCE_SIZE, cpu_now, make_corpus  # noqa: E402
-from bytecode import compile_tree  # noqa: E402
+from bench import SOURCE_QUALITY, SOURCE_SIZE, compile_tree, cpu_now, make_corpus  # noqa: E402
 
 from augment.model import ExpandOptions  # noqa: E402
 from augment.rerun.heap import reuse_image_buffers  # noqa: E402

@@ -4,11 +4,13 @@ fixtures live in conftest.py. The fault-file makers live beside this in tests/fa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from augment.model import ExpandOptions
@@ -448,3 +450,14 @@ def peak_rss_of(*args: str, timeout: float = 300) -> int:
     code, kb = done.stdout.split()
     assert code == "0", done.stdout
     return int(kb) * 1024
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """`benchmarks/NAME.py` as a module (the benchmarks are scripts, not a package); kept in
+    `sys.modules` under NAME, as the scripts import each other (`from bench import ...`)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

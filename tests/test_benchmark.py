@@ -16,17 +16,12 @@ from PIL import Image
 
 from augment.recipe.build import load_recipe
 from augment.recipe.transforms import FastGaussianNoise
-from tests.helpers import ROOT
+from tests.helpers import ROOT, benchmark_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("bench")
 
 
 def _setup(bench: ModuleType, corpus: Path, tmp_path: Path, times: int) -> Any:
@@ -227,12 +222,7 @@ def test_the_memory_run_is_measured_and_its_rerun_writes_nothing(
 def test_the_detection_benchmark_contenders_make_what_they_claim(
     bench: ModuleType, tmp_path: Path
 ) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "detection_bench", ROOT / "benchmarks" / "detection.py"
-    )
-    assert spec is not None and spec.loader is not None
-    detection = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(detection)
+    detection = benchmark_script("detection")
     classes = bench.make_corpus(tmp_path / "classes", 3, (120, 90), 90)
     made = detection.make_yolo(classes, tmp_path / "yolo")
     recipe = load_recipe(str(detection.RECIPE))

@@ -7,7 +7,6 @@ in the annotated consumers' environment (.ci/run) and skip elsewhere, saying why
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
-from tests.helpers import ROOT, TEXTURES
+from tests.helpers import ROOT, TEXTURES, benchmark_script
 
 pytest.importorskip("torchvision", reason="torchvision needs its own environment (torch): .ci/run")
 
@@ -36,11 +35,7 @@ SOURCES = (
 
 @pytest.fixture(scope="module")
 def loop() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("torchvision_loop", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("torchvision_loop")
 
 
 @pytest.fixture(scope="module")
