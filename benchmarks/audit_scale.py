@@ -1,22 +1,25 @@
 """`augment audit OUT` at scale: CPU, wall time, peak memory, crop candidates and pixel checks.
 
     PYTHONPATH=. python benchmarks/audit_scale.py [--outputs 1000 10000 30000]
-        [--sets photos digits] [--workers 1 2] [--tree NAME=TREE ...] [--work DIR]
+        [--sets photos digits] [--workers 1 2] [--crop-search on off]
+        [--tree NAME=TREE ...] [--work DIR]
 
 (PYTHONPATH=.: the library measured is this tree's, not another installed `augment`.)
 
 For each set and each --outputs, a source is made and expanded (default recipe, `--times` so
 that the output has about that many files), then `augment audit OUT -j WORKERS` runs in a
-process of its own, once per --workers:
+process of its own, once per --workers and per --crop-search (`off`: with `--no-crop-search`,
+the whole-image checks alone; a tree without that option cannot run it):
 
 - photos: JPEGs of 224 x 224 cut from scikit-image's photos (benchmarks/bench.py's
   make_corpus): crops of a dozen photos, so many files of two splits overlap for real.
 - digits: scikit-learn's 8 x 8 digits scaled to 64 x 64: look-alikes, hundreds of files
   within a few bits of each other.
 
-Printed as JSON lines: the output's files, the audit's CPU seconds (user + system), wall
-seconds, peak resident set (MB), and per file; the crop search's candidate pairs (file pairs
-whose hashes came near a crop window, handed to the pixel check) and its pixel checks. With
+Printed as JSON lines: the output's files, whether the crop search ran, the audit's CPU
+seconds (user + system), wall seconds, peak resident set (MB), and per file; the crop search's
+candidate pairs (file pairs whose hashes came near a crop window, handed to the pixel check)
+and its pixel checks. With
 --tree NAME=TREE (a folder holding a commit's `augment` package, e.g. made by `git archive
 COMMIT augment | tar -x -C TREE`; repeatable), the audits are run with each such tree's
 package instead of this tree's: the cost before and after a change, on the same outputs.
@@ -111,9 +114,11 @@ def expanded(name: str, outputs: int, work: Path) -> Path:
     return out
 
 
-def audit(out: Path, workers: int, tree: Path) -> dict[str, object]:
+def audit(out: Path, workers: int, tree: Path, crop_search: bool = True) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-c", _COUNTED, "audit", str(out), "-j", str(workers)]
+    if not crop_search:
+        command.append("--no-crop-search")
     started = time.perf_counter()
     child = subprocess.Popen(
         command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -131,6 +136,7 @@ def audit(out: Path, workers: int, tree: Path) -> dict[str, object]:
     return {
         "files": files,
         "workers": workers,
+        "crop_search": crop_search,
         "findings_exit": child.returncode,
         "cpu_s": round(cpu, 2),
         "wall_s": round(wall, 2),
@@ -145,6 +151,13 @@ def main() -> None:
     parser.add_argument("--outputs", type=int, nargs="+", default=[1000, 10000, 30000])
     parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["photos", "digits"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--crop-search",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on"],
+        help="off: audit with --no-crop-search (the whole-image checks only); both: on off",
+    )
     parser.add_argument("--tree", action="append", default=[], help="NAME=TREE, repeatable")
     parser.add_argument("--work", type=Path, help="keep the outputs here, reuse those made")
     args = parser.parse_args()
@@ -156,8 +169,10 @@ def main() -> None:
                 out = expanded(name, outputs, work)
                 for label, tree in trees:
                     for workers in args.workers:
-                        row = {"set": name, "tree": label, **audit(out, workers, Path(tree))}
-                        print(json.dumps(row), flush=True)
+                        for search in args.crop_search:
+                            measured = audit(out, workers, Path(tree), search == "on")
+                            row = {"set": name, "tree": label, **measured}
+                            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

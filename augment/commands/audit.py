@@ -12,6 +12,8 @@ Five named checks; each finding names its check, a kind, the files involved and 
 3. `near-duplicates` - across splits, by perceptual hash (pHash) within a Hamming
    threshold, the mirror included; train variants are compared with held-out files too.
    Within one split nothing is compared: a train variant is meant to resemble its original.
+   A crop or shifted copy is searched for too, unless `AuditOptions.crop_search` is off
+   (`--no-crop-search`): the report then says the check left it out.
 4. `integrity` - every manifest file exists with its sha256, sits in its split's folder;
    no image in OUT is unlisted; `augment.json` and `metadata.csv` agree with the manifest.
 5. `balance` - files per split and class; a class missing from a split is a finding.
@@ -48,6 +50,7 @@ from augment.commands.audit_report import (
     ANNOTATIONS,
     CHECKS,
     FOLDER_CHECKS,
+    SKIPPED,
     AuditOptions,
     AuditReport,
     Finding,
@@ -230,7 +233,8 @@ def format_report(report: AuditReport, limit: int = 20) -> str:
         found = report.findings_of(name)
         status = "ok  " if not found else "FAIL"
         extra = "" if not found else f": {len(found)} finding{'s' if len(found) > 1 else ''}"
-        lines.append(f"  {status} {name} - {CHECKS[name]}{extra}")
+        left_out = "".join(f"; {SKIPPED[part]}" for part in report.skipped_of(name))
+        lines.append(f"  {status} {name} - {CHECKS[name]}{left_out}{extra}")
         lines.extend(f"       [{f.kind}] {f.message}" for f in found[:limit])
         if len(found) > limit:
             lines.append(f"       ... and {len(found) - limit} more (see --json)")
@@ -240,5 +244,8 @@ def format_report(report: AuditReport, limit: int = 20) -> str:
         f"re-encoded at PSNR >= {report.options.min_psnr:g} dB on 4x4 block means"
     )
     n = len(report.findings)
-    lines.append("clean: no findings" if report.clean else f"{n} finding{'s' if n > 1 else ''}")
+    verdict = "clean: no findings" if report.clean else f"{n} finding{'s' if n > 1 else ''}"
+    # A clean audit that left a search out has not cleared what it left out: said last, where
+    # a log is read.
+    lines.append(verdict + "".join(f"; {SKIPPED[part]}" for part in report.skipped))
     return "\n".join(lines)

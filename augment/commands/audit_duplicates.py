@@ -2,7 +2,8 @@
 `exact-duplicates` (identical decoded pixels, or the same picture re-encoded) and
 `near-duplicates` (perceptual hash within a Hamming threshold, the mirror included; and a
 crop or shifted copy of one file in another split: its hash near one of the other's crop
-windows, then checked by the pixels, see augment/imaging/crops.py)."""
+windows, then checked by the pixels, see augment/imaging/crops.py). With the crop search off
+(`AuditOptions.crop_search`) no crop window is hashed or held, and no pair is searched."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import combinations
 
 import cv2
@@ -62,16 +63,25 @@ def _decode_pixels(image: ImageFile) -> np.ndarray:
     return decode(image.read_bytes()).pixels
 
 
-def _try_fingerprint(image: ImageFile) -> _Fingerprint | OSError | UnreadableImage:
+# A fingerprint's windows when the crop search is off: one pair of empty arrays for all.
+_NO_CROPS = np.empty(0, np.uint64)
+_NO_WINDOWS = np.empty(0, np.uint8)
+
+
+def _try_fingerprint(
+    image: ImageFile, crop_search: bool = True
+) -> _Fingerprint | OSError | UnreadableImage:
     try:
         pixels = _decode_pixels(image)
     except (OSError, UnreadableImage) as exc:
         return exc
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    crops, windows = crop_window_hashes(gray)
-    return _Fingerprint(
-        pixels.shape, pixel_digest(pixels), phash_gray(gray), crops, windows, core_hash(gray)
-    )
+    crops, windows = _NO_CROPS, _NO_WINDOWS
+    core: ImageHash | None = None
+    if crop_search:
+        crops, windows = crop_window_hashes(gray)
+        core = core_hash(gray)
+    return _Fingerprint(pixels.shape, pixel_digest(pixels), phash_gray(gray), crops, windows, core)
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -86,7 +96,8 @@ def _fingerprints(
     with ThreadPoolExecutor(max_workers=options.workers or default_workers()) as pool:
         advance = phase("decoding", len(files)) if phase is not None and files else None
         fingerprints = []
-        for result in pool.map(_try_fingerprint, files):
+        fingerprint = partial(_try_fingerprint, crop_search=options.crop_search)
+        for result in pool.map(fingerprint, files):
             fingerprints.append(result)
             if advance is not None:
                 advance(1)
@@ -150,6 +161,8 @@ def duplicate_findings(
                     files[i], files[j], prints[i], prints[j], distance, mirrored, options, pixels
                 )
             )
+        if not options.crop_search:  # no window was hashed: the whole-image checks only
+            continue
         candidates = _crop_hits(left, right, prints, options.max_distance, seen)
         for found in _checked_all(candidates, files, prints, options):
             i, j = pair(found[0], found[1])

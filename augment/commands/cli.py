@@ -1,18 +1,17 @@
 """The click commands other than `expand`: preview, recipes, audit, diff, prune-cache,
-inspect, and
-what every command shares (the domain error shown as a message, the exit codes).
-`augment/cli.py` puts them in the `augment` group."""
+inspect, and what every command shares (the domain error shown as a message, the exit
+codes; the shared option groups are in `options`). `augment/cli.py` puts them in the
+`augment` group."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from augment.commands.options import column_options, holdout_options
 from augment.commands.progress import phase_bars
 from augment.defaults import (
     DEFAULT_MAX_DISTANCE,
@@ -23,10 +22,6 @@ from augment.defaults import (
 )
 from augment.errors import AugmentError
 from augment.recipe.source import bundled_recipes
-from augment.stages.holdout import parse_amount
-
-if TYPE_CHECKING:
-    pass
 
 # Commands import what only they use (audit, preview, recipes, prune-cache) when they run,
 # and `expand` imports its full run only when there is one: numpy, OpenCV, Pillow and
@@ -43,86 +38,6 @@ class UserError(click.ClickException):
     def __init__(self, error: AugmentError) -> None:
         super().__init__(str(error))
         self.exit_code = error.exit_code  # type: ignore[misc]  # click reads it per instance
-
-
-class _Amount(click.ParamType):
-    name = "FRACTION|COUNT"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float | int:
-        if isinstance(value, (int, float)):
-            return value
-        try:
-            return parse_amount(str(value), f"--{param.name if param else 'amount'}")
-        except AugmentError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def column_options(command: Callable[..., None]) -> Callable[..., None]:
-    """A labels file's path and label columns, for names the tool does not know."""
-    command = click.option(
-        "--label-column",
-        metavar="NAME",
-        help="A labels file's label column [default: label, class, category].",
-    )(command)
-    return click.option(
-        "--path-column",
-        metavar="NAME",
-        help="A labels file's image path column [default: path, file_name, filename, image...].",
-    )(command)
-
-
-def holdout_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options that decide the holdout and what each variant looks like. `expand` and
-    `preview` share them, so a preview shows what expand writes with the same options."""
-    options = [
-        click.option(
-            "--recipe",
-            "-r",
-            default="default",
-            show_default=True,
-            help="A bundled recipe name (see `augment recipes`), a path to a YAML file, or a "
-            "pipeline albumentations saved (A.save, YAML or JSON).",
-        ),
-        click.option(
-            "--val",
-            type=_Amount(),
-            help=f"Validation originals held out: a fraction per class, or a total count "
-            f"[default: {DEFAULT_VAL}; none for a source already split].",
-        ),
-        click.option(
-            "--test",
-            type=_Amount(),
-            help=f"Test originals held out: a fraction per class, or a total count "
-            f"[default: {DEFAULT_TEST}; none for a source already split].",
-        ),
-        click.option(
-            "--group-by",
-            metavar="REGEX",
-            help="Originals whose relative paths give the same match (first group) stay in "
-            "one split.",
-        ),
-        click.option(
-            "--seed",
-            default=0,
-            show_default=True,
-            type=int,
-            help="Seed for the holdout and every variant.",
-        ),
-        click.option(
-            "--near-duplicates",
-            default=DEFAULT_MAX_DISTANCE,
-            show_default=True,
-            type=click.IntRange(-1, 64),
-            metavar="BITS",
-            help="Originals whose perceptual hashes (of 64 bits) differ by at most BITS, mirror "
-            "included, are held out together; -1 turns this off (and skips the hashing).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 @click.command(
@@ -250,6 +165,7 @@ Examples:
   augment audit out/
   augment audit out/ --json > audit.json
   augment audit out/ --source SRC
+  augment audit out/ --no-crop-search     # whole images only: faster at scale
   augment audit --split train=export/train --split validation=export/valid
 """
 )
@@ -280,6 +196,14 @@ Examples:
     "are one image re-encoded.",
 )
 @click.option(
+    "--crop-search/--no-crop-search",
+    default=True,
+    help="Near duplicates: also search for crops and shifted copies of an image in another "
+    "split (crop-window hashes, then a pixel check). --no-crop-search compares whole images "
+    "only, at a fraction of the time and memory, and the report says so. "
+    "[default: --crop-search]",
+)
+@click.option(
     "--workers",
     "-j",
     type=click.IntRange(min=1),
@@ -296,6 +220,7 @@ def audit(
     splits: dict[str, Path],
     max_distance: int,
     min_psnr: float,
+    crop_search: bool,
     workers: int | None,
     source: Path | None,
     as_json: bool,
@@ -309,7 +234,7 @@ def audit(
     """
     from augment.commands.audit import AuditOptions, audit_output, audit_splits, format_report
 
-    options = AuditOptions(max_distance, min_psnr, workers, source)
+    options = AuditOptions(max_distance, min_psnr, workers, source, crop_search=crop_search)
     if out is None and not splits:
         raise click.UsageError(
             "give the output folder to audit (augment audit OUT), or --split NAME=DIR "

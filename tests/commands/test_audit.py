@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,109 @@ def test_crop_findings_are_the_same_with_one_worker_or_two(out: Path) -> None:
     one, two = (audit_output(out, AuditOptions(workers=w)).findings for w in (1, 2))
     assert [f.message for f in one if f.kind == "cropped"]
     assert [f.message for f in one] == [f.message for f in two]
+
+
+# --------------------------------------------------------------------- --no-crop-search
+
+
+def closer(image: Path, target: Path) -> Path:
+    """A 90 % crop of `image` (off its corner) saved as PNG at `target`."""
+    with Image.open(image) as img:
+        w, h = img.size
+        left, top = w // 20, h // 20
+        img.crop((left, top, left + w * 9 // 10, top + h * 9 // 10)).save(target)
+    return target
+
+
+def plant_leaks(out: Path) -> set[tuple[str, tuple[str, str]]]:
+    """Into train: a 90 % crop of a validation image, a byte copy of another and a copy of a
+    test image at twice its size. Each leak as the audit names it: its kind, its pair."""
+    cropped = held_out_file(out, "validation", "grass")
+    closer(cropped, out / "train" / "grass" / "closer.png")
+    copied = held_out_file(out, "validation", "brick")
+    shutil.copy(copied, out / "train" / "brick" / "again.jpg")
+    resized = held_out_file(out, "test", "histology")
+    with Image.open(resized) as img:
+        bigger = img.resize((img.width * 2, img.height * 2), Image.Resampling.BICUBIC)
+        bigger.save(out / "train" / "histology" / "bigger.png")
+    return {
+        ("cropped", ("train/grass/closer.png", cropped.relative_to(out).as_posix())),
+        ("identical", ("train/brick/again.jpg", copied.relative_to(out).as_posix())),
+        ("resized", ("train/histology/bigger.png", resized.relative_to(out).as_posix())),
+    }
+
+
+def leaks_in(report: dict) -> set[tuple[str, tuple[str, ...]]]:
+    """The duplicate checks' findings of a `--json` report: (kind, paths)."""
+    return {
+        (f["kind"], tuple(f["paths"]))
+        for c in report["checks"]
+        if c["name"] in ("exact-duplicates", "near-duplicates")
+        for f in c["findings"]
+    }
+
+
+def test_no_crop_search_skips_crops_and_still_finds_whole_image_copies(out: Path) -> None:
+    """A 90 % crop of a held-out image in train is found by default, not with
+    --no-crop-search; a byte copy and a resized copy are found either way. The JSON report
+    says the near-duplicates check skipped the crop search (and no other check skipped
+    anything), so its pass is not read as "no crops"."""
+    planted = plant_leaks(out)
+    reports = {}
+    for switch in ([], ["--no-crop-search"]):
+        result = CliRunner().invoke(main, ["audit", str(out), "--json", *switch])
+        assert result.exit_code == 1, result.output
+        reports[bool(switch)] = json.loads(result.output)
+    searched, skipped = reports[False], reports[True]
+    assert leaks_in(searched) == planted
+    assert leaks_in(skipped) == {leak for leak in planted if leak[0] != "cropped"}
+    assert searched["settings"]["crop_search"] is True
+    assert skipped["settings"]["crop_search"] is False
+    assert {c["name"]: c["skipped"] for c in searched["checks"] if c["skipped"]} == {}
+    assert {c["name"]: c["skipped"] for c in skipped["checks"] if c["skipped"]} == {
+        "near-duplicates": ["crop-search"]
+    }
+
+
+def test_the_text_report_says_the_crop_search_was_skipped(out: Path) -> None:
+    """A clean audit without the crop search says so on its near-duplicates line and on its
+    last line; the default report does not."""
+    result = CliRunner().invoke(main, ["audit", str(out), "--no-crop-search"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = "crops and shifted copies not searched (--no-crop-search)"
+    near = next(line for line in lines if line.startswith("  ok   near-duplicates"))
+    assert near.endswith(f"(perceptual hash); {said}")
+    assert lines[-1] == f"clean: no findings; {said}"
+    default = CliRunner().invoke(main, ["audit", str(out)])
+    assert default.exit_code == 0 and "not searched" not in default.output
+    assert default.output.splitlines()[-1] == "clean: no findings"
+
+
+def test_without_the_crop_search_no_window_is_hashed_and_no_pixels_checked(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the switch saves: no crop-window hash, no trimmed hash, no candidate search, no
+    pixel check (counted on the audit's own functions, which still do the work)."""
+    plant_crops(out, 2)
+    calls: Counter[str] = Counter()
+
+    def counting(name: str) -> Any:
+        real = getattr(audit_duplicates, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return counted
+
+    for name in ("crop_window_hashes", "core_hash", "_crop_hits", "crop_fit"):
+        monkeypatch.setattr(audit_duplicates, name, counting(name))
+    found = audit_output(out, AuditOptions(crop_search=False)).findings
+    assert [f for f in found if f.kind in {"cropped", "shifted"}] == []
+    assert calls == Counter()
+    assert [f for f in audit_output(out).findings if f.kind == "cropped"]
+    assert set(calls) == {"crop_window_hashes", "core_hash", "_crop_hits", "crop_fit"}
 
 
 @pytest.mark.slow
@@ -428,6 +532,27 @@ def test_folder_audit_needs_two_readable_splits(tmp_path: Path) -> None:
         audit_splits({"train": tmp_path})
     with pytest.raises(DatasetError, match="not a readable folder"):
         audit_splits({"train": tmp_path, "validation": tmp_path / "missing"})
+
+
+def test_split_folders_audited_without_the_crop_search(tmp_path: Path) -> None:
+    """--split folders: a crop of a validation image in train is found by default, and with
+    --no-crop-search the report says the search was skipped instead."""
+    splits = make_split_folders(tmp_path)
+    closer(splits["validation"] / "grass" / "grass_09.jpg", splits["train"] / "grass" / "c.png")
+    reports = {}
+    for switch in ([], ["--no-crop-search"]):
+        given = [f"--split={name}={folder}" for name, folder in splits.items()]
+        result = CliRunner().invoke(main, ["audit", "--json", *given, *switch])
+        reports[bool(switch)] = (result.exit_code, json.loads(result.output))
+    code, searched = reports[False]
+    assert code == 1
+    assert leaks_in(searched) == {
+        ("cropped", ("train:grass/c.png", "validation:grass/grass_09.jpg"))
+    }
+    code, skipped = reports[True]
+    assert code == 0 and skipped["clean"] is True
+    near = next(c for c in skipped["checks"] if c["name"] == "near-duplicates")
+    assert near["passed"] is True and near["skipped"] == ["crop-search"]
 
 
 def test_unreadable_image_cannot_be_cleared(tmp_path: Path) -> None:

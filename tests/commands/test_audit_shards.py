@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from augment.cli import main
 from augment.model import ExpandOptions
@@ -50,8 +51,8 @@ def tar_out(outputs: dict[str, Path], tmp_path: Path) -> Path:
     return Path(shutil.copytree(outputs["webdataset"], tmp_path / "out"))
 
 
-def audit(out: Path) -> tuple[int, dict]:
-    result = CliRunner().invoke(main, ["audit", str(out), "--json", "-j", "2"])
+def audit(out: Path, *options: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(main, ["audit", str(out), "--json", "-j", "2", *options])
     assert "Traceback" not in result.output and not isinstance(result.exception, Exception)
     return result.exit_code, json.loads(result.output)
 
@@ -203,6 +204,38 @@ def test_a_held_out_image_copied_into_a_train_shard_is_a_leak(out: Path) -> None
     assert {("exact-duplicates", "identical"), ("integrity", "unlisted")} <= kinds(report)
     leak = next(c for c in report["checks"] if c["name"] == "exact-duplicates")["findings"][0]
     assert record["path"] in leak["paths"]
+
+
+def test_a_crop_in_a_train_shard_and_the_audit_without_the_crop_search(out: Path) -> None:
+    """A 90 % crop of a held-out sample added to a train shard: a crop finding by default;
+    with --no-crop-search none, the near-duplicates check saying it skipped the search."""
+    image, _ = read_samples(shard_of(out, "validation"))[0]
+    with Image.open(io.BytesIO(image)) as img:
+        w, h = img.size
+        buffer = io.BytesIO()
+        img.crop((w // 20, h // 20, w // 20 + w * 9 // 10, h // 20 + h * 9 // 10)).save(
+            buffer, "JPEG", quality=95
+        )
+    crop = buffer.getvalue()
+    record = {**read_samples(shard_of(out, "train"))[0][1], "key": "00000999"}
+
+    def tar(members: list[Member]) -> list[Member]:
+        return [*members, ("00000999.jpg", crop), ("00000999.json", json.dumps(record).encode())]
+
+    def rows(values: list[dict]) -> list[dict]:
+        return [
+            *values,
+            {**values[0], "image": {"bytes": crop, "path": "x.jpg"}, "key": "00000999"},
+        ]
+
+    rewrite(shard_of(out, "train"), tar, rows)
+    code, searched = audit(out)
+    assert code == 1 and ("near-duplicates", "cropped") in kinds(searched)
+    code, skipped = audit(out, "--no-crop-search")
+    assert code == 1 and ("integrity", "unlisted") in kinds(skipped)  # still a train sample
+    assert ("near-duplicates", "cropped") not in kinds(skipped)
+    near = next(c for c in skipped["checks"] if c["name"] == "near-duplicates")
+    assert near["skipped"] == ["crop-search"] and skipped["settings"]["crop_search"] is False
 
 
 @pytest.mark.slow
