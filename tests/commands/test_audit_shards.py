@@ -185,12 +185,12 @@ def test_a_record_deleted_from_the_manifest_is_found(out: Path) -> None:
     assert ("integrity", "records-differ") in kinds(report)
 
 
-def test_a_held_out_image_copied_into_a_train_shard_is_a_leak(out: Path) -> None:
-    image, record = read_samples(shard_of(out, "validation"))[0]
-    copy = {**record, "split": "train", "key": "00000999"}
+def _add_to_train_shard(out: Path, image: bytes, record: dict) -> None:
+    """A sample of `image` with `record` (its key 00000999) appended to the train shard, in
+    whichever format the shards are (a tar's members, a Parquet file's rows)."""
 
     def tar(members: list[Member]) -> list[Member]:
-        return [*members, ("00000999.jpg", image), ("00000999.json", json.dumps(copy).encode())]
+        return [*members, ("00000999.jpg", image), ("00000999.json", json.dumps(record).encode())]
 
     def rows(values: list[dict]) -> list[dict]:
         return [
@@ -199,6 +199,11 @@ def test_a_held_out_image_copied_into_a_train_shard_is_a_leak(out: Path) -> None
         ]
 
     rewrite(shard_of(out, "train"), tar, rows)
+
+
+def test_a_held_out_image_copied_into_a_train_shard_is_a_leak(out: Path) -> None:
+    image, record = read_samples(shard_of(out, "validation"))[0]
+    _add_to_train_shard(out, image, {**record, "split": "train", "key": "00000999"})
     code, report = audit(out)
     assert code == 1
     assert {("exact-duplicates", "identical"), ("integrity", "unlisted")} <= kinds(report)
@@ -217,18 +222,9 @@ def test_a_crop_in_a_train_shard_and_the_audit_without_the_crop_search(out: Path
             buffer, "JPEG", quality=95
         )
     crop = buffer.getvalue()
-    record = {**read_samples(shard_of(out, "train"))[0][1], "key": "00000999"}
-
-    def tar(members: list[Member]) -> list[Member]:
-        return [*members, ("00000999.jpg", crop), ("00000999.json", json.dumps(record).encode())]
-
-    def rows(values: list[dict]) -> list[dict]:
-        return [
-            *values,
-            {**values[0], "image": {"bytes": crop, "path": "x.jpg"}, "key": "00000999"},
-        ]
-
-    rewrite(shard_of(out, "train"), tar, rows)
+    _add_to_train_shard(
+        out, crop, {**read_samples(shard_of(out, "train"))[0][1], "key": "00000999"}
+    )
     code, searched = audit(out)
     assert code == 1 and ("near-duplicates", "cropped") in kinds(searched)
     code, skipped = audit(out, "--no-crop-search")
