@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -461,3 +462,12 @@ def benchmark_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def as_from_a_terminal() -> None:
+    """`preexec_fn` of a command a test stops with a signal: Ctrl-C and a hang-up at their
+    default actions, as a terminal's job has them. A test run started in a script's background
+    (`pytest &`: SIGINT ignored) or under nohup (SIGHUP ignored) would hand the ignored signals
+    down, and the tool rightly keeps an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

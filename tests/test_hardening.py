@@ -26,6 +26,7 @@ import pytest
 
 from tests.helpers import (
     ROOT,
+    as_from_a_terminal,
     augment_command,
     file_tree,
     peak_rss_of,
@@ -443,9 +444,7 @@ def _start(src: Path, out: Path, recipe: Path, times: str = "12") -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        # As from a terminal: a SIGHUP this process ignores (run under nohup) would stay
-        # ignored in the child, which is what the tool does on purpose.
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+        preexec_fn=as_from_a_terminal,
     )
 
 

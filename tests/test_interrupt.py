@@ -19,7 +19,14 @@ import pytest
 from augment.files import TEMP_MARK
 from augment.model import ExpandOptions
 from augment.run import expand
-from tests.helpers import DIGITS, SMALL_RECIPE, augment_command, file_tree, tiny_source
+from tests.helpers import (
+    DIGITS,
+    SMALL_RECIPE,
+    as_from_a_terminal,
+    augment_command,
+    file_tree,
+    tiny_source,
+)
 
 
 def images(out: Path) -> set[str]:
@@ -54,6 +61,7 @@ def interrupt_after(
     proc = subprocess.Popen(
         command(out, recipe),
         start_new_session=True,  # its own process group, like a terminal job
+        preexec_fn=as_from_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -208,7 +216,9 @@ def test_a_signal_before_the_command_is_ready_stops_it_when_it_is(
     # arrives then (in the middle of an import) is raised where the command can stop on it.
     from augment import interrupts
 
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as from a terminal, not under nohup
+    # As from a terminal, not a script's background job nor under nohup.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     interrupts.hold()
     os.kill(os.getpid(), sig)  # delivered at once to this, the main thread: nothing raised
     ran: list[str] = []
@@ -233,6 +243,7 @@ def test_ctrl_c_during_a_large_times_keeps_what_was_made(
     proc = subprocess.Popen(
         augment_command(*args[:2], str(out), *args[2:]),
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -22,7 +22,14 @@ from augment.stores.lease import LEASE_NAME
 from augment.stores.publish import RUN_NAME, SHARDS_DIR
 from augment.stores.run import expand_stores
 from augment.stores.store import Store
-from tests.helpers import S3_ENVIRONMENT, TEXTURES, StoreRequests, augment_command, upload
+from tests.helpers import (
+    S3_ENVIRONMENT,
+    TEXTURES,
+    StoreRequests,
+    as_from_a_terminal,
+    augment_command,
+    upload,
+)
 
 HEADER_FILES = ("manifest.jsonl", "augment.json", "classes.json", "README.md")
 
@@ -375,7 +382,9 @@ def test_ctrl_c_during_a_store_run_releases_the_lease_and_commits_no_half_shard(
     out = f"{s3_bucket}/out"
     args = ["expand", str(TEXTURES), out, "--recipe", str(small_recipe), "--times", "4"]
     command = augment_command(*args)
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=as_from_a_terminal
+    )
     store = Store(out)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and run.poll() is None:

@@ -121,10 +121,15 @@ def test_forked_workers_are_born_ignoring_ctrl_c() -> None:
     import signal
 
     context = multiprocessing.get_context("fork")
-    with executor._deaf_to_ctrl_c(True), context.Pool(1) as pool:
-        born_with = pool.map(_sigint_handler_name, [0])[0]
-    assert born_with == repr(signal.SIG_IGN)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored here
+    # As from a terminal, whatever this test run inherited (a script's background: ignored).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with executor._deaf_to_ctrl_c(True), context.Pool(1) as pool:
+            born_with = pool.map(_sigint_handler_name, [0])[0]
+        assert born_with == repr(signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored here
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from augment.writers.shards import RECORDS_DIR, SHARDS_DIR, records_name, shard_
 from tests.helpers import (
     DETECTION,
     DIGITS,
+    as_from_a_terminal,
     augment_command,
     file_tree,
     scenes,
@@ -224,7 +225,11 @@ def test_ctrl_c_mid_run_is_a_clean_interrupt_and_the_rerun_resumes(
     args = ["expand", str(DIGITS), str(out), "-n", "30", "--recipe", str(small_recipe)]
     args += ["--output-format", layout, "--shard-size", "50", "-j", "2", "-q"]
     proc = subprocess.Popen(
-        augment_command(*args), start_new_session=True, stderr=subprocess.PIPE, text=True
+        augment_command(*args),
+        start_new_session=True,
+        preexec_fn=as_from_a_terminal,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
