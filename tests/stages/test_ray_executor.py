@@ -32,7 +32,13 @@ from augment.run import expand  # noqa: E402
 from augment.stages.plan import SourceTask  # noqa: E402
 from augment.stages.ray_executor import ray_executor  # noqa: E402
 from augment.stages.worker import RunContext, ShardResult  # noqa: E402
-from tests.helpers import DIGITS, TEXTURES, augment_command, file_tree  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    DIGITS,
+    TEXTURES,
+    as_from_a_terminal,
+    augment_command,
+    file_tree,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -178,6 +184,7 @@ def test_ctrl_c_stops_the_tasks_and_leaves_out_consistent(tmp_path: Path) -> Non
     proc = subprocess.Popen(
         augment_command(*args, "--quiet", "--executor", "ray"),
         start_new_session=True,  # its own process group, like a terminal job
+        preexec_fn=as_from_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
