@@ -239,12 +239,14 @@ def test_ctrl_c_mid_run_is_a_clean_interrupt_and_the_rerun_resumes(
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, stderr
     assert stderr.strip() == "interrupted: finished work is kept; rerun the same command to resume"
     kept = {p.name: p.read_bytes() for p in out.glob(f"{RECORDS_DIR}/*.jsonl")}
-    assert CliRunner().invoke(main, args).exit_code == 0
+    resumed = CliRunner().invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
     clean = tmp_path / "clean"
-    assert CliRunner().invoke(main, [*args[:2], str(clean), *args[3:]]).exit_code == 0
+    made = CliRunner().invoke(main, [*args[:2], str(clean), *args[3:]])
+    assert made.exit_code == 0, made.output
     assert file_tree(out) == file_tree(clean)
     assert all(file_tree(out)[f"{RECORDS_DIR}/{name}"] == data for name, data in kept.items())
 
